@@ -1,0 +1,55 @@
+# Two commands on a fresh Debian machine (as root, or with sudo for apt-get):
+#   make demo   install what the demo needs and run it
+#   make test   install system packages (apt-get) and Python deps (venv), then run the whole suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian's python3 (not a pyenv build): snmpsim drops privileges and must still import its stdlib.
+BASE_PYTHON ?= /usr/bin/python3
+
+# Real components the tests start as their own processes on 127.0.0.1.
+APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping snmp snmpd \
+	prometheus prometheus-alertmanager prometheus-snmp-exporter prometheus-blackbox-exporter \
+	postgresql php-cli php-pgsql zabbix-server-pgsql zabbix-frontend-php
+DEMO_APT_PACKAGES := python3-venv iproute2 fping prometheus prometheus-alertmanager
+
+STAMP := .make
+.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate
+
+$(STAMP):
+	mkdir -p $(STAMP)
+
+system-deps: | $(STAMP)
+	@if [ ! -f $(STAMP)/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8) ]; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null && \
+	  touch $(STAMP)/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8); fi
+
+demo-system-deps: | $(STAMP)
+	@if ! command -v prometheus >/dev/null || ! $(BASE_PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEMO_APT_PACKAGES) >/dev/null; fi
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(PY) ] || $(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check exporter tests bench
+
+test: system-deps venv lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+demo: demo-system-deps venv
+	$(VENV)/bin/threenines demo
+
+bench: system-deps venv
+	$(PY) bench/ping_fleet.py
+
+clean:
+	rm -rf $(STAMP) $(VENV) build *.egg-info exporter/*.egg-info

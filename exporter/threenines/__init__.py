@@ -1,0 +1,3 @@
+"""threenines: prove a colocation hosting SLA inside Prometheus, Alertmanager, Grafana and Zabbix."""
+
+__version__ = "0.1.0"

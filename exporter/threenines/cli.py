@@ -1,0 +1,48 @@
+"""`threenines` command line: argument parsing and dispatch only; each command lives in its own module.
+
+A command module provides `add_arguments(parser)` and `run(args) -> int` and keeps heavy imports inside
+`run`, so `threenines check` does not pay for pysnmp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from threenines import __version__
+
+# (name, module, one-line help). Add a command by adding a line here and a module beside this one.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("serve", "threenines.commands.serve", "run the exporter: probes, ledgers, /metrics"),
+    ("check", "threenines.commands.check", "validate the inventory (and deployment configs) without starting anything"),
+    ("demo", "threenines.commands.demo", "run the exporter on a built-in loopback inventory"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="threenines", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"threenines {__version__}")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
