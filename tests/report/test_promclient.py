@@ -1,0 +1,103 @@
+"""Prometheus client error paths (responses) — the same client runs against a real Prometheus in test_truth."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import responses
+from threenines.report.promclient import (
+    ClientConfig,
+    PrometheusBadResponse,
+    PrometheusClient,
+    PrometheusPartialData,
+    PrometheusQueryError,
+    PrometheusUnreachable,
+)
+
+URL = "http://prometheus.invalid:9090"
+QUERY = f"{URL}/api/v1/query"
+OK = {"status": "success", "data": {"resultType": "vector", "result": [
+    {"metric": {"customer": "c1"}, "value": [1, "42"]}]}}
+
+
+def client(**kw) -> tuple[PrometheusClient, list[float]]:
+    sleeps: list[float] = []
+    return PrometheusClient(ClientConfig(URL, retries=2, backoff=0.5, **kw), sleep=sleeps.append), sleeps
+
+
+@responses.activate
+def test_timeouts_are_retried_with_backoff_then_reported_as_unreachable() -> None:
+    responses.post(QUERY, body=requests.exceptions.ConnectTimeout("timed out"))
+    prom, sleeps = client()
+    with pytest.raises(PrometheusUnreachable, match="after 3 attempts"):
+        prom.vector("x", 0)
+    assert sleeps == [0.5, 1.0]
+
+
+@responses.activate
+def test_a_5xx_is_retried_and_a_later_success_is_used() -> None:
+    responses.post(QUERY, status=503, body="overloaded")
+    responses.post(QUERY, json=OK)
+    prom, sleeps = client()
+    assert prom.vector("x", 0) == {(("customer", "c1"),): 42.0}
+    assert sleeps == [0.5]
+
+
+@responses.activate
+def test_persistent_5xx_fails_with_the_status() -> None:
+    responses.post(QUERY, status=500, json={"status": "error", "errorType": "internal", "error": "boom"})
+    prom, _ = client()
+    with pytest.raises(PrometheusQueryError, match="HTTP 500: boom"):
+        prom.vector("x", 0)
+
+
+@responses.activate
+def test_a_bad_query_is_not_retried_and_names_the_query() -> None:
+    responses.post(QUERY, status=400, json={"status": "error", "errorType": "bad_data", "error": "parse error"})
+    prom, sleeps = client()
+    with pytest.raises(PrometheusQueryError, match=r"'x\{' failed .*bad_data.*parse error"):
+        prom.vector("x{", 0)
+    assert sleeps == []
+
+
+@responses.activate
+def test_partial_data_warnings_fail_unless_allowed() -> None:
+    body = {**OK, "warnings": ["store 10.0.0.1 unavailable"]}
+    responses.post(QUERY, json=body)
+    prom, _ = client()
+    with pytest.raises(PrometheusPartialData, match=r"store 10\.0\.0\.1 unavailable"):
+        prom.vector("x", 0)
+    lenient, _ = client(allow_partial=True)
+    assert lenient.vector("x", 0) == {(("customer", "c1"),): 42.0}
+    assert lenient.warnings == ["store 10.0.0.1 unavailable"]
+
+
+@responses.activate
+@pytest.mark.parametrize("body", ["<html>proxy login</html>", '{"status": "success"}', '{"status": "success", '
+                                  '"data": {"resultType": "vector", "result": [{"metric": {}}]}}', "[1, 2]"])
+def test_malformed_answers_are_bad_responses(body: str) -> None:
+    responses.post(QUERY, body=body, status=200)
+    prom, _ = client()
+    with pytest.raises(PrometheusBadResponse):
+        prom.vector("x", 0)
+
+
+@responses.activate
+def test_auth_and_tenant_headers_are_sent_and_the_token_never_in_repr() -> None:
+    responses.post(QUERY, json=OK)
+    prom, _ = client(bearer_token="s3cret-token", headers={"X-Scope-OrgID": "tenant-a"})
+    prom.vector("x", 0)
+    sent = responses.calls[0].request
+    assert sent.headers["Authorization"] == "Bearer s3cret-token"
+    assert sent.headers["X-Scope-OrgID"] == "tenant-a"
+    assert "s3cret" not in repr(prom.config)
+    basic, _ = client(basic_auth=("billing", "pw-secret"))
+    assert "pw-secret" not in repr(basic.config)
+
+
+@responses.activate
+def test_a_scalar_where_a_vector_is_expected_is_refused() -> None:
+    responses.post(QUERY, json={"status": "success", "data": {"resultType": "scalar", "result": [1, "1"]}})
+    prom, _ = client()
+    with pytest.raises(PrometheusBadResponse, match="expected a vector"):
+        prom.vector("1", 0)
