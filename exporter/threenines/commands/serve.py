@@ -1,0 +1,44 @@
+"""`threenines serve --config inventory.yml`: run the exporter until SIGTERM/SIGINT; SIGHUP reloads."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="inventory YAML file")
+    parser.add_argument("--listen", help="HOST:PORT for /metrics (overrides exporter.listen)")
+    parser.add_argument("--state-dir", type=Path, help="ledger directory (overrides exporter.state_dir)")
+    parser.add_argument("--tick", type=float, default=15.0,
+                        help="seconds between counter updates and /metrics renders (default 15)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--privileged", dest="privileged", action="store_true", default=None,
+                      help="raw ICMP sockets only (root or CAP_NET_RAW)")
+    mode.add_argument("--unprivileged", dest="privileged", action="store_false",
+                      help="unprivileged ICMP datagram sockets only (net.ipv4.ping_group_range)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from threenines.configfile import ConfigError
+    from threenines.probes.ping import PingSetupError
+    from threenines.service import Exporter, ServeOptions
+
+    options = ServeOptions(config=args.config, listen=args.listen, state_dir=args.state_dir, tick=args.tick,
+                           privileged=args.privileged)
+    try:
+        exporter = Exporter(options)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: cannot start: {err}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(exporter.run())
+    except PingSetupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

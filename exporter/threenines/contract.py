@@ -1,0 +1,380 @@
+"""The contract state machine (DESIGN.md §1), per target, and its exact union per customer and service.
+
+Time is injected: every method takes explicit Unix timestamps, so tests replay months in milliseconds.
+
+Accounting partitions wall time into four buckets: up, outage, unknown, and *pending* — the time since the
+first failed probe of a run that has not yet either recovered (→ up: a flap shorter than the threshold counts
+nothing) or reached the threshold (→ outage, retroactive to the first failed probe). Evidence older than the
+horizon (1.5 × interval by default) makes time unknown and breaks a failure run: failures separated by a gap
+in evidence are not "consecutive".
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class TargetKey(NamedTuple):
+    customer: str
+    service: str
+    target: str
+
+
+class Bucket(enum.IntEnum):
+    # Ordered by precedence in the customer-level union: any outage wins, then unknown, then up.
+    UP = 0
+    UNKNOWN = 1
+    OUTAGE = 2
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    bucket: Bucket
+
+
+@dataclass(frozen=True)
+class OutageEvent:
+    """What the ledger records: an outage determined, or an open outage ended."""
+
+    kind: str  # "determined" | "ended"
+    key: TargetKey
+    at: float
+    first_failed_at: float
+    determined_at: float
+    end_reason: str = ""  # "recovered" | "removed" for kind == "ended"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Recovery state persisted across restarts (see ledger.py)."""
+
+    open_outage: tuple[float, float] | None  # (first_failed_at, determined_at) of an outage still open
+    fail_start: float | None  # first failed probe of an undetermined run
+    fail_count: int
+    last_probe_at: float | None
+    pending: tuple[tuple[float, float], ...]  # time held as pending, not yet resolved
+
+
+@dataclass(frozen=True)
+class TargetView:
+    key: TargetKey
+    up: bool
+    known: bool
+    outage_seconds: float
+    unknown_seconds: float
+    up_seconds: float
+    pending_seconds: float
+    determined_at: float | None
+    outage_start: float | None
+
+
+@dataclass(frozen=True)
+class CustomerServiceView:
+    customer: str
+    service: str
+    up: bool
+    known: bool
+    outage_seconds: float
+    unknown_seconds: float
+    up_seconds: float
+    counted_until: float
+
+
+EventSink = Callable[[OutageEvent], None]
+CheckpointSink = Callable[[TargetKey, Checkpoint | None], None]
+
+
+class TargetMachine:
+    """One target's contract state. Feed it observations in time order; read counters and segments.
+
+    Two clocks of evidence: `last_evidence` classifies time (None after a restart: not watched = unknown),
+    `last_probe_at` keeps a failure run consecutive across a quick restart.
+    """
+
+    def __init__(
+        self,
+        key: TargetKey,
+        threshold: int,
+        horizon: float,
+        start: float,
+        on_event: EventSink | None = None,
+        on_checkpoint: CheckpointSink | None = None,
+    ) -> None:
+        self.key = key
+        self.threshold = threshold
+        self.horizon = horizon
+        self._on_event = on_event or (lambda event: None)
+        self._on_checkpoint = on_checkpoint or (lambda key, cp: None)
+        self.accrued_to = start
+        self.last_evidence: float | None = None
+        self.last_probe_at: float | None = None
+        self.fail_count = 0
+        self.fail_start: float | None = None
+        self.pending: list[tuple[float, float]] = []
+        self.down = False
+        self.determined_at: float | None = None
+        self.outage_start: float | None = None
+        self.up_seconds = 0.0
+        self.outage_seconds = 0.0
+        self.unknown_seconds = 0.0
+        self.segments: deque[Segment] = deque()  # final segments not yet consumed by the union
+
+    # -- restart --------------------------------------------------------------------------------------
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Restore state saved by a previous process, before any observation.
+
+        An open outage stays open (one ledger row, not two). A failure run stays alive while its last
+        probe is within the horizon; its pending time is resolved by what comes next.
+        """
+        if checkpoint.open_outage is not None:
+            self.down = True
+            self.outage_start, self.determined_at = checkpoint.open_outage
+        elif checkpoint.fail_start is not None:
+            self.fail_start = checkpoint.fail_start
+            self.fail_count = checkpoint.fail_count
+            self.last_probe_at = checkpoint.last_probe_at
+            self.pending = [piece for piece in checkpoint.pending if piece[1] > piece[0]]
+            # The checkpoint was written at the last failed probe; the previous process went on holding
+            # that time as pending while its evidence was fresh, and as unknown after, until it stopped.
+            alive_until = self.accrued_to
+            fresh_end = alive_until
+            if checkpoint.last_probe_at is not None:
+                fresh_end = min(alive_until, checkpoint.last_probe_at + self.horizon)
+            if self.pending and fresh_end > self.pending[-1][1]:
+                self.pending[-1] = (self.pending[-1][0], fresh_end)
+            if self.pending and alive_until > max(fresh_end, self.pending[-1][1]):
+                gap_start = max(fresh_end, self.pending[-1][1])
+                self._add(Bucket.UNKNOWN, alive_until - gap_start)
+                self._emit(gap_start, alive_until, Bucket.UNKNOWN)
+
+    # -- observations ---------------------------------------------------------------------------------
+
+    def observe(self, at: float, ok: bool | None) -> None:
+        """A probe result at `at`: True answered, False failed, None no evidence (could not probe)."""
+        self.advance(at)
+        if ok is None:
+            return
+        self.last_evidence = at
+        self.last_probe_at = at
+        if ok:
+            if self.fail_count:
+                self._resolve_pending_as_up()
+            if self.down:
+                self._end_outage(at, "recovered")
+            return
+        if self.down:
+            return
+        self.fail_count += 1
+        if self.fail_count == 1:
+            self.fail_start = at
+        if self.fail_count >= self.threshold:
+            self._determine(at)
+        else:
+            self._on_checkpoint(self.key, self.checkpoint())
+
+    def advance(self, now: float) -> None:
+        """Classify [accrued_to, now) from the latest evidence."""
+        if now <= self.accrued_to:
+            return
+        if self.fail_count and self.last_probe_at is not None and self.last_probe_at + self.horizon < now:
+            # Evidence went stale mid-run: the run can no longer reach the threshold consecutively.
+            self._accrue_classified(max(self.accrued_to, self.last_probe_at + self.horizon))
+            self._resolve_pending_as_up()
+        self._accrue_classified(now)
+
+    def end(self, at: float, reason: str) -> None:
+        """The target leaves the inventory: close an open outage, resolve pending time."""
+        self.advance(at)
+        if self.fail_count:
+            self._resolve_pending_as_up()
+        if self.down:
+            self._end_outage(at, reason)
+
+    # -- views ----------------------------------------------------------------------------------------
+
+    @property
+    def known(self) -> bool:
+        return self.last_evidence is not None and self.accrued_to <= self.last_evidence + self.horizon
+
+    @property
+    def pending_seconds(self) -> float:
+        return sum(end - start for start, end in self.pending)
+
+    @property
+    def finalized_until(self) -> float:
+        return self.pending[0][0] if self.pending else self.accrued_to
+
+    def view(self) -> TargetView:
+        return TargetView(
+            key=self.key,
+            up=not self.down,
+            known=self.known,
+            outage_seconds=self.outage_seconds,
+            unknown_seconds=self.unknown_seconds,
+            up_seconds=self.up_seconds,
+            pending_seconds=self.pending_seconds,
+            determined_at=self.determined_at if self.down else None,
+            outage_start=self.outage_start if self.down else None,
+        )
+
+    def checkpoint(self) -> Checkpoint:
+        open_outage = (self.outage_start, self.determined_at) if self.down else None
+        return Checkpoint(
+            open_outage=open_outage,  # type: ignore[arg-type]
+            fail_start=self.fail_start if self.fail_count else None,
+            fail_count=self.fail_count,
+            last_probe_at=self.last_probe_at,
+            pending=tuple(self.pending),
+        )
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _accrue_classified(self, end: float) -> None:
+        start = self.accrued_to
+        if end <= start:
+            return
+        fresh_until = self.last_evidence + self.horizon if self.last_evidence is not None else start
+        if fresh_until > start:
+            self._accrue(start, min(end, fresh_until), self._current_bucket())
+        if end > fresh_until:
+            self._accrue(max(start, fresh_until), end, Bucket.UNKNOWN)
+
+    def _current_bucket(self) -> Bucket | None:
+        if self.down:
+            return Bucket.OUTAGE
+        if self.fail_count:
+            return None  # pending
+        return Bucket.UP
+
+    def _accrue(self, start: float, end: float, bucket: Bucket | None) -> None:
+        if end <= start:
+            return
+        if bucket is None:
+            if self.pending and self.pending[-1][1] == start:
+                self.pending[-1] = (self.pending[-1][0], end)
+            else:
+                self.pending.append((start, end))
+        else:
+            self._add(bucket, end - start)
+            self._emit(start, end, bucket)
+        self.accrued_to = end
+
+    def _add(self, bucket: Bucket, seconds: float) -> None:
+        if bucket is Bucket.UP:
+            self.up_seconds += seconds
+        elif bucket is Bucket.OUTAGE:
+            self.outage_seconds += seconds
+        else:
+            self.unknown_seconds += seconds
+
+    def _emit(self, start: float, end: float, bucket: Bucket) -> None:
+        last = self.segments[-1] if self.segments else None
+        if last is not None and last.bucket is bucket and last.end == start:
+            self.segments[-1] = Segment(last.start, end, bucket)
+        else:
+            self.segments.append(Segment(start, end, bucket))
+
+    def _resolve_pending(self, bucket: Bucket) -> None:
+        for start, end in self.pending:
+            self._add(bucket, end - start)
+            self._emit(start, end, bucket)
+        self.pending = []
+        self.fail_count = 0
+        self.fail_start = None
+        self._on_checkpoint(self.key, None)
+
+    def _resolve_pending_as_up(self) -> None:
+        self._resolve_pending(Bucket.UP)
+
+    def _determine(self, at: float) -> None:
+        assert self.fail_start is not None
+        first_failed_at = self.fail_start
+        self._resolve_pending(Bucket.OUTAGE)
+        self.down = True
+        self.determined_at = at
+        self.outage_start = first_failed_at
+        self._on_event(OutageEvent("determined", self.key, at, first_failed_at, at))
+
+    def _end_outage(self, at: float, reason: str) -> None:
+        assert self.outage_start is not None and self.determined_at is not None
+        self._on_event(OutageEvent("ended", self.key, at, self.outage_start, self.determined_at, reason))
+        self.down = False
+        self.determined_at = None
+        self.outage_start = None
+
+
+class ServiceUnion:
+    """A customer's service is in outage while any target is; unknown while none is down and any is unknown.
+
+    Computed exactly from the targets' final segments up to the slowest target's watermark, so overlapping
+    outages are counted once and nothing is ever revised.
+    """
+
+    def __init__(self, customer: str, service: str, start: float) -> None:
+        self.customer = customer
+        self.service = service
+        self.counted_until = start
+        self.up_seconds = 0.0
+        self.outage_seconds = 0.0
+        self.unknown_seconds = 0.0
+
+    def consume(self, machines: Iterable[TargetMachine]) -> None:
+        members = list(machines)
+        if not members:
+            return
+        watermark = min(m.finalized_until for m in members)
+        if watermark <= self.counted_until:
+            return
+        points = {self.counted_until, watermark}
+        for machine in members:
+            for segment in machine.segments:
+                if self.counted_until < segment.start < watermark:
+                    points.add(segment.start)
+                if self.counted_until < segment.end < watermark:
+                    points.add(segment.end)
+        edges = sorted(points)
+        for start, end in itertools.pairwise(edges):
+            bucket = max((self._bucket_at(m, start) for m in members), default=Bucket.UNKNOWN)
+            seconds = end - start
+            if bucket is Bucket.OUTAGE:
+                self.outage_seconds += seconds
+            elif bucket is Bucket.UNKNOWN:
+                self.unknown_seconds += seconds
+            else:
+                self.up_seconds += seconds
+        self.counted_until = watermark
+        for machine in members:
+            # Resolved pending time is emitted after later segments, so the deque is not in time order.
+            if any(segment.end <= watermark for segment in machine.segments):
+                machine.segments = deque(s for s in machine.segments if s.end > watermark)
+
+    @staticmethod
+    def _bucket_at(machine: TargetMachine, instant: float) -> Bucket:
+        for segment in machine.segments:
+            if segment.start <= instant < segment.end:
+                return segment.bucket
+        # Time before the machine existed (added by a reload) is no evidence.
+        return Bucket.UNKNOWN
+
+    def view(self, members: Iterable[TargetMachine]) -> CustomerServiceView:
+        machines = list(members)
+        down = [m for m in machines if m.down]
+        known = any(m.known for m in down) if down else bool(machines) and all(m.known for m in machines)
+        return CustomerServiceView(
+            customer=self.customer,
+            service=self.service,
+            up=not down,
+            known=known,
+            outage_seconds=self.outage_seconds,
+            unknown_seconds=self.unknown_seconds,
+            up_seconds=self.up_seconds,
+            counted_until=self.counted_until,
+        )

@@ -1,0 +1,103 @@
+"""The exporter's HTTP layer: serves pre-rendered bytes and hands POSTs to registered handlers.
+
+It knows nothing about probes or devices. Scrapes read the last rendered snapshot (no I/O, no rendering),
+so a slow scrape never stalls probing and probing never slows a scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+log = logging.getLogger(__name__)
+
+PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, bytes]]
+MAX_POST_BYTES = 1024 * 1024
+CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ExporterHTTPServer:
+    def __init__(self, host: str, port: int, metrics: Callable[[], bytes], healthy: Callable[[], tuple[bool, str]],
+                 max_post_bytes: int = MAX_POST_BYTES) -> None:
+        self._metrics = metrics
+        self._healthy = healthy
+        self._posts: dict[str, PostHandler] = {}
+        self._max_post_bytes = max_post_bytes
+        handler = self._handler_class()
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def add_post(self, path: str, handler: PostHandler) -> None:
+        self._posts[path] = handler
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "threenines"
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._reply(200, outer._metrics(), CONTENT_TYPE_METRICS)
+                elif path == "/healthz":
+                    ok, detail = outer._healthy()
+                    self._reply(200 if ok else 503, (detail + "\n").encode())
+                elif path == "/":
+                    body = b"<html><body><h1>threenines</h1><p><a href='/metrics'>/metrics</a> " \
+                           b"<a href='/healthz'>/healthz</a></p></body></html>"
+                    self._reply(200, body, "text/html; charset=utf-8")
+                else:
+                    self._reply(404, b"not found\n")
+
+            def do_POST(self) -> None:
+                path = self.path.split("?", 1)[0]
+                handler = outer._posts.get(path)
+                if handler is None:
+                    self._reply(404, b"not found\n")
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", "0"))
+                except ValueError:
+                    self._reply(400, b"bad Content-Length\n")
+                    return
+                if length > outer._max_post_bytes:
+                    self.close_connection = True
+                    self._reply(413, f"body larger than {outer._max_post_bytes} bytes\n".encode())
+                    return
+                body = self.rfile.read(length) if length > 0 else b""
+                try:
+                    status, reply = handler(body, {k.lower(): v for k, v in self.headers.items()})
+                except Exception:
+                    log.exception("handler for POST %s failed", path)
+                    status, reply = 500, b"internal error\n"
+                self._reply(status, reply)
+
+            def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                log.debug("http %s %s", self.address_string(), format % args)
+
+        return Handler

@@ -1,0 +1,1 @@
+"""Probers: each returns a reading or a typed failure for one target."""

@@ -1,0 +1,188 @@
+"""Runs contract probes on their schedule: spread over the interval, bounded in concurrency, never late-drifting.
+
+Each target gets a stable phase inside its interval (a hash of its key), so N ports are spread evenly and
+restarts do not line them up. A probe due at t is followed by one due at t + interval, whatever the
+probe took; a probe that could not start for longer than an interval is skipped, not bunched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from threenines.contract import TargetKey
+from threenines.inventory import Port
+from threenines.probes.ping import Pinger, ProbeResult
+
+log = logging.getLogger(__name__)
+
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class ProbeStats:
+    """Per-port probe counters (mutated only on the event loop; copied into snapshots)."""
+
+    address: str
+    total: int = 0
+    failures: int = 0
+    errors: int = 0
+    last_at: float = 0.0
+    last_rtt: float | None = None
+    last_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class ProbeStatsView:
+    key: TargetKey
+    address: str
+    total: int
+    failures: int
+    errors: int
+    last_at: float
+    last_rtt: float | None
+    last_loss: float | None
+
+
+class LagHistogram:
+    """Cumulative histogram of schedule lag; plain counters because only the loop thread writes."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LAG_BUCKETS) + 1)
+        self.total = 0.0
+        self.samples: list[float] = []  # recent lags, bounded, for benchmark percentiles
+
+    def observe(self, lag: float) -> None:
+        for index, bound in enumerate(LAG_BUCKETS):
+            if lag <= bound:
+                self.counts[index] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += lag
+        self.samples.append(lag)
+        if len(self.samples) > 200_000:
+            del self.samples[:100_000]
+
+
+def phase(key: TargetKey, interval: float) -> float:
+    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * interval
+
+
+Observer = Callable[[TargetKey, float, bool | None], None]
+
+
+class ProbeScheduler:
+    def __init__(self, pinger: Pinger, observe: Observer, max_concurrent: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._pinger = pinger
+        self._observe = observe
+        self._clock = clock
+        self._ports: dict[TargetKey, Port] = {}
+        self._heap: list[tuple[float, int, TargetKey]] = []
+        self._counter = itertools.count()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[TargetKey, ProbeStats] = {}
+        self.lag = LagHistogram()
+        self.in_flight = 0
+        self.probes_started = 0
+
+    def configure(self, ports: dict[TargetKey, Port]) -> None:
+        """Adopt a (re)loaded set of ports; kept ports keep their place in the schedule."""
+        now = self._clock()
+        added = [key for key in ports if key not in self._ports]
+        self._ports = dict(ports)
+        for key in list(self.stats):
+            if key not in ports:
+                del self.stats[key]
+        for key, port in ports.items():
+            stats = self.stats.get(key)
+            if stats is None:
+                self.stats[key] = ProbeStats(port.address)
+            else:
+                stats.address = port.address
+        for key in added:
+            heapq.heappush(self._heap, (now + phase(key, self._ports[key].policy.interval), next(self._counter), key))
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self._clock()
+            if not self._heap:
+                await self._sleep(stop, 3600)
+                continue
+            due, _, key = self._heap[0]
+            if due > now:
+                await self._sleep(stop, due - now)
+                continue
+            heapq.heappop(self._heap)
+            port = self._ports.get(key)
+            if port is None:
+                continue  # removed by a reload
+            await self._slots.acquire()
+            started = self._clock()
+            self.lag.observe(max(0.0, started - due))
+            interval = port.policy.interval
+            next_due = due + interval
+            if next_due <= started:
+                # Far behind (overload, or the clock jumped): realign instead of a burst of catch-up probes.
+                next_due = started + interval
+            heapq.heappush(self._heap, (next_due, next(self._counter), key))
+            task = asyncio.create_task(self._probe(key, port))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=min(seconds, 3600), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _probe(self, key: TargetKey, port: Port) -> None:
+        self.in_flight += 1
+        self.probes_started += 1
+        policy = port.policy
+        try:
+            result = await self._pinger.probe(port.address, policy.packets, policy.timeout, policy.packet_interval)
+        except Exception:  # a prober bug must not kill the schedule: record no evidence
+            log.exception("probe of %s/%s failed unexpectedly", key.customer, key.target)
+            result = ProbeResult(0, 0, (), error="internal")
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+        at = self._clock()
+        self._record(key, result, at)
+        self._observe(key, at, result.ok)
+
+    def _record(self, key: TargetKey, result: ProbeResult, at: float) -> None:
+        stats = self.stats.get(key)
+        if stats is None:
+            return
+        if result.error is not None:
+            stats.errors += 1
+            return
+        stats.total += 1
+        stats.failures += 0 if result.ok else 1
+        stats.last_at = at
+        stats.last_rtt = result.rtt_mean
+        stats.last_loss = result.loss_ratio
+
+    def snapshot(self) -> tuple[ProbeStatsView, ...]:
+        return tuple(
+            ProbeStatsView(key, s.address, s.total, s.failures, s.errors, s.last_at, s.last_rtt, s.last_loss)
+            for key, s in self.stats.items()
+        )

@@ -1,0 +1,210 @@
+"""`threenines serve`: wires inventory → probers → contract engine → ledger → snapshot → HTTP.
+
+One asyncio loop runs probes, the tick (time accrual, ledger heartbeat) and reloads; rendering /metrics runs
+in a worker thread from an immutable snapshot; the HTTP server threads only hand out the rendered bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from threenines.collector import ContractCollector, ExporterSnapshot, HealthView
+from threenines.configfile import ConfigError
+from threenines.contract import TargetKey
+from threenines.engine import ContractEngine, specs_from_inventory
+from threenines.httpserver import ExporterHTTPServer
+from threenines.inventory import Inventory, Port, load_inventory
+from threenines.ledger import Ledger
+from threenines.probes.ping import Pinger
+from threenines.scheduler import ProbeScheduler
+
+log = logging.getLogger(__name__)
+
+# Render promptly after an outage event (alerts fire at the first evaluation after determination), but
+# never more often than this: rendering a large fleet costs CPU the probes need.
+MIN_RENDER_SPACING = 1.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    config: Path
+    listen: str | None = None
+    state_dir: Path | None = None
+    tick: float = 15.0
+    privileged: bool | None = None
+
+
+def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
+    return {TargetKey(c.id, "connectivity", p.id): p for c, p in inventory.ports()}
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Exporter:
+    def __init__(self, options: ServeOptions, clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self._clock = clock
+        self.inventory = load_inventory(options.config)  # ConfigError propagates: fail fast at start
+        state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
+        self.ledger = Ledger(state_dir / "outages.sqlite")
+        self.engine = ContractEngine(self.ledger)
+        self.engine.configure(specs_from_inventory(self.inventory), clock())
+        self.pinger = Pinger(privileged=options.privileged)
+        self.scheduler: ProbeScheduler | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ContractCollector(lambda: self._snapshot))
+        ProcessCollector(registry=self.registry)
+        self._snapshot: ExporterSnapshot | None = None
+        self._rendered = b""
+        self._render_seconds = 0.0
+        self._reload_ok = True
+        self._reload_at = clock()
+        self._last_tick = 0.0
+        self._stop = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        host, port = split_listen(options.listen or self.inventory.exporter.listen)
+        self.http = ExporterHTTPServer(host, port, lambda: self._rendered, self._health)
+        self.http.add_post("/-/reload", self._http_reload)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        families = {p.family for _, p in self.inventory.ports()} or {4}
+        self.pinger.open(tuple(sorted(families)))
+        self.scheduler = ProbeScheduler(self.pinger, self._observe, self.inventory.exporter.max_concurrent_probes,
+                                        self._clock)
+        self.scheduler.configure(ports_of(self.inventory))
+        self._tick()
+        await self._render()
+        self.http.start()
+        host, port = self.http.address
+        log.info("listening on http://%s:%d/metrics (%d ports, %d customers)", host, port,
+                 len(self.engine.keys), len(self.inventory.customers))
+        for sig, action in ((signal.SIGHUP, self._signal_reload), (signal.SIGTERM, self._stop.set),
+                            (signal.SIGINT, self._stop.set)):
+            self._loop.add_signal_handler(sig, action)
+        tasks = [asyncio.create_task(self.scheduler.run(self._stop), name="probes"),
+                 asyncio.create_task(self._ticker(), name="tick")]
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tick()
+            self.http.stop()
+            self.pinger.close()
+            self.ledger.close()
+            self._renderer.shutdown(wait=False)
+            log.info("stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- evidence, time and rendering ---------------------------------------------------------------
+
+    def _observe(self, key: TargetKey, at: float, ok: bool | None) -> None:
+        events_before = len(self.engine.events)
+        self.engine.observe(key, at, ok)
+        if len(self.engine.events) != events_before:
+            self._dirty.set()
+
+    def _tick(self) -> None:
+        now = self._clock()
+        self.engine.tick(now)
+        self._last_tick = now
+        scheduler = self.scheduler
+        lag = scheduler.lag if scheduler else None
+        self._snapshot = ExporterSnapshot(
+            contract=self.engine.snapshot(now),
+            probes=scheduler.snapshot() if scheduler else (),
+            customers=self.inventory.customers,
+            health=HealthView(
+                reload_successful=self._reload_ok,
+                reload_success_at=self._reload_at,
+                lag_counts=tuple(lag.counts) if lag else (0,) * 11,
+                lag_sum=lag.total if lag else 0.0,
+                in_flight=scheduler.in_flight if scheduler else 0,
+                ledger_writes_ok=self.ledger.writes_ok,
+                ledger_writes_failed=self.ledger.writes_failed,
+                render_seconds=self._render_seconds,
+            ),
+        )
+
+    async def _render(self) -> None:
+        assert self._loop is not None
+        started = time.perf_counter()
+        self._rendered = await self._loop.run_in_executor(self._renderer, generate_latest, self.registry)
+        self._render_seconds = time.perf_counter() - started
+
+    async def _ticker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=self.options.tick)
+                await asyncio.sleep(MIN_RENDER_SPACING)
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            self._tick()
+            await self._render()
+
+    def _health(self) -> tuple[bool, str]:
+        age = self._clock() - self._last_tick
+        if age > 3 * self.options.tick + 5:
+            return False, f"stalled: last tick {age:.0f}s ago"
+        return True, "ok"
+
+    # -- reload -------------------------------------------------------------------------------------
+
+    def _signal_reload(self) -> None:
+        assert self._loop is not None
+        self._loop.create_task(self.reload())
+
+    def _http_reload(self, body: bytes, headers: object) -> tuple[int, bytes]:
+        assert self._loop is not None
+        ok, message = asyncio.run_coroutine_threadsafe(self.reload(), self._loop).result(timeout=60)
+        return (200 if ok else 500), (message + "\n").encode()
+
+    async def reload(self) -> tuple[bool, str]:
+        """Load the inventory again; a bad one is refused and the running one stays."""
+        try:
+            inventory = load_inventory(self.options.config)
+        except ConfigError as err:
+            self._reload_ok = False
+            log.error("reload refused, keeping the running inventory: %s", err)
+            self._tick()
+            await self._render()
+            return False, f"reload refused, keeping the running inventory: {err}"
+        if inventory.exporter != self.inventory.exporter:
+            log.warning("exporter: settings (listen, state_dir, ...) take effect only at restart")
+        families = {p.family for _, p in inventory.ports()}
+        self.pinger.open(tuple(sorted(families)))
+        self.inventory = inventory
+        now = self._clock()
+        self.engine.configure(specs_from_inventory(inventory), now)
+        assert self.scheduler is not None
+        self.scheduler.configure(ports_of(inventory))
+        self._reload_ok = True
+        self._reload_at = now
+        self._tick()
+        await self._render()
+        message = (f"reloaded {self.options.config}: {len(inventory.customers)} customers, "
+                   f"{len(self.engine.keys)} targets")
+        log.info(message)
+        return True, message
