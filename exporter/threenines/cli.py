@@ -18,6 +18,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("serve", "threenines.commands.serve", "run the exporter: probes, ledgers, /metrics"),
     ("check", "threenines.commands.check", "validate the inventory (and deployment configs) without starting anything"),
     ("demo", "threenines.commands.demo", "run the exporter on a built-in loopback inventory"),
+    ("alertmanager-config", "threenines.commands.alertmanager_config",
+     "generate Alertmanager routes and receivers from the inventory"),
 )
 
 
