@@ -1,0 +1,236 @@
+"""An asyncio SNMP client over pysnmp 7: v1, v2c and v3; GET, GETNEXT and multi-column GETBULK walks.
+
+One SnmpEngine serves every device (pysnmp keys its state by credentials and address), values come back
+as plain Python (threenines.snmp.values) with no MIB resolution, and every failure is a SnmpFailure with a
+reason from readings.REASONS. Secrets are resolved here, handed to pysnmp, and never put in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pysnmp.entity import config as engine_config
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_cmd,
+    get_cmd,
+    next_cmd,
+)
+from pysnmp.proto import errind, rfc1902
+from pysnmp.proto.rfc1902 import Integer, ObjectName, OctetString
+from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
+
+from threenines.inventory import SecretError, SnmpAuth
+from threenines.snmp.profiles import Oid, format_oid
+from threenines.snmp.values import Missing, Value
+
+AUTH_PROTOCOLS = {
+    "MD5": engine_config.USM_AUTH_HMAC96_MD5,
+    "SHA": engine_config.USM_AUTH_HMAC96_SHA,
+    "SHA224": engine_config.USM_AUTH_HMAC128_SHA224,
+    "SHA256": engine_config.USM_AUTH_HMAC192_SHA256,
+    "SHA384": engine_config.USM_AUTH_HMAC256_SHA384,
+    "SHA512": engine_config.USM_AUTH_HMAC384_SHA512,
+}
+# AES-192/256 key localisation as net-snmp and most agents do it (Blumenthal draft).
+PRIV_PROTOCOLS = {
+    "DES": engine_config.USM_PRIV_CBC56_DES,
+    "AES": engine_config.USM_PRIV_CFB128_AES,
+    "AES192": engine_config.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES256": engine_config.USM_PRIV_CFB256_AES_BLUMENTHAL,
+}
+_AUTH_ERRORS = (
+    errind.WrongDigest, errind.UnknownUserName, errind.DecryptionError, errind.AuthenticationError,
+    errind.AuthenticationFailure, errind.UnknownSecurityName, errind.UnsupportedSecurityLevel,
+    errind.NotInTimeWindow, errind.UnknownEngineID, errind.UnsupportedAuthProtocol,
+    errind.UnsupportedPrivProtocol, errind.NoEncryption, errind.NoAuthentication,
+)
+# A walk is bounded: no agent table we read has more rows than this many GETBULK rounds can carry.
+MAX_WALK_ROUNDS = 2000
+
+
+class SnmpFailure(Exception):
+    """A failed SNMP exchange; `reason` is one of readings.REASONS, the message never holds a secret."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    auth: SnmpAuth
+    timeout: float = 2.0
+    retries: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _auth_data(auth: SnmpAuth) -> CommunityData | UsmUserData:
+    try:
+        if auth.version in ("1", "2c"):
+            assert auth.community is not None
+            return CommunityData(auth.community.resolve(), mpModel=0 if auth.version == "1" else 1)
+        level = auth.security_level or "authPriv"
+        kwargs: dict[str, object] = {}
+        if level in ("authNoPriv", "authPriv"):
+            assert auth.auth_key is not None
+            kwargs["authKey"] = auth.auth_key.resolve()
+            kwargs["authProtocol"] = AUTH_PROTOCOLS[auth.auth_protocol or "SHA"]
+        if level == "authPriv":
+            assert auth.priv_key is not None
+            kwargs["privKey"] = auth.priv_key.resolve()
+            kwargs["privProtocol"] = PRIV_PROTOCOLS[auth.priv_protocol or "AES"]
+        return UsmUserData(auth.username or "", **kwargs)  # type: ignore[arg-type]
+    except SecretError as err:
+        raise SnmpFailure("config", f"auth {auth.id}: {err}") from None
+
+
+def to_value(value: object) -> Value:
+    if isinstance(value, NoSuchObject):
+        return Missing.NO_SUCH_OBJECT
+    if isinstance(value, NoSuchInstance):
+        return Missing.NO_SUCH_INSTANCE
+    if isinstance(value, EndOfMibView):
+        return Missing.END_OF_MIB_VIEW
+    if isinstance(value, OctetString):  # also IpAddress and Opaque
+        return bytes(value)
+    if isinstance(value, ObjectName | rfc1902.ObjectIdentifier):
+        return str(value)
+    if isinstance(value, Integer | rfc1902.Integer32 | rfc1902.Unsigned32 | rfc1902.Counter32
+                  | rfc1902.Gauge32 | rfc1902.TimeTicks | rfc1902.Counter64):
+        return int(value)
+    return Missing.NO_SUCH_OBJECT  # Null and anything unexpected carry no reading
+
+
+def _varbind(vb: ObjectType) -> tuple[Oid, Value]:
+    return tuple(vb[0]), to_value(vb[1])
+
+
+class SnmpClient:
+    """One pysnmp engine for all devices; transports and credentials are built once per target."""
+
+    def __init__(self) -> None:
+        self._engine: SnmpEngine | None = None
+        self._auth: dict[SnmpAuth, CommunityData | UsmUserData] = {}
+        self._transports: dict[tuple[str, int, float, int], UdpTransportTarget] = {}
+        self._context = ContextData()
+
+    @property
+    def engine(self) -> SnmpEngine:
+        if self._engine is None:
+            self._engine = SnmpEngine()
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close_dispatcher()
+            self._engine = None
+
+    async def _prepare(self, target: Target) -> tuple[CommunityData | UsmUserData, UdpTransportTarget]:
+        auth = self._auth.get(target.auth)
+        if auth is None:
+            auth = self._auth[target.auth] = _auth_data(target.auth)
+        key = (target.host, target.port, target.timeout, target.retries)
+        transport = self._transports.get(key)
+        if transport is None:
+            try:
+                transport = await UdpTransportTarget.create(
+                    (target.host, target.port), timeout=target.timeout, retries=target.retries
+                )
+            except Exception as err:  # pysnmp wraps resolver errors in its own exception types
+                raise SnmpFailure("timeout", f"{target}: cannot resolve address: {err}") from None
+            self._transports[key] = transport
+        return auth, transport
+
+    def _check(self, target: Target, indication: object, status: object, index: object, what: str) -> None:
+        if indication:
+            if isinstance(indication, errind.RequestTimedOut):
+                raise SnmpFailure("timeout", f"{target}: no answer to {what} (timeout/retries exhausted)")
+            if isinstance(indication, _AUTH_ERRORS):
+                raise SnmpFailure("auth", f"{target}: authentication failed ({type(indication).__name__}): "
+                                          "check username, protocols and keys")
+            raise SnmpFailure("protocol", f"{target}: {what} failed: {type(indication).__name__}")
+        if status and int(status) != 0:  # type: ignore[call-overload]
+            raise SnmpFailure("protocol", f"{target}: {what} answered error-status {status} at index {index}")
+
+    async def get(self, target: Target, oids: Sequence[Oid]) -> dict[Oid, Value]:
+        """GET several OIDs in one request; v1's noSuchName drops the offending OID and retries."""
+        auth, transport = await self._prepare(target)
+        pending = list(dict.fromkeys(oids))
+        out: dict[Oid, Value] = {}
+        while pending:
+            varbinds = [ObjectType(ObjectIdentity(ObjectName(o))) for o in pending]
+            indication, status, index, result = await get_cmd(
+                self.engine, auth, transport, self._context, *varbinds, lookupMib=False
+            )
+            if not indication and status and int(status) == 2 and target.auth.version == "1":
+                gone = pending.pop(int(index) - 1)
+                out[gone] = Missing.NO_SUCH_OBJECT
+                continue
+            self._check(target, indication, status, index, "GET")
+            out.update(_varbind(vb) for vb in result)
+            break
+        return out
+
+    async def next(self, target: Target, oids: Sequence[Oid]) -> list[tuple[Oid, Value]]:
+        auth, transport = await self._prepare(target)
+        varbinds = [ObjectType(ObjectIdentity(ObjectName(o))) for o in oids]
+        indication, status, index, result = await next_cmd(
+            self.engine, auth, transport, self._context, *varbinds, lookupMib=False
+        )
+        if not indication and status and int(status) == 2:  # v1: end of MIB for one varbind
+            return [(o, Missing.END_OF_MIB_VIEW) if i == int(index) - 1 else (o, Missing.NO_SUCH_OBJECT)
+                    for i, o in enumerate(oids)]
+        self._check(target, indication, status, index, "GETNEXT")
+        return [_varbind(vb) for vb in result]
+
+    async def walk(self, target: Target, roots: Sequence[Oid], max_repetitions: int = 10
+                   ) -> dict[Oid, dict[Oid, Value]]:
+        """Walk several columns side by side (one GETBULK per round, GETNEXT for v1): {root: {index: value}}."""
+        auth, transport = await self._prepare(target)
+        out: dict[Oid, dict[Oid, Value]] = {root: {} for root in roots}
+        last = {root: root for root in roots}
+        active = list(dict.fromkeys(roots))
+        for _ in range(MAX_WALK_ROUNDS):
+            if not active:
+                return out
+            if target.auth.version == "1":
+                answer = await self.next(target, [last[r] for r in active])
+            else:
+                varbinds = [ObjectType(ObjectIdentity(ObjectName(last[r]))) for r in active]
+                indication, status, index, result = await bulk_cmd(
+                    self.engine, auth, transport, self._context, 0, max_repetitions, *varbinds, lookupMib=False
+                )
+                self._check(target, indication, status, index, "GETBULK")
+                answer = [_varbind(vb) for vb in result]
+            if not answer:
+                raise SnmpFailure("protocol", f"{target}: empty answer while walking")
+            finished: set[Oid] = set()
+            for position, (oid, value) in enumerate(answer):
+                root = active[position % len(active)]
+                if root in finished:
+                    continue
+                if isinstance(value, Missing) or oid[: len(root)] != root:
+                    finished.add(root)
+                    continue
+                if oid <= last[root]:
+                    raise SnmpFailure("protocol", f"{target}: agent returned a non-increasing OID "
+                                                  f"{format_oid(oid)} after {format_oid(last[root])}")
+                out[root][oid[len(root):]] = value
+                last[root] = oid
+            active = [r for r in active if r not in finished]
+        raise SnmpFailure("protocol", f"{target}: walk did not end after {MAX_WALK_ROUNDS} rounds")
+
+
+__all__ = ["SnmpClient", "SnmpFailure", "Target"]

@@ -1,0 +1,126 @@
+"""Raw SNMP values → normalised readings, driven only by the profile (no vendor code paths)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from threenines.snmp.profiles import Field, Oid, Profile, Table, format_oid
+from threenines.snmp.readings import DeviceReading, OutletReading, PhaseReading, Problem, UpsReading
+from threenines.snmp.values import Missing, Value
+
+Columns = Mapping[Oid, Mapping[Oid, Value]]  # walked column OID → {row index: value}
+
+
+def _to_number(raw: Value) -> int | float | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, bytes):
+        # Some agents (e.g. Delta's RFC 1628 implementation) send numbers as DisplayStrings.
+        try:
+            return float(raw.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            return None
+    return None
+
+
+def decode_value(f: Field, raw: Value | None, digits: Value | None = None) -> tuple[object, str | None]:
+    """(normalised value or None, problem reason or None) for one raw value."""
+    if raw is None or isinstance(raw, Missing):
+        return None, ("no_such_object" if f.required else None)
+    if f.is_string:
+        if isinstance(raw, bytes):
+            return raw.decode("utf-8", errors="replace").strip("\x00 ") or None, None
+        return str(raw), None
+    number = _to_number(raw)
+    if number is None:
+        return None, "bad_value"
+    if number in f.unknown:
+        return None, None
+    if f.enum:
+        word = dict(f.enum).get(int(number)) if number == int(number) else None
+        if word is None:
+            return None, "bad_value"
+        return (None if word == "unknown" else word), None
+    if f.valid is not None and not f.valid[0] <= number <= f.valid[1]:
+        return None, "bad_value"
+    exponent = 0
+    if f.digits is not None:
+        exponent_raw = _to_number(digits) if digits is not None and not isinstance(digits, Missing) else None
+        if exponent_raw is None or not 0 <= exponent_raw <= 9:
+            return None, "bad_value"
+        exponent = int(exponent_raw)
+    # 12 significant digits: enough for any meter, and 0.1 × 14 prints as 1.4, not 1.4000000000000001.
+    return float(f"{number * f.scale / 10**exponent:.12g}"), None
+
+
+def _first_usable(alternatives: tuple[Field, ...], lookup, what: str, problems: list[Problem]) -> object:
+    """Try each alternative; the first usable value wins. A problem is kept only if none is usable."""
+    first_problem: str | None = None
+    for f in alternatives:
+        raw, digits = lookup(f)
+        value, problem = decode_value(f, raw, digits)
+        if value is not None:
+            return value
+        first_problem = first_problem or problem
+    if first_problem is not None:
+        problems.append(Problem(first_problem, what))
+    return None
+
+
+def _rows(table: Table, columns: Columns) -> list[Oid]:
+    rows: set[Oid] = set()
+    for alternatives in table.columns.values():
+        for f in alternatives:
+            for index in columns.get(f.oid, {}):
+                if not f.suffix:
+                    rows.add(index)
+                elif index[-len(f.suffix):] == f.suffix:
+                    rows.add(index[: -len(f.suffix)])
+    return sorted(rows)
+
+
+def _decode_table(table: Table, columns: Columns, kind: str, problems: list[Problem]) -> list[dict[str, object]]:
+    out = []
+    for row in _rows(table, columns):
+        ident = format_oid(row[-1:]) if table.id == "last" else format_oid(row)
+
+        def lookup(f: Field, row: Oid = row) -> tuple[Value | None, Value | None]:
+            index = row + f.suffix
+            digits = columns.get(f.digits, {}).get(index) if f.digits is not None else None
+            return columns.get(f.oid, {}).get(index), digits
+
+        values: dict[str, object] = {"id": ident}
+        for name, alternatives in table.columns.items():
+            values[name] = _first_usable(alternatives, lookup, f"{kind}[{ident}].{name}", problems)
+        out.append(values)
+    return out
+
+
+def decode(profile: Profile, scalars: Mapping[Oid, Value], columns: Columns) -> DeviceReading:
+    problems: list[Problem] = []
+    ups = None
+    if profile.scalars:
+        values = {
+            name: _first_usable(alts, lambda f: (scalars.get(f.oid), None), name, problems)
+            for name, alts in profile.scalars.items()
+        }
+        ups = UpsReading(**values)  # type: ignore[arg-type]
+    outlets: list[OutletReading] = []
+    if profile.outlets is not None:
+        for row in _decode_table(profile.outlets, columns, "outlets", problems):
+            on = row.pop("on", None)
+            outlets.append(OutletReading(on=None if on is None else on == "on", **row))  # type: ignore[arg-type]
+    phases: list[PhaseReading] = []
+    if profile.phases is not None:
+        phases = [PhaseReading(**row) for row in _decode_table(profile.phases, columns, "phases", problems)]  # type: ignore[arg-type]
+    return DeviceReading(
+        profile=profile.name,
+        kind=profile.kind,
+        switched=profile.switched,
+        ups=ups,
+        outlets=tuple(outlets),
+        phases=tuple(phases),
+        problems=tuple(problems),
+    )
