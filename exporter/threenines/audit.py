@@ -1,0 +1,409 @@
+"""The notification audit: Alertmanager's webhook → append-only SQLite ledger → delay and deadline metrics.
+
+Every customer receiver in the generated Alertmanager config also posts to `POST /alertmanager/webhook`.
+Alertmanager sends all integrations of a receiver in parallel when it flushes an alert group, so the time this
+webhook arrives is the dispatch time to the designated contacts. It is taken from the exporter's clock, the
+same clock that stamped `determined_at`, so the delay needs no clock synchronisation between hosts.
+
+Only the *first* firing dispatch of an outage (customer, service, target, determined_at) is a notification
+in the contract's sense: it gives the delay and may miss the deadline. Repeats (repeat_interval, or an
+Alertmanager that lost its notification log in a restart) are recorded as evidence but never counted twice.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from threenines.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+DELAY_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 750.0, 900.0, 1200.0, 1800.0, 3600.0)
+RECEIVER_PREFIX = "customer-"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dispatches (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    dispatched_at   REAL    NOT NULL,   -- when the webhook arrived (exporter clock, Unix seconds)
+    receiver        TEXT    NOT NULL,
+    fingerprint     TEXT    NOT NULL,   -- Alertmanager's alert fingerprint
+    alertname       TEXT    NOT NULL,
+    customer        TEXT    NOT NULL,
+    service         TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    determined_at   REAL,               -- from the alert's determined_at annotation; NULL when it has none
+    starts_at       TEXT    NOT NULL,
+    ends_at         TEXT    NOT NULL,
+    resolved        INTEGER NOT NULL,   -- 1 for a resolved notification
+    contact_version TEXT    NOT NULL,   -- the customer's contacts.version when dispatched ('' if unknown)
+    deadline        REAL,               -- the customer's notification deadline in seconds (NULL if unknown)
+    delay           REAL,               -- dispatched_at - determined_at, on the first firing dispatch only
+    first           INTEGER NOT NULL,   -- 1: the notification of this outage that counts
+    late            INTEGER NOT NULL,   -- 1: first dispatch later than the deadline
+    group_key       TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_first_dispatch_per_outage
+    ON dispatches (customer, service, target, determined_at) WHERE first = 1;
+CREATE TRIGGER IF NOT EXISTS dispatches_append_only_update BEFORE UPDATE ON dispatches
+    BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS dispatches_append_only_delete BEFORE DELETE ON dispatches
+    BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
+"""
+
+_COLUMNS = ("dispatched_at", "receiver", "fingerprint", "alertname", "customer", "service", "target",
+            "determined_at", "starts_at", "ends_at", "resolved", "contact_version", "deadline", "delay", "first",
+            "late", "group_key")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One alert in one webhook delivery, as recorded in the ledger."""
+
+    dispatched_at: float
+    receiver: str
+    fingerprint: str
+    alertname: str
+    customer: str
+    service: str
+    target: str
+    determined_at: float | None
+    starts_at: str
+    ends_at: str
+    resolved: bool
+    contact_version: str
+    deadline: float | None
+    delay: float | None
+    first: bool
+    late: bool
+    group_key: str
+
+    @property
+    def outage(self) -> tuple[str, str, str, float] | None:
+        if self.determined_at is None:
+            return None
+        return (self.customer, self.service, self.target, self.determined_at)
+
+
+class AuditLedger:
+    """Append-only SQLite (WAL, synchronous=FULL): a dispatch acknowledged to Alertmanager is on disk."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self.writes_ok = 0
+        self.writes_failed = 0
+
+    def append(self, dispatches: list[Dispatch]) -> None:
+        """All of one delivery or none of it."""
+        rows = [tuple(_to_sql(getattr(d, c)) for c in _COLUMNS) for d in dispatches]
+        sql = f"INSERT INTO dispatches ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self.writes_failed += 1
+                raise
+            self.writes_ok += 1
+
+    def dispatches(self) -> Iterator[Dispatch]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM dispatches ORDER BY id").fetchall()
+        for row in rows:
+            values = dict(zip(_COLUMNS, row, strict=True))
+            for flag in ("resolved", "first", "late"):
+                values[flag] = bool(values[flag])
+            yield Dispatch(**values)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _to_sql(value: object) -> object:
+    return int(value) if isinstance(value, bool) else value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metrics, rebuilt from the ledger at start and then kept in memory (collect() does no I/O)
+
+
+class AuditState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.delay_buckets: dict[str, list[int]] = {}
+        self.delay_sum: dict[str, float] = {}
+        self.missed: dict[str, int] = {}
+        self.dispatches: dict[tuple[str, str], int] = {}
+        self.last_determined: dict[tuple[str, str, str], float] = {}
+        self.counted: set[tuple[str, str, str, float]] = set()
+
+    def apply(self, dispatch: Dispatch) -> None:
+        with self._lock:
+            self._apply(dispatch)
+
+    def _apply(self, d: Dispatch) -> None:
+        key = (d.customer, d.receiver)
+        self.dispatches[key] = self.dispatches.get(key, 0) + 1
+        if d.determined_at is not None and not d.resolved:
+            target = (d.customer, d.service, d.target)
+            self.last_determined[target] = max(self.last_determined.get(target, 0.0), d.determined_at)
+        if d.first and d.delay is not None and d.outage is not None:
+            self.counted.add(d.outage)
+            delay = max(0.0, d.delay)
+            buckets = self.delay_buckets.setdefault(d.customer, [0] * (len(DELAY_BUCKETS) + 1))
+            index = next((i for i, bound in enumerate(DELAY_BUCKETS) if delay <= bound), len(DELAY_BUCKETS))
+            buckets[index] += 1
+            self.delay_sum[d.customer] = self.delay_sum.get(d.customer, 0.0) + delay
+            self.missed.setdefault(d.customer, 0)
+            if d.late:
+                self.missed[d.customer] += 1
+
+    def is_counted(self, outage: tuple[str, str, str, float]) -> bool:
+        with self._lock:
+            return outage in self.counted
+
+    def copy(self) -> AuditState:
+        with self._lock:
+            out = AuditState()
+            out.delay_buckets = {k: list(v) for k, v in self.delay_buckets.items()}
+            out.delay_sum = dict(self.delay_sum)
+            out.missed = dict(self.missed)
+            out.dispatches = dict(self.dispatches)
+            out.last_determined = dict(self.last_determined)
+            return out
+
+
+class AuditCollector(Collector):
+    def __init__(self, state: AuditState) -> None:
+        self._state = state
+
+    def describe(self) -> Iterator[Any]:
+        yield from self._families(AuditState())
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._families(self._state.copy())
+
+    @staticmethod
+    def _families(state: AuditState) -> Iterator[Any]:
+        delay = HistogramMetricFamily(
+            "threenines_notification_delay_seconds",
+            "Determination to the first audited Alertmanager dispatch of each outage.", labels=["customer"])
+        for customer, counts in sorted(state.delay_buckets.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*DELAY_BUCKETS, float("inf")), counts, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            delay.add_metric([customer], buckets, state.delay_sum[customer])
+        yield delay
+        missed = CounterMetricFamily(
+            "threenines_notification_deadline_missed_total",
+            "Outages whose first audited dispatch came later than the customer's notification deadline.",
+            labels=["customer"])
+        for customer, count in sorted(state.missed.items()):
+            missed.add_metric([customer], count)
+        yield missed
+        total = CounterMetricFamily(
+            "threenines_notification_dispatches_total",
+            "Alerts delivered to the audit webhook (every delivery, repeats included).",
+            labels=["customer", "receiver"])
+        for (customer, receiver), count in sorted(state.dispatches.items()):
+            total.add_metric([customer, receiver], count)
+        yield total
+        last = GaugeMetricFamily(
+            "threenines_notification_last_dispatch_determined_timestamp_seconds",
+            "determined_at of the latest outage whose firing notification reached the audit ledger.",
+            labels=["customer", "service", "target"])
+        for (customer, service, target), value in sorted(state.last_determined.items()):
+            last.add_metric([customer, service, target], value)
+        yield last
+
+
+# ---------------------------------------------------------------------------------------------------
+# The webhook
+
+
+class PayloadError(ValueError):
+    """The body is not an Alertmanager webhook payload; nothing of it is recorded."""
+
+
+@dataclass(frozen=True)
+class _Alert:
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Payload:
+    receiver: str
+    group_key: str
+    alerts: tuple[_Alert, ...]
+
+
+def _string_map(value: object, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise PayloadError(f"{where} must be an object of strings")
+    return value
+
+
+def parse_payload(body: bytes) -> Payload:
+    """Alertmanager webhook payload (version 4) → Payload; PayloadError names the first problem."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PayloadError(f"not JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise PayloadError("the payload must be a JSON object")
+    receiver, alerts = data.get("receiver"), data.get("alerts")
+    if not isinstance(receiver, str) or not receiver:
+        raise PayloadError("receiver must be a non-empty string")
+    if not isinstance(alerts, list):
+        raise PayloadError("alerts must be a list")
+    parsed = []
+    for i, alert in enumerate(alerts):
+        if not isinstance(alert, dict):
+            raise PayloadError(f"alerts[{i}] must be an object")
+        status = alert.get("status")
+        if status not in ("firing", "resolved"):
+            raise PayloadError(f"alerts[{i}].status must be firing or resolved")
+        fields = {k: alert.get(k) for k in ("startsAt", "endsAt", "fingerprint")}
+        for key in ("startsAt", "fingerprint"):
+            if not isinstance(fields[key], str) or not fields[key]:
+                raise PayloadError(f"alerts[{i}].{key} must be a non-empty string")
+        parsed.append(_Alert(
+            status=status,
+            labels=_string_map(alert.get("labels"), f"alerts[{i}].labels"),
+            annotations=_string_map(alert.get("annotations", {}), f"alerts[{i}].annotations"),
+            starts_at=fields["startsAt"],
+            ends_at=fields["endsAt"] if isinstance(fields["endsAt"], str) else "",
+            fingerprint=fields["fingerprint"],
+        ))
+    group_key = data.get("groupKey")
+    return Payload(receiver=receiver, group_key=group_key if isinstance(group_key, str) else "", alerts=tuple(parsed))
+
+
+class AuditWebhook:
+    """`POST /alertmanager/webhook`: bearer token, size limit, whole payload recorded or none of it."""
+
+    def __init__(self, ledger: AuditLedger, token: str | None, max_body: int, inventory: Inventory,
+                 clock: Callable[[], float] = time.time, on_record: Callable[[], None] | None = None) -> None:
+        self.ledger = ledger
+        self.max_body = max_body
+        self._token = token.encode() if token is not None else None
+        self._inventory = inventory
+        self._clock = clock
+        self._on_record = on_record
+        self._lock = threading.Lock()
+        self.state = AuditState()
+        for dispatch in ledger.dispatches():
+            self.state.apply(dispatch)
+        self.collector = AuditCollector(self.state)
+
+    def set_inventory(self, inventory: Inventory) -> None:
+        """After a reload: new deadlines and contact versions apply to dispatches from now on."""
+        self._inventory = inventory
+
+    def handle(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        dispatched_at = self._clock()
+        if self._token is not None and not self._authorized(headers):
+            return 401, b"missing or wrong bearer token\n"
+        if len(body) > self.max_body:
+            return 413, f"body larger than {self.max_body} bytes\n".encode()
+        try:
+            payload = parse_payload(body)
+        except PayloadError as err:
+            return 400, f"{err}\n".encode()
+        with self._lock:  # one delivery at a time, so "first dispatch of an outage" is decided exactly once
+            dispatches = self._dispatches(payload, dispatched_at)
+            try:
+                self.ledger.append(dispatches)
+            except sqlite3.Error as err:
+                log.error("audit ledger write failed: %s", err)
+                return 500, b"audit ledger write failed\n"  # Alertmanager retries the delivery
+            for dispatch in dispatches:
+                self.state.apply(dispatch)
+        if self._on_record is not None:
+            self._on_record()
+        return 200, json.dumps({"recorded": len(dispatches)}).encode() + b"\n"
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        assert self._token is not None
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        scheme, _, credentials = value.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), self._token)
+
+    def _dispatches(self, payload: Payload, dispatched_at: float) -> list[Dispatch]:
+        out: list[Dispatch] = []
+        seen_in_payload: set[tuple[str, str, str, float]] = set()
+        for alert in payload.alerts:
+            customer_id = alert.labels.get("customer") or payload.receiver.removeprefix(RECEIVER_PREFIX)
+            customer = next((c for c in self._inventory.customers if c.id == customer_id), None)
+            determined_at = _determined_at(alert)
+            resolved = alert.status == "resolved"
+            service, target = alert.labels.get("service", ""), alert.labels.get("target", "")
+            outage = (customer_id, service, target, determined_at) if determined_at is not None else None
+            first = (not resolved and outage is not None and outage not in seen_in_payload
+                     and not self.state.is_counted(outage))
+            delay = dispatched_at - determined_at if first and determined_at is not None else None
+            deadline = customer.notification_deadline if customer else None
+            if first and outage is not None:
+                seen_in_payload.add(outage)
+            out.append(Dispatch(
+                dispatched_at=dispatched_at,
+                receiver=payload.receiver,
+                fingerprint=alert.fingerprint,
+                alertname=alert.labels.get("alertname", ""),
+                customer=customer_id,
+                service=service,
+                target=target,
+                determined_at=determined_at,
+                starts_at=alert.starts_at,
+                ends_at=alert.ends_at,
+                resolved=resolved,
+                contact_version=customer.contacts.version if customer else "",
+                deadline=deadline,
+                delay=delay,
+                first=first,
+                late=bool(first and delay is not None and deadline is not None and delay > deadline),
+                group_key=payload.group_key,
+            ))
+        return out
+
+
+def _determined_at(alert: _Alert) -> float | None:
+    raw = alert.annotations.get("determined_at")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        # Recorded without a delay rather than refused: refusing would make Alertmanager retry forever.
+        log.warning("alert %s has an unreadable determined_at annotation", alert.fingerprint)
+        return None
+    return value if value > 0 else None

@@ -1,0 +1,190 @@
+"""The audit webhook and its ledger: what Alertmanager delivers is recorded whole or not at all, the first
+dispatch of each outage gives the delay, and a restart loses and double-counts nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from threenines.audit import AuditLedger, AuditWebhook
+from threenines.inventory import parse_inventory_text
+
+INVENTORY = """
+customers:
+  - id: acme
+    timezone: Europe/Amsterdam
+    notification_deadline: 15m
+    contacts: {version: "2026-10-01", notify: [{email: noc@acme.example}]}
+    ports: [{id: uplink-a, address: 192.0.2.10}]
+  - id: globex
+    timezone: America/New_York
+    notification_deadline: 5m
+    contacts: {version: "3", notify: [{email: oncall@globex.example}]}
+    ports: [{id: cc-7, address: 198.51.100.7}]
+"""
+TOKEN = "audit-token-for-tests"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def alert(customer: str, target: str, determined_at: float | None, status: str = "firing",
+          fingerprint: str = "f1") -> dict:
+    annotations = {"summary": "down"}
+    if determined_at is not None:
+        annotations["determined_at"] = f"{determined_at:.3f}"
+    return {
+        "status": status,
+        "labels": {"alertname": "ThreeninesServiceUnavailable", "customer": customer, "service": "connectivity",
+                   "target": target, "severity": "critical", "audience": "customer"},
+        "annotations": annotations,
+        "startsAt": "2026-11-23T06:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": fingerprint,
+    }
+
+
+def payload(receiver: str, *alerts: dict) -> bytes:
+    return json.dumps({"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": receiver,
+                       "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+                       "truncatedAlerts": 0, "alerts": list(alerts)}).encode()
+
+
+def make_webhook(path: Path, clock: Clock, token: str | None = TOKEN, max_body: int = 64 * 1024) -> AuditWebhook:
+    return AuditWebhook(AuditLedger(path), token, max_body, parse_inventory_text(INVENTORY), clock=clock)
+
+
+def metrics(webhook: AuditWebhook) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()  # auto_describe: proves describe() works without I/O
+    registry.register(webhook.collector)
+    out = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def rows(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT customer, target, determined_at, dispatched_at, receiver, contact_version, "
+                          "resolved, first, delay, late FROM dispatches ORDER BY id").fetchall()
+
+
+def test_first_dispatch_records_delay_contact_version_and_metrics(tmp_path: Path) -> None:
+    clock = Clock(1_000_000.0)
+    hook = make_webhook(tmp_path / "audit.sqlite", clock)
+    clock.now = 1_000_000.0 + 95.5
+    status, body = hook.handle(payload("customer-acme", alert("acme", "uplink-a", 1_000_000.0)), AUTH)
+    assert (status, json.loads(body)) == (200, {"recorded": 1})
+    assert rows(tmp_path / "audit.sqlite") == [
+        ("acme", "uplink-a", 1_000_000.0, 1_000_095.5, "customer-acme", "2026-10-01", 0, 1, 95.5, 0)]
+    m = metrics(hook)
+    assert m[("threenines_notification_delay_seconds_count", (("customer", "acme"),))] == 1
+    assert m[("threenines_notification_delay_seconds_sum", (("customer", "acme"),))] == 95.5
+    assert m[("threenines_notification_delay_seconds_bucket", (("customer", "acme"), ("le", "60.0")))] == 0
+    assert m[("threenines_notification_delay_seconds_bucket", (("customer", "acme"), ("le", "120.0")))] == 1
+    assert m[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 0
+    assert m[("threenines_notification_dispatches_total", (("customer", "acme"), ("receiver", "customer-acme")))] == 1
+    assert m[("threenines_notification_last_dispatch_determined_timestamp_seconds",
+              (("customer", "acme"), ("service", "connectivity"), ("target", "uplink-a")))] == 1_000_000.0
+
+
+def test_a_dispatch_after_the_customers_deadline_is_a_miss(tmp_path: Path) -> None:
+    clock = Clock(2_000_000.0 + 301)  # globex has a 5-minute deadline
+    hook = make_webhook(tmp_path / "audit.sqlite", clock)
+    assert hook.handle(payload("customer-globex", alert("globex", "cc-7", 2_000_000.0)), AUTH)[0] == 200
+    clock.now += 1
+    assert hook.handle(payload("customer-acme", alert("acme", "uplink-a", 2_000_000.0)), AUTH)[0] == 200
+    m = metrics(hook)
+    assert m[("threenines_notification_deadline_missed_total", (("customer", "globex"),))] == 1
+    assert m[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 0
+
+
+def test_repeats_and_resolved_notifications_are_recorded_but_never_counted_twice(tmp_path: Path) -> None:
+    clock = Clock(3_000_060.0)
+    hook = make_webhook(tmp_path / "audit.sqlite", clock)
+    firing = payload("customer-acme", alert("acme", "uplink-a", 3_000_000.0))
+    assert hook.handle(firing, AUTH)[0] == 200
+    clock.now += 4 * 3600  # repeat_interval, or an Alertmanager that forgot it had sent it
+    assert hook.handle(firing, AUTH)[0] == 200
+    clock.now += 60
+    assert hook.handle(payload("customer-acme", alert("acme", "uplink-a", 3_000_000.0, "resolved")), AUTH)[0] == 200
+    recorded = rows(tmp_path / "audit.sqlite")
+    assert [(r[6], r[7]) for r in recorded] == [(0, 1), (0, 0), (1, 0)]  # (resolved, first)
+    m = metrics(hook)
+    assert m[("threenines_notification_delay_seconds_count", (("customer", "acme"),))] == 1
+    assert m[("threenines_notification_dispatches_total", (("customer", "acme"), ("receiver", "customer-acme")))] == 3
+
+
+def test_restart_rebuilds_every_count_from_the_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    clock = Clock(4_000_000.0)
+    hook = make_webhook(path, clock)
+    clock.now = 4_000_000.0 + 1000  # late for acme (15 min)
+    hook.handle(payload("customer-acme", alert("acme", "uplink-a", 4_000_000.0)), AUTH)
+    clock.now = 4_000_000.0 + 1100
+    hook.handle(payload("customer-globex", alert("globex", "cc-7", 4_000_000.0 + 1000, fingerprint="g")), AUTH)
+    before = metrics(hook)
+    hook.ledger.close()
+
+    restarted = make_webhook(path, clock)
+    assert metrics(restarted) == before
+    # the same outage delivered again after the restart (Alertmanager restarted too) is not a new notification
+    clock.now += 600
+    restarted.handle(payload("customer-acme", alert("acme", "uplink-a", 4_000_000.0)), AUTH)
+    after = metrics(restarted)
+    assert after[("threenines_notification_delay_seconds_count", (("customer", "acme"),))] == 1
+    assert after[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 1
+    assert len(rows(path)) == 3
+
+
+def test_bad_json_is_refused_and_nothing_is_recorded(tmp_path: Path) -> None:
+    hook = make_webhook(tmp_path / "audit.sqlite", Clock(5_000_000.0))
+    good = alert("acme", "uplink-a", 4_999_000.0)
+    broken = {**alert("globex", "cc-7", 4_999_000.0), "status": "exploded"}
+    for body in (b"{not json", b"[]", b"\xff\xfe", payload("customer-acme", good, broken),
+                 json.dumps({"receiver": "customer-acme", "alerts": [{**good, "labels": {"customer": 7}}]}).encode()):
+        status, _ = hook.handle(body, AUTH)
+        assert status == 400
+    assert rows(tmp_path / "audit.sqlite") == []
+    assert ("threenines_notification_dispatches_total",
+            (("customer", "acme"), ("receiver", "customer-acme"))) not in metrics(hook)
+
+
+def test_wrong_or_missing_token_is_401(tmp_path: Path) -> None:
+    hook = make_webhook(tmp_path / "audit.sqlite", Clock(6_000_000.0))
+    body = payload("customer-acme", alert("acme", "uplink-a", 5_999_000.0))
+    assert hook.handle(body, {})[0] == 401
+    assert hook.handle(body, {"authorization": "Bearer wrong"})[0] == 401
+    assert hook.handle(body, {"authorization": f"Basic {TOKEN}"})[0] == 401
+    status, reply = hook.handle(body, {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and TOKEN.encode() not in reply
+    assert len(rows(tmp_path / "audit.sqlite")) == 1
+
+
+def test_oversize_body_is_413(tmp_path: Path) -> None:
+    hook = make_webhook(tmp_path / "audit.sqlite", Clock(7_000_000.0), max_body=2048)
+    many = [alert("acme", "uplink-a", 6_999_000.0, fingerprint=f"f{i}") for i in range(20)]
+    assert hook.handle(payload("customer-acme", *many), AUTH)[0] == 413
+    assert rows(tmp_path / "audit.sqlite") == []
+
+
+def test_the_ledger_is_append_only(tmp_path: Path) -> None:
+    hook = make_webhook(tmp_path / "audit.sqlite", Clock(8_000_000.0))
+    hook.handle(payload("customer-acme", alert("acme", "uplink-a", 7_999_000.0)), AUTH)
+    with sqlite3.connect(tmp_path / "audit.sqlite") as db:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE dispatches SET delay = 1")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("DELETE FROM dispatches")
