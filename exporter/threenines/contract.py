@@ -128,32 +128,31 @@ class TargetMachine:
 
     # -- restart --------------------------------------------------------------------------------------
 
-    def resume(self, checkpoint: Checkpoint) -> None:
-        """Restore state saved by a previous process, before any observation.
+    def resume(self, checkpoint: Checkpoint, now: float) -> None:
+        """Restore state saved by a previous process that was alive until `accrued_to`; we restart at `now`.
 
-        An open outage stays open (one ledger row, not two). A failure run stays alive while its last
-        probe is within the horizon; its pending time is resolved by what comes next.
+        The time we were not running is unknown. An open outage stays open (one ledger row, not two) and
+        counts again from the next probe. A failure run stays alive while its last probe is within the
+        horizon, so "consecutive" keeps its meaning across a quick restart.
         """
+        alive_until = self.accrued_to
         if checkpoint.open_outage is not None:
             self.down = True
             self.outage_start, self.determined_at = checkpoint.open_outage
-        elif checkpoint.fail_start is not None:
+        elif checkpoint.fail_start is not None and checkpoint.last_probe_at is not None:
             self.fail_start = checkpoint.fail_start
             self.fail_count = checkpoint.fail_count
             self.last_probe_at = checkpoint.last_probe_at
+            self.last_evidence = checkpoint.last_probe_at
             self.pending = [piece for piece in checkpoint.pending if piece[1] > piece[0]]
             # The checkpoint was written at the last failed probe; the previous process went on holding
-            # that time as pending while its evidence was fresh, and as unknown after, until it stopped.
-            alive_until = self.accrued_to
-            fresh_end = alive_until
-            if checkpoint.last_probe_at is not None:
-                fresh_end = min(alive_until, checkpoint.last_probe_at + self.horizon)
-            if self.pending and fresh_end > self.pending[-1][1]:
-                self.pending[-1] = (self.pending[-1][0], fresh_end)
-            if self.pending and alive_until > max(fresh_end, self.pending[-1][1]):
-                gap_start = max(fresh_end, self.pending[-1][1])
-                self._add(Bucket.UNKNOWN, alive_until - gap_start)
-                self._emit(gap_start, alive_until, Bucket.UNKNOWN)
+            # that time as pending while its evidence was fresh, until it stopped.
+            tail_start = self.pending[-1][1] if self.pending else checkpoint.last_probe_at
+            fresh_end = min(alive_until, checkpoint.last_probe_at + self.horizon)
+            if fresh_end > tail_start:
+                self.pending.append((tail_start, fresh_end))
+            self.accrued_to = max(tail_start, fresh_end)
+        self._accrue(self.accrued_to, now, Bucket.UNKNOWN)
 
     # -- observations ---------------------------------------------------------------------------------
 

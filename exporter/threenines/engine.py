@@ -89,7 +89,7 @@ class ContractEngine:
             start = alive_until if key in known and alive_until is not None and alive_until < now else now
             machine = TargetMachine(key, spec.threshold, spec.horizon, start, self._on_event, self._on_checkpoint)
             if key in checkpoints:
-                machine.resume(checkpoints[key])
+                machine.resume(checkpoints[key], now)
             machine.advance(now)
             self._machines[key] = machine
             if key not in known:
