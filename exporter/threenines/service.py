@@ -18,6 +18,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
+from threenines.audit import AuditLedger, AuditWebhook
 from threenines.collector import ContractCollector, ExporterSnapshot, HealthView
 from threenines.configfile import ConfigError
 from threenines.contract import TargetKey
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # Render promptly after an outage event (alerts fire at the first evaluation after determination), but
 # never more often than this: rendering a large fleet costs CPU the probes need.
 MIN_RENDER_SPACING = 1.0
+# Alertmanager batches alerts per group; even a large group's payload stays far below this.
+MAX_AUDIT_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,17 @@ class Exporter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
-        self.http = ExporterHTTPServer(host, port, lambda: self._rendered, self._health)
+        self.http = ExporterHTTPServer(host, port, lambda: self._rendered, self._health,
+                                       max_post_bytes=MAX_AUDIT_BODY_BYTES)
         self.http.add_post("/-/reload", self._http_reload)
+        token_ref = self.inventory.exporter.audit_token
+        token = token_ref.resolve() if token_ref is not None else None  # SecretError: fail at start
+        if token is None:
+            log.warning("exporter.audit_token is not set: the audit webhook accepts unauthenticated posts")
+        self.audit = AuditWebhook(AuditLedger(state_dir / "audit.sqlite"), token, MAX_AUDIT_BODY_BYTES,
+                                  self.inventory, clock, on_record=self._audit_recorded)
+        self.registry.register(self.audit.collector)
+        self.http.add_post("/alertmanager/webhook", self.audit.handle)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -111,6 +123,7 @@ class Exporter:
             self.http.stop()
             self.pinger.close()
             self.ledger.close()
+            self.audit.ledger.close()
             self._renderer.shutdown(wait=False)
             log.info("stopped")
 
@@ -118,6 +131,11 @@ class Exporter:
         self._stop.set()
 
     # -- evidence, time and rendering ---------------------------------------------------------------
+
+    def _audit_recorded(self) -> None:
+        # Called from an HTTP thread: ask the loop to re-render so the delay metrics show promptly.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._dirty.set)
 
     def _observe(self, key: TargetKey, at: float, ok: bool | None) -> None:
         events_before = len(self.engine.events)
@@ -196,6 +214,7 @@ class Exporter:
         families = {p.family for _, p in inventory.ports()}
         self.pinger.open(tuple(sorted(families)))
         self.inventory = inventory
+        self.audit.set_inventory(inventory)
         now = self._clock()
         self.engine.configure(specs_from_inventory(inventory), now)
         assert self.scheduler is not None

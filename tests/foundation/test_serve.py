@@ -88,3 +88,18 @@ def test_serve_refuses_a_bad_inventory_at_start(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "inventory.yml:3 customers[0].timezone: 'Mars' is not a known time zone" in result.stderr
+
+
+def test_the_audit_webhook_is_served_with_the_configured_token(tmp_path: Path) -> None:
+    config = tmp_path / "inventory.yml"
+    config.write_text("exporter: {audit_token: {env: TN_TEST_AUDIT_TOKEN}}\n" + inventory_text({"a": "127.0.54.1"}))
+    os.environ["TN_TEST_AUDIT_TOKEN"] = "s3cret-audit-token"
+    try:
+        proc, port = serve(tmp_path, config)
+        with proc as exporter:
+            url = f"http://127.0.0.1:{port}/alertmanager/webhook"
+            assert http_post(url, b"{}", headers={"Authorization": "Bearer wrong"})[0] == 401
+            assert http_post(url, b"not json", headers={"Authorization": "Bearer s3cret-audit-token"})[0] == 400
+            assert "s3cret-audit-token" not in exporter.log() + scrape(port)
+    finally:
+        del os.environ["TN_TEST_AUDIT_TOKEN"]

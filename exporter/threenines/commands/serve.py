@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from threenines.configfile import ConfigError
+    from threenines.inventory import SecretError
     from threenines.probes.ping import PingSetupError
     from threenines.service import Exporter, ServeOptions
 
@@ -32,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
         exporter = Exporter(options)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except SecretError as err:
+        print(f"error: exporter.audit_token: {err}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"error: cannot start: {err}", file=sys.stderr)
