@@ -1,0 +1,35 @@
+"""`python -m threenines.dashboards --write`: regenerate grafana/dashboards/*.json; `--check` diffs instead."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from threenines.dashboards import render_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m threenines.dashboards", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("grafana/dashboards"),
+                        help="directory of the committed dashboards (default: grafana/dashboards, from the repo root)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="write every dashboard's JSON")
+    mode.add_argument("--check", action="store_true", help="exit 1 when a committed file differs from the generator")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in render_all().items():
+        path = args.out / name
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+        elif not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(path)
+    for path in stale:
+        print(f"{path} differs from the generator: run `make dashboards` and commit the result", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

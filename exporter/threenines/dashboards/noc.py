@@ -1,0 +1,173 @@
+"""NOC overview: what is down right now, who was told, and which power or SNMP device needs hands."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import stat, table
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from threenines.dashboards.common import (
+    BLUE,
+    CUSTOMER,
+    DS,
+    GREY,
+    ORANGE,
+    STATE_MAPPINGS,
+    VERMILLION,
+    at_sites,
+    customer_data_link,
+    customer_variable,
+    dashboard,
+    fixed_colour,
+    query,
+    reduce_last,
+    site_variable,
+    state,
+    table_panel,
+    threshold_colours,
+    thresholds,
+)
+
+TILES = state(f"threenines_customer_service_up{{{CUSTOMER}}}", f"threenines_customer_service_known{{{CUSTOMER}}}")
+
+# Open outages per target: the determination time is the key every column of the table joins on.
+DETERMINED = f"(threenines_service_determined_timestamp_seconds{{{CUSTOMER}}} > 0)"
+# When the audit webhook last recorded a dispatch for the customer: the latest minute of the last 24 h at which
+# the dispatch counter had changed within $__rate_interval (the shortest window sure to hold two scrapes). It
+# trails the real dispatch by at most $__rate_interval, so a dispatch up to that long *before* determination
+# (another target's outage) also counts: the audit ledger, not this panel, is the evidence for billing.
+LAST_DISPATCH = (f"max by (customer) (max_over_time(timestamp(changes("
+                 f"threenines_notification_dispatches_total{{{CUSTOMER}}}[$__rate_interval]) > 0)[1d:1m]))")
+DEADLINE = f"max by (customer) (threenines_customer_notification_deadline_seconds{{{CUSTOMER}}})"
+# 2 = a dispatch was audited after determination, 1 = not yet but within the deadline, 0 = overdue.
+NOTIFICATION_STATUS = (
+    f"(0 * ({DETERMINED} <= on(customer) group_left() {LAST_DISPATCH}) + 2)"
+    f" or (0 * ((time() - {DETERMINED}) <= on(customer) group_left() {DEADLINE}) + 1)"
+    f" or (0 * {DETERMINED})"
+)
+NOTIFICATION_MAPPINGS: list[dm.ValueMapping] = [
+    dm.ValueMap(options={
+        "0": dm.ValueMappingResult(text="OVERDUE", color=VERMILLION, index=0),
+        "1": dm.ValueMappingResult(text="pending (within deadline)", color=ORANGE, index=1),
+        "2": dm.ValueMappingResult(text="audited", color=BLUE, index=2),
+    }),
+]
+
+
+def _tiles() -> stat.Panel:
+    return (stat.Panel().title("Service state per customer").datasource(DS).span(24).height(7)
+            .description("One tile per customer and service: UP, DOWN (a determined outage is open: 2 consecutive "
+                         "failed probes, or every power feed down) or UNKNOWN (no fresh evidence: exporter, probe "
+                         "or SNMP gap). Colours are colour-blind safe and every tile also says its state in words. "
+                         "Click a tile for the customer's SLA month.")
+            .with_target(query(at_sites(TILES), "{{name}} · {{service}}", instant=True))
+            .mappings(STATE_MAPPINGS).color_scheme(threshold_colours())
+            .thresholds(thresholds((None, GREY))).no_value("No customer at the selected sites")
+            .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).graph_mode(cm.BigValueGraphMode.NONE)
+            .justify_mode(cm.BigValueJustifyMode.CENTER).orientation(cm.VizOrientation.AUTO)
+            .data_links([customer_data_link("sla", "SLA month of ${__field.labels.customer}")]))
+
+
+def _open_outages() -> table.Panel:
+    hidden = dm.DynamicConfigValue(id_val="custom.hidden", value=True)
+    return (table_panel().title("Open outages and notification status").datasource(DS).span(24).height(8)
+            .description("Every target with a determined outage open now: when its first failed probe was, how long "
+                         "ago the outage was determined, and whether the customer's designated contacts were "
+                         "notified: 'audited' = the audit webhook recorded a dispatch after determination, "
+                         "'pending' = not yet but still within the customer's notification deadline, 'OVERDUE' = "
+                         "the deadline passed without an audited dispatch (each miss costs a day's rent).")
+            .with_target(query(at_sites(f"time() - {DETERMINED}"), instant=True, ref="A", table=True))
+            .with_target(query(at_sites(
+                f"1000 * (threenines_service_outage_start_timestamp_seconds{{{CUSTOMER}}} > 0)"),
+                instant=True, ref="B", table=True))
+            .with_target(query(at_sites(NOTIFICATION_STATUS), instant=True, ref="C", table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
+                "indexByName": {"name": 0, "customer": 1, "service": 2, "target": 3,
+                                "Value #B": 4, "Value #A": 5, "Value #C": 6},
+                "renameByName": {"name": "Customer", "customer": "id", "service": "Service", "target": "Target",
+                                 "Value #A": "Since determination", "Value #B": "Outage started",
+                                 "Value #C": "Notification"},
+            }))
+            .override_by_name("Since determination", [dm.DynamicConfigValue(id_val="unit", value="s")])
+            .override_by_name("Outage started", [dm.DynamicConfigValue(id_val="unit", value="dateTimeAsIso")])
+            .override_by_name("Notification", [
+                dm.DynamicConfigValue(id_val="mappings", value=NOTIFICATION_MAPPINGS),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ])
+            .override_by_name("id", [hidden])
+            .no_value("No open outage"))
+
+
+def _ups_on_battery() -> stat.Panel:
+    on_battery = 'threenines_ups_output_source{source="battery"} == 1'
+    return (stat.Panel().title("UPSes on battery: runtime left").datasource(DS).span(8).height(6)
+            .description("UPSes whose output source is the battery right now, with the battery runtime the UPS "
+                         "reports. Below 10 minutes the tile turns vermillion: start the generator procedure.")
+            .with_target(query(f"threenines_ups_battery_runtime_seconds and on(device) ({on_battery})", "{{device}}",
+                               instant=True))
+            .unit("s").color_scheme(threshold_colours())
+            .thresholds(thresholds((None, VERMILLION), (600, ORANGE), (1800, BLUE)))
+            .no_value("No UPS on battery").reduce_options(reduce_last())
+            .color_mode(cm.BigValueColorMode.BACKGROUND_SOLID).graph_mode(cm.BigValueGraphMode.NONE)
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).justify_mode(cm.BigValueJustifyMode.CENTER))
+
+
+def _phases_near_rating() -> stat.Panel:
+    return (stat.Panel().title("PDU phases near rated current").datasource(DS).span(8).height(6)
+            .description("PDU phases drawing at least 80% of the rated phase current chosen in the 'Phase rating' "
+                         "variable (the metric contract carries no per-phase rating yet). Above 100% the breaker "
+                         "may trip and every customer on that phase loses one feed.")
+            .with_target(query("threenines_pdu_phase_current_amperes / $phase_rating >= 0.8",
+                               "{{device}} phase {{phase}}", instant=True))
+            .unit("percentunit").decimals(0).color_scheme(threshold_colours())
+            .thresholds(thresholds((None, ORANGE), (1, VERMILLION)))
+            .no_value("No phase at 80% of rating").reduce_options(reduce_last())
+            .color_mode(cm.BigValueColorMode.BACKGROUND_SOLID).graph_mode(cm.BigValueGraphMode.NONE)
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).justify_mode(cm.BigValueJustifyMode.CENTER))
+
+
+def _devices_unreachable() -> stat.Panel:
+    return (stat.Panel().title("SNMP devices unreachable").datasource(DS).span(8).height(6)
+            .description("UPSes and PDUs whose last SNMP poll failed, with the time since their last successful "
+                         "poll. While a device is unreachable its customers' power state is UNKNOWN, not up.")
+            .with_target(query("time() - threenines_device_last_success_timestamp_seconds "
+                               "and on(device) (threenines_device_up == 0)", "{{device}}", instant=True))
+            .unit("s").color_scheme(fixed_colour(VERMILLION)).no_value("Every device answers")
+            .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
+            .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+            .justify_mode(cm.BigValueJustifyMode.CENTER))
+
+
+def _exclusions() -> table.Panel:
+    return (table_panel().title("Active exclusion windows").datasource(DS).span(24).height(5)
+            .description("Customers and services inside an exclusion window now (agreed maintenance, customer's "
+                         "own fault, force majeure, unreported): outage time in these windows is not billed.")
+            .with_target(query(at_sites(f"threenines_customer_service_excluded{{{CUSTOMER}}} == 1"),
+                               instant=True, table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True},
+                "indexByName": {"name": 0, "customer": 1, "service": 2, "reason": 3},
+                "renameByName": {"name": "Customer", "customer": "id", "service": "Service", "reason": "Reason"},
+            }))
+            .no_value("No exclusion window active"))
+
+
+def build() -> db.Dashboard:
+    return (dashboard("noc", "threenines / NOC overview",
+                      "What is down now, whether the customer was told in time, and which power or SNMP device "
+                      "needs attention.")
+            .time("now-6h", "now")
+            .with_variable(site_variable()).with_variable(customer_variable())
+            .with_variable(db.CustomVariable("phase_rating").label("Phase rating (A)").values("16,32,63")
+                           .current(dm.VariableOption(selected=True, text="16", value="16"))
+                           .description("Rated current of a PDU phase, for the 'near rated current' panel."))
+            .with_row(db.Row("Services"))
+            .with_panel(_tiles())
+            .with_panel(_open_outages())
+            .with_row(db.Row("Power and devices"))
+            .with_panel(_ups_on_battery()).with_panel(_phases_near_rating()).with_panel(_devices_unreachable())
+            .with_panel(_exclusions()))

@@ -1,0 +1,200 @@
+"""SLA review: per customer and service, this calendar month so far against the 99.9% objective.
+
+The time range defaults to Grafana's "This month" (now/M → now), so `$__range` is the month so far and
+`increase(...[$__range])` is the month's outage time. The budget is the whole month's: (1 − objective) ×
+days_in_month() × 86400 s, which is 40.32 min for 28 days and 44.64 min for 31 days at 99.9%. Billing uses
+`threenines report`, which counts months in each customer's contract time zone; this dashboard counts them
+in the dashboard's time zone (and days_in_month() in UTC), which can differ for the first hours of a month.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from threenines.dashboards.common import (
+    BLUE,
+    CUSTOMER,
+    DS,
+    GREY,
+    ORANGE,
+    STATE_MAPPINGS,
+    VERMILLION,
+    at_sites,
+    customer_variable,
+    dashboard,
+    legend_list,
+    legend_table,
+    query,
+    reduce_last,
+    site_variable,
+    state,
+    table_panel,
+    threshold_colours,
+    thresholds,
+    tooltip,
+)
+
+OUTAGE = f"increase(threenines_customer_service_outage_seconds_total{{{CUSTOMER}}}[$__range])"
+UNKNOWN = f"increase(threenines_customer_service_unknown_seconds_total{{{CUSTOMER}}}[$__range])"
+OBJECTIVE = f"threenines_customer_objective_ratio{{{CUSTOMER}}}"
+BUDGET_SECONDS = f"((1 - {OBJECTIVE}) * scalar(days_in_month()) * 86400)"
+AVAILABILITY = f"1 - {OUTAGE} / $__range_s"
+ROLLING_30D = f"1 - increase(threenines_customer_service_outage_seconds_total{{{CUSTOMER}}}[30d]) / (30 * 86400)"
+# Label sets of the counters and of the objective gauge are the same (customer, service + scrape labels).
+BUDGET_USED_RATIO = f"{OUTAGE} / {BUDGET_SECONDS}"
+
+
+def _availability() -> stat.Panel:
+    return (stat.Panel().title("Availability this month").datasource(DS).span(8).height(8)
+            .description("1 − outage time ÷ time elapsed in the selected range (This month: the month so far), per "
+                         "customer and service. Vermillion below the 99.9% objective. Excluded windows are still "
+                         "counted here; the billing report subtracts them.")
+            .with_target(query(at_sites(AVAILABILITY), "{{name}} · {{service}}", instant=True))
+            .unit("percentunit").decimals(3).min(0).max(1).color_scheme(threshold_colours())
+            .thresholds(thresholds((None, VERMILLION), (0.999, BLUE)))
+            .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
+            .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+            .justify_mode(cm.BigValueJustifyMode.CENTER))
+
+
+def _budget_table() -> table.Panel:
+    return (table_panel().title("Error budget this month").datasource(DS).span(16).height(8)
+            .description("Outage minutes so far against the whole calendar month's budget: (1 − objective) × days in "
+                         "the month × 1440 min, i.e. 43.2 min for a 30-day month at 99.9%. 'Used' above 100% means "
+                         "the month is lost: credit 1 waives the month's rent for that service.")
+            .with_target(query(at_sites(f"{OUTAGE} / 60"), instant=True, ref="A", table=True))
+            .with_target(query(at_sites(f"{BUDGET_SECONDS} / 60"), instant=True, ref="B", table=True))
+            .with_target(query(at_sites(BUDGET_USED_RATIO), instant=True, ref="C", table=True))
+            .with_target(query(at_sites(f"{UNKNOWN} / 60"), instant=True, ref="D", table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
+                "indexByName": {"name": 0, "customer": 1, "service": 2,
+                                "Value #A": 3, "Value #B": 4, "Value #C": 5, "Value #D": 6},
+                "renameByName": {"name": "Customer", "customer": "id", "service": "Service",
+                                 "Value #A": "Outage (min)", "Value #B": "Month budget (min)",
+                                 "Value #C": "Budget used", "Value #D": "Unknown (min)"},
+            }))
+            .override_by_name("Outage (min)", [dm.DynamicConfigValue(id_val="unit", value="m"),
+                                               dm.DynamicConfigValue(id_val="decimals", value=1)])
+            .override_by_name("Month budget (min)", [dm.DynamicConfigValue(id_val="unit", value="m"),
+                                                     dm.DynamicConfigValue(id_val="decimals", value=2)])
+            .override_by_name("Unknown (min)", [dm.DynamicConfigValue(id_val="unit", value="m"),
+                                                dm.DynamicConfigValue(id_val="decimals", value=1)])
+            .override_by_name("Budget used", [
+                dm.DynamicConfigValue(id_val="unit", value="percentunit"),
+                dm.DynamicConfigValue(id_val="decimals", value=0),
+                dm.DynamicConfigValue(id_val="thresholds", value=dm.ThresholdsConfig(
+                    mode=dm.ThresholdsMode.ABSOLUTE, steps=[dm.Threshold(value=None, color=BLUE),
+                                                            dm.Threshold(value=0.5, color=ORANGE),
+                                                            dm.Threshold(value=1, color=VERMILLION)])),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ]))
+
+
+def _timeline() -> statetimeline.Panel:
+    up = f"threenines_customer_service_up{{{CUSTOMER}}}"
+    known = f"threenines_customer_service_known{{{CUSTOMER}}}"
+    return (statetimeline.Panel().title("Outage timeline").datasource(DS).span(24).height(9)
+            .description("Contract state over the range per customer and service: UP, DOWN (determined outage) or "
+                         "UNKNOWN (no evidence). Hover a DOWN band for its start and end.")
+            .with_target(query(at_sites(state(up, known)), "{{name}} · {{service}}"))
+            .mappings(STATE_MAPPINGS).color_scheme(threshold_colours()).thresholds(thresholds((None, GREY)))
+            .show_value(cm.VisibilityMode.NEVER).merge_values(True).row_height(0.8).fill_opacity(90)
+            .legend(legend_list()).tooltip(tooltip()))
+
+
+def _exclusion_timeline() -> statetimeline.Panel:
+    excluded = f"max by (customer, service, reason) (threenines_customer_service_excluded{{{CUSTOMER}}})"
+    return (statetimeline.Panel().title("Exclusion windows").datasource(DS).span(24).height(6)
+            .description("When an exclusion was active (agreed maintenance, customer's fault, force majeure, "
+                         "unreported within 5 days): outage time inside these windows is not billed.")
+            .with_target(query(at_sites(excluded), "{{name}} · {{service}} · {{reason}}"))
+            .mappings([dm.ValueMap(options={
+                "0": dm.ValueMappingResult(text="counted", color="transparent", index=0),
+                "1": dm.ValueMappingResult(text="excluded", color=ORANGE, index=1),
+            })])
+            .color_scheme(threshold_colours()).thresholds(thresholds((None, GREY)))
+            .show_value(cm.VisibilityMode.NEVER).merge_values(True).row_height(0.8).fill_opacity(90)
+            .legend(legend_list()).tooltip(tooltip()))
+
+
+def _unknown() -> stat.Panel:
+    coverage = f"1 - {UNKNOWN} / $__range_s"
+    return (stat.Panel().title("Evidence coverage this month").datasource(DS).span(8).height(7)
+            .description("Share of the month so far with evidence (1 − unknown time ÷ elapsed time). Unknown time "
+                         "is neither up nor down; a month with coverage below 99% is flagged for review before "
+                         "billing.")
+            .with_target(query(at_sites(coverage), "{{name}} · {{service}}", instant=True))
+            .unit("percentunit").decimals(2).min(0).max(1).color_scheme(threshold_colours())
+            .thresholds(thresholds((None, ORANGE), (0.99, BLUE)))
+            .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
+            .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+            .justify_mode(cm.BigValueJustifyMode.CENTER))
+
+
+def _notifications() -> table.Panel:
+    missed = f"increase(threenines_notification_deadline_missed_total{{{CUSTOMER}}}[$__range])"
+    dispatches = f"sum by (customer) (increase(threenines_notification_dispatches_total{{{CUSTOMER}}}[$__range]))"
+    return (table_panel().title("Notifications this month").datasource(DS).span(16).height(7)
+            .description("Audited dispatches to the customer's designated contacts and notifications later than the "
+                         "deadline in the range. Each late notification costs one day's rent, at most one per "
+                         "calendar day: the report computes the credit.")
+            .with_target(query(at_sites(f"sum by (customer) ({missed})"), instant=True, ref="A", table=True))
+            .with_target(query(at_sites(dispatches), instant=True, ref="B", table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True},
+                "indexByName": {"name": 0, "customer": 1, "Value #B": 2, "Value #A": 3},
+                "renameByName": {"name": "Customer", "customer": "id", "Value #A": "Deadline missed",
+                                 "Value #B": "Dispatches audited"},
+            }))
+            .override_by_name("Deadline missed", [
+                dm.DynamicConfigValue(id_val="decimals", value=0),
+                dm.DynamicConfigValue(id_val="thresholds", value=dm.ThresholdsConfig(
+                    mode=dm.ThresholdsMode.ABSOLUTE, steps=[dm.Threshold(value=None, color=BLUE),
+                                                            dm.Threshold(value=0.5, color=VERMILLION)])),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ])
+            .override_by_name("Dispatches audited", [dm.DynamicConfigValue(id_val="decimals", value=0)]))
+
+
+def _rolling() -> timeseries.Panel:
+    return (timeseries.Panel().title("Availability, rolling 30 days").datasource(DS).span(16).height(8)
+            .description("Availability over the 30 days before each point, per customer and service: the trend "
+                         "behind the calendar month. The dashed line is the 99.9% objective.")
+            .with_target(query(at_sites(ROLLING_30D), "{{name}} · {{service}}"))
+            .unit("percentunit").decimals(3).max(1).color_scheme(
+                db.FieldColor().mode(dm.FieldColorModeId.PALETTE_CLASSIC))
+            .thresholds(thresholds((None, VERMILLION), (0.999, "transparent")))
+            .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED))
+            .legend(legend_table("lastNotNull", "min")).tooltip(tooltip()))
+
+
+def _rolling_now() -> stat.Panel:
+    return (stat.Panel().title("Availability, last 30 days").datasource(DS).span(8).height(8)
+            .description("The same 30-day rolling availability at the end of the range, one tile per customer and "
+                         "service.")
+            .with_target(query(at_sites(ROLLING_30D), "{{name}} · {{service}}", instant=True))
+            .unit("percentunit").decimals(3).color_scheme(threshold_colours())
+            .thresholds(thresholds((None, VERMILLION), (0.999, BLUE)))
+            .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
+            .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME))
+
+
+def build() -> db.Dashboard:
+    return (dashboard("sla", "threenines / SLA month",
+                      "Per customer and service: availability this calendar month so far, error budget used, "
+                      "outage timeline, unknown time and notifications; plus the 30-day rolling view.")
+            .time("now/M", "now").with_variable(site_variable()).with_variable(customer_variable())
+            .with_row(db.Row("This month"))
+            .with_panel(_availability()).with_panel(_budget_table())
+            .with_panel(_timeline()).with_panel(_exclusion_timeline())
+            .with_panel(_unknown()).with_panel(_notifications())
+            .with_row(db.Row("Rolling 30 days"))
+            .with_panel(_rolling_now()).with_panel(_rolling()))
+

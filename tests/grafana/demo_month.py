@@ -1,0 +1,335 @@
+"""A demo month of every metric family in docs/metrics.md, as tests/promdata.Series, for the dashboard tests.
+
+October 2026 (UTC) sampled every 5 minutes, as a Prometheus scraping `threenines serve` every 5 minutes would
+store it. The story the dashboards must be able to tell, all of it ending at END ("now"):
+
+- acme (ams1, two ports, A/B power): a 50-minute outage on port-a on the 7th (the month's budget is 44.64 min:
+  the month is lost), an outage inside agreed maintenance on the 14th, an agreed maintenance window open now,
+  and port-b determined down 5 minutes before END with no dispatch yet (notification "pending").
+- globex (ams1, one port, A/B power): port-1 down since 25 minutes before END, dispatch audited 3 minutes after
+  determination; a notification 1100 s late on the 12th (deadline missed); power unknown for 2 h on the 20th.
+- initech (fra1, one port, single feed on pdu-b): port-1 determined down 40 minutes before END and nobody
+  notified (notification "OVERDUE"); its power is UNKNOWN now because pdu-b stopped answering SNMP 30 minutes
+  before END.
+- ups-b on battery for the last 20 minutes (runtime left falling from 1800 s), pdu-a phase L2 at 85% of 16 A.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from tests.promdata import Series
+
+START = 1790812800  # 2026-10-01T00:00:00Z
+STEP = 300
+END = START + 31 * 86400 - 2 * 3600  # 2026-10-31T22:00:00Z: "now" for every instant query
+TIMES = range(START, END + 1, STEP)
+SCRAPE = {"job": "threenines", "instance": "127.0.0.1:9839"}
+DAY = 86400
+MINUTE = 60
+
+
+def at(day: int, hour: int, minute: int = 0) -> int:
+    """Unix time of 2026-10-<day> hour:minute UTC."""
+    return START + (day - 1) * DAY + hour * 3600 + minute * MINUTE
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: int
+    end: int  # exclusive; END + STEP for "still open"
+
+    def __contains__(self, t: int) -> bool:
+        return self.start <= t < self.end
+
+
+OPEN = END + STEP
+
+
+@dataclass
+class Target:
+    """One contract target: its failed-probe runs (down) and its evidence gaps (unknown)."""
+
+    customer: str
+    service: str
+    name: str
+    down: list[Interval] = field(default_factory=list)
+    unknown: list[Interval] = field(default_factory=list)
+
+
+def _determined(run: Interval) -> int:
+    # threshold 2 at a 5-minute interval: the second failed probe, one interval after the first, determines.
+    return run.start + STEP
+
+
+def _outage_seconds(runs: list[Interval], t: int) -> float:
+    """The contract counter at t: a run counts only once determined, then retroactively from its first probe."""
+    total = 0.0
+    for run in runs:
+        if t >= _determined(run) and run.end > _determined(run):
+            total += min(t, run.end) - run.start
+    return total
+
+
+def _gap_seconds(gaps: list[Interval], t: int) -> float:
+    return float(sum(max(0, min(t, gap.end) - gap.start) for gap in gaps if t > gap.start))
+
+
+def _state(target_down: list[Interval], target_unknown: list[Interval], t: int) -> tuple[int, int, int, int]:
+    """(up, known, determined_ts, start_ts) at t."""
+    for run in target_down:
+        if t in run and t >= _determined(run):
+            return 0, 1, _determined(run), run.start
+    known = 0 if any(t in gap for gap in target_unknown) else 1
+    return 1, known, 0, 0
+
+
+TARGETS = [
+    Target("acme", "connectivity", "port-a", down=[Interval(at(7, 10), at(7, 10, 50)), Interval(at(14, 2, 30),
+                                                                                              at(14, 3, 5))]),
+    Target("acme", "connectivity", "port-b", down=[Interval(END - 10 * MINUTE, OPEN)]),
+    Target("acme", "power", "power"),
+    Target("globex", "connectivity", "port-1", down=[Interval(END - 25 * MINUTE, OPEN)]),
+    Target("globex", "power", "power", unknown=[Interval(at(20, 9), at(20, 11))]),
+    Target("initech", "connectivity", "port-1", down=[Interval(END - 45 * MINUTE, OPEN)]),
+    Target("initech", "power", "power", unknown=[Interval(END - 30 * MINUTE, OPEN)]),
+]
+CUSTOMERS = {
+    "acme": {"name": "ACME Hosting B.V.", "site": "ams1", "timezone": "Europe/Amsterdam",
+             "contacts_version": "2026-10-01"},
+    "globex": {"name": "Globex Corporation", "site": "ams1", "timezone": "Europe/Amsterdam", "contacts_version": "3"},
+    "initech": {"name": "Initech GmbH", "site": "fra1", "timezone": "Europe/Berlin", "contacts_version": "2026-09-15"},
+}
+# (customer, service, reason) → windows
+EXCLUSIONS = {
+    ("acme", "connectivity", "maintenance"): [Interval(at(14, 2), at(14, 4)), Interval(END - 60 * MINUTE, OPEN)],
+    ("globex", "connectivity", "maintenance"): [],
+    ("initech", "connectivity", "customer_fault"): [Interval(at(22, 13), at(22, 15))],
+}
+# Audited dispatches: (customer, receiver, time, delay since determination)
+DISPATCHES = [
+    ("acme", "acme-email", at(7, 10, 5) + 240, 240.0),
+    ("acme", "acme-sms", at(7, 10, 5) + 250, 250.0),
+    ("globex", "globex-email", at(12, 16) + 1100, 1100.0),
+    ("globex", "globex-email", END - 20 * MINUTE + 180, 180.0),
+]
+DEADLINE = 900.0
+DELAY_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, math.inf)
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, math.inf)
+UPS = ("ups-a", "ups-b")
+PDUS = ("pdu-a", "pdu-b")
+ON_BATTERY = Interval(END - 20 * MINUTE, OPEN)
+PDU_B_UNREACHABLE = Interval(END - 30 * MINUTE, OPEN)
+# outlet → customer (A/B feeds for acme and globex; initech has one feed, on pdu-b)
+OUTLETS = {("pdu-a", "1"): "acme", ("pdu-b", "1"): "acme", ("pdu-a", "2"): "globex", ("pdu-b", "2"): "globex",
+           ("pdu-b", "3"): "initech"}
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(bound)
+
+
+def _series(name: str, labels: dict[str, str], value: Callable[[int], float | None], kind: str = "gauge"
+            ) -> Series:
+    samples = [(t, v) for t in TIMES if (v := value(t)) is not None]
+    return Series(name, {**labels, **SCRAPE}, samples, kind)
+
+
+def _counts(events: list[float]) -> list[float]:
+    """How many of events happened at or before each sample time (one sweep, events in any order)."""
+    ordered = sorted(events)
+    counts, seen = [], 0
+    for t in TIMES:
+        while seen < len(ordered) and ordered[seen] <= t:
+            seen += 1
+        counts.append(float(seen))
+    return counts
+
+
+def _from_list(values: list[float]) -> Callable[[int], float]:
+    return lambda t: values[(t - START) // STEP]
+
+
+def _histogram(name: str, labels: dict[str, str], observations: list[tuple[int, float]],
+               buckets: tuple[float, ...]) -> Iterator[Series]:
+    for bound in buckets:
+        counts = _counts([when for when, value in observations if value <= bound])
+        yield _series(f"{name}_bucket", {**labels, "le": _le(bound)}, _from_list(counts), "counter")
+    running, total, sums = sorted(observations), 0.0, []
+    index = 0
+    for t in TIMES:
+        while index < len(running) and running[index][0] <= t:
+            total += running[index][1]
+            index += 1
+        sums.append(total)
+    yield _series(f"{name}_sum", labels, _from_list(sums), "counter")
+    yield _series(f"{name}_count", labels, _from_list(_counts([when for when, _ in observations])), "counter")
+
+
+def _contract() -> Iterator[Series]:
+    for target in TARGETS:
+        labels = {"customer": target.customer, "service": target.service, "target": target.name}
+        yield _series("threenines_service_up", labels, lambda t, x=target: _state(x.down, x.unknown, t)[0])
+        yield _series("threenines_service_known", labels, lambda t, x=target: _state(x.down, x.unknown, t)[1])
+        yield _series("threenines_service_determined_timestamp_seconds", labels,
+                      lambda t, x=target: _state(x.down, x.unknown, t)[2])
+        yield _series("threenines_service_outage_start_timestamp_seconds", labels,
+                      lambda t, x=target: _state(x.down, x.unknown, t)[3])
+        yield _series("threenines_service_outage_seconds_total", labels,
+                      lambda t, x=target: _outage_seconds(x.down, t), "counter")
+        yield _series("threenines_service_unknown_seconds_total", labels,
+                      lambda t, x=target: _gap_seconds(x.unknown, t), "counter")
+    services = sorted({(t.customer, t.service) for t in TARGETS})
+    for customer, service in services:
+        members = [t for t in TARGETS if (t.customer, t.service) == (customer, service)]
+        down = [run for t in members for run in t.down]
+        unknown = [gap for t in members for gap in t.unknown]
+        labels = {"customer": customer, "service": service}
+
+        def up(t: int, down: list[Interval] = down, unknown: list[Interval] = unknown) -> int:
+            return _state(down, unknown, t)[0]
+
+        def known(t: int, down: list[Interval] = down, unknown: list[Interval] = unknown) -> int:
+            return _state(down, unknown, t)[1]
+
+        yield _series("threenines_customer_service_up", labels, up)
+        yield _series("threenines_customer_service_known", labels, known)
+        yield _series("threenines_customer_service_outage_seconds_total", labels,
+                      lambda t, d=down: _outage_seconds(d, t), "counter")
+        yield _series("threenines_customer_service_unknown_seconds_total", labels,
+                      lambda t, u=unknown: _gap_seconds(u, t), "counter")
+        yield _series("threenines_customer_objective_ratio", labels, lambda t: 0.999)
+    for (customer, service, reason), windows in EXCLUSIONS.items():
+        yield _series("threenines_customer_service_excluded",
+                      {"customer": customer, "service": service, "reason": reason},
+                      lambda t, w=windows: 1 if any(t in window for window in w) else 0)
+
+
+def _metadata() -> Iterator[Series]:
+    for customer, info in CUSTOMERS.items():
+        yield _series("threenines_customer_info", {"customer": customer, **info}, lambda t: 1)
+        yield _series("threenines_customer_notification_deadline_seconds", {"customer": customer},
+                      lambda t: DEADLINE)
+    for number, target in enumerate(t for t in TARGETS if t.service == "connectivity"):
+        yield _series("threenines_port_info", {"customer": target.customer, "target": target.name,
+                                               "address": f"192.0.2.{10 + number}"}, lambda t: 1)
+
+
+def _probes(rng: random.Random) -> Iterator[Series]:
+    for target in (t for t in TARGETS if t.service == "connectivity"):
+        labels = {"customer": target.customer, "target": target.name}
+
+        def failed(t: int, x: Target = target) -> bool:
+            return any(t in run for run in x.down)
+
+        yield _series("threenines_probe_total", labels, lambda t: float((t - START) // STEP + 1), "counter")
+        yield _series("threenines_probe_failures_total", labels,
+                      _from_list(_counts([t for t in TIMES if failed(t)])), "counter")
+        send_failed = at(20, 3) if target.customer == "globex" else None
+        yield _series("threenines_probe_errors_total", {**labels, "reason": "send_failed"},
+                      lambda t, s=send_failed: float(s is not None and t >= s), "counter")
+        rtts = {t: 0.0008 + rng.random() * 0.0006 for t in TIMES}
+        yield _series("threenines_probe_rtt_seconds", labels, lambda t, f=failed, r=rtts: None if f(t) else r[t])
+        yield _series("threenines_probe_loss_ratio", labels, lambda t, f=failed: 1.0 if f(t) else 0.0)
+        yield _series("threenines_probe_last_timestamp_seconds", labels, lambda t: float(t))
+
+
+def _power(rng: random.Random) -> Iterator[Series]:
+    for ups in UPS:
+        labels = {"device": ups}
+
+        def source(t: int, ups: str = ups) -> str:
+            return "battery" if ups == "ups-b" and t in ON_BATTERY else "normal"
+
+        for state in ("normal", "battery", "bypass", "none", "other"):
+            yield _series("threenines_ups_output_source", {**labels, "source": state},
+                          lambda t, s=state, f=source: 1 if f(t) == s else 0)
+        yield _series("threenines_ups_battery_charge_ratio", labels,
+                      lambda t, f=source: 1.0 - (t - ON_BATTERY.start) / 7200 if f(t) == "battery" else 1.0)
+        yield _series("threenines_ups_battery_runtime_seconds", labels,
+                      lambda t, f=source: 1800.0 - (t - ON_BATTERY.start) / 4 if f(t) == "battery" else 2400.0)
+        yield _series("threenines_ups_input_voltage_volts", labels,
+                      lambda t, f=source: 0.0 if f(t) == "battery" else 229.0 + rng.random() * 3)
+        yield _series("threenines_ups_output_load_ratio", labels, lambda t: 0.42 + rng.random() * 0.05)
+    for pdu in PDUS:
+        reachable: Callable[[int], bool] = (
+            (lambda t: t not in PDU_B_UNREACHABLE) if pdu == "pdu-b" else (lambda t: True))
+        for phase in ("L1", "L2", "L3"):
+            labels = {"device": pdu, "phase": phase}
+            base = 13.6 if (pdu, phase) == ("pdu-a", "L2") else 6.0
+            yield _series("threenines_pdu_phase_current_amperes", labels,
+                          lambda t, b=base, r=reachable: b + rng.random() * 0.2 if r(t) else None)
+            yield _series("threenines_pdu_phase_voltage_volts", labels,
+                          lambda t, r=reachable: 230.0 + rng.random() * 2 if r(t) else None)
+        for (device, outlet), customer in OUTLETS.items():
+            if device != pdu:
+                continue
+            labels = {"device": pdu, "outlet": outlet, "customer": customer}
+            watts = 350.0 + 100 * int(outlet)
+            yield _series("threenines_pdu_outlet_on", labels, lambda t, r=reachable: 1 if r(t) else None)
+            yield _series("threenines_pdu_outlet_current_amperes", labels,
+                          lambda t, w=watts, r=reachable: w / 230 if r(t) else None)
+            yield _series("threenines_pdu_outlet_power_watts", labels,
+                          lambda t, w=watts, r=reachable: w if r(t) else None)
+            yield _series("threenines_pdu_outlet_energy_joules_total", labels,
+                          lambda t, w=watts, r=reachable: w * (t - START) if r(t) else None, "counter")
+    for device in (*UPS, *PDUS):
+        down = PDU_B_UNREACHABLE if device == "pdu-b" else None
+        labels = {"device": device}
+        yield _series("threenines_device_up", labels, lambda t, d=down: 0 if d and t in d else 1)
+        yield _series("threenines_device_poll_duration_seconds", labels,
+                      lambda t, d=down: 6.0 if d and t in d else 0.05 + rng.random() * 0.05)
+        yield _series("threenines_device_last_success_timestamp_seconds", labels,
+                      lambda t, d=down: float(min(t, d.start - STEP) if d and t in d else t))
+        for reason in ("timeout", "auth"):
+            def errors(t: int, d: Interval | None = down, reason: str = reason, device: str = device) -> float:
+                if reason == "timeout" and d:
+                    return float(max(0, (t - d.start) // STEP + 1) if t >= d.start else 0)
+                return float(reason == "auth" and device == "ups-a" and t >= at(3, 8))
+            yield _series("threenines_device_poll_errors_total", {**labels, "reason": reason}, errors, "counter")
+
+
+def _notifications() -> Iterator[Series]:
+    for customer in CUSTOMERS:
+        observations = [(when, delay) for c, _, when, delay in DISPATCHES if c == customer]
+        yield from _histogram("threenines_notification_delay_seconds", {"customer": customer}, observations,
+                              DELAY_BUCKETS)
+        late = [when for when, delay in observations if delay > DEADLINE]
+        yield _series("threenines_notification_deadline_missed_total", {"customer": customer},
+                      lambda t, late=late: float(sum(1 for when in late if when <= t)), "counter")
+    for customer, receiver in sorted({(c, r) for c, r, _, _ in DISPATCHES} | {("initech", "initech-email")}):
+        times = [when for c, r, when, _ in DISPATCHES if (c, r) == (customer, receiver)]
+        yield _series("threenines_notification_dispatches_total", {"customer": customer, "receiver": receiver},
+                      lambda t, times=times: float(sum(1 for when in times if when <= t)), "counter")
+
+
+def _health(rng: random.Random) -> Iterator[Series]:
+    yield _series("threenines_build_info", {"version": "0.1.0"}, lambda t: 1)
+    yield _series("threenines_config_last_reload_successful", {}, lambda t: 1)
+    yield _series("threenines_config_last_reload_success_timestamp_seconds", {}, lambda t: float(START + 3600))
+    probes_per_step = sum(1 for t in TARGETS if t.service == "connectivity")
+    lags = [(t, rng.random() * 0.08 + (0.6 if t in Interval(at(20, 9), at(20, 10)) else 0.0)) for t in TIMES
+            for _ in range(probes_per_step)]
+    yield from _histogram("threenines_probe_schedule_lag_seconds", {}, lags, LAG_BUCKETS)
+    yield _series("threenines_probes_in_flight", {}, lambda t: float(rng.randint(0, probes_per_step)))
+    yield _series("threenines_metrics_render_seconds", {}, lambda t: 0.002 + rng.random() * 0.001)
+    writes = [when for target in TARGETS for run in target.down for when in (run.start, run.end) if when <= END]
+    for ledger, result in (("outage", "ok"), ("outage", "error"), ("audit", "ok"), ("audit", "error")):
+        if ledger == "outage":
+            events = writes if result == "ok" else [at(20, 9, 30)]
+        else:
+            events = [when for _, _, when, _ in DISPATCHES] if result == "ok" else []
+        yield _series("threenines_ledger_writes_total", {"ledger": ledger, "result": result},
+                      lambda t, e=events: float(sum(1 for when in e if when <= t)), "counter")
+    # Prometheus' own series for the scrape of the exporter.
+    yield Series("up", SCRAPE, [(t, 1.0) for t in TIMES])
+    yield Series("scrape_duration_seconds", SCRAPE, [(t, 0.004 + rng.random() * 0.002) for t in TIMES])
+
+
+def demo_month(seed: int = 7) -> list[Series]:
+    """Every metric family of docs/metrics.md (plus Prometheus' up and scrape_duration_seconds) for the month."""
+    rng = random.Random(seed)
+    return [*_contract(), *_metadata(), *_probes(rng), *_power(rng), *_notifications(), *_health(rng)]
