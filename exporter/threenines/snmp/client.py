@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pyasn1.type import univ
 from pysnmp.entity import config as engine_config
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
@@ -23,8 +24,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
     get_cmd,
     next_cmd,
 )
-from pysnmp.proto import errind, rfc1902
-from pysnmp.proto.rfc1902 import Integer, ObjectName, OctetString
+from pysnmp.proto import errind
+from pysnmp.proto.rfc1902 import ObjectName
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
 from threenines.inventory import SecretError, SnmpAuth
@@ -103,12 +104,13 @@ def to_value(value: object) -> Value:
         return Missing.NO_SUCH_INSTANCE
     if isinstance(value, EndOfMibView):
         return Missing.END_OF_MIB_VIEW
-    if isinstance(value, OctetString):  # also IpAddress and Opaque
+    # pyasn1 base types: SNMP's application types (Counter32, Gauge32, TimeTicks, IpAddress, ...) derive
+    # from them, and v3 answers may carry the base classes themselves.
+    if isinstance(value, univ.OctetString):
         return bytes(value)
-    if isinstance(value, ObjectName | rfc1902.ObjectIdentifier):
+    if isinstance(value, univ.ObjectIdentifier):
         return str(value)
-    if isinstance(value, Integer | rfc1902.Integer32 | rfc1902.Unsigned32 | rfc1902.Counter32
-                  | rfc1902.Gauge32 | rfc1902.TimeTicks | rfc1902.Counter64):
+    if isinstance(value, univ.Integer):
         return int(value)
     return Missing.NO_SUCH_OBJECT  # Null and anything unexpected carry no reading
 
