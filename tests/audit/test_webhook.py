@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
 from threenines.audit import AuditLedger, AuditWebhook
 from threenines.inventory import parse_inventory_text
 
