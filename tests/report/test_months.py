@@ -7,6 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from threenines.report.months import Month, budget_seconds
 
 UTC = ZoneInfo("UTC")

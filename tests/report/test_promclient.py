@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 import responses
+
 from threenines.report.promclient import (
     ClientConfig,
     PrometheusBadResponse,

@@ -82,7 +82,7 @@ class PrometheusClient:
         return data["resultType"], data["result"]
 
     def vector(self, expr: str, at: float) -> dict[tuple[tuple[str, str], ...], float]:
-        """An instant vector as {sorted label pairs: value}."""
+        """An instant vector as {sorted label pairs (no __name__): value}."""
         kind, result = self.query(expr, at)
         if kind != "vector":
             raise PrometheusBadResponse(f"{expr!r} returned a {kind}, expected a vector")
@@ -163,7 +163,8 @@ def _ts(value: float) -> str:
 
 
 def _key(metric: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(metric.items()))
+    # Without __name__: functions drop it and selectors keep it, and callers match the two by labels.
+    return tuple(sorted((k, v) for k, v in metric.items() if k != "__name__"))
 
 
 def _matrix(result: list[dict[str, Any]], expr: str) -> dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]:

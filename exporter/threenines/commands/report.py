@@ -1,0 +1,102 @@
+"""`threenines report`: the monthly SLA statement for billing (docs/report.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--month", help="calendar month YYYY-MM (in each customer's contract time zone)")
+    which.add_argument("--close", metavar="MONTH", help="write the immutable month-close JSON snapshot")
+    parser.add_argument("--prometheus", required=True, help="Prometheus (or Thanos/Mimir) base URL")
+    parser.add_argument("--config", help="inventory YAML (default: customers as Prometheus saw them)")
+    parser.add_argument("--exclusions", help="exclusions ledger YAML (examples/exclusions.yml)")
+    parser.add_argument("--ledger", help="exporter outage ledger SQLite: exact outage bounds instead of the gauges")
+    parser.add_argument("--customer", action="append", default=[], help="only this customer (repeatable)")
+    parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
+    parser.add_argument("--output", help="file to write (default: stdout)")
+    parser.add_argument("--output-dir", default="statements", help="where --close writes statement-MONTH.json")
+    parser.add_argument("--scrape-interval", default="60s", help="Prometheus' scrape interval of the exporter")
+    parser.add_argument("--min-coverage", type=float, default=0.99, help="flag months below this coverage ratio")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="report a month that is not over or not fully retained (flagged)")
+    parser.add_argument("--allow-partial", action="store_true", help="accept answers Prometheus marks partial")
+    http = parser.add_argument_group("Prometheus HTTP")
+    http.add_argument("--timeout", type=float, default=30.0)
+    http.add_argument("--retries", type=int, default=3)
+    http.add_argument("--ca-file", help="CA bundle for TLS")
+    http.add_argument("--insecure-skip-verify", action="store_true")
+    http.add_argument("--client-cert", help="client certificate (PEM)")
+    http.add_argument("--client-key", help="client key (PEM)")
+    http.add_argument("--basic-auth-user")
+    http.add_argument("--basic-auth-password-file")
+    http.add_argument("--bearer-token-file")
+    http.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                      help="extra header, e.g. X-Scope-OrgID:tenant-a (repeatable)")
+
+
+def _secret(path: str | None) -> str | None:
+    return Path(path).read_text(encoding="utf-8").strip() if path else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from threenines.configfile import ConfigError, parse_duration
+    from threenines.inventory import load_inventory
+    from threenines.report import render
+    from threenines.report.build import build_statement, specs_from_inventory, specs_from_prometheus
+    from threenines.report.close import close_month, content_hash
+    from threenines.report.exclusions import Ledger, load_ledger
+    from threenines.report.months import Month
+    from threenines.report.promclient import ClientConfig, PrometheusClient, PrometheusError
+    from threenines.report.statement import Options
+
+    try:
+        month = Month.parse(args.close or args.month)
+        headers = dict(h.split(":", 1) for h in args.header)
+        config = ClientConfig(
+            url=args.prometheus, timeout=args.timeout, retries=args.retries,
+            verify=False if args.insecure_skip_verify else (args.ca_file or True),
+            cert=(args.client_cert, args.client_key) if args.client_cert else None,
+            basic_auth=(args.basic_auth_user, _secret(args.basic_auth_password_file) or "")
+            if args.basic_auth_user else None,
+            bearer_token=_secret(args.bearer_token_file), headers={k.strip(): v.strip() for k, v in headers.items()},
+            allow_partial=args.allow_partial)
+        options = Options(scrape_interval=parse_duration(args.scrape_interval), min_coverage=args.min_coverage)
+        client = PrometheusClient(config)
+        inventory = load_inventory(args.config) if args.config else None
+        specs = specs_from_inventory(inventory) if inventory else specs_from_prometheus(client, month)
+        if args.customer:
+            specs = [s for s in specs if s.id in set(args.customer)]
+        zones = {s.id: s.zone for s in specs} if inventory else None
+        ledger = load_ledger(args.exclusions, zones) if args.exclusions else Ledger()
+        statement = build_statement(client, month, specs, ledger, options, outage_ledger=args.ledger,
+                                    allow_incomplete=args.allow_incomplete)
+    except (ConfigError, ValueError, OSError, PrometheusError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.close:
+        path, digest, diff = close_month(statement, Path(args.output_dir))
+        if diff:
+            print(f"{path}: month already closed and the statement changed since:", file=sys.stderr)
+            for line in diff:
+                print(f"  {line}", file=sys.stderr)
+            return 3
+        print(f"{path} sha256={digest}")
+        return 0
+    if args.format == "html":
+        from threenines.report.html import to_html
+
+        text = to_html(statement)
+    else:
+        text = {"table": render.to_table, "csv": render.to_csv, "json": render.to_json}[args.format](statement)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"{args.output}: {len(statement['customers'])} customers, sha256={content_hash(statement)}")
+    else:
+        sys.stdout.write(text)
+    if statement["review"]:
+        print(f"{len(statement['review'])} item(s) need review before billing (see 'review')", file=sys.stderr)
+    return 0

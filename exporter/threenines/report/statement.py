@@ -1,0 +1,179 @@
+"""Figures and credits of one month: evidence + exclusions → a statement (plain data, JSON-ready).
+
+Billing figures: raw outage seconds are the per customer/service counter's exact increase in the month;
+excluded seconds are the part of the outage bounds (merged over targets) inside merged exclusion windows,
+assigned to one reason each in the order of REASONS so no second is excluded twice; counted = raw − excluded.
+Unknown seconds (exporter-reported plus scrape gaps) are not outage; a month whose coverage is below the
+threshold is flagged for review. Every disagreement between counters, bounds and state gauges beyond one
+scrape interval is listed under `review`, never silently resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from threenines.report.collect import Evidence, Outage
+from threenines.report.exclusions import REASONS, Ledger
+from threenines.report.intervals import Interval, clip, intersect, measure, merge, subtract
+from threenines.report.months import Month, budget_seconds
+
+
+@dataclass(frozen=True)
+class CustomerSpec:
+    id: str
+    name: str
+    timezone: str
+    objective: float
+    services: tuple[str, ...]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class Options:
+    scrape_interval: float = 60.0
+    min_coverage: float = 0.99
+
+
+def _r(value: float) -> float:
+    return round(value, 3) + 0.0  # + 0.0 turns -0.0 into 0.0 so hashes are stable
+
+
+def _iso(ts: float, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, zone).isoformat()
+
+
+def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Ledger, options: Options
+                      ) -> dict:
+    window: Interval = (ev.start, ev.end)
+    length = ev.end - ev.start
+    zone = spec.zone
+    bounds = clip(((o.start, o.end) for o in ev.outages), window)
+    windows: dict[str, list[Interval]] = {reason: [] for reason in REASONS}
+    ids: dict[str, list[tuple[str, Interval]]] = {reason: [] for reason in REASONS}
+    for ex, occ in ledger.windows(spec.id, service, window, zone):
+        windows[ex.reason].append(occ)
+        ids[ex.reason].append((ex.id, occ))
+    unreported: list[dict] = []
+    if ledger.policy.unreported_outages_not_counted:
+        for start, end in merge((o.start, o.end) for o in ev.outages):
+            report = ledger.reported(spec.id, service, start)
+            if report is None:
+                windows["unreported"].append((start, end))
+                unreported.append({"start": _iso(start, zone), "end": _iso(end, zone)})
+    excluded: dict[str, float] = {}
+    remaining = bounds
+    excluded_spans: dict[str, list[Interval]] = {}
+    for reason in REASONS:
+        hit = intersect(remaining, windows[reason])
+        excluded_spans[reason] = hit
+        excluded[reason] = _r(measure(hit))
+        remaining = subtract(remaining, hit)
+    excluded_total = sum(excluded.values())
+    raw = ev.outage_counter
+    counted = max(0.0, raw - excluded_total)
+    unknown = ev.unknown_counter + ev.gap_seconds
+    coverage = 1.0 - unknown / length if length else 0.0
+    availability = 1.0 - counted / length if length else 0.0
+    budget = budget_seconds(ev.start, ev.end, spec.objective)
+    met = counted <= budget + 1e-9
+
+    review: list[str] = [f"{service}: {note}" for note in ev.notes]
+    if not ev.has_data:
+        review.append(f"{service}: Prometheus has no outage counter for this service in the month")
+    if coverage < options.min_coverage:
+        review.append(f"{service}: coverage {coverage:.4%} is below {options.min_coverage:.2%} "
+                      f"({_r(unknown)} s unknown): review before billing")
+    bounded = measure(bounds)
+    if abs(bounded - raw) > options.scrape_interval:
+        review.append(f"{service}: outage counter says {_r(raw)} s but the outage bounds say {_r(bounded)} s "
+                      "(an outage across the month edge, or a counter/bounds disagreement)")
+    down_by_gauge = ev.down_samples * options.scrape_interval
+    determined = clip(((o.determined, o.end) for o in ev.outages if o.determined), window)
+    tolerance = options.scrape_interval * (1 + len(ev.outages))
+    if abs(down_by_gauge - measure(determined)) > tolerance:
+        review.append(f"{service}: state gauge shows {_r(down_by_gauge)} s down, the determined outages "
+                      f"{_r(measure(determined))} s (tolerance {_r(tolerance)} s)")
+    return {
+        "service": service,
+        "raw_outage_seconds": _r(raw),
+        "excluded_seconds": excluded,
+        "excluded_total_seconds": _r(excluded_total),
+        "counted_outage_seconds": _r(counted),
+        "unknown_seconds": _r(unknown),
+        "unknown_gap_seconds": _r(ev.gap_seconds),
+        "coverage_ratio": round(coverage, 6),
+        "availability_ratio": round(availability, 6),
+        "availability_percent": round(100 * availability, 4),
+        "objective_met": met,
+        "budget_used_minutes": _r(counted / 60),
+        "rent_waived": not met,
+        "outages": [_outage(o, window, excluded_spans, ids, zone) for o in sorted(ev.outages, key=_order)],
+        "exclusions": sorted(({"id": ident, "reason": reason, "start": _iso(s, zone), "end": _iso(e, zone)}
+                              for reason in REASONS for ident, (s, e) in ids[reason]),
+                             key=lambda x: (x["start"], x["id"])),
+        "unreported_outages": unreported,
+        "review": review,
+    }
+
+
+def _order(outage: Outage) -> tuple[float, str]:
+    return (outage.start, outage.target)
+
+
+def _outage(o: Outage, window: Interval, excluded: dict[str, list[Interval]],
+            ids: dict[str, list[tuple[str, Interval]]], zone: ZoneInfo) -> dict:
+    inside = clip([(o.start, o.end)], window)
+    per_reason = {r: _r(measure(intersect(inside, spans))) for r, spans in excluded.items()}
+    per_reason = {r: v for r, v in per_reason.items() if v}
+    seconds = measure(inside)
+    if not seconds:
+        classification = "outside month"
+    elif not per_reason:
+        classification = "counted"
+    elif sum(per_reason.values()) >= seconds:
+        classification = "excluded: " + ", ".join(per_reason)
+    else:
+        classification = "partly excluded: " + ", ".join(per_reason)
+    refs = sorted({ident for spans in ids.values() for ident, occ in spans if intersect(inside, [occ])})
+    return {
+        "target": o.target, "start": _iso(o.start, zone), "end": _iso(o.end, zone),
+        "start_unix": o.start, "end_unix": o.end,
+        "determined": _iso(o.determined, zone) if o.determined else None,
+        "seconds_in_month": _r(seconds), "excluded_seconds": per_reason, "classification": classification,
+        "exclusion_ids": refs, "end_exact": o.end_exact, "open": o.open, "source": o.source,
+    }
+
+
+def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tuple[float, float]]) -> dict:
+    """Days (contract calendar) with at least one missed deadline; one deduction per day at most."""
+    days = month.days(spec.zone)
+    hit: dict[str, float] = {}
+    for t, count in misses:
+        for name, start, end in days:
+            # a miss is counted at the scrape that saw the counter rise, i.e. in (previous scrape, t]
+            if start < t <= end:
+                hit[name] = hit.get(name, 0) + count
+    return {"missed_deadlines": _r(sum(hit.values())), "days": sorted(hit), "deduction_days": len(hit),
+            "source": "prometheus:threenines_notification_deadline_missed_total"}
+
+
+def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evidence], ledger: Ledger,
+                       misses: Sequence[tuple[float, float]], options: Options) -> dict:
+    start, end = month.window(spec.zone)
+    services = [service_statement(spec, s, evidence[s], ledger, options) for s in spec.services]
+    return {
+        "customer": spec.id, "name": spec.name, "timezone": spec.timezone, "month": str(month),
+        "start": _iso(start, spec.zone), "end": _iso(end, spec.zone), "start_unix": start, "end_unix": end,
+        "seconds_in_month": end - start, "minutes_in_month": _r((end - start) / 60),
+        "objective_ratio": spec.objective,
+        "budget_minutes": _r(budget_seconds(start, end, spec.objective) / 60),
+        "services": services,
+        "notification": notification_credits(spec, month, misses),
+        "review": [item for s in services for item in s["review"]],
+    }
