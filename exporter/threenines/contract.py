@@ -62,8 +62,8 @@ class Checkpoint:
     pending: tuple[tuple[float, float], ...]  # time held as pending, not yet resolved
 
 
-@dataclass(frozen=True)
-class TargetView:
+class TargetView(NamedTuple):
+    # NamedTuple, not a frozen dataclass: a snapshot builds one per target per tick (50k+), 3x cheaper.
     key: TargetKey
     up: bool
     known: bool
@@ -75,8 +75,7 @@ class TargetView:
     outage_start: float | None
 
 
-@dataclass(frozen=True)
-class CustomerServiceView:
+class CustomerServiceView(NamedTuple):
     customer: str
     service: str
     up: bool

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from threenines.audit import AuditLedger, AuditWebhook
-from threenines.collector import ContractCollector, ExporterSnapshot, HealthView
+from threenines.collector import ExporterSnapshot, HealthView, SnapshotRenderer
 from threenines.configfile import ConfigError
 from threenines.contract import TargetKey
 from threenines.engine import ContractEngine, specs_from_inventory
@@ -68,7 +68,7 @@ class Exporter:
         self.pinger = Pinger(privileged=options.privileged)
         self.scheduler: ProbeScheduler | None = None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ContractCollector(lambda: self._snapshot))
+        self._renderer_state = SnapshotRenderer()
         ProcessCollector(registry=self.registry)
         self._snapshot: ExporterSnapshot | None = None
         self._rendered = b""
@@ -168,8 +168,14 @@ class Exporter:
     async def _render(self) -> None:
         assert self._loop is not None
         started = time.perf_counter()
-        self._rendered = await self._loop.run_in_executor(self._renderer, generate_latest, self.registry)
+        snapshot = self._snapshot
+        assert snapshot is not None
+        self._rendered = await self._loop.run_in_executor(self._renderer, self._render_bytes, snapshot)
         self._render_seconds = time.perf_counter() - started
+
+    def _render_bytes(self, snapshot: ExporterSnapshot) -> bytes:
+        # The contract families, then the prometheus_client collectors (audit, power, process).
+        return self._renderer_state.render(snapshot).encode() + generate_latest(self.registry)
 
     async def _ticker(self) -> None:
         while not self._stop.is_set():
