@@ -15,7 +15,7 @@ APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping snmp snmpd 
 DEMO_APT_PACKAGES := python3-venv iproute2 fping prometheus prometheus-alertmanager
 
 STAMP := .make
-.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate
+.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards
 
 $(STAMP):
 	mkdir -p $(STAMP)
@@ -47,6 +47,10 @@ test: system-deps venv lint
 
 demo: demo-system-deps venv
 	$(VENV)/bin/threenines demo
+
+# Regenerate grafana/dashboards/*.json from exporter/threenines/dashboards/ (tests/grafana fails until committed).
+dashboards: venv
+	$(PY) -m threenines.dashboards --write
 
 bench: system-deps venv
 	$(PY) bench/ping_fleet.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from tests.grafana.grafana_queries import TimeRange, has_data, resolve_variables
 from tests.grafana.importcheck import targets
 from tests.promdata import Prom, serve_series
 from threenines.dashboards import render_all
+from threenines.dashboards.queries import graph_url, panel_queries
 
 MODELS = {name: json.loads(text) for name, text in render_all().items()}
 # The demo data is scraped every STEP seconds; Grafana's $__rate_interval is then 4 x STEP.
@@ -119,3 +121,16 @@ def test_an_expression_without_data_is_caught(prom: Prom):
     assert not has_data(run_target(prom.url, "histogram_quantile(0.5, threenines_service_up)", True, span))
     with pytest.raises(AssertionError, match="bad_data"):
         run_target(prom.url, "sum by (customer (threenines_service_up)", True, span)
+
+
+def test_queries_printed_for_a_bare_prometheus_run_and_return_data(prom: Prom):
+    # `python -m threenines.dashboards --queries` (for `threenines demo`): variables as "all", default ranges.
+    span = window(MODELS["threenines-noc.json"])
+    asked = 0
+    for model in MODELS.values():
+        for query in panel_queries(model, rate_interval=RATE_INTERVAL, now=END):
+            assert has_data(run_target(prom.url, query.expr, True, span)), f"{query.panel} [{query.ref}]: {query.expr}"
+            url = graph_url(prom.url, query)
+            assert urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["g0.expr"] == [query.expr]
+            asked += 1
+    assert asked == len(_cases())

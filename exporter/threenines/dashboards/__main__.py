@@ -1,4 +1,5 @@
-"""`python -m threenines.dashboards --write`: regenerate grafana/dashboards/*.json; `--check` diffs instead."""
+"""`python -m threenines.dashboards --write`: regenerate grafana/dashboards/*.json; `--check` diffs instead;
+`--queries --prometheus URL` prints every panel's PromQL as a link to that Prometheus' graph page."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from threenines.dashboards import render_all
+from threenines.dashboards import DASHBOARDS, render_all, to_model
+from threenines.dashboards.queries import graph_url, panel_queries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="write every dashboard's JSON")
     mode.add_argument("--check", action="store_true", help="exit 1 when a committed file differs from the generator")
+    mode.add_argument("--queries", action="store_true", help="print every panel's PromQL as a Prometheus graph link")
+    parser.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus URL for --queries")
+    parser.add_argument("--rate-interval", default="2m",
+                        help="$__rate_interval for --queries: 4 x the scrape interval (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.queries:
+        for build in DASHBOARDS.values():
+            for query in panel_queries(to_model(build()), rate_interval=args.rate_interval):
+                print(f"{query.dashboard} / {query.panel} [{query.ref}]\n  {graph_url(args.prometheus, query)}")
+        return 0
     stale = []
     for name, text in render_all().items():
         path = args.out / name
