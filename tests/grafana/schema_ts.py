@@ -31,6 +31,8 @@ PANEL_TYPES = {
 }
 _PRELUDE = """\
 import type {{ Dashboard }} from "@grafana/schema";
+// Data links are `unknown[]` in the v1 dashboard types; the v2 schema has their type.
+import type {{ DataLink }} from "@grafana/schema/dist/esm/schema/dashboard/v2alpha0/types.gen.js";
 {imports}
 
 // Grafana's string enums are nominal in TypeScript; the JSON holds their values.
@@ -87,6 +89,9 @@ def module_for(name: str, model: dict) -> str:
         _, prefix, has_field_config = PANEL_TYPES[kind]
         where = f"{ident}_panel_{panel.get('id')}"
         lines.append(f"export const {where}_options: Json<{prefix}Options> = {json.dumps(panel.get('options', {}))};")
+        links = panel.get("fieldConfig", {}).get("defaults", {}).get("links")
+        if links is not None:
+            lines.append(f"export const {where}_links: Json<DataLink>[] = {json.dumps(links)};")
         custom = panel.get("fieldConfig", {}).get("defaults", {}).get("custom")
         if has_field_config and custom is not None:
             lines.append(f"export const {where}_custom: Json<{prefix}FieldConfig> = {json.dumps(custom)};")

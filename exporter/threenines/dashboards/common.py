@@ -160,8 +160,25 @@ def dashboard(key: str, title: str, description: str) -> db.Dashboard:
             .with_variable(datasource_variable()))
 
 
-def customer_data_link(dashboard_key: str, title: str) -> db.DashboardLink:
+class DataLink:
+    """A field data link as Grafana stores it: {title, url, targetBlank}.
+
+    The SDK only has DashboardLink builders, whose extra keys (asDropdown, tags, type…) do not belong in a
+    data link; the schema check types data links with Grafana's DataLink.
+    """
+
+    def __init__(self, title: str, url: str) -> None:
+        self.title = title
+        self.url = url
+
+    def build(self) -> DataLink:
+        return self
+
+    def to_json(self) -> dict[str, object]:
+        return {"title": self.title, "url": self.url, "targetBlank": False}
+
+
+def customer_data_link(dashboard_key: str, title: str) -> DataLink:
     """A data link that opens another dashboard for the customer of the clicked series."""
-    return (db.DashboardLink(title).url(
-        f"/d/{UIDS[dashboard_key]}?${{__url_time_range}}&${{datasource:queryparam}}"
-        "&var-customer=${__field.labels.customer}").target_blank(False))
+    return DataLink(title, f"/d/{UIDS[dashboard_key]}?${{__url_time_range}}&${{datasource:queryparam}}"
+                           "&var-customer=${__field.labels.customer}")
