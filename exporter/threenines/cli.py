@@ -20,6 +20,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "threenines.commands.demo", "run the exporter on a built-in loopback inventory"),
     ("alertmanager-config", "threenines.commands.alertmanager_config",
      "generate Alertmanager routes and receivers from the inventory"),
+    ("maintenance", "threenines.commands.maintenance", "sync agreed maintenance windows to Alertmanager silences"),
     ("report", "threenines.commands.report", "monthly SLA statement for billing (months, exclusions, credits)"),
     ("poll", "threenines.commands.poll", "read one UPS/PDU once over SNMP and print its normalised readings"),
 )
