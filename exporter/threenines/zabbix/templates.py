@@ -1,0 +1,604 @@
+"""The Zabbix 6.0 templates, generated from the metric contract (docs/metrics.md) so nothing is written twice.
+
+`threenines by HTTP` scrapes the exporter's /metrics with one HTTP agent item; everything else is a dependent
+item with Prometheus-pattern preprocessing, discovered per customer/service/target, UPS, PDU outlet and device.
+The outage trigger reads `threenines_service_up` as is: the exporter already applied the contract's
+determination rule, and a second rule in Zabbix would make the two disagree.
+
+`threenines contract ping` is for sites that want Zabbix itself to ping a customer port at the contract
+interval; its trigger fires after the contract's consecutive misses (a macro, default 2 × 5 min).
+
+Run `python -m threenines.zabbix` to rewrite zabbix_templates/; tests/zabbix checks the files are current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+HTTP_TEMPLATE = "threenines by HTTP"
+PING_TEMPLATE = "threenines contract ping"
+GROUP = "Templates/threenines"
+MASTER_KEY = "threenines.metrics"
+EXPORT_VERSION = "6.0"
+
+# Problem tags: `customer`, `service`, `target` route actions; `threenines` says what kind of problem it is,
+# so SLA services select contract outages only (never "unknown" or a single feed's outlet).
+KIND_TAG = "threenines"
+OUTAGE = "outage"
+
+
+def uuid_for(*parts: str) -> str:
+    """A stable UUIDv4-shaped id (Zabbix 6.0 insists on version and variant bits) derived from a name."""
+    raw = bytearray(hashlib.sha256("/".join(("threenines", *parts)).encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
+
+
+@dataclass(frozen=True)
+class Macro:
+    name: str
+    value: str
+    description: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    expression: str  # with {ITEM} where the item's `/template/key` goes
+    priority: str
+    description: str
+    tags: tuple[tuple[str, str], ...]
+    recovery: str = ""  # a recovery expression ({ITEM} as above); empty: recover when the problem clears
+    opdata: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One dependent item (or item prototype) reading one series of the metric contract."""
+
+    metric: str
+    key: str
+    name: str
+    labels: tuple[str, ...] = ()  # label=LLD macro pairs that select the series, in order
+    value_type: str = "FLOAT"
+    units: str = ""
+    valuemap: str | None = None
+    description: str = ""
+    fixed: tuple[tuple[str, str], ...] = ()  # label="literal" selectors
+    output_label: str = ""  # take this label's value instead of the sample value
+    compare: str = ""  # e.g. "== 1" in the pattern
+    tags: tuple[tuple[str, str], ...] = ()
+    triggers: tuple[Trigger, ...] = ()
+    trends: bool = True
+
+    def pattern(self) -> str:
+        selectors = [f'{label}="{{#{label.upper()}}}"' for label in self.labels]
+        selectors += [f'{label}="{value}"' for label, value in self.fixed]
+        body = f"{self.metric}{{{','.join(selectors)}}}" if selectors else self.metric
+        return f"{body} {self.compare}" if self.compare else body
+
+    def full_key(self) -> str:
+        if not self.labels:
+            return self.key
+        params = ",".join('"{#' + label.upper() + '}"' for label in self.labels)
+        return f"{self.key}[{params}]"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """A low-level discovery rule over one metric family: one LLD row per series, macros from its labels."""
+
+    key: str
+    name: str
+    metric: str
+    macros: tuple[str, ...]  # label names; {#LABEL} macros
+    description: str
+    prototypes: tuple[Metric, ...]
+    selector: str = ""  # extra label matchers for the discovery pattern, e.g. customer=~".+"
+
+
+@dataclass(frozen=True)
+class ValueMap:
+    name: str
+    mappings: tuple[tuple[str, str], ...]
+
+
+SERVICE_LABELS = ("customer", "service", "target")
+SCOPE_TAGS = (("customer", "{#CUSTOMER}"), ("service", "{#SERVICE}"), ("target", "{#TARGET}"))
+
+VALUE_MAPS = (
+    ValueMap("threenines contract state", (("0", "Unavailable"), ("1", "Available"))),
+    ValueMap("threenines evidence", (("0", "Unknown"), ("1", "Known"))),
+    ValueMap("threenines device state", (("0", "Unreachable"), ("1", "Reachable"))),
+    ValueMap("threenines outlet state", (("0", "Off"), ("1", "On"))),
+    ValueMap("threenines flag", (("0", "No"), ("1", "Yes"))),
+    ValueMap("threenines ping", (("0", "No answer"), ("1", "Answered"))),
+)
+
+HTTP_MACROS = (
+    Macro("{$THREENINES.URL}", "http://127.0.0.1:9839/metrics", "The exporter's /metrics URL (https:// for TLS)."),
+    Macro("{$THREENINES.INTERVAL}", "1m", "How often Zabbix scrapes /metrics."),
+    Macro("{$THREENINES.TOKEN}", "", "Bearer token for /metrics, if the exporter's web config asks for one.",
+          secret=True),
+    Macro("{$THREENINES.TLS.CERT}", "", "Client certificate file for mutual TLS (on the Zabbix server)."),
+    Macro("{$THREENINES.TLS.KEY}", "", "Client key file for mutual TLS (on the Zabbix server)."),
+    Macro("{$THREENINES.NODATA}", "5m", "No scrape for this long raises 'exporter scrape failing'."),
+    Macro("{$THREENINES.UPS.RUNTIME.MIN}", "600",
+          "Seconds of battery runtime below which 'UPS runtime low' fires (context: {#DEVICE})."),
+)
+
+PING_MACROS = (
+    Macro("{$THREENINES.PING.INTERVAL}", "5m", "Probe interval from the contract (inventory ping.interval)."),
+    Macro("{$THREENINES.PING.PACKETS}", "3", "Echo requests per probe; a probe fails only when none is answered."),
+    Macro("{$THREENINES.PING.PACKET_INTERVAL}", "200", "Milliseconds between the echo requests of one probe."),
+    Macro("{$THREENINES.PING.TIMEOUT}", "2000", "Milliseconds to wait for each reply."),
+    Macro("{$THREENINES.PING.MISSES}", "#2",
+          "Consecutive failed probes that determine an outage, as #N (the contract's threshold)."),
+    Macro("{$THREENINES.CUSTOMER}", "", "Inventory customer id (set by threenines zabbix-sync)."),
+    Macro("{$THREENINES.TARGET}", "", "Inventory port id (set by threenines zabbix-sync)."),
+)
+
+
+def _state(metric: str, key: str, name: str, valuemap: str, description: str,
+           triggers: tuple[Trigger, ...] = ()) -> Metric:
+    return Metric(metric, key, name, SERVICE_LABELS, valuemap=valuemap, description=description,
+                  tags=SCOPE_TAGS, triggers=triggers, value_type="UNSIGNED")
+
+
+SERVICE_TARGETS = Discovery(
+    key="threenines.service.discovery",
+    name="Contract targets",
+    metric="threenines_service_up",
+    macros=SERVICE_LABELS,
+    description="One row per customer × service × target the exporter holds a contract state for.",
+    prototypes=(
+        _state("threenines_service_up", "threenines.service.up",
+               "{#CUSTOMER} {#SERVICE} {#TARGET}: contract state", "threenines contract state",
+               "0 while a determined outage is open (the exporter applied the contract's determination rule).",
+               (Trigger("{#CUSTOMER} {#SERVICE} {#TARGET}: service unavailable",
+                        "last({ITEM})=0", "HIGH",
+                        "The exporter determined an outage under the contract (threshold consecutive failed "
+                        "probes). The outage is counted from the first failed probe; Zabbix opens the problem "
+                        "at determination.",
+                        (*SCOPE_TAGS, (KIND_TAG, OUTAGE))),)),
+        _state("threenines_service_known", "threenines.service.known",
+               "{#CUSTOMER} {#SERVICE} {#TARGET}: evidence", "threenines evidence",
+               "0 while the state cannot be told (no fresh probe or poll result).",
+               (Trigger("{#CUSTOMER} {#SERVICE} {#TARGET}: state unknown", "last({ITEM})=0", "WARNING",
+                        "No fresh evidence: neither up nor down. Unknown time is reported separately (coverage), "
+                        "never as outage.",
+                        (*SCOPE_TAGS, (KIND_TAG, "unknown"))),)),
+        Metric("threenines_service_outage_seconds_total", "threenines.service.outage_seconds",
+               "{#CUSTOMER} {#SERVICE} {#TARGET}: outage seconds", SERVICE_LABELS, units="s", tags=SCOPE_TAGS,
+               description="Counter; jumps by the pending time at determination (retroactive to the first "
+                           "failed probe). Restarts at 0 with the exporter."),
+        Metric("threenines_service_unknown_seconds_total", "threenines.service.unknown_seconds",
+               "{#CUSTOMER} {#SERVICE} {#TARGET}: unknown seconds", SERVICE_LABELS, units="s", tags=SCOPE_TAGS,
+               description="Counter of seconds without evidence."),
+        Metric("threenines_service_determined_timestamp_seconds", "threenines.service.determined",
+               "{#CUSTOMER} {#SERVICE} {#TARGET}: outage determined at", SERVICE_LABELS, units="unixtime",
+               tags=SCOPE_TAGS, trends=False, description="When the open outage was determined; 0 when none is open."),
+        Metric("threenines_service_outage_start_timestamp_seconds", "threenines.service.outage_start",
+               "{#CUSTOMER} {#SERVICE} {#TARGET}: outage started at", SERVICE_LABELS, units="unixtime",
+               tags=SCOPE_TAGS, trends=False,
+               description="First failed probe of the open outage (where the contract starts counting); 0 when none."),
+    ),
+)
+
+CUSTOMER_SERVICES = Discovery(
+    key="threenines.customer_service.discovery",
+    name="Billed customer services",
+    metric="threenines_customer_service_up",
+    macros=("customer", "service"),
+    description="One row per customer × service: the union of its targets, as billed.",
+    prototypes=(
+        Metric("threenines_customer_service_up", "threenines.customer_service.up",
+               "{#CUSTOMER} {#SERVICE}: contract state", ("customer", "service"), value_type="UNSIGNED",
+               valuemap="threenines contract state", tags=SCOPE_TAGS[:2]),
+        Metric("threenines_customer_service_known", "threenines.customer_service.known",
+               "{#CUSTOMER} {#SERVICE}: evidence", ("customer", "service"), value_type="UNSIGNED",
+               valuemap="threenines evidence", tags=SCOPE_TAGS[:2]),
+        Metric("threenines_customer_service_outage_seconds_total", "threenines.customer_service.outage_seconds",
+               "{#CUSTOMER} {#SERVICE}: outage seconds", ("customer", "service"), units="s", tags=SCOPE_TAGS[:2],
+               description="What the billing report counts (union of the targets, never double counted)."),
+        Metric("threenines_customer_service_unknown_seconds_total", "threenines.customer_service.unknown_seconds",
+               "{#CUSTOMER} {#SERVICE}: unknown seconds", ("customer", "service"), units="s", tags=SCOPE_TAGS[:2]),
+        Metric("threenines_customer_objective_ratio", "threenines.customer_service.objective",
+               "{#CUSTOMER} {#SERVICE}: objective", ("customer", "service"), tags=SCOPE_TAGS[:2], trends=False,
+               description="The contract's monthly availability objective, e.g. 0.999."),
+    ),
+)
+
+PORTS = Discovery(
+    key="threenines.port.discovery",
+    name="Customer ports",
+    metric="threenines_port_info",
+    macros=("customer", "target", "address"),
+    description="One row per customer port pinged by the exporter.",
+    prototypes=(
+        Metric("threenines_probe_rtt_seconds", "threenines.probe.rtt", "{#CUSTOMER} {#TARGET}: probe RTT",
+               ("customer", "target"), units="s", tags=(SCOPE_TAGS[0], SCOPE_TAGS[2]),
+               description="Mean RTT of the last probe's answered packets (absent until one is answered)."),
+        Metric("threenines_probe_loss_ratio", "threenines.probe.loss", "{#CUSTOMER} {#TARGET}: probe loss",
+               ("customer", "target"), tags=(SCOPE_TAGS[0], SCOPE_TAGS[2]), description="Lost/sent of the last probe."),
+        Metric("threenines_probe_total", "threenines.probe.count", "{#CUSTOMER} {#TARGET}: probes sent",
+               ("customer", "target"), value_type="UNSIGNED", tags=(SCOPE_TAGS[0], SCOPE_TAGS[2])),
+        Metric("threenines_probe_failures_total", "threenines.probe.failures", "{#CUSTOMER} {#TARGET}: probes failed",
+               ("customer", "target"), value_type="UNSIGNED", tags=(SCOPE_TAGS[0], SCOPE_TAGS[2])),
+    ),
+)
+
+DEVICE_TAG = (("device", "{#DEVICE}"),)
+
+UPSES = Discovery(
+    key="threenines.ups.discovery",
+    name="UPSes",
+    metric="threenines_ups_output_source",
+    selector='source="normal"',
+    macros=("device",),
+    description="One row per UPS (the output-source state set has one series per source; 'normal' picks one).",
+    prototypes=(
+        Metric("threenines_ups_output_source", "threenines.ups.source", "UPS {#DEVICE}: output source",
+               ("device",), value_type="CHAR", output_label="source", compare="== 1", tags=DEVICE_TAG, trends=False,
+               description="normal, battery, bypass, none or other."),
+        Metric("threenines_ups_output_source", "threenines.ups.on_battery", "UPS {#DEVICE}: on battery",
+               ("device",), fixed=(("source", "battery"),), value_type="UNSIGNED", valuemap="threenines flag",
+               tags=DEVICE_TAG,
+               triggers=(Trigger("UPS {#DEVICE}: on battery", "last({ITEM})=1", "AVERAGE",
+                                 "Mains is gone at this UPS; customers fed through it run on battery.",
+                                 (*DEVICE_TAG, (KIND_TAG, "ups"))),)),
+        Metric("threenines_ups_battery_runtime_seconds", "threenines.ups.runtime", "UPS {#DEVICE}: battery runtime",
+               ("device",), units="s", tags=DEVICE_TAG,
+               triggers=(Trigger("UPS {#DEVICE}: runtime low", 'last({ITEM})<{$THREENINES.UPS.RUNTIME.MIN:"{#DEVICE}"}',
+                                 "HIGH", "Estimated battery runtime is below {$THREENINES.UPS.RUNTIME.MIN}s.",
+                                 (*DEVICE_TAG, (KIND_TAG, "ups")), opdata="Runtime: {ITEM.LASTVALUE1}"),)),
+        Metric("threenines_ups_battery_charge_ratio", "threenines.ups.charge", "UPS {#DEVICE}: battery charge",
+               ("device",), tags=DEVICE_TAG),
+        Metric("threenines_ups_input_voltage_volts", "threenines.ups.input_voltage", "UPS {#DEVICE}: input voltage",
+               ("device",), units="V", tags=DEVICE_TAG),
+        Metric("threenines_ups_output_load_ratio", "threenines.ups.load", "UPS {#DEVICE}: output load",
+               ("device",), tags=DEVICE_TAG),
+    ),
+)
+
+OUTLET_TAGS = (("device", "{#DEVICE}"), ("outlet", "{#OUTLET}"))
+
+OUTLETS = Discovery(
+    key="threenines.pdu.outlet.discovery",
+    name="PDU outlets",
+    metric="threenines_pdu_outlet_on",
+    macros=("device", "outlet"),
+    description="Every outlet of every polled PDU.",
+    prototypes=(
+        Metric("threenines_pdu_outlet_on", "threenines.pdu.outlet.on", "PDU {#DEVICE} outlet {#OUTLET}: state",
+               ("device", "outlet"), value_type="UNSIGNED", valuemap="threenines outlet state", tags=OUTLET_TAGS),
+        Metric("threenines_pdu_outlet_current_amperes", "threenines.pdu.outlet.current",
+               "PDU {#DEVICE} outlet {#OUTLET}: current", ("device", "outlet"), units="A", tags=OUTLET_TAGS),
+        Metric("threenines_pdu_outlet_power_watts", "threenines.pdu.outlet.power",
+               "PDU {#DEVICE} outlet {#OUTLET}: power", ("device", "outlet"), units="W", tags=OUTLET_TAGS),
+        Metric("threenines_pdu_outlet_energy_joules_total", "threenines.pdu.outlet.energy",
+               "PDU {#DEVICE} outlet {#OUTLET}: energy", ("device", "outlet"), units="J", tags=OUTLET_TAGS),
+    ),
+)
+
+CUSTOMER_OUTLETS = Discovery(
+    key="threenines.pdu.customer_outlet.discovery",
+    name="Customer outlets",
+    metric="threenines_pdu_outlet_on",
+    selector='customer=~".+"',
+    macros=("customer", "device", "outlet"),
+    description="Outlets the inventory maps to a customer (one feed of possibly several).",
+    prototypes=(
+        Metric("threenines_pdu_outlet_on", "threenines.pdu.customer_outlet.on",
+               "{#CUSTOMER} outlet {#DEVICE}/{#OUTLET}: state", ("customer", "device", "outlet"),
+               value_type="UNSIGNED", valuemap="threenines outlet state",
+               tags=(SCOPE_TAGS[0], *OUTLET_TAGS),
+               triggers=(Trigger("{#CUSTOMER}: outlet {#DEVICE}/{#OUTLET} off", "last({ITEM})=0", "AVERAGE",
+                                 "One of the customer's outlets is off. With A/B feeds this is a lost feed, not yet "
+                                 "a power interruption: that is the power service's own 'service unavailable'.",
+                                 (SCOPE_TAGS[0], *OUTLET_TAGS, (KIND_TAG, "outlet"))),)),
+    ),
+)
+
+PHASES = Discovery(
+    key="threenines.pdu.phase.discovery",
+    name="PDU phases",
+    metric="threenines_pdu_phase_current_amperes",
+    macros=("device", "phase"),
+    description="Every input phase of every polled PDU.",
+    prototypes=(
+        Metric("threenines_pdu_phase_current_amperes", "threenines.pdu.phase.current",
+               "PDU {#DEVICE} phase {#PHASE}: current", ("device", "phase"), units="A", tags=DEVICE_TAG),
+        Metric("threenines_pdu_phase_voltage_volts", "threenines.pdu.phase.voltage",
+               "PDU {#DEVICE} phase {#PHASE}: voltage", ("device", "phase"), units="V", tags=DEVICE_TAG),
+    ),
+)
+
+DEVICES = Discovery(
+    key="threenines.device.discovery",
+    name="SNMP devices",
+    metric="threenines_device_up",
+    macros=("device",),
+    description="Every UPS and PDU the exporter polls.",
+    prototypes=(
+        Metric("threenines_device_up", "threenines.device.up", "Device {#DEVICE}: SNMP", ("device",),
+               value_type="UNSIGNED", valuemap="threenines device state", tags=DEVICE_TAG,
+               triggers=(Trigger("Device {#DEVICE}: SNMP device unreachable", "last({ITEM})=0", "AVERAGE",
+                                 "The last SNMP poll failed. Customers fed through it are 'unknown', not down, "
+                                 "until evidence returns.", (*DEVICE_TAG, (KIND_TAG, "device"))),)),
+        Metric("threenines_device_poll_duration_seconds", "threenines.device.poll_duration",
+               "Device {#DEVICE}: poll duration", ("device",), units="s", tags=DEVICE_TAG),
+        Metric("threenines_device_last_success_timestamp_seconds", "threenines.device.last_success",
+               "Device {#DEVICE}: last successful poll", ("device",), units="unixtime", tags=DEVICE_TAG,
+               trends=False),
+    ),
+)
+
+DISCOVERIES = (SERVICE_TARGETS, CUSTOMER_SERVICES, PORTS, UPSES, OUTLETS, CUSTOMER_OUTLETS, PHASES, DEVICES)
+
+EXPORTER_ITEMS = (
+    Metric("threenines_build_info", "threenines.build_info", "Exporter: scraped", value_type="UNSIGNED",
+           tags=(("component", "exporter"),),
+           description="1 on every successful scrape of /metrics; nothing when the scrape fails.",
+           triggers=(Trigger("threenines exporter: scrape failing", "nodata({ITEM},{$THREENINES.NODATA})=1", "HIGH",
+                             "No successful scrape of {$THREENINES.URL} for {$THREENINES.NODATA}. Every contract "
+                             "state is unknown in Zabbix until scrapes return (the exporter keeps probing).",
+                             (("component", "exporter"), (KIND_TAG, "exporter"))),)),
+    Metric("threenines_config_last_reload_successful", "threenines.config.reload_ok",
+           "Exporter: last configuration reload", value_type="UNSIGNED", valuemap="threenines flag",
+           tags=(("component", "exporter"),),
+           triggers=(Trigger("threenines exporter: configuration reload rejected", "last({ITEM})=0", "WARNING",
+                             "The exporter refused a new inventory and keeps running the previous one.",
+                             (("component", "exporter"), (KIND_TAG, "exporter"))),)),
+)
+
+
+def metric_names() -> set[str]:
+    """Every contract metric the templates read (tests check each against docs/metrics.md)."""
+    metrics = [m for d in DISCOVERIES for m in d.prototypes] + list(EXPORTER_ITEMS)
+    return {m.metric for m in metrics} | {d.metric for d in DISCOVERIES}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rendering to the 6.0 export structure
+
+
+def _tags(tags: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    return [{"tag": tag, "value": value} for tag, value in tags]
+
+
+def _trigger(template: str, item_key: str, trigger: Trigger, scope: str) -> dict[str, Any]:
+    ref = f"/{template}/{item_key}"
+    out: dict[str, Any] = {
+        "uuid": uuid_for(template, scope, "trigger", trigger.name),
+        "expression": trigger.expression.replace("{ITEM}", ref),
+        "name": trigger.name,
+    }
+    if trigger.opdata:
+        out["opdata"] = trigger.opdata
+    if trigger.recovery:
+        out["recovery_mode"] = "RECOVERY_EXPRESSION"
+        out["recovery_expression"] = trigger.recovery.replace("{ITEM}", ref)
+    out |= {"priority": trigger.priority, "description": trigger.description, "tags": _tags(trigger.tags)}
+    return out
+
+
+def _dependent(template: str, metric: Metric, scope: str) -> dict[str, Any]:
+    key = metric.full_key()
+    item: dict[str, Any] = {
+        "uuid": uuid_for(template, scope, "item", key),
+        "name": metric.name,
+        "type": "DEPENDENT",
+        "key": key,
+        "delay": "0",
+        "history": "31d",
+    }
+    if not metric.trends or metric.value_type == "CHAR":
+        item["trends"] = "0"
+    item["value_type"] = metric.value_type
+    if metric.units:
+        item["units"] = metric.units
+    item["description"] = (metric.description + "\n" if metric.description else "") + f"Metric: {metric.metric}"
+    if metric.valuemap:
+        item["valuemap"] = {"name": metric.valuemap}
+    item["preprocessing"] = [{
+        "type": "PROMETHEUS_PATTERN",
+        # 6.0 takes three parameters: pattern, what to output (value|label|function), and the label name.
+        "parameters": [metric.pattern(), "label" if metric.output_label else "value", metric.output_label],
+    }]
+    item["master_item"] = {"key": MASTER_KEY}
+    if metric.tags:
+        item["tags"] = _tags(metric.tags)
+    return item
+
+
+def _with_triggers(template: str, metric: Metric, scope: str, prototype: bool) -> tuple[dict[str, Any], list]:
+    item = _dependent(template, metric, scope)
+    triggers = [_trigger(template, item["key"], t, scope) for t in metric.triggers]
+    if triggers and not prototype:
+        item["triggers"] = triggers
+        return item, []
+    return item, triggers
+
+
+def _discovery(template: str, rule: Discovery) -> dict[str, Any]:
+    items, triggers = [], []
+    for metric in rule.prototypes:
+        item, item_triggers = _with_triggers(template, metric, rule.key, prototype=True)
+        items.append(item)
+        triggers.extend(item_triggers)
+    pattern = f"{rule.metric}{{{rule.selector}}}" if rule.selector else rule.metric
+    out: dict[str, Any] = {
+        "uuid": uuid_for(template, "discovery", rule.key),
+        "name": rule.name,
+        "type": "DEPENDENT",
+        "key": rule.key,
+        "delay": "0",
+        "lifetime": "7d",
+        "description": rule.description,
+        "item_prototypes": items,
+    }
+    if triggers:
+        out["trigger_prototypes"] = triggers
+    out |= {
+        "master_item": {"key": MASTER_KEY},
+        "lld_macro_paths": [{"lld_macro": f"{{#{label.upper()}}}", "path": f"$.labels.{label}"}
+                            for label in rule.macros],
+        "preprocessing": [{"type": "PROMETHEUS_TO_JSON", "parameters": [pattern]}],
+    }
+    return out
+
+
+def _macros(macros: tuple[Macro, ...]) -> list[dict[str, str]]:
+    out = []
+    for macro in macros:
+        entry = {"macro": macro.name}
+        if macro.secret:
+            entry["type"] = "SECRET_TEXT"
+        entry |= {"value": macro.value, "description": macro.description}
+        out.append(entry)
+    return out
+
+
+def _valuemaps(template: str, names: set[str]) -> list[dict[str, Any]]:
+    return [{"uuid": uuid_for(template, "valuemap", vm.name), "name": vm.name,
+             "mappings": [{"value": v, "newvalue": text} for v, text in vm.mappings]}
+            for vm in VALUE_MAPS if vm.name in names]
+
+
+def http_template() -> dict[str, Any]:
+    t = HTTP_TEMPLATE
+    master = {
+        "uuid": uuid_for(t, "item", MASTER_KEY),
+        "name": "Exporter: get /metrics",
+        "type": "HTTP_AGENT",
+        "key": MASTER_KEY,
+        "delay": "{$THREENINES.INTERVAL}",
+        "history": "0",
+        "trends": "0",
+        "value_type": "TEXT",
+        "description": "The whole /metrics page; every other item reads it with Prometheus-pattern preprocessing.",
+        "timeout": "10s",
+        "url": "{$THREENINES.URL}",
+        "headers": [{"name": "Authorization", "value": "Bearer {$THREENINES.TOKEN}"}],
+        "ssl_cert_file": "{$THREENINES.TLS.CERT}",
+        "ssl_key_file": "{$THREENINES.TLS.KEY}",
+        "verify_peer": "YES",
+        "verify_host": "YES",
+        "tags": [{"tag": "component", "value": "exporter"}],
+    }
+    items = [master]
+    for metric in EXPORTER_ITEMS:
+        item, _ = _with_triggers(t, metric, "exporter", prototype=False)
+        items.append(item)
+    used_maps = {m.valuemap for d in DISCOVERIES for m in d.prototypes if m.valuemap}
+    used_maps |= {m.valuemap for m in EXPORTER_ITEMS if m.valuemap}
+    return {
+        "uuid": uuid_for(t),
+        "template": t,
+        "name": t,
+        "description": (
+            "threenines: colocation SLA contract state from the threenines exporter's /metrics.\n"
+            "Service unavailable comes from threenines_service_up as the exporter determined it (no second "
+            "rule here). Problem tags customer/service/target route actions; tag threenines=outage marks "
+            "contract outages for SLA services (threenines zabbix-sync creates those).\n"
+            "Generated by `python -m threenines.zabbix` from the metric contract (docs/metrics.md)."
+        ),
+        "groups": [{"name": GROUP}],
+        "items": items,
+        "discovery_rules": [_discovery(t, rule) for rule in DISCOVERIES],
+        "tags": [{"tag": "class", "value": "application"}, {"tag": "target", "value": "threenines"}],
+        "macros": _macros(HTTP_MACROS),
+        "valuemaps": _valuemaps(t, used_maps),
+    }
+
+
+PING_KEY_PARAMS = ",{$THREENINES.PING.PACKETS},{$THREENINES.PING.PACKET_INTERVAL},,{$THREENINES.PING.TIMEOUT}"
+PING_TAGS = (("customer", "{$THREENINES.CUSTOMER}"), ("service", "connectivity"), ("target", "{$THREENINES.TARGET}"))
+
+
+def ping_template() -> dict[str, Any]:
+    t = PING_TEMPLATE
+    ping_key = f"icmpping[{PING_KEY_PARAMS}]"
+    outage = Trigger(
+        "{$THREENINES.CUSTOMER} connectivity {$THREENINES.TARGET}: service unavailable",
+        "max({ITEM},{$THREENINES.PING.MISSES})=0", "HIGH",
+        "{$THREENINES.PING.MISSES} consecutive probes (each {$THREENINES.PING.PACKETS} echo requests) got no "
+        "answer: the contract's determination rule. Recovers at the first answered probe.",
+        (*PING_TAGS, (KIND_TAG, OUTAGE)))
+
+    def simple(key: str, name: str, value_type: str, units: str, valuemap: str | None,
+               triggers: list[Trigger]) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "uuid": uuid_for(t, "item", key.split("[")[0]),
+            "name": name,
+            "type": "SIMPLE",
+            "key": key,
+            "delay": "{$THREENINES.PING.INTERVAL}",
+            "history": "31d",
+            "value_type": value_type,
+        }
+        if units:
+            item["units"] = units
+        if valuemap:
+            item["valuemap"] = {"name": valuemap}
+        item["tags"] = _tags(PING_TAGS)
+        if triggers:
+            item["triggers"] = [_trigger(t, key, trig, "ping") for trig in triggers]
+        return item
+
+    return {
+        "uuid": uuid_for(t),
+        "template": t,
+        "name": t,
+        "description": (
+            "threenines: Zabbix itself pings one customer port at the contract interval (icmpping via fping; "
+            "fping needs cap_net_raw or root). Link it to one host per port whose interface is the port address; "
+            "threenines zabbix-sync --native-ping creates those hosts with the contract's macros.\n"
+            "Generated by `python -m threenines.zabbix`."
+        ),
+        "groups": [{"name": GROUP}],
+        "items": [
+            simple(ping_key, "Contract probe", "UNSIGNED", "", "threenines ping", [outage]),
+            simple(f"icmppingloss[{PING_KEY_PARAMS}]", "Contract probe loss", "FLOAT", "%", None, []),
+            simple(f"icmppingsec[{PING_KEY_PARAMS},avg]", "Contract probe RTT", "FLOAT", "s", None, []),
+        ],
+        "tags": [{"tag": "class", "value": "network"}, {"tag": "target", "value": "threenines"}],
+        "macros": _macros(PING_MACROS),
+        "valuemaps": _valuemaps(t, {"threenines ping"}),
+    }
+
+
+def export(template: dict[str, Any]) -> dict[str, Any]:
+    # No `date`: the files are generated and diffed; import does not need it.
+    return {"zabbix_export": {"version": EXPORT_VERSION,
+                              "groups": [{"uuid": uuid_for("group", GROUP), "name": GROUP}],
+                              "templates": [template]}}
+
+
+def render(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=1000, default_flow_style=False)
+
+
+@dataclass(frozen=True)
+class TemplateFile:
+    filename: str
+    name: str
+    text: str = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def template_files() -> tuple[TemplateFile, ...]:
+    return (
+        TemplateFile("threenines_by_http.yaml", HTTP_TEMPLATE, render(export(http_template()))),
+        TemplateFile("threenines_contract_ping.yaml", PING_TEMPLATE, render(export(ping_template()))),
+    )

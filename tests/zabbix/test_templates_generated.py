@@ -1,0 +1,77 @@
+"""The checked-in templates are exactly what the generator writes, and read only metrics the contract defines."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from tests.support import REPO
+from threenines.zabbix.__main__ import main as regenerate
+from threenines.zabbix.templates import (
+    DISCOVERIES,
+    HTTP_TEMPLATE,
+    metric_names,
+    template_files,
+    uuid_for,
+)
+
+CONTRACT = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
+
+
+def test_checked_in_templates_match_the_generator() -> None:
+    for template in template_files():
+        checked_in = (REPO / "zabbix_templates" / template.filename).read_text(encoding="utf-8")
+        assert checked_in == template.text, f"run `python -m threenines.zabbix` to refresh {template.filename}"
+
+
+def test_check_mode_reports_a_stale_file(tmp_path) -> None:
+    assert regenerate([str(tmp_path)]) == 0
+    assert regenerate(["--check", str(tmp_path)]) == 0
+    stale = tmp_path / template_files()[0].filename
+    stale.write_text(stale.read_text() + "# edited by hand\n")
+    assert regenerate(["--check", str(tmp_path)]) == 1
+
+
+def test_every_metric_the_templates_read_is_in_the_metric_contract() -> None:
+    documented = set(re.findall(r"`(threenines_[a-z_]+)", CONTRACT))
+    assert metric_names() - documented == set()
+
+
+def test_discovery_macros_are_labels_the_contract_gives_those_metrics() -> None:
+    label_rows = {"customer", "service", "target", "device", "outlet", "phase", "address", "source"}
+    for rule in DISCOVERIES:
+        assert set(rule.macros) <= label_rows, rule.key
+
+
+def test_uuids_are_v4_shaped_and_unique() -> None:
+    uuids: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "uuid" in node:
+                uuids.append(node["uuid"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for template in template_files():  # the shared template group has the same uuid in every file
+        walk(yaml.safe_load(template.text)["zabbix_export"]["templates"])
+    assert len(uuids) == len(set(uuids))
+    for value in uuids:
+        assert re.fullmatch(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}", value), value
+    assert uuid_for("x") == uuid_for("x") != uuid_for("y")
+
+
+def test_prometheus_pattern_steps_take_the_three_parameters_of_zabbix_6_0() -> None:
+    document = yaml.safe_load(template_files()[0].text)
+    template = document["zabbix_export"]["templates"][0]
+    assert template["template"] == HTTP_TEMPLATE
+    items = template["items"] + [p for rule in template["discovery_rules"] for p in rule["item_prototypes"]]
+    steps = [step for item in items for step in item.get("preprocessing", [])]
+    assert steps and all(len(s["parameters"]) == 3 for s in steps if s["type"] == "PROMETHEUS_PATTERN")
+    up = next(i for i in items if i["key"].startswith("threenines.service.up["))
+    assert up["preprocessing"][0]["parameters"] == [
+        'threenines_service_up{customer="{#CUSTOMER}",service="{#SERVICE}",target="{#TARGET}"}', "value", ""]
