@@ -15,7 +15,7 @@ APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping snmp snmpd 
 DEMO_APT_PACKAGES := python3-venv iproute2 fping prometheus prometheus-alertmanager
 
 STAMP := .make
-.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards
+.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example
 
 $(STAMP):
 	mkdir -p $(STAMP)
@@ -51,6 +51,10 @@ demo: demo-system-deps venv
 # Regenerate grafana/dashboards/*.json from exporter/threenines/dashboards/ (tests/grafana fails until committed).
 dashboards: venv
 	$(PY) -m threenines.dashboards --write
+
+alertmanager-example: venv
+	$(VENV)/bin/threenines alertmanager-config --config examples/inventory.yml --noc-email noc@provider.example \
+	  -o alertmanager/alertmanager.yml
 
 bench: system-deps venv
 	$(PY) bench/ping_fleet.py

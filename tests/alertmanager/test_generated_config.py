@@ -22,8 +22,8 @@ AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 EXAMPLE_INVENTORY = REPO / "examples" / "inventory.yml"
 EXAMPLE_CONFIG = REPO / "alertmanager" / "alertmanager.yml"
 EXAMPLE_OPTIONS = Options(noc_emails=("noc@provider.example",))
-REGENERATE = ("threenines alertmanager-config --config examples/inventory.yml --noc-email noc@provider.example "
-              "-o alertmanager/alertmanager.yml")
+REGENERATE = ("make alertmanager-example (threenines alertmanager-config --config examples/inventory.yml "
+              "--noc-email noc@provider.example -o alertmanager/alertmanager.yml)")
 
 
 def write_config(directory: Path, text: str) -> Path:
