@@ -15,6 +15,9 @@ from typing import NoReturn
 
 import yaml
 
+# libyaml's composer keeps the same marks and is ~10x faster: a 50k-port inventory loads in seconds.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ConfigError(Exception):
     """A configuration problem located as `file:line field.path: message`."""
@@ -224,7 +227,7 @@ def load(path: str | Path) -> Node:
 
 def load_text(text: str, source: str) -> Node:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 0

@@ -207,8 +207,10 @@ class Exporter:
 
     async def reload(self) -> tuple[bool, str]:
         """Load the inventory again; a bad one is refused and the running one stays."""
+        assert self._loop is not None
         try:
-            inventory = load_inventory(self.options.config)
+            # Parsing a large inventory takes seconds: keep the probe loop running meanwhile.
+            inventory = await self._loop.run_in_executor(None, load_inventory, self.options.config)
         except ConfigError as err:
             self._reload_ok = False
             log.error("reload refused, keeping the running inventory: %s", err)

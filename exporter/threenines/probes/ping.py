@@ -88,6 +88,7 @@ class Pinger:
         self._privileged = privileged
         self._families: dict[int, _Family] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._versions: dict[str, int] = {}  # address -> IP version, parsed once
         self.replies_unmatched = 0
 
     @property
@@ -152,7 +153,9 @@ class Pinger:
 
     async def probe(self, address: str, packets: int, timeout: float, packet_interval: float) -> ProbeResult:
         """Send `packets` echo requests; the probe answers when at least one reply arrives in time."""
-        version = ipaddress.ip_address(address).version
+        version = self._versions.get(address)
+        if version is None:
+            version = self._versions[address] = ipaddress.ip_address(address).version
         fam = self._families.get(version)
         if fam is None:
             return ProbeResult(0, 0, (), error="no_socket")

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Ping fleet benchmark: the threenines exporter vs fping over the same loopback targets, in one run.
+
+For each fleet size N, a child process runs the real exporter (scheduler, shared-socket prober, contract
+engine, ledger, /metrics renders) on N ports at 127.x addresses with a compressed interval, and reports
+probes/s, schedule-lag percentiles, CPU-seconds per 1000 probes and peak RSS. Then `fping -c1 -q -i 0` pings
+the same N targets once and its CPU per 1000 pings is measured the same way (rusage of the child).
+
+    .venv/bin/python bench/ping_fleet.py --sizes 1000,10000,50000 --interval 60
+
+Only 127.0.0.0/8 is pinged. Results are printed as a Markdown table and written to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def loopback_address(index: int) -> str:
+    # 127.1.0.1 upwards: skip .0 and .255 so every address is a plain host address.
+    third, fourth = divmod(index, 254)
+    second, third = divmod(third, 256)
+    return f"127.{1 + second}.{third}.{fourth + 1}"
+
+
+def write_inventory(path: Path, size: int, interval: float) -> None:
+    lines = [
+        "exporter: {max_concurrent_probes: 1024}",
+        f"defaults: {{ping: {{interval: {interval:g}s, threshold: 2, packets: 1, timeout: 1s}}}}",
+        "customers:",
+    ]
+    for index in range(size):
+        lines.append(f"  - {{id: c{index}, timezone: UTC, contacts: {{version: '1', notify: [{{email: n@x.example}}]}},"
+                     f" ports: [{{id: p, address: '{loopback_address(index)}'}}]}}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_exporter(size: int, interval: float, duration: float) -> dict[str, float]:
+    from threenines.service import Exporter, ServeOptions
+
+    workdir = Path(tempfile.mkdtemp(prefix="threenines-bench-"))
+    config = workdir / "inventory.yml"
+    write_inventory(config, size, interval)
+    started = time.process_time()
+    exporter = Exporter(ServeOptions(config=config, listen="127.0.0.1:0", state_dir=workdir / "state", tick=15.0))
+    setup_cpu = time.process_time() - started
+
+    async def main() -> dict[str, float]:
+        task = asyncio.create_task(exporter.run())
+        # Measure one steady window after the first interval (every port has had its first probe).
+        await asyncio.sleep(interval)
+        scheduler = exporter.scheduler
+        assert scheduler is not None
+        cpu0, probes0, wall0 = time.process_time(), scheduler.probes_started, time.monotonic()
+        del scheduler.lag.samples[:]
+        await asyncio.sleep(duration)
+        cpu, probes, wall = time.process_time() - cpu0, scheduler.probes_started - probes0, time.monotonic() - wall0
+        lags = list(scheduler.lag.samples)
+        failures = sum(s.failures for s in scheduler.stats.values())
+        render = exporter._render_seconds
+        exporter.stop()
+        await task
+        return {
+            "size": size, "interval_s": interval, "window_s": round(wall, 1), "probes": probes,
+            "probes_per_s": round(probes / wall, 1), "lag_p50_s": round(percentile(lags, 0.5), 4),
+            "lag_p99_s": round(percentile(lags, 0.99), 4), "lag_max_s": round(max(lags, default=0.0), 4),
+            "cpu_s": round(cpu, 2), "cpu_s_per_1000_probes": round(cpu / probes * 1000, 4) if probes else None,
+            "render_s": round(render, 3), "setup_cpu_s": round(setup_cpu, 2), "failed_probes_total": failures,
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+        }
+
+    return asyncio.run(main())
+
+
+def run_fping(size: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as targets:
+        targets.write("\n".join(loopback_address(i) for i in range(size)) + "\n")
+        targets.flush()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.monotonic()
+        subprocess.run(["fping", "-c1", "-q", "-i", "0", "-t", "1000", "-f", targets.name],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600, check=False)
+        wall = time.monotonic() - wall
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"size": size, "cpu_s": round(cpu, 3), "cpu_s_per_1000_pings": round(cpu / size * 1000, 4),
+            "wall_s": round(wall, 2), "peak_rss_mib": round(after.ru_maxrss / 1024, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,50000")
+    parser.add_argument("--interval", type=float, default=60.0, help="compressed contract interval, seconds")
+    parser.add_argument("--duration", type=float, default=60.0, help="measured window after warm-up, seconds")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_exporter(args.one, args.interval, args.duration)))
+        return 0
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        child = subprocess.run([sys.executable, __file__, "--one", str(size), "--interval", str(args.interval),
+                                "--duration", str(args.duration)], capture_output=True, text=True,
+                               timeout=args.interval + args.duration + 600, check=True)
+        ours = json.loads(child.stdout.strip().splitlines()[-1])
+        fping = run_fping(size)
+        ratio = ours["cpu_s_per_1000_probes"] / fping["cpu_s_per_1000_pings"] if fping["cpu_s_per_1000_pings"] else None
+        rows.append({"threenines": ours, "fping": fping, "cpu_ratio_vs_fping": round(ratio, 2) if ratio else None})
+        print(json.dumps(rows[-1]), flush=True)
+    print("\n| ports | interval | probes/s | lag p50 | lag p99 | CPU-s/1000 probes | fping CPU-s/1000 | ratio |"
+          " render | peak RSS | fping RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        o, f = row["threenines"], row["fping"]
+        print(f"| {o['size']} | {o['interval_s']:g}s | {o['probes_per_s']} | {o['lag_p50_s']}s | {o['lag_p99_s']}s |"
+              f" {o['cpu_s_per_1000_probes']} | {f['cpu_s_per_1000_pings']} | {row['cpu_ratio_vs_fping']}× |"
+              f" {o['render_s']}s | {o['peak_rss_mib']} MiB | {f['peak_rss_mib']} MiB |")
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"ping_fleet-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
