@@ -156,3 +156,12 @@ def test_check_fails_when_the_audit_webhook_is_missing(tmp_path: Path) -> None:
     results = check_deployment(load_inventory(EXAMPLE_INVENTORY), REPO / "prometheus" / "prometheus.yml", None,
                                write_config(tmp_path, text))
     assert all(not r.ok and "no audit webhook" in r.problems[0] for r in results)
+
+
+def test_the_notification_templates_render_with_amtool() -> None:
+    result = amtool("template", "render", f"--template.glob={REPO / 'alertmanager' / 'templates' / '*.tmpl'}",
+                    '--template.text={{ template "threenines.subject" . }}|{{ template "threenines.text" . }}')
+    assert result.returncode == 0, result.stdout + result.stderr
+    subject, text = result.stdout.split("|", 1)
+    assert subject.startswith("[")
+    assert "Customer:" in text and "Runbook:" in text
