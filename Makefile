@@ -15,7 +15,7 @@ APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping snmp snmpd 
 DEMO_APT_PACKAGES := python3-venv iproute2 fping prometheus prometheus-alertmanager
 
 STAMP := .make
-.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example
+.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance
 
 $(STAMP):
 	mkdir -p $(STAMP)
@@ -55,6 +55,10 @@ dashboards: venv
 alertmanager-example: venv
 	$(VENV)/bin/threenines alertmanager-config --config examples/inventory.yml --noc-email noc@provider.example \
 	  -o alertmanager/alertmanager.yml
+
+# The SNMP conformance target alone (also part of `make test`): needs ../shared/fixtures/snmprec.
+conformance: system-deps venv
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m conformance tests/snmp
 
 bench: system-deps venv
 	$(PY) bench/ping_fleet.py
