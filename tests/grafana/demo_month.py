@@ -4,10 +4,11 @@ October 2026 (UTC) sampled every 5 minutes, as a Prometheus scraping `threenines
 store it. The story the dashboards must be able to tell, all of it ending at END ("now"):
 
 - acme (ams1, two ports, A/B power): a 50-minute outage on port-a on the 7th (the month's budget is 44.64 min:
-  the month is lost), an outage inside agreed maintenance on the 14th, an agreed maintenance window open now,
-  and port-b determined down 5 minutes before END with no dispatch yet (notification "pending").
+  the month is lost), an outage inside agreed maintenance on the 14th, power maintenance open now, and port-b
+  determined down 5 minutes before END with no dispatch yet (notification "pending").
 - globex (ams1, one port, A/B power): port-1 down since 25 minutes before END, dispatch audited 3 minutes after
-  determination; a notification 1100 s late on the 12th (deadline missed); power unknown for 2 h on the 20th.
+  determination; an outage on the 12th notified 1100 s late (deadline missed); power unknown for 2 h on the 20th;
+  both outlets switched off 15 minutes before END inside agreed power maintenance (notification not owed).
 - initech (fra1, one port, single feed on pdu-b): port-1 determined down 40 minutes before END and nobody
   notified (notification "OVERDUE"); its power is UNKNOWN now because pdu-b stopped answering SNMP 30 minutes
   before END.
@@ -92,8 +93,10 @@ TARGETS = [
                                                                                               at(14, 3, 5))]),
     Target("acme", "connectivity", "port-b", down=[Interval(END - 10 * MINUTE, OPEN)]),
     Target("acme", "power", "power"),
-    Target("globex", "connectivity", "port-1", down=[Interval(END - 25 * MINUTE, OPEN)]),
-    Target("globex", "power", "power", unknown=[Interval(at(20, 9), at(20, 11))]),
+    Target("globex", "connectivity", "port-1", down=[Interval(at(12, 15, 55), at(12, 16, 40)),
+                                                     Interval(END - 25 * MINUTE, OPEN)]),
+    Target("globex", "power", "power", down=[Interval(END - 15 * MINUTE, OPEN)],
+           unknown=[Interval(at(20, 9), at(20, 11))]),
     Target("initech", "connectivity", "port-1", down=[Interval(END - 45 * MINUTE, OPEN)]),
     Target("initech", "power", "power", unknown=[Interval(END - 30 * MINUTE, OPEN)]),
 ]
@@ -105,16 +108,35 @@ CUSTOMERS = {
 }
 # (customer, service, reason) → windows
 EXCLUSIONS = {
-    ("acme", "connectivity", "maintenance"): [Interval(at(14, 2), at(14, 4)), Interval(END - 60 * MINUTE, OPEN)],
+    ("acme", "connectivity", "maintenance"): [Interval(at(14, 2), at(14, 4))],
+    ("acme", "power", "maintenance"): [Interval(END - 60 * MINUTE, OPEN)],
     ("globex", "connectivity", "maintenance"): [],
+    ("globex", "power", "maintenance"): [Interval(END - 30 * MINUTE, OPEN)],
     ("initech", "connectivity", "customer_fault"): [Interval(at(22, 13), at(22, 15))],
 }
-# Audited dispatches: (customer, receiver, time, delay since determination)
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One delivery recorded by the audit webhook for an outage determined at `determined`."""
+
+    customer: str
+    service: str
+    target: str
+    receiver: str
+    determined: int
+    delay: float
+
+    @property
+    def when(self) -> float:
+        return self.determined + self.delay
+
+
 DISPATCHES = [
-    ("acme", "acme-email", at(7, 10, 5) + 240, 240.0),
-    ("acme", "acme-sms", at(7, 10, 5) + 250, 250.0),
-    ("globex", "globex-email", at(12, 16) + 1100, 1100.0),
-    ("globex", "globex-email", END - 20 * MINUTE + 180, 180.0),
+    Dispatch("acme", "connectivity", "port-a", "acme-email", at(7, 10, 5), 240.0),
+    Dispatch("acme", "connectivity", "port-a", "acme-sms", at(7, 10, 5), 250.0),
+    Dispatch("globex", "connectivity", "port-1", "globex-email", at(12, 16), 1100.0),
+    Dispatch("globex", "connectivity", "port-1", "globex-email", END - 20 * MINUTE, 180.0),
 ]
 DEADLINE = 900.0
 DELAY_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, math.inf)
@@ -124,6 +146,8 @@ PDUS = ("pdu-a", "pdu-b")
 ON_BATTERY = Interval(END - 20 * MINUTE, OPEN)
 PDU_B_UNREACHABLE = Interval(END - 30 * MINUTE, OPEN)
 # outlet → customer (A/B feeds for acme and globex; initech has one feed, on pdu-b)
+# Both of globex's outlets switched off for its agreed power maintenance.
+OUTLETS_OFF = {"globex": Interval(END - 15 * MINUTE, OPEN)}
 OUTLETS = {("pdu-a", "1"): "acme", ("pdu-b", "1"): "acme", ("pdu-a", "2"): "globex", ("pdu-b", "2"): "globex",
            ("pdu-b", "3"): "initech"}
 
@@ -268,14 +292,23 @@ def _power(rng: random.Random) -> Iterator[Series]:
             if device != pdu:
                 continue
             labels = {"device": pdu, "outlet": outlet, "customer": customer}
-            watts = 350.0 + 100 * int(outlet)
-            yield _series("threenines_pdu_outlet_on", labels, lambda t, r=reachable: 1 if r(t) else None)
+            rated = 350.0 + 100 * int(outlet)
+            off = OUTLETS_OFF.get(customer)
+
+            def watts(t: int, rated: float = rated, off: Interval | None = off) -> float:
+                return 0.0 if off and t in off else rated
+
+            def joules(t: int, rated: float = rated, off: Interval | None = off) -> float:
+                return rated * (min(t, off.start) if off else t) - rated * START
+
+            yield _series("threenines_pdu_outlet_on", labels,
+                          lambda t, r=reachable, w=watts: (1 if w(t) else 0) if r(t) else None)
             yield _series("threenines_pdu_outlet_current_amperes", labels,
-                          lambda t, w=watts, r=reachable: w / 230 if r(t) else None)
+                          lambda t, w=watts, r=reachable: w(t) / 230 if r(t) else None)
             yield _series("threenines_pdu_outlet_power_watts", labels,
-                          lambda t, w=watts, r=reachable: w if r(t) else None)
+                          lambda t, w=watts, r=reachable: w(t) if r(t) else None)
             yield _series("threenines_pdu_outlet_energy_joules_total", labels,
-                          lambda t, w=watts, r=reachable: w * (t - START) if r(t) else None, "counter")
+                          lambda t, j=joules, r=reachable: j(t) if r(t) else None, "counter")
     for device in (*UPS, *PDUS):
         down = PDU_B_UNREACHABLE if device == "pdu-b" else None
         labels = {"device": device}
@@ -293,17 +326,31 @@ def _power(rng: random.Random) -> Iterator[Series]:
 
 
 def _notifications() -> Iterator[Series]:
+    # The first dispatch of an outage is the notification: one histogram observation, one possible miss.
+    first: dict[tuple[str, str, str, int], Dispatch] = {}
+    for dispatch in sorted(DISPATCHES, key=lambda d: d.when):
+        first.setdefault((dispatch.customer, dispatch.service, dispatch.target, dispatch.determined), dispatch)
     for customer in CUSTOMERS:
-        observations = [(when, delay) for c, _, when, delay in DISPATCHES if c == customer]
+        observations = [(round(d.when), d.delay) for d in first.values() if d.customer == customer]
         yield from _histogram("threenines_notification_delay_seconds", {"customer": customer}, observations,
                               DELAY_BUCKETS)
         late = [when for when, delay in observations if delay > DEADLINE]
         yield _series("threenines_notification_deadline_missed_total", {"customer": customer},
-                      lambda t, late=late: float(sum(1 for when in late if when <= t)), "counter")
-    for customer, receiver in sorted({(c, r) for c, r, _, _ in DISPATCHES} | {("initech", "initech-email")}):
-        times = [when for c, r, when, _ in DISPATCHES if (c, r) == (customer, receiver)]
+                      _from_list(_counts(late)), "counter")
+    receivers = sorted({(d.customer, d.receiver) for d in DISPATCHES} | {("initech", "initech-email")})
+    for customer, receiver in receivers:
+        times = [d.when for d in DISPATCHES if (d.customer, d.receiver) == (customer, receiver)]
         yield _series("threenines_notification_dispatches_total", {"customer": customer, "receiver": receiver},
-                      lambda t, times=times: float(sum(1 for when in times if when <= t)), "counter")
+                      _from_list(_counts(times)), "counter")
+    for target in TARGETS:
+        audited = sorted((d.when, d.determined) for d in DISPATCHES
+                         if (d.customer, d.service, d.target) == (target.customer, target.service, target.name))
+
+        def last_audited(t: int, audited: list[tuple[float, int]] = audited) -> float:
+            return float(max((determined for when, determined in audited if when <= t), default=0))
+
+        yield _series("threenines_notification_last_dispatch_determined_timestamp_seconds",
+                      {"customer": target.customer, "service": target.service, "target": target.name}, last_audited)
 
 
 def _health(rng: random.Random) -> Iterator[Series]:
@@ -321,7 +368,7 @@ def _health(rng: random.Random) -> Iterator[Series]:
         if ledger == "outage":
             events = writes if result == "ok" else [at(20, 9, 30)]
         else:
-            events = [when for _, _, when, _ in DISPATCHES] if result == "ok" else []
+            events = [d.when for d in DISPATCHES] if result == "ok" else []
         yield _series("threenines_ledger_writes_total", {"ledger": ledger, "result": result},
                       lambda t, e=events: float(sum(1 for when in e if when <= t)), "counter")
     # Prometheus' own series for the scrape of the exporter.

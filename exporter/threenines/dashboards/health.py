@@ -18,6 +18,7 @@ from threenines.dashboards.common import (
     customer_variable,
     dashboard,
     device_variable,
+    fixed_colour,
     legend_table,
     query,
     reduce_last,
@@ -42,7 +43,7 @@ def _series(title: str, description: str, targets: list[tuple[str, str]], unit: 
 
 
 def _tiles(title: str, description: str, expr: str, legend: str) -> stat.Panel:
-    return (stat.Panel().title(title).description(description).datasource(DS).span(8).height(5)
+    return (stat.Panel().title(title).description(description).datasource(DS).span(6).height(5)
             .with_target(query(expr, legend, instant=True))
             .mappings([dm.ValueMap(options={
                 "0": dm.ValueMappingResult(text="FAILING", color=VERMILLION, index=0),
@@ -81,6 +82,17 @@ def _deadline_misses() -> stat.Panel:
             .text_mode(cm.BigValueTextMode.VALUE_AND_NAME))
 
 
+def _last_reload() -> stat.Panel:
+    return (stat.Panel().title("Last successful reload").datasource(DS).span(6).height(5)
+            .description("When the running inventory was last loaded successfully (start-up or reload). A recent "
+                         "edit that does not show here was rejected: see 'Configuration reload'.")
+            .with_target(query(f"threenines_config_last_reload_success_timestamp_seconds{{{JOB}}} * 1000",
+                               "{{instance}}", instant=True))
+            .unit("dateTimeFromNow").color_scheme(fixed_colour(BLUE)).reduce_options(reduce_last())
+            .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+            .color_mode(cm.BigValueColorMode.VALUE))
+
+
 def build() -> db.Dashboard:
     lag = "sum by (le) (rate(threenines_probe_schedule_lag_seconds_bucket{" + JOB + "}[$__rate_interval]))"
     return (dashboard("health", "threenines / Exporter health",
@@ -101,9 +113,11 @@ def build() -> db.Dashboard:
             .with_panel(_tiles("Configuration reload", "0 after a rejected reload: the previous inventory keeps "
                                "running until the file is fixed (run `threenines check`).",
                                f"threenines_config_last_reload_successful{{{JOB}}}", "{{instance}}"))
+            .with_panel(_last_reload())
             .with_panel(_series("Probes in flight", "ICMP probes waiting for replies; a plateau at the configured "
                                 "maximum means the probe loop is saturated and probes start late.",
-                                [(f"threenines_probes_in_flight{{{JOB}}}", "{{instance}}")], "none", span=8))
+                                [(f"threenines_probes_in_flight{{{JOB}}}", "{{instance}}")], "none", span=6)
+                        .height(5))
             .with_panel(_series("Probe-loop lag", "How late contract probes start against their 5-minute schedule "
                                 "(p50 and p99). Lag eats into the 15-minute notification promise.",
                                 [(f"histogram_quantile(0.5, {lag})", "p50"),

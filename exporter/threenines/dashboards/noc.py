@@ -31,18 +31,19 @@ from threenines.dashboards.common import (
 
 TILES = state(f"threenines_customer_service_up{{{CUSTOMER}}}", f"threenines_customer_service_known{{{CUSTOMER}}}")
 
-# Open outages per target: the determination time is the key every column of the table joins on.
-DETERMINED = f"(threenines_service_determined_timestamp_seconds{{{CUSTOMER}}} > 0)"
-# When the audit webhook last recorded a dispatch for the customer: the latest minute of the last 24 h at which
-# the dispatch counter had changed within $__rate_interval (the shortest window sure to hold two scrapes). It
-# trails the real dispatch by at most $__rate_interval, so a dispatch up to that long *before* determination
-# (another target's outage) also counts: the audit ledger, not this panel, is the evidence for billing.
-LAST_DISPATCH = (f"max by (customer) (max_over_time(timestamp(changes("
-                 f"threenines_notification_dispatches_total{{{CUSTOMER}}}[$__rate_interval]) > 0)[1d:1m]))")
+# Open outages per target: every column of the table is one series per (customer, service, target).
+PER_TARGET = "max by (customer, service, target)"
+DETERMINED = f"({PER_TARGET} (threenines_service_determined_timestamp_seconds{{{CUSTOMER}}}) > 0)"
+# determined_at of the latest outage whose notification reached the audit ledger (docs/alerting.md).
+LAST_AUDITED = f"{PER_TARGET} (threenines_notification_last_dispatch_determined_timestamp_seconds{{{CUSTOMER}}})"
 DEADLINE = f"max by (customer) (threenines_customer_notification_deadline_seconds{{{CUSTOMER}}})"
-# 2 = a dispatch was audited after determination, 1 = not yet but within the deadline, 0 = overdue.
+IN_MAINTENANCE = (f'(max by (customer, service) (threenines_customer_service_excluded{{{CUSTOMER}, '
+                  f'reason="maintenance"}}) == 1)')
+# 2 audited, 3 agreed maintenance (customer pages are silenced: nothing owed), 1 not yet but within the
+# deadline, 0 overdue. Same rule as the ThreeninesNotificationOverdue alert, including its 1 s tolerance.
 NOTIFICATION_STATUS = (
-    f"(0 * ({DETERMINED} <= on(customer) group_left() {LAST_DISPATCH}) + 2)"
+    f"(0 * ({DETERMINED} <= on(customer, service, target) ({LAST_AUDITED} + 1)) + 2)"
+    f" or (0 * ({DETERMINED} and on(customer, service) {IN_MAINTENANCE}) + 3)"
     f" or (0 * ((time() - {DETERMINED}) <= on(customer) group_left() {DEADLINE}) + 1)"
     f" or (0 * {DETERMINED})"
 )
@@ -51,6 +52,7 @@ NOTIFICATION_MAPPINGS: list[dm.ValueMapping] = [
         "0": dm.ValueMappingResult(text="OVERDUE", color=VERMILLION, index=0),
         "1": dm.ValueMappingResult(text="pending (within deadline)", color=ORANGE, index=1),
         "2": dm.ValueMappingResult(text="audited", color=BLUE, index=2),
+        "3": dm.ValueMappingResult(text="maintenance (not owed)", color=GREY, index=3),
     }),
 ]
 
@@ -75,12 +77,14 @@ def _open_outages() -> table.Panel:
     return (table_panel().title("Open outages and notification status").datasource(DS).span(24).height(8)
             .description("Every target with a determined outage open now: when its first failed probe was, how long "
                          "ago the outage was determined, and whether the customer's designated contacts were "
-                         "notified: 'audited' = the audit webhook recorded a dispatch after determination, "
-                         "'pending' = not yet but still within the customer's notification deadline, 'OVERDUE' = "
-                         "the deadline passed without an audited dispatch (each miss costs a day's rent).")
+                         "notified: 'audited' = the audit ledger holds a dispatch for this outage, 'maintenance' = "
+                         "agreed maintenance, customer pages are silenced and nothing is owed, 'pending' = not yet "
+                         "but within the customer's notification deadline, 'OVERDUE' = the deadline passed without "
+                         "an audited dispatch (each miss costs a day's rent; ThreeninesNotificationOverdue pages "
+                         "the NOC at two thirds of the deadline).")
             .with_target(query(at_sites(f"time() - {DETERMINED}"), instant=True, ref="A", table=True))
             .with_target(query(at_sites(
-                f"1000 * (threenines_service_outage_start_timestamp_seconds{{{CUSTOMER}}} > 0)"),
+                f"1000 * ({PER_TARGET} (threenines_service_outage_start_timestamp_seconds{{{CUSTOMER}}}) > 0)"),
                 instant=True, ref="B", table=True))
             .with_target(query(at_sites(NOTIFICATION_STATUS), instant=True, ref="C", table=True))
             .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
@@ -156,6 +160,43 @@ def _exclusions() -> table.Panel:
             .no_value("No exclusion window active"))
 
 
+def _ports() -> table.Panel:
+    selector = f'{{{CUSTOMER}, service="connectivity"}}'
+    port = f"{{{CUSTOMER}}}"
+    # Per-port series carry `target`; probe series name the same port `target` too, so they join on it.
+    state_expr = state(f"threenines_service_up{selector}", f"threenines_service_known{selector}")
+    with_address = f" * on(customer, target) group_left(address) max by (customer, target, address) " \
+                   f"(threenines_port_info{port})"
+    return (table_panel().title("Ports: state, last probe, RTT, loss").datasource(DS).span(24).height(10)
+            .description("Every customer port with its contract state (UP / DOWN / UNKNOWN), the address probed, "
+                         "how long ago the last contract probe ran (older than 1.5 x the interval = UNKNOWN), and "
+                         "the last probe's mean round-trip time and packet loss. The customer tiles above combine "
+                         "these ports: any port DOWN makes the service DOWN.")
+            .with_target(query(at_sites(f"({state_expr}){with_address}"), instant=True, ref="A", table=True))
+            .with_target(query(at_sites(f"time() - threenines_probe_last_timestamp_seconds{port}"), instant=True,
+                               ref="B", table=True))
+            .with_target(query(at_sites(f"threenines_probe_rtt_seconds{port}"), instant=True, ref="C", table=True))
+            .with_target(query(at_sites(f"threenines_probe_loss_ratio{port}"), instant=True, ref="D", table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True, "service": True},
+                "indexByName": {"name": 0, "customer": 1, "target": 2, "address": 3, "Value #A": 4, "Value #B": 5,
+                                "Value #C": 6, "Value #D": 7},
+                "renameByName": {"name": "Customer", "customer": "id", "target": "Port", "address": "Address",
+                                 "Value #A": "State", "Value #B": "Last probe", "Value #C": "RTT",
+                                 "Value #D": "Loss"},
+            }))
+            .override_by_name("State", [
+                dm.DynamicConfigValue(id_val="mappings", value=STATE_MAPPINGS),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ])
+            .override_by_name("Last probe", [dm.DynamicConfigValue(id_val="unit", value="s")])
+            .override_by_name("RTT", [dm.DynamicConfigValue(id_val="unit", value="s")])
+            .override_by_name("Loss", [dm.DynamicConfigValue(id_val="unit", value="percentunit")])
+            .override_by_name("id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
+            .no_value("No port at the selected sites"))
+
+
 def build() -> db.Dashboard:
     return (dashboard("noc", "threenines / NOC overview",
                       "What is down now, whether the customer was told in time, and which power or SNMP device "
@@ -170,4 +211,6 @@ def build() -> db.Dashboard:
             .with_panel(_open_outages())
             .with_row(db.Row("Power and devices"))
             .with_panel(_ups_on_battery()).with_panel(_phases_near_rating()).with_panel(_devices_unreachable())
-            .with_panel(_exclusions()))
+            .with_panel(_exclusions())
+            .with_row(db.Row("Ports"))
+            .with_panel(_ports()))

@@ -163,6 +163,28 @@ def _notifications() -> table.Panel:
             .override_by_name("Dispatches audited", [dm.DynamicConfigValue(id_val="decimals", value=0)]))
 
 
+def _per_port() -> table.Panel:
+    targets = f'{{{CUSTOMER}, service="connectivity"}}'
+    return (table_panel().title("Outage and unknown time per port this month").datasource(DS).span(24).height(8)
+            .description("Which port caused the customer's outage minutes: determined outage and unknown minutes "
+                         "per port. Overlapping outages of two ports count once in the customer's total above.")
+            .with_target(query(at_sites(f"increase(threenines_service_outage_seconds_total{targets}[$__range]) / 60"),
+                               instant=True, ref="A", table=True))
+            .with_target(query(at_sites(f"increase(threenines_service_unknown_seconds_total{targets}[$__range]) / 60"),
+                               instant=True, ref="B", table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True, "service": True},
+                "indexByName": {"name": 0, "customer": 1, "target": 2, "Value #A": 3, "Value #B": 4},
+                "renameByName": {"name": "Customer", "customer": "id", "target": "Port",
+                                 "Value #A": "Outage (min)", "Value #B": "Unknown (min)"},
+            }))
+            .override_by_name("Outage (min)", [dm.DynamicConfigValue(id_val="unit", value="m"),
+                                               dm.DynamicConfigValue(id_val="decimals", value=1)])
+            .override_by_name("Unknown (min)", [dm.DynamicConfigValue(id_val="unit", value="m"),
+                                                dm.DynamicConfigValue(id_val="decimals", value=1)]))
+
+
 def _rolling() -> timeseries.Panel:
     return (timeseries.Panel().title("Availability, rolling 30 days").datasource(DS).span(16).height(8)
             .description("Availability over the 30 days before each point, per customer and service: the trend "
@@ -195,6 +217,7 @@ def build() -> db.Dashboard:
             .with_panel(_availability()).with_panel(_budget_table())
             .with_panel(_timeline()).with_panel(_exclusion_timeline())
             .with_panel(_unknown()).with_panel(_notifications())
+            .with_panel(_per_port())
             .with_row(db.Row("Rolling 30 days"))
             .with_panel(_rolling_now()).with_panel(_rolling()))
 
