@@ -53,3 +53,12 @@ def test_uids_are_stable_and_distinct():
     uids = {name: json.loads(text)["uid"] for name, text in render_all().items()}
     assert uids == {"threenines-noc.json": "threenines-noc", "threenines-sla.json": "threenines-sla",
                     "threenines-power.json": "threenines-power", "threenines-exporter.json": "threenines-exporter"}
+
+
+def test_queries_mode_prints_a_graph_link_for_every_panel_query(capsys):
+    assert main(["--queries", "--prometheus", "http://127.0.0.1:9090"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    count = sum(len(panel.get("targets", [])) for text in render_all().values()
+                for panel in json.loads(text)["panels"])
+    assert len(lines) == 2 * count
+    assert all(line.startswith("  http://127.0.0.1:9090/graph?g0.expr=") for line in lines[1::2])

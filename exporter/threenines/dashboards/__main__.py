@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from threenines.dashboards import DASHBOARDS, render_all, to_model
-from threenines.dashboards.queries import graph_url, panel_queries
+from threenines.dashboards.queries import query_links
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="$__rate_interval for --queries: 4 x the scrape interval (default %(default)s)")
     args = parser.parse_args(argv)
     if args.queries:
-        for build in DASHBOARDS.values():
-            for query in panel_queries(to_model(build()), rate_interval=args.rate_interval):
-                print(f"{query.dashboard} / {query.panel} [{query.ref}]\n  {graph_url(args.prometheus, query)}")
+        models = [to_model(build()) for build in DASHBOARDS.values()]
+        print("\n".join(query_links(models, args.prometheus, args.rate_interval)))
         return 0
     stale = []
     for name, text in render_all().items():

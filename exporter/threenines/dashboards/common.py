@@ -12,6 +12,7 @@ from grafana_foundation_sdk.builders import prometheus as pq
 from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as prom_models
 
 TAG = "threenines"
 # Stable uids: links between dashboards and bookmarks use them; never change one once released.
@@ -79,7 +80,9 @@ def threshold_colours() -> db.FieldColor:
 def query(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A", table: bool = False
           ) -> pq.Dataquery:
     """A Prometheus query through the datasource variable; instant queries answer "now", range ones draw."""
-    target = pq.Dataquery().expr(expr).ref_id(ref).datasource(DS).legend_format(legend or "__auto")
+    # Code mode: these expressions join and filter more than the query builder can show.
+    target = (pq.Dataquery().expr(expr).ref_id(ref).datasource(DS).legend_format(legend or "__auto")
+              .editor_mode(prom_models.QueryEditorMode.CODE))
     target = target.instant() if instant else target.range()
     if table:
         target = target.format("table")

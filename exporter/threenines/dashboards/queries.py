@@ -63,3 +63,12 @@ def graph_url(prometheus_url: str, query: PanelQuery) -> str:
     """Prometheus' /graph page for the query: the table tab for instant queries, the graph tab otherwise."""
     params = {"g0.expr": query.expr, "g0.tab": "1" if query.instant else "0", "g0.range_input": "6h"}
     return f"{prometheus_url.rstrip('/')}/graph?{urllib.parse.urlencode(params)}"
+
+
+def query_links(models: list[dict], prometheus_url: str, rate_interval: str = "2m") -> list[str]:
+    """"dashboard / panel [ref]" followed by its graph link, for every query of every model."""
+    lines = []
+    for model in models:
+        for query in panel_queries(model, rate_interval=rate_interval):
+            lines += [f"{query.dashboard} / {query.panel} [{query.ref}]", f"  {graph_url(prometheus_url, query)}"]
+    return lines
