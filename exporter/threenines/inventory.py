@@ -361,7 +361,8 @@ def _site(node: Node) -> Site:
 def _objective(node: Node) -> float:
     raw = node.raw.strip()
     try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        # round(): 99.9 / 100 is 0.9990000000000001 in binary floating point.
+        value = round(float(raw[:-1]) / 100, 12) if raw.endswith("%") else float(raw)
     except ValueError:
         node.fail(f"{raw!r} is not an objective: write 99.9% or 0.999")
     if not 0 < value < 1:

@@ -80,6 +80,7 @@ class Exporter:
         self._dirty = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
+        self._power: tuple[object, asyncio.Task[None], asyncio.Event] | None = None
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
         self.http = ExporterHTTPServer(host, port, lambda: self._rendered, self._health,
                                        max_post_bytes=MAX_AUDIT_BODY_BYTES)
@@ -102,11 +103,12 @@ class Exporter:
         self.scheduler = ProbeScheduler(self.pinger, self._observe, self.inventory.exporter.max_concurrent_probes,
                                         self._clock)
         self.scheduler.configure(ports_of(self.inventory))
+        self._start_power(self.inventory)
         self._tick()
         await self._render()
         self.http.start()
         host, port = self.http.address
-        log.info("listening on http://%s:%d/metrics (%d ports, %d customers)", host, port,
+        log.info("listening on http://%s:%d/metrics (%d targets, %d customers)", host, port,
                  len(self.engine.keys), len(self.inventory.customers))
         for sig, action in ((signal.SIGHUP, self._signal_reload), (signal.SIGTERM, self._stop.set),
                             (signal.SIGINT, self._stop.set)):
@@ -119,6 +121,7 @@ class Exporter:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_power()
             self._tick()
             self.http.stop()
             self.pinger.close()
@@ -131,6 +134,32 @@ class Exporter:
         self._stop.set()
 
     # -- evidence, time and rendering ---------------------------------------------------------------
+
+    # -- power (SNMP) --------------------------------------------------------------------------------
+
+    def _start_power(self, inventory: Inventory) -> None:
+        """Poll the inventory's UPSes and PDUs; pysnmp is imported only when there are devices."""
+        if not inventory.devices:
+            return
+        from threenines.power_poller import PowerPoller
+
+        poller = PowerPoller(inventory, self._observe, self._clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(poller.run(stop), name="power")
+        self.registry.register(poller.collector)
+        self._power = (poller, task, stop)
+
+    async def _stop_power(self) -> None:
+        if self._power is None:
+            return
+        poller, task, stop = self._power
+        self._power = None
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except TimeoutError:
+            task.cancel()
+        self.registry.unregister(poller.collector)  # type: ignore[attr-defined]
 
     def _audit_recorded(self) -> None:
         # Called from an HTTP thread: ask the loop to re-render so the delay metrics show promptly.
@@ -221,12 +250,16 @@ class Exporter:
             log.warning("exporter: settings (listen, state_dir, ...) take effect only at restart")
         families = {p.family for _, p in inventory.ports()}
         self.pinger.open(tuple(sorted(families)))
-        self.inventory = inventory
+        previous, self.inventory = self.inventory, inventory
         self.audit.set_inventory(inventory)
         now = self._clock()
         self.engine.configure(specs_from_inventory(inventory), now)
         assert self.scheduler is not None
         self.scheduler.configure(ports_of(inventory))
+        if (inventory.devices, inventory.auths, [c.power for c in inventory.customers]) != (
+                previous.devices, previous.auths, [c.power for c in previous.customers]):
+            await self._stop_power()
+            self._start_power(inventory)
         self._reload_ok = True
         self._reload_at = now
         self._tick()

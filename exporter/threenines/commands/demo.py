@@ -1,4 +1,5 @@
-"""`threenines demo`: the exporter on a built-in loopback inventory, with a shortened contract interval."""
+"""`threenines demo`: the exporter on a built-in loopback inventory, with a shortened contract interval,
+and simulated PDUs/UPSes (snmpsim on 127.0.0.1) when snmpsim is installed."""
 
 from __future__ import annotations
 
@@ -10,39 +11,59 @@ from importlib import resources
 from pathlib import Path
 
 DEMO_INVENTORY = "inventory.yml"
+RPDU2_OUTLET_STATE = "1.3.6.1.4.1.318.1.1.26.9.2.3.1.5"  # off(1) on(2)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="127.0.0.1:9839", help="HOST:PORT for /metrics (default %(default)s)")
     parser.add_argument("--state-dir", type=Path, help="ledger directory (default: a new temporary directory)")
     parser.add_argument("--print-inventory", action="store_true", help="print the demo inventory and exit")
+    parser.add_argument("--no-power", action="store_true", help="do not start simulated PDUs/UPSes (snmpsim)")
 
 
-def demo_inventory_text() -> str:
-    return resources.files("threenines.demo").joinpath(DEMO_INVENTORY).read_text(encoding="utf-8")
+def demo_inventory_text(snmp_port: int | None = None) -> str:
+    """The demo inventory; with an snmpsim port, also the simulated power devices and a customer on them."""
+    files = resources.files("threenines.demo")
+    text = files.joinpath(DEMO_INVENTORY).read_text(encoding="utf-8")
+    if snmp_port is not None:
+        text += "\n" + files.joinpath("power.yml").read_text(encoding="utf-8").replace("__SNMP_PORT__", str(snmp_port))
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
+    from threenines.demo import simulator
     from threenines.probes.ping import PingSetupError
     from threenines.service import Exporter, ServeOptions
 
+    snmp_port = simulator.free_udp_port() if simulator.available() and not args.no_power else None
+    text = demo_inventory_text(snmp_port)
     if args.print_inventory:
-        print(demo_inventory_text(), end="")
+        print(text, end="")
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="threenines-demo-"))
     config = workdir / DEMO_INVENTORY
-    config.write_text(demo_inventory_text(), encoding="utf-8")
+    config.write_text(text, encoding="utf-8")
     state_dir = args.state_dir or workdir / "state"
-    exporter = Exporter(ServeOptions(config=config, listen=args.listen, state_dir=state_dir, tick=5.0))
-    host, port = exporter.http.address
-    print(f"threenines demo: {len(exporter.engine.keys)} loopback ports, probed every 10 s (2 failures = outage)")
-    print(f"  metrics:   http://{host}:{port}/metrics")
-    print(f"  inventory: {config}   (edit it and `kill -HUP` this process, or POST http://{host}:{port}/-/reload)")
-    print(f"  ledger:    {state_dir / 'outages.sqlite'}")
-    print("  Ctrl-C stops the demo.", flush=True)
+    agent = simulator.start(workdir, snmp_port) if snmp_port is not None else None
     try:
+        exporter = Exporter(ServeOptions(config=config, listen=args.listen, state_dir=state_dir, tick=5.0))
+        host, port = exporter.http.address
+        print(f"threenines demo: {len(exporter.engine.keys)} targets; ports probed every 10 s (2 failures = outage)")
+        print(f"  metrics:   http://{host}:{port}/metrics")
+        if snmp_port is not None:
+            print(f"  power:     simulated UPS and A/B PDUs (snmpsim) on udp 127.0.0.1:{snmp_port}; customer hooli")
+            print("             switch feed A off: snmpset -v2c -c pdu-a "
+                  f"127.0.0.1:{snmp_port} {RPDU2_OUTLET_STATE}.1 i 1")
+        else:
+            print("  power:     not simulated (install snmpsim to see PDUs and UPSes)")
+        print(f"  inventory: {config}   (edit it, then `kill -HUP` this process or POST http://{host}:{port}/-/reload)")
+        print(f"  ledger:    {state_dir / 'outages.sqlite'}")
+        print("  Ctrl-C stops the demo.", flush=True)
         asyncio.run(exporter.run())
     except PingSetupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if agent is not None:
+            simulator.stop(agent)
     return 0
