@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("maintenance", "threenines.commands.maintenance", "sync agreed maintenance windows to Alertmanager silences"),
     ("report", "threenines.commands.report", "monthly SLA statement for billing (months, exclusions, credits)"),
     ("poll", "threenines.commands.poll", "read one UPS/PDU once over SNMP and print its normalised readings"),
+    ("zabbix-sync", "threenines.commands.zabbix_sync", "create/update Zabbix hosts, services and SLAs (inventory)"),
 )
 
 

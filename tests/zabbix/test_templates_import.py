@@ -36,7 +36,8 @@ def test_outage_trigger_reads_service_up_once_and_carries_routing_tags(api: Zabb
     assert trigger["expression"] == ('last(/threenines by HTTP/threenines.service.up["{#CUSTOMER}","{#SERVICE}",'
                                      '"{#TARGET}"])=0')
     tags = {t["tag"]: t["value"] for t in trigger["tags"]}
-    assert tags == {"customer": "{#CUSTOMER}", "service": "{#SERVICE}", "target": "{#TARGET}", "threenines": "outage"}
+    assert tags == {"customer": "{#CUSTOMER}", "service": "{#SERVICE}", "target": "{#TARGET}", "threenines": "outage",
+                    "sla": "{#CUSTOMER}/{#SERVICE}"}
 
 
 def test_native_ping_trigger_fires_after_the_contracts_consecutive_misses(api: ZabbixApi) -> None:

@@ -29,6 +29,9 @@ EXPORT_VERSION = "6.0"
 # so SLA services select contract outages only (never "unknown" or a single feed's outlet).
 KIND_TAG = "threenines"
 OUTAGE = "outage"
+# Only contract-outage triggers carry `sla=<customer>/<service>`: one exact tag for a Zabbix service to match,
+# whatever else a site adds.
+SLA_TAG = "sla"
 
 
 def uuid_for(*parts: str) -> str:
@@ -166,7 +169,7 @@ SERVICE_TARGETS = Discovery(
                         "The exporter determined an outage under the contract (threshold consecutive failed "
                         "probes). The outage is counted from the first failed probe; Zabbix opens the problem "
                         "at determination.",
-                        (*SCOPE_TAGS, (KIND_TAG, OUTAGE))),)),
+                        (*SCOPE_TAGS, (KIND_TAG, OUTAGE), (SLA_TAG, "{#CUSTOMER}/{#SERVICE}"))),)),
         _state("threenines_service_known", "threenines.service.known",
                "{#CUSTOMER} {#SERVICE} {#TARGET}: evidence", "threenines evidence",
                "0 while the state cannot be told (no fresh probe or poll result).",
@@ -531,7 +534,7 @@ def ping_template() -> dict[str, Any]:
         "max({ITEM},{$THREENINES.PING.MISSES})=0", "HIGH",
         "{$THREENINES.PING.MISSES} consecutive probes (each {$THREENINES.PING.PACKETS} echo requests) got no "
         "answer: the contract's determination rule. Recovers at the first answered probe.",
-        (*PING_TAGS, (KIND_TAG, OUTAGE)))
+        (*PING_TAGS, (KIND_TAG, OUTAGE), (SLA_TAG, "{$THREENINES.CUSTOMER}/connectivity")))
 
     def simple(key: str, name: str, value_type: str, units: str, valuemap: str | None,
                triggers: list[Trigger]) -> dict[str, Any]:

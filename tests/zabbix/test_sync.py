@@ -1,0 +1,98 @@
+"""`threenines zabbix-sync` against a real Zabbix 6.0: dry run changes nothing, the first run creates what the
+inventory implies, the second run changes nothing, and an edit updates only what changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import REPO
+from tests.zabbix.stack import ZabbixStack
+from threenines.cli import main
+from threenines.inventory import load_inventory
+from threenines.zabbix.api import ZabbixApi
+from threenines.zabbix.sync import object_name
+
+INVENTORY = REPO / "examples" / "inventory.yml"
+EXCLUSIONS = REPO / "examples" / "exclusions.yml"
+HOST = "threenines exporter sync-test"
+
+
+def _sync(zabbix: ZabbixStack, capsys: pytest.CaptureFixture[str], *extra: str,
+          exporter_url: str = "http://127.0.0.1:9839/metrics") -> list[str]:
+    code = main(["zabbix-sync", "--config", str(INVENTORY), "--url", zabbix.api_url, "--user", "Admin",
+                 "--exporter-url", exporter_url, "--host-name", HOST, "--import-templates", "--native-ping",
+                 "--exclusions", str(EXCLUSIONS), *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    return captured.out.splitlines()
+
+
+@pytest.fixture(autouse=True)
+def _password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZABBIX_PASSWORD", "zabbix")
+
+
+def test_dry_run_prints_the_changes_and_changes_nothing(zabbix: ZabbixStack, api: ZabbixApi,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _sync(zabbix, capsys, "--dry-run")
+    assert "would create sla 'threenines acme connectivity'" in "\n".join(lines)
+    assert all(line.startswith("would ") for line in lines)
+    assert api.call("sla.get", {"output": ["slaid"], "filter": {"name": [object_name("acme", "connectivity")]}}) == []
+    assert api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}}) == []
+
+
+def test_first_run_creates_hosts_services_and_slas_from_the_inventory(zabbix: ZabbixStack, api: ZabbixApi,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _sync(zabbix, capsys)
+    inventory = load_inventory(INVENTORY)
+    for customer in inventory.customers:
+        for service in customer.services:
+            name = object_name(customer.id, service)
+            (svc,) = api.call("service.get", {"output": ["name"], "filter": {"name": [name]},
+                                              "selectProblemTags": "extend"})
+            assert [(t["tag"], t["operator"], t["value"]) for t in svc["problem_tags"]] == [
+                ("sla", "0", f"{customer.id}/{service}")]
+            (sla,) = api.call("sla.get", {"output": "extend", "filter": {"name": [name]},
+                                          "selectExcludedDowntimes": "extend", "selectServiceTags": "extend"})
+            assert float(sla["slo"]) == pytest.approx(customer.objective * 100)
+            assert (sla["period"], sla["timezone"], sla["status"]) == ("2", customer.timezone, "1")
+            if (customer.id, service) == ("acme", "connectivity"):
+                # CHG-2026-1042 (2 h maintenance) and CF-2026-10-10 (customer fault) from examples/exclusions.yml
+                windows = sorted((d["name"], int(d["period_to"]) - int(d["period_from"]))
+                                 for d in sla["excluded_downtimes"])
+                assert windows == [("CF-2026-10-10 (customer_fault)", 7200), ("CHG-2026-1042 (maintenance)", 7200)]
+            if (customer.id, service) == ("acme", "power"):
+                assert len(sla["excluded_downtimes"]) == 13  # 12 Sundays + the customer-fault window
+    (host,) = api.call("host.get", {"output": ["host"], "filter": {"host": [HOST]}, "selectMacros": "extend",
+                                    "selectParentTemplates": ["host"]})
+    assert [t["host"] for t in host["parentTemplates"]] == ["threenines by HTTP"]
+    macros = {m["macro"]: m["value"] for m in host["macros"]}
+    assert macros["{$THREENINES.URL}"] == "http://127.0.0.1:9839/metrics"
+    ports = list(inventory.ports())
+    ping_hosts = api.call("host.get", {"output": ["host"], "search": {"host": "threenines ping "},
+                                       "selectMacros": "extend", "selectInterfaces": ["ip"]})
+    assert len(ping_hosts) == len(ports)
+    globex = next(h for h in ping_hosts if h["host"].startswith("threenines ping globex "))
+    globex_macros = {m["macro"]: m["value"] for m in globex["macros"]}
+    # globex's contract: every minute, 3 consecutive misses
+    assert (globex_macros["{$THREENINES.PING.INTERVAL}"], globex_macros["{$THREENINES.PING.MISSES}"]) == ("60s", "#3")
+
+
+def test_second_run_changes_nothing(zabbix: ZabbixStack, capsys: pytest.CaptureFixture[str]) -> None:
+    _sync(zabbix, capsys)
+    assert _sync(zabbix, capsys) == ["zabbix-sync: nothing to change"]
+
+
+def test_an_edit_updates_only_what_changed_and_keeps_the_sites_own_macros(
+        zabbix: ZabbixStack, api: ZabbixApi, capsys: pytest.CaptureFixture[str]) -> None:
+    _sync(zabbix, capsys)
+    (host,) = api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}, "selectMacros": "extend"})
+    api.call("usermacro.create", {"hostid": host["hostid"], "macro": "{$SITE.OWN}", "value": "kept"})
+    lines = _sync(zabbix, capsys, exporter_url="http://127.0.0.1:19839/metrics")
+    assert lines[0].startswith(f"update host '{HOST}': macros=")
+    assert len(lines) == 2  # the update and the summary
+    (host,) = api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}, "selectMacros": "extend"})
+    macros = {m["macro"]: m["value"] for m in host["macros"]}
+    assert macros["{$THREENINES.URL}"] == "http://127.0.0.1:19839/metrics"
+    assert macros["{$SITE.OWN}"] == "kept"
+    assert _sync(zabbix, capsys, exporter_url="http://127.0.0.1:19839/metrics") == ["zabbix-sync: nothing to change"]
