@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
 from tests.foundation.exporter_process import sample, scrape
-from tests.support import VENV_BIN, free_port, running, wait_until
+from tests.support import VENV_BIN, free_port, http_get, running, wait_until
 
 
 def test_demo_shows_ports_and_simulated_power_then_stops_its_agent(tmp_path: Path) -> None:
@@ -27,5 +28,16 @@ def test_demo_shows_ports_and_simulated_power_then_stops_its_agent(tmp_path: Pat
         assert sample(text, "threenines_ups_output_source", device="ups-a", source="normal") == 1
         assert f"metrics:   http://127.0.0.1:{port}/metrics" in demo.log()
         workdir = re.search(r"inventory: (\S+)/inventory.yml", demo.log())[1]
+        prometheus = re.search(r"prometheus: (http://127.0.0.1:\d+)", demo.log())[1]
+
+        def scraped_with_rules() -> bool:
+            up = json.loads(http_get(f"{prometheus}/api/v1/query?query=up%7Bjob%3D%22threenines%22%7D")[1])
+            rules = json.loads(http_get(f"{prometheus}/api/v1/rules")[1])["data"]["groups"]
+            return (up["data"]["result"] and up["data"]["result"][0]["value"][1] == "1" and len(rules) > 0
+                    and all(r["health"] == "ok" for g in rules for r in g["rules"]))
+
+        wait_until(scraped_with_rules, 60, interval=1, what="the demo Prometheus to scrape and evaluate rules")
+        queries = Path(workdir, "queries.txt").read_text()
+        assert queries.count(f"{prometheus}/graph?") > 20
     leftovers = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True)
     assert leftovers.stdout == "", f"processes left behind: {leftovers.stdout}"

@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, help="ledger directory (default: a new temporary directory)")
     parser.add_argument("--print-inventory", action="store_true", help="print the demo inventory and exit")
     parser.add_argument("--no-power", action="store_true", help="do not start simulated PDUs/UPSes (snmpsim)")
+    parser.add_argument("--no-prometheus", action="store_true", help="do not start a local Prometheus")
 
 
 def demo_inventory_text(snmp_port: int | None = None) -> str:
@@ -31,7 +32,7 @@ def demo_inventory_text(snmp_port: int | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from threenines.demo import simulator
+    from threenines.demo import prometheus, simulator, stop_child
     from threenines.probes.ping import PingSetupError
     from threenines.service import Exporter, ServeOptions
 
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     config.write_text(text, encoding="utf-8")
     state_dir = args.state_dir or workdir / "state"
     agent = simulator.start(workdir, snmp_port) if snmp_port is not None else None
+    prom_port = prometheus.free_tcp_port() if prometheus.available() and not args.no_prometheus else None
+    prom = prometheus.start(workdir, args.listen, prom_port) if prom_port is not None else None
     try:
         exporter = Exporter(ServeOptions(config=config, listen=args.listen, state_dir=state_dir, tick=5.0))
         host, port = exporter.http.address
@@ -58,12 +61,20 @@ def run(args: argparse.Namespace) -> int:
             print("  power:     not simulated (install snmpsim to see PDUs and UPSes)")
         print(f"  inventory: {config}   (edit it, then `kill -HUP` this process or POST http://{host}:{port}/-/reload)")
         print(f"  ledger:    {state_dir / 'outages.sqlite'}")
+        if prom_port is not None:
+            url = f"http://127.0.0.1:{prom_port}"
+            print(f"  prometheus: {url}  (scrapes every {prometheus.SCRAPE_SECONDS} s, evaluates prometheus/rules)")
+            print(f"  dashboards: grafana/dashboards/*.json; every panel's query in Prometheus: {workdir}/queries.txt")
+            (workdir / "queries.txt").write_text("\n".join(prometheus.dashboard_query_lines(url)) + "\n")
+        else:
+            print("  prometheus: not started (apt-get install prometheus, or --no-prometheus was given)")
         print("  Ctrl-C stops the demo.", flush=True)
         asyncio.run(exporter.run())
     except PingSetupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
-        if agent is not None:
-            simulator.stop(agent)
+        for child in (prom, agent):
+            if child is not None:
+                stop_child(child)
     return 0

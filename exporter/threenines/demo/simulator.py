@@ -46,14 +46,3 @@ def start(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     log = open(root / "snmpsim.log", "ab")  # noqa: SIM115 - handed to the child, closed with it
     os.environ.update(COMMUNITIES)
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
