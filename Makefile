@@ -12,7 +12,7 @@ BASE_PYTHON ?= /usr/bin/python3
 APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping snmp snmpd \
 	prometheus prometheus-alertmanager prometheus-snmp-exporter prometheus-blackbox-exporter \
 	postgresql php-cli php-pgsql zabbix-server-pgsql zabbix-frontend-php
-DEMO_APT_PACKAGES := python3-venv iproute2 fping prometheus prometheus-alertmanager
+DEMO_APT_PACKAGES := python3-venv iproute2 fping snmp prometheus prometheus-alertmanager
 
 STAMP := .make
 .PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance
@@ -59,6 +59,9 @@ alertmanager-example: venv
 # The SNMP conformance target alone (also part of `make test`): needs ../shared/fixtures/snmprec.
 conformance: system-deps venv
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m conformance tests/snmp
+
+# Every generated artifact, from the code and the example inventory; tests fail until they are committed.
+regenerate: dashboards alertmanager-example
 
 bench: system-deps venv
 	$(PY) bench/ping_fleet.py
