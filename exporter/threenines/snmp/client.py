@@ -1,8 +1,9 @@
-"""An asyncio SNMP client over pysnmp 7: v1, v2c and v3; GET, GETNEXT and multi-column GETBULK walks.
+"""An asyncio SNMP client: v1, v2c and v3; GET, GETNEXT and multi-column GETBULK walks.
 
-One SnmpEngine serves every device (pysnmp keys its state by credentials and address), values come back
-as plain Python (threenines.snmp.values) with no MIB resolution, and every failure is a SnmpFailure with a
-reason from readings.REASONS. Secrets are resolved here, handed to pysnmp, and never put in a message.
+v1/v2c go through threenines.snmp.ber and one shared UDP socket (pysnmp's pyasn1 decoding was most of the
+poller's CPU); v3 goes through pysnmp 7, whose one SnmpEngine serves every v3 device. Values come back as
+plain Python (threenines.snmp.values) with no MIB resolution, and every failure is a SnmpFailure with a
+reason from readings.REASONS. Secrets are resolved here, handed to the wire, and never put in a message.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from pysnmp.proto.rfc1902 import ObjectName
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
 from threenines.inventory import SecretError, SnmpAuth
+from threenines.snmp import ber
 from threenines.snmp.profiles import Oid, format_oid
+from threenines.snmp.transport import Timeout, UdpRequester
 from threenines.snmp.values import Missing, Value
 
 AUTH_PROTOCOLS = {
@@ -119,14 +122,22 @@ def _varbind(vb: ObjectType) -> tuple[Oid, Value]:
     return tuple(vb[0]), to_value(vb[1])
 
 
+def _plain(value: ber.Value) -> Value:
+    return Missing.NO_SUCH_OBJECT if value is ber.NULL else value  # type: ignore[return-value]
+
+
 class SnmpClient:
-    """One pysnmp engine for all devices; transports and credentials are built once per target."""
+    """One UDP requester for all v1/v2c devices, one pysnmp engine for all v3 devices; credentials, addresses
+    and encoded OIDs are prepared once."""
 
     def __init__(self) -> None:
         self._engine: SnmpEngine | None = None
         self._auth: dict[SnmpAuth, CommunityData | UsmUserData] = {}
         self._transports: dict[tuple[str, int, float, int], UdpTransportTarget] = {}
         self._context = ContextData()
+        self._udp = UdpRequester()
+        self._communities: dict[SnmpAuth, bytes] = {}
+        self._encoded: dict[Oid, bytes] = {}
 
     @property
     def engine(self) -> SnmpEngine:
@@ -135,9 +146,135 @@ class SnmpClient:
         return self._engine
 
     def close(self) -> None:
+        self._udp.close()
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = None
+
+    # -- v1/v2c ------------------------------------------------------------------------------------------------
+
+    def _community(self, auth: SnmpAuth) -> bytes:
+        community = self._communities.get(auth)
+        if community is None:
+            try:
+                assert auth.community is not None
+                community = self._communities[auth] = auth.community.resolve().encode()
+            except SecretError as err:
+                raise SnmpFailure("config", f"auth {auth.id}: {err}") from None
+        return community
+
+    def _oid(self, oid: Oid) -> bytes:
+        encoded = self._encoded.get(oid)
+        if encoded is None:
+            encoded = self._encoded[oid] = ber.encode_oid(oid)
+        return encoded
+
+    async def _exchange(self, target: Target, pdu: int, a: int, b: int, names: Sequence[bytes], what: str
+                        ) -> tuple[int, int, list[tuple[bytes, ber.Value]]]:
+        """One request of encoded OIDs; (error-status, error-index, varbinds) of its response."""
+        community = self._community(target.auth)
+        try:
+            family, address = await self._udp.resolve(target.host, target.port)
+        except OSError as err:
+            raise SnmpFailure("timeout", f"{target}: cannot resolve address: {err}") from None
+        request_id = self._udp.new_request_id()
+        message = ber.request(0 if target.auth.version == "1" else 1, community, pdu, request_id, a, b,
+                              [ber.null_varbind(n) for n in names])
+        try:
+            data = await self._udp.exchange(family, address, request_id, message, target.timeout, target.retries)
+        except Timeout:
+            raise SnmpFailure("timeout", f"{target}: no answer to {what} (timeout/retries exhausted)") from None
+        try:
+            return ber.response(data)
+        except ber.BerError as err:
+            raise SnmpFailure("protocol", f"{target}: malformed answer to {what}: {err}") from None
+
+    async def _get_v12(self, target: Target, oids: Sequence[Oid]) -> dict[Oid, Value]:
+        pending = list(dict.fromkeys(oids))
+        out: dict[Oid, Value] = {}
+        while pending:
+            status, index, varbinds = await self._exchange(target, ber.GET, 0, 0, [self._oid(o) for o in pending],
+                                                           "GET")
+            if status == ber.NO_SUCH_NAME and target.auth.version == "1" and 0 < index <= len(pending):
+                out[pending.pop(index - 1)] = Missing.NO_SUCH_OBJECT  # v1: drop the unknown OID, ask again
+                continue
+            if status:
+                raise SnmpFailure("protocol", f"{target}: GET answered error-status {status} at index {index}")
+            out.update((ber.decode_oid(name), _plain(value)) for name, value in varbinds)
+            break
+        return out
+
+    async def _next_v12(self, target: Target, names: Sequence[bytes]) -> list[tuple[bytes, ber.Value]]:
+        """GETNEXT of encoded OIDs, answers in request order; v1's noSuchName (end of the MIB for one of them)
+        marks that one END_OF_MIB_VIEW and asks again for the others."""
+        answers: dict[int, tuple[bytes, ber.Value]] = {}
+        asked = list(range(len(names)))
+        while asked:
+            status, index, varbinds = await self._exchange(target, ber.GETNEXT, 0, 0, [names[i] for i in asked],
+                                                           "GETNEXT")
+            if status == ber.NO_SUCH_NAME and target.auth.version == "1" and 0 < index <= len(asked):
+                gone = asked.pop(index - 1)
+                answers[gone] = (names[gone], Missing.END_OF_MIB_VIEW)
+                continue
+            if status:
+                raise SnmpFailure("protocol", f"{target}: GETNEXT answered error-status {status} at index {index}")
+            if len(varbinds) != len(asked):
+                raise SnmpFailure("protocol", f"{target}: GETNEXT answered {len(varbinds)} of {len(asked)} OIDs")
+            answers.update(zip(asked, varbinds, strict=True))
+            break
+        return [answers[i] for i in range(len(names))]
+
+    async def _walk_v12(self, target: Target, roots: Sequence[Oid], max_repetitions: int
+                        ) -> dict[Oid, dict[Oid, Value]]:
+        # Rows are recognised by the encoded column OID as a byte prefix (BER OIDs keep arc boundaries), and
+        # only the index after it is decoded: most of a walk's work is on these few lines.
+        out: dict[Oid, dict[Oid, Value]] = {root: {} for root in roots}
+        active = list(dict.fromkeys(roots))
+        prefixes = {root: self._oid(root) for root in active}
+        last_name = dict(prefixes)
+        last_index: dict[Oid, Oid] = {root: () for root in active}
+        repetitions = max_repetitions
+        for _ in range(MAX_WALK_ROUNDS):
+            if not active:
+                return out
+            names = [last_name[r] for r in active]
+            if target.auth.version == "1":
+                answer = await self._next_v12(target, names)
+            else:
+                status, index, answer = await self._exchange(target, ber.GETBULK, 0, repetitions, names, "GETBULK")
+                if status == ber.TOO_BIG and repetitions > 1:
+                    repetitions = max(1, repetitions // 2)  # the agent's message size: ask for fewer rows
+                    continue
+                if status:
+                    raise SnmpFailure("protocol", f"{target}: GETBULK answered error-status {status} at index "
+                                                  f"{index}")
+            if not answer:
+                raise SnmpFailure("protocol", f"{target}: empty answer while walking")
+            finished: set[Oid] = set()
+            width = len(active)
+            for position, (name, value) in enumerate(answer):
+                root = active[position % width]
+                if root in finished:
+                    continue
+                prefix = prefixes[root]
+                if isinstance(value, Missing) or len(name) <= len(prefix) or not name.startswith(prefix):
+                    finished.add(root)
+                    continue
+                try:
+                    row = ber.decode_arcs(name[len(prefix):])
+                except ber.BerError as err:
+                    raise SnmpFailure("protocol", f"{target}: malformed OID while walking: {err}") from None
+                if row <= last_index[root]:
+                    before = format_oid(root + last_index[root])
+                    raise SnmpFailure("protocol", f"{target}: agent returned a non-increasing OID "
+                                                  f"{format_oid(root + row)} after {before}")
+                out[root][row] = Missing.NO_SUCH_OBJECT if value is ber.NULL else value
+                last_index[root] = row
+                last_name[root] = name
+            active = [r for r in active if r not in finished]
+        raise SnmpFailure("protocol", f"{target}: walk did not end after {MAX_WALK_ROUNDS} rounds")
+
+    # -- v3 (pysnmp) -------------------------------------------------------------------------------------------
 
     async def _prepare(self, target: Target) -> tuple[CommunityData | UsmUserData, UdpTransportTarget]:
         auth = self._auth.get(target.auth)
@@ -168,6 +305,8 @@ class SnmpClient:
 
     async def get(self, target: Target, oids: Sequence[Oid]) -> dict[Oid, Value]:
         """GET several OIDs in one request; v1's noSuchName drops the offending OID and retries."""
+        if target.auth.version != "3":
+            return await self._get_v12(target, oids)
         auth, transport = await self._prepare(target)
         pending = list(dict.fromkeys(oids))
         out: dict[Oid, Value] = {}
@@ -186,6 +325,9 @@ class SnmpClient:
         return out
 
     async def next(self, target: Target, oids: Sequence[Oid]) -> list[tuple[Oid, Value]]:
+        if target.auth.version != "3":
+            answer = await self._next_v12(target, [self._oid(o) for o in oids])
+            return [(ber.decode_oid(name), _plain(value)) for name, value in answer]
         auth, transport = await self._prepare(target)
         varbinds = [ObjectType(ObjectIdentity(ObjectName(o))) for o in oids]
         indication, status, index, result = await next_cmd(
@@ -200,6 +342,8 @@ class SnmpClient:
     async def walk(self, target: Target, roots: Sequence[Oid], max_repetitions: int = 10
                    ) -> dict[Oid, dict[Oid, Value]]:
         """Walk several columns side by side (one GETBULK per round, GETNEXT for v1): {root: {index: value}}."""
+        if target.auth.version != "3":
+            return await self._walk_v12(target, roots, max_repetitions)
         auth, transport = await self._prepare(target)
         out: dict[Oid, dict[Oid, Value]] = {root: {} for root in roots}
         last = {root: root for root in roots}
