@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from threenines import __version__
+from threenines.contract import TargetView
 from threenines.engine import ContractSnapshot
 from threenines.inventory import Customer
 from threenines.scheduler import LAG_BUCKETS, ProbeStatsView
@@ -61,6 +62,8 @@ class SnapshotRenderer:
         self._target_labels: dict[tuple[str, ...], str] = {}
         self._service_labels: dict[tuple[str, str], str] = {}
         self._port_labels: dict[tuple[str, str], str] = {}
+        self._target_cache: dict[tuple[str, ...], tuple[TargetView, tuple[str, ...]]] = {}
+        self._probe_cache: dict[tuple[str, ...], tuple[ProbeStatsView, tuple[str, ...]]] = {}
 
     def render(self, snap: ExporterSnapshot) -> str:
         out: list[str] = []
@@ -90,29 +93,9 @@ class SnapshotRenderer:
         return text
 
     def _contract(self, out: list[str], contract: ContractSnapshot) -> None:
-        views = contract.targets
-        names = [self._target(v.key) for v in views]
-        _family(out, "threenines_service_up", "gauge",
-                "Contract state per target: 0 while a determined outage is open.",
-                (f"threenines_service_up{n} {'1' if v.up else '0'}" for n, v in zip(names, views, strict=True)))
-        _family(out, "threenines_service_known", "gauge",
-                "0 while the target's state cannot be told (no fresh evidence).",
-                (f"threenines_service_known{n} {'1' if v.known else '0'}" for n, v in zip(names, views, strict=True)))
-        _family(out, "threenines_service_outage_seconds_total", "counter",
-                "Outage seconds, retroactive to the first failed probe at determination.",
-                (f"threenines_service_outage_seconds_total{n} {v.outage_seconds!r}"
-                 for n, v in zip(names, views, strict=True)))
-        _family(out, "threenines_service_unknown_seconds_total", "counter", "Seconds without evidence.",
-                (f"threenines_service_unknown_seconds_total{n} {v.unknown_seconds!r}"
-                 for n, v in zip(names, views, strict=True)))
-        _family(out, "threenines_service_determined_timestamp_seconds", "gauge",
-                "Unix time the open outage was determined; 0 when none is open.",
-                (f"threenines_service_determined_timestamp_seconds{n} {float(v.determined_at or 0)!r}"
-                 for n, v in zip(names, views, strict=True)))
-        _family(out, "threenines_service_outage_start_timestamp_seconds", "gauge",
-                "Unix time of the first failed probe of the open outage; 0 when none is open.",
-                (f"threenines_service_outage_start_timestamp_seconds{n} {float(v.outage_start or 0)!r}"
-                 for n, v in zip(names, views, strict=True)))
+        rows = [self._target_lines(v) for v in contract.targets]
+        for index, (name, kind, help_text) in enumerate(_TARGET_FAMILIES):
+            _family(out, name, kind, help_text, [row[index] for row in rows])
         services = contract.services
         snames = [self._service(s.customer, s.service) for s in services]
         _family(out, "threenines_customer_service_up", "gauge",
@@ -132,25 +115,65 @@ class SnapshotRenderer:
                 (f"threenines_customer_service_unknown_seconds_total{n} {s.unknown_seconds!r}"
                  for n, s in zip(snames, services, strict=True)))
 
+    def _target_lines(self, view: TargetView) -> tuple[str, ...]:
+        # Views are reused by the machines while nothing exported changed: so are their lines.
+        cached = self._target_cache.get(view.key)
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        n = self._target(view.key)
+        lines = (
+            f"threenines_service_up{n} {'1' if view.up else '0'}",
+            f"threenines_service_known{n} {'1' if view.known else '0'}",
+            f"threenines_service_outage_seconds_total{n} {view.outage_seconds!r}",
+            f"threenines_service_unknown_seconds_total{n} {view.unknown_seconds!r}",
+            f"threenines_service_determined_timestamp_seconds{n} {float(view.determined_at or 0)!r}",
+            f"threenines_service_outage_start_timestamp_seconds{n} {float(view.outage_start or 0)!r}",
+        )
+        self._target_cache[view.key] = (view, lines)
+        return lines
+
     def _probes(self, out: list[str], probes: tuple[ProbeStatsView, ...]) -> None:
-        names = [self._port(p.key.customer, p.key.target) for p in probes]
-        _family(out, "threenines_probe_total", "counter", "Contract probes completed.",
-                (f"threenines_probe_total{n} {float(p.total)!r}" for n, p in zip(names, probes, strict=True)))
-        _family(out, "threenines_probe_failures_total", "counter", "Contract probes that got no reply.",
-                (f"threenines_probe_failures_total{n} {float(p.failures)!r}"
-                 for n, p in zip(names, probes, strict=True)))
-        _family(out, "threenines_probe_errors_total", "counter", "Probes that could not be sent (no evidence).",
-                (f'threenines_probe_errors_total{n[:-1]},reason="send_failed"}} {float(p.errors)!r}'
-                 for n, p in zip(names, probes, strict=True)))
-        _family(out, "threenines_probe_rtt_seconds", "gauge", "Mean round-trip time of the last probe's replies.",
-                (f"threenines_probe_rtt_seconds{n} {p.last_rtt!r}" for n, p in zip(names, probes, strict=True)
-                 if p.last_rtt is not None))
-        _family(out, "threenines_probe_loss_ratio", "gauge", "Lost/sent echo requests of the last probe.",
-                (f"threenines_probe_loss_ratio{n} {p.last_loss!r}" for n, p in zip(names, probes, strict=True)
-                 if p.last_loss is not None))
-        _family(out, "threenines_probe_last_timestamp_seconds", "gauge", "Unix time of the last completed probe.",
-                (f"threenines_probe_last_timestamp_seconds{n} {p.last_at!r}"
-                 for n, p in zip(names, probes, strict=True) if p.last_loss is not None))
+        rows = [self._probe_lines(p) for p in probes]
+        for index, (name, kind, help_text) in enumerate(_PROBE_FAMILIES):
+            _family(out, name, kind, help_text, [row[index] for row in rows if row[index]])
+
+    def _probe_lines(self, p: ProbeStatsView) -> tuple[str, ...]:
+        cached = self._probe_cache.get(p.key)
+        if cached is not None and cached[0] is p:
+            return cached[1]
+        n = self._port(p.key.customer, p.key.target)
+        answered = p.last_loss is not None
+        lines = (
+            f"threenines_probe_total{n} {float(p.total)!r}",
+            f"threenines_probe_failures_total{n} {float(p.failures)!r}",
+            f'threenines_probe_errors_total{n[:-1]},reason="send_failed"}} {float(p.errors)!r}',
+            f"threenines_probe_rtt_seconds{n} {p.last_rtt!r}" if p.last_rtt is not None else "",
+            f"threenines_probe_loss_ratio{n} {p.last_loss!r}" if answered else "",
+            f"threenines_probe_last_timestamp_seconds{n} {p.last_at!r}" if answered else "",
+        )
+        self._probe_cache[p.key] = (p, lines)
+        return lines
+
+
+_TARGET_FAMILIES = (
+    ("threenines_service_up", "gauge", "Contract state per target: 0 while a determined outage is open."),
+    ("threenines_service_known", "gauge", "0 while the target's state cannot be told (no fresh evidence)."),
+    ("threenines_service_outage_seconds_total", "counter",
+     "Outage seconds, retroactive to the first failed probe at determination."),
+    ("threenines_service_unknown_seconds_total", "counter", "Seconds without evidence."),
+    ("threenines_service_determined_timestamp_seconds", "gauge",
+     "Unix time the open outage was determined; 0 when none is open."),
+    ("threenines_service_outage_start_timestamp_seconds", "gauge",
+     "Unix time of the first failed probe of the open outage; 0 when none is open."),
+)
+_PROBE_FAMILIES = (
+    ("threenines_probe_total", "counter", "Contract probes completed."),
+    ("threenines_probe_failures_total", "counter", "Contract probes that got no reply."),
+    ("threenines_probe_errors_total", "counter", "Probes that could not be sent (no evidence)."),
+    ("threenines_probe_rtt_seconds", "gauge", "Mean round-trip time of the last probe's replies."),
+    ("threenines_probe_loss_ratio", "gauge", "Lost/sent echo requests of the last probe."),
+    ("threenines_probe_last_timestamp_seconds", "gauge", "Unix time of the last completed probe."),
+)
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str, lines: Iterable[str]) -> None:

@@ -69,8 +69,6 @@ class TargetView(NamedTuple):
     known: bool
     outage_seconds: float
     unknown_seconds: float
-    up_seconds: float
-    pending_seconds: float
     determined_at: float | None
     outage_start: float | None
 
@@ -124,6 +122,7 @@ class TargetMachine:
         self.outage_seconds = 0.0
         self.unknown_seconds = 0.0
         self.segments: deque[Segment] = deque()  # final segments not yet consumed by the union
+        self._view: TargetView | None = None  # rebuilt only when an exported value changed
 
     # -- restart --------------------------------------------------------------------------------------
 
@@ -158,6 +157,7 @@ class TargetMachine:
     def observe(self, at: float, ok: bool | None) -> None:
         """A probe result at `at`: True answered, False failed, None no evidence (could not probe)."""
         self.advance(at)
+        self._view = None
         if ok is None:
             return
         self.last_evidence = at
@@ -211,17 +211,18 @@ class TargetMachine:
         return self.pending[0][0] if self.pending else self.accrued_to
 
     def view(self) -> TargetView:
-        return TargetView(
-            key=self.key,
-            up=not self.down,
-            known=self.known,
-            outage_seconds=self.outage_seconds,
-            unknown_seconds=self.unknown_seconds,
-            up_seconds=self.up_seconds,
-            pending_seconds=self.pending_seconds,
-            determined_at=self.determined_at if self.down else None,
-            outage_start=self.outage_start if self.down else None,
-        )
+        """The exported state; the same object while nothing exported changed (the renderer relies on it)."""
+        if self._view is None:
+            self._view = TargetView(
+                key=self.key,
+                up=not self.down,
+                known=self.known,
+                outage_seconds=self.outage_seconds,
+                unknown_seconds=self.unknown_seconds,
+                determined_at=self.determined_at if self.down else None,
+                outage_start=self.outage_start if self.down else None,
+            )
+        return self._view
 
     def checkpoint(self) -> Checkpoint:
         open_outage = (self.outage_start, self.determined_at) if self.down else None
@@ -268,10 +269,12 @@ class TargetMachine:
     def _add(self, bucket: Bucket, seconds: float) -> None:
         if bucket is Bucket.UP:
             self.up_seconds += seconds
-        elif bucket is Bucket.OUTAGE:
+            return
+        if bucket is Bucket.OUTAGE:
             self.outage_seconds += seconds
         else:
             self.unknown_seconds += seconds
+        self._view = None
 
     def _emit(self, start: float, end: float, bucket: Bucket) -> None:
         last = self.segments[-1] if self.segments else None
@@ -328,6 +331,9 @@ class ServiceUnion:
         members = list(machines)
         if not members:
             return
+        if len(members) == 1:
+            self._consume_one(members[0])
+            return
         watermark = min(m.finalized_until for m in members)
         if watermark <= self.counted_until:
             return
@@ -353,6 +359,27 @@ class ServiceUnion:
             # Resolved pending time is emitted after later segments, so the deque is not in time order.
             if any(segment.end <= watermark for segment in machine.segments):
                 machine.segments = deque(s for s in machine.segments if s.end > watermark)
+
+    def _consume_one(self, machine: TargetMachine) -> None:
+        """One member: the union is that member's final time, taken as deltas since the last call."""
+        watermark = machine.finalized_until
+        if watermark <= self.counted_until:
+            return
+        for segment in machine.segments:
+            start, end = max(segment.start, self.counted_until), min(segment.end, watermark)
+            if end <= start:
+                continue
+            if segment.bucket is Bucket.OUTAGE:
+                self.outage_seconds += end - start
+            elif segment.bucket is Bucket.UNKNOWN:
+                self.unknown_seconds += end - start
+            else:
+                self.up_seconds += end - start
+        self.counted_until = watermark
+        if any(segment.end > watermark for segment in machine.segments):
+            machine.segments = deque(s for s in machine.segments if s.end > watermark)
+        else:
+            machine.segments.clear()
 
     @staticmethod
     def _bucket_at(machine: TargetMachine, instant: float) -> Bucket:

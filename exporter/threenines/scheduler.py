@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from threenines.contract import TargetKey
 from threenines.inventory import Port
@@ -25,21 +26,7 @@ log = logging.getLogger(__name__)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-@dataclass
-class ProbeStats:
-    """Per-port probe counters (mutated only on the event loop; copied into snapshots)."""
-
-    address: str
-    total: int = 0
-    failures: int = 0
-    errors: int = 0
-    last_at: float = 0.0
-    last_rtt: float | None = None
-    last_loss: float | None = None
-
-
-@dataclass(frozen=True)
-class ProbeStatsView:
+class ProbeStatsView(NamedTuple):
     key: TargetKey
     address: str
     total: int
@@ -48,6 +35,28 @@ class ProbeStatsView:
     last_at: float
     last_rtt: float | None
     last_loss: float | None
+
+
+@dataclass
+class ProbeStats:
+    """Per-port probe counters (mutated only on the event loop; copied into snapshots)."""
+
+    key: TargetKey
+    address: str
+    total: int = 0
+    failures: int = 0
+    errors: int = 0
+    last_at: float = 0.0
+    last_rtt: float | None = None
+    last_loss: float | None = None
+    _view: ProbeStatsView | None = None
+
+    def view(self) -> ProbeStatsView:
+        """The same object until the next probe result: the renderer reuses its lines for it."""
+        if self._view is None:
+            self._view = ProbeStatsView(self.key, self.address, self.total, self.failures, self.errors,
+                                        self.last_at, self.last_rtt, self.last_loss)
+        return self._view
 
 
 class LagHistogram:
@@ -107,9 +116,10 @@ class ProbeScheduler:
         for key, port in ports.items():
             stats = self.stats.get(key)
             if stats is None:
-                self.stats[key] = ProbeStats(port.address)
-            else:
+                self.stats[key] = ProbeStats(key, port.address)
+            elif stats.address != port.address:
                 stats.address = port.address
+                stats._view = None
         for key in added:
             heapq.heappush(self._heap, (now + phase(key, self._ports[key].policy.interval), next(self._counter), key))
         self._wake.set()
@@ -172,6 +182,7 @@ class ProbeScheduler:
         stats = self.stats.get(key)
         if stats is None:
             return
+        stats._view = None
         if result.error is not None:
             stats.errors += 1
             return
@@ -182,7 +193,4 @@ class ProbeScheduler:
         stats.last_loss = result.loss_ratio
 
     def snapshot(self) -> tuple[ProbeStatsView, ...]:
-        return tuple(
-            ProbeStatsView(key, s.address, s.total, s.failures, s.errors, s.last_at, s.last_rtt, s.last_loss)
-            for key, s in self.stats.items()
-        )
+        return tuple(stats.view() for stats in self.stats.values())
