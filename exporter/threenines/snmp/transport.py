@@ -42,14 +42,17 @@ class UdpRequester:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        self._transports: dict[int, tuple[asyncio.DatagramTransport, socket.socket]] = {}
         self._pending: dict[int, tuple[asyncio.Future[bytes], tuple[str, int]]] = {}
         self._addresses: dict[tuple[str, int], tuple[int, tuple[str, int]]] = {}
         self._next_id = random.randrange(1, 2**30)
 
     def close(self) -> None:
-        for transport in self._transports.values():
-            transport.close()
+        for transport, sock in self._transports.values():
+            if self._loop is not None and not self._loop.is_closed():
+                transport.close()
+            else:
+                sock.close()  # the loop that owned it is gone (asyncio.run returned): close the socket itself
         self._transports.clear()
         self._pending.clear()
         self._loop = None
@@ -74,13 +77,19 @@ class UdpRequester:
         if self._loop is not loop:
             self.close()  # transports belong to one loop; a new loop (a new asyncio.run) gets new sockets
             self._loop = loop
-        transport = self._transports.get(family)
-        if transport is None:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self._pending), family=family)
-            sock = transport.get_extra_info("socket")
+        known = self._transports.get(family)
+        if known is not None:
+            return known[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            self._transports[family] = transport
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self._pending), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._transports[family] = (transport, sock)
         return transport
 
     def new_request_id(self) -> int:
