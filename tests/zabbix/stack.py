@@ -73,6 +73,8 @@ AlertScriptsPath=%(dir)s
 ExternalScripts=%(dir)s
 # Pick up imported templates and created hosts within seconds rather than the default minute.
 CacheUpdateFrequency=2
+# Services created through the API reach the service manager this often (default once a minute).
+ServiceManagerSyncFrequency=2
 StartPollers=2
 StartPollersUnreachable=1
 StartTrappers=1

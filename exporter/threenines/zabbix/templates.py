@@ -516,7 +516,8 @@ def http_template() -> dict[str, Any]:
         "groups": [{"name": GROUP}],
         "items": items,
         "discovery_rules": [_discovery(t, rule) for rule in DISCOVERIES],
-        "tags": [{"tag": "class", "value": "application"}, {"tag": "target", "value": "threenines"}],
+        # No template-level "target" tag (official templates have one): problems inherit it, and ours names a port.
+        "tags": [{"tag": "class", "value": "application"}],
         "macros": _macros(HTTP_MACROS),
         "valuemaps": _valuemaps(t, used_maps),
     }
@@ -572,7 +573,7 @@ def ping_template() -> dict[str, Any]:
             simple(f"icmppingloss[{PING_KEY_PARAMS}]", "Contract probe loss", "FLOAT", "%", None, []),
             simple(f"icmppingsec[{PING_KEY_PARAMS},avg]", "Contract probe RTT", "FLOAT", "s", None, []),
         ],
-        "tags": [{"tag": "class", "value": "network"}, {"tag": "target", "value": "threenines"}],
+        "tags": [{"tag": "class", "value": "network"}],
         "macros": _macros(PING_MACROS),
         "valuemaps": _valuemaps(t, {"threenines ping"}),
     }

@@ -1,0 +1,132 @@
+"""The exporter scraped by a real Zabbix 6.0 through the generated template: discovered items carry the values
+the exporter serves; a customer port cut in a namespace raises the outage trigger for that customer only and
+clears when the link returns; the Zabbix SLA counts that outage as the contract does, within a stated lag."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.foundation.exporter_process import sample, scrape, serve
+from tests.netns import customer_port
+from tests.support import wait_until
+from tests.zabbix.stack import ZabbixStack
+from threenines.cli import main
+from threenines.zabbix.api import ZabbixApi
+from threenines.zabbix.sync import object_name
+
+INTERVAL = 2  # contract probe interval in this test (the contract's 5 min, shrunk)
+THRESHOLD = 2
+SCRAPE = 2  # Zabbix scrape interval of /metrics
+HOST = "threenines exporter e2e"
+
+
+def _inventory(ns_address: str) -> str:
+    return f"""
+customers:
+  - id: acme
+    timezone: Europe/Amsterdam
+    objective: 99.9%
+    contacts: {{version: '1', notify: [{{email: noc@acme.example}}]}}
+    ping: {{interval: {INTERVAL}s, threshold: {THRESHOLD}, packets: 1, timeout: 500ms}}
+    ports:
+      - {{id: ns-port, address: '{ns_address}'}}
+  - id: globex
+    timezone: America/New_York
+    objective: 99.95%
+    contacts: {{version: '1', notify: [{{email: noc@globex.example}}]}}
+    ping: {{interval: {INTERVAL}s, threshold: {THRESHOLD}, packets: 1, timeout: 500ms}}
+    ports:
+      - {{id: lo-port, address: 127.0.61.1}}
+"""
+
+
+def _items(api: ZabbixApi, hostids: list[str], key: str) -> dict[str, dict]:
+    found = api.call("item.get", {"output": ["key_", "lastvalue", "lastclock", "state", "error"],
+                                  "hostids": hostids, "search": {"key_": key}, "startSearch": True})
+    return {i["key_"]: i for i in found}
+
+
+def _problems(api: ZabbixApi, hostids: list[str] | None = None, **tags: str) -> list[dict]:
+    return api.call("problem.get", {"output": ["name", "clock", "r_clock"], "selectTags": "extend",
+                                    "tags": [{"tag": k, "operator": 1, "value": v} for k, v in tags.items()],
+                                    "recent": False, **({"hostids": hostids} if hostids else {})})
+
+
+def _service_status(api: ZabbixApi, customer: str) -> int:
+    found = api.call("service.get", {"output": ["status"], "filter": {"name": object_name(customer, "connectivity")}})
+    return int(found[0]["status"])
+
+
+def test_zabbix_follows_the_exporter_and_raises_the_outage_for_that_customer_only(
+        zabbix: ZabbixStack, api: ZabbixApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ZABBIX_PASSWORD", "zabbix")
+    with customer_port() as port:
+        config = tmp_path / "inventory.yml"
+        config.write_text(_inventory(port.address))
+        proc, http_port = serve(tmp_path, config)
+        with proc:
+            code = main(["zabbix-sync", "--config", str(config), "--url", zabbix.api_url, "--user", "Admin",
+                         "--exporter-url", f"http://127.0.0.1:{http_port}/metrics", "--host-name", HOST,
+                         "--scrape-interval", f"{SCRAPE}s", "--import-templates", "--native-ping"])
+            assert code == 0, capsys.readouterr()
+            hosts = {h["host"]: h["hostid"] for h in api.call("host.get", {
+                "output": ["host"], "search": {"host": ["threenines ping acme", "threenines ping globex", HOST]},
+                "searchByAny": True, "startSearch": True})}
+            exporter_host = hosts[HOST]
+
+            # Discovery, then values: the contract state of every target as the exporter serves it.
+            up_key = 'threenines.service.up["{}","connectivity","{}"]'
+            keys = [up_key.format("acme", "ns-port"), up_key.format("globex", "lo-port")]
+            wait_until(lambda: all(_items(api, [exporter_host], "threenines.service.up").get(k, {}).get("lastclock",
+                                                                                                     "0") != "0"
+                                   for k in keys), 90, 1, "Zabbix to discover the targets and fetch their state")
+            text = scrape(http_port)
+            up = _items(api, [exporter_host], "threenines.service.up")
+            assert int(up[keys[0]]["lastvalue"]) == sample(text, "threenines_service_up", customer="acme") == 1
+            assert int(up[keys[1]]["lastvalue"]) == sample(text, "threenines_service_up", customer="globex") == 1
+            wait_until(lambda: _items(api, [exporter_host], "threenines.customer_service.objective").get(
+                'threenines.customer_service.objective["globex","connectivity"]', {}).get("lastclock", "0") != "0",
+                30, 1, "the objective item to get its value")
+            objective = _items(api, [exporter_host], "threenines.customer_service.objective")
+            assert float(objective['threenines.customer_service.objective["globex","connectivity"]']["lastvalue"]) \
+                == sample(text, "threenines_customer_objective_ratio", customer="globex") == 0.9995
+            assert _problems(api, customer="acme") == _problems(api, customer="globex") == []
+
+            # Cut acme's port: the exporter determines the outage; Zabbix raises it for acme only.
+            port.down()
+            problem = wait_until(lambda: [p for p in _problems(api, [exporter_host], customer="acme",
+                                                               threenines="outage")
+                                          if p["name"] == "acme connectivity ns-port: service unavailable"],
+                                 30, 0.5, "the outage problem for acme")[0]
+            determined = sample(scrape(http_port), "threenines_service_determined_timestamp_seconds",
+                                customer="acme")
+            started = sample(scrape(http_port), "threenines_service_outage_start_timestamp_seconds",
+                             customer="acme")
+            assert determined > 0
+            assert determined - 1 <= int(problem["clock"]) <= determined + SCRAPE + 5
+            tags = {t["tag"]: t["value"] for t in problem["tags"]}
+            assert (tags["customer"], tags["service"], tags["target"], tags["sla"]) == (
+                "acme", "connectivity", "ns-port", "acme/connectivity")
+            # Zabbix's own contract ping (native template) reaches the same determination.
+            # (same name, other trigger: two problems for the one outage, one service in problem)
+            wait_until(lambda: len(_problems(api, customer="acme", threenines="outage")) == 2, 30, 0.5,
+                       "the native ping's problem too")
+            wait_until(lambda: _service_status(api, "acme") > 0, 15, 0.5, "the acme connectivity service's problem")
+            assert _service_status(api, "globex") == -1  # -1: OK
+            time.sleep(2 * SCRAPE)
+            assert _problems(api, customer="globex") == []
+
+            # Restore: the problem clears.
+            port.up()
+            wait_until(lambda: _problems(api, customer="acme", threenines="outage") == [], 40, 0.5,
+                       "the outage problems to resolve")
+            ended = time.time()
+            assert started > 0
+        resolved = api.call("problem.get", {"output": ["clock", "r_clock", "name"], "recent": True,
+                                            "tags": [{"tag": "sla", "operator": 1, "value": "acme/connectivity"}]})
+        assert resolved and all(int(p["r_clock"]) > 0 for p in resolved)
+        assert ended
