@@ -26,8 +26,7 @@ class HealthView:
     lag_counts: tuple[int, ...]
     lag_sum: float
     in_flight: int
-    ledger_writes_ok: int
-    ledger_writes_failed: int
+    ledger_writes: tuple[tuple[str, int, int], ...]  # (ledger, ok, error)
     render_seconds: float
 
 
@@ -37,6 +36,8 @@ class ExporterSnapshot:
     probes: tuple[ProbeStatsView, ...]
     customers: tuple[Customer, ...]
     health: HealthView
+    # (customer, service, reason, active) for every customer/service the exclusions ledger names.
+    exclusions: tuple[tuple[str, str, str, bool], ...] = ()
 
 
 def escape(value: str) -> str:
@@ -69,6 +70,10 @@ class SnapshotRenderer:
         out: list[str] = []
         self._contract(out, snap.contract)
         _customers(out, snap.customers)
+        _family(out, "threenines_customer_service_excluded", "gauge",
+                "1 while an exclusion window of this reason is active (exclusions ledger).",
+                (f"threenines_customer_service_excluded{labels(customer=c, service=s, reason=r)} {'1' if on else '0'}"
+                 for c, s, r, on in snap.exclusions))
         self._probes(out, snap.probes)
         _health(out, snap.health)
         out.append("")
@@ -219,8 +224,8 @@ def _health(out: list[str], health: HealthView) -> None:
     _family(out, "threenines_probes_in_flight", "gauge", "ICMP probes in flight.",
             [f"threenines_probes_in_flight {health.in_flight}"])
     _family(out, "threenines_ledger_writes_total", "counter", "Ledger writes by result.",
-            [f'threenines_ledger_writes_total{{ledger="outage",result="ok"}} {health.ledger_writes_ok}',
-             f'threenines_ledger_writes_total{{ledger="outage",result="error"}} {health.ledger_writes_failed}'])
+            [f'threenines_ledger_writes_total{{ledger="{name}",result="{result}"}} {count}'
+             for name, ok, failed in health.ledger_writes for result, count in (("ok", ok), ("error", failed))])
     _family(out, "threenines_metrics_render_seconds", "gauge", "Seconds to render the previous /metrics snapshot.",
             [f"threenines_metrics_render_seconds {number(health.render_seconds)}"])
     _family(out, "threenines_build_info", "gauge", "threenines version.",

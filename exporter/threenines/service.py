@@ -27,7 +27,9 @@ from threenines.httpserver import ExporterHTTPServer
 from threenines.inventory import Inventory, Port, load_inventory
 from threenines.ledger import Ledger
 from threenines.probes.ping import Pinger
-from threenines.scheduler import ProbeScheduler
+from threenines.report.exclusions import Ledger as ExclusionLedger
+from threenines.report.exclusions import load_ledger as load_exclusions
+from threenines.scheduler import LAG_BUCKETS, ProbeScheduler
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class ServeOptions:
     state_dir: Path | None = None
     tick: float = 15.0
     privileged: bool | None = None
+    exclusions: Path | None = None
 
 
 def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
@@ -61,6 +64,7 @@ class Exporter:
         self.options = options
         self._clock = clock
         self.inventory = load_inventory(options.config)  # ConfigError propagates: fail fast at start
+        self.exclusions = self._load_exclusions(self.inventory)
         state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
         self.ledger = Ledger(state_dir / "outages.sqlite")
         self.engine = ContractEngine(self.ledger)
@@ -135,6 +139,29 @@ class Exporter:
 
     # -- evidence, time and rendering ---------------------------------------------------------------
 
+    # -- exclusions ----------------------------------------------------------------------------------
+
+    def _load_exclusions(self, inventory: Inventory) -> ExclusionLedger | None:
+        if self.options.exclusions is None:
+            return None
+        return load_exclusions(self.options.exclusions, {c.id: c.zone for c in inventory.customers})
+
+    def _active_exclusions(self, now: float) -> tuple[tuple[str, str, str, bool], ...]:
+        """Which exclusion reasons are active now, for each customer/service the ledger names."""
+        if self.exclusions is None:
+            return ()
+        active: dict[tuple[str, str, str], bool] = {}
+        for exclusion in self.exclusions.exclusions:
+            try:
+                zone = self.inventory.customer(exclusion.customer).zone
+            except KeyError:
+                continue  # the customer left the inventory
+            on = bool(exclusion.occurrences((now, now + 1), zone))
+            for service in exclusion.services:
+                key = (exclusion.customer, service, exclusion.reason)
+                active[key] = active.get(key, False) or on
+        return tuple((*key, on) for key, on in sorted(active.items()))
+
     # -- power (SNMP) --------------------------------------------------------------------------------
 
     def _start_power(self, inventory: Inventory) -> None:
@@ -185,13 +212,14 @@ class Exporter:
             health=HealthView(
                 reload_successful=self._reload_ok,
                 reload_success_at=self._reload_at,
-                lag_counts=tuple(lag.counts) if lag else (0,) * 11,
+                lag_counts=tuple(lag.counts) if lag else (0,) * (len(LAG_BUCKETS) + 1),
                 lag_sum=lag.total if lag else 0.0,
                 in_flight=scheduler.in_flight if scheduler else 0,
-                ledger_writes_ok=self.ledger.writes_ok,
-                ledger_writes_failed=self.ledger.writes_failed,
+                ledger_writes=(("outage", self.ledger.writes_ok, self.ledger.writes_failed),
+                               ("audit", self.audit.ledger.writes_ok, self.audit.ledger.writes_failed)),
                 render_seconds=self._render_seconds,
             ),
+            exclusions=self._active_exclusions(now),
         )
 
     async def _render(self) -> None:
@@ -240,6 +268,7 @@ class Exporter:
         try:
             # Parsing a large inventory takes seconds: keep the probe loop running meanwhile.
             inventory = await self._loop.run_in_executor(None, load_inventory, self.options.config)
+            exclusions = await self._loop.run_in_executor(None, self._load_exclusions, inventory)
         except ConfigError as err:
             self._reload_ok = False
             log.error("reload refused, keeping the running inventory: %s", err)
@@ -251,6 +280,7 @@ class Exporter:
         families = {p.family for _, p in inventory.ports()}
         self.pinger.open(tuple(sorted(families)))
         previous, self.inventory = self.inventory, inventory
+        self.exclusions = exclusions
         self.audit.set_inventory(inventory)
         now = self._clock()
         self.engine.configure(specs_from_inventory(inventory), now)

@@ -103,3 +103,37 @@ def test_the_audit_webhook_is_served_with_the_configured_token(tmp_path: Path) -
             assert "s3cret-audit-token" not in exporter.log() + scrape(port)
     finally:
         del os.environ["TN_TEST_AUDIT_TOKEN"]
+
+
+def test_exclusion_windows_drive_the_excluded_gauge_and_reload_with_the_inventory(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    def iso(delta: timedelta) -> str:
+        return (datetime.now(UTC) + delta).isoformat(timespec="seconds")
+
+    def window(ident: str, start: timedelta, end: timedelta, reason: str) -> str:
+        return (f"  - {{id: {ident}, customer: acme, services: [connectivity], start: '{iso(start)}', "
+                f"end: '{iso(end)}', reason: {reason}, reference: R-{ident}, approved_by: noc@example.net}}\n")
+
+    config = tmp_path / "inventory.yml"
+    config.write_text(inventory_text({"a": "127.0.55.1"}))
+    exclusions = tmp_path / "exclusions.yml"
+    exclusions.write_text("exclusions:\n" + window("now", timedelta(hours=-1), timedelta(hours=1), "maintenance")
+                          + window("later", timedelta(days=2), timedelta(days=3), "force_majeure"))
+    proc, port = serve(tmp_path, config, extra=["--exclusions", str(exclusions)])
+    with proc:
+        text = scrape(port)
+        assert sample(text, "threenines_customer_service_excluded", customer="acme", service="connectivity",
+                      reason="maintenance") == 1
+        assert sample(text, "threenines_customer_service_excluded", reason="force_majeure") == 0
+        assert sample(text, "threenines_ledger_writes_total", ledger="audit", result="error") == 0
+
+        exclusions.write_text("exclusions:\n" + window("now", timedelta(hours=-1), timedelta(hours=1), "vacation"))
+        status, body = http_post(f"http://127.0.0.1:{port}/-/reload")
+        assert status == 500 and b"exclusions.yml:2" in body and b"vacation" in body
+        assert sample(scrape(port), "threenines_customer_service_excluded", reason="maintenance") == 1
+
+        exclusions.write_text("exclusions:\n" + window("gone", timedelta(hours=-3), timedelta(hours=-2),
+                                                       "maintenance"))
+        assert http_post(f"http://127.0.0.1:{port}/-/reload")[0] == 200
+        assert sample(scrape(port), "threenines_customer_service_excluded", reason="maintenance") == 0
