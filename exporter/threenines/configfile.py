@@ -113,6 +113,21 @@ class Node:
             self.fail(f"missing required key {missing[0]!r}")
         return children
 
+    def mapping_items(self) -> list[tuple[str, Node]]:
+        """A mapping whose keys are data (user names, ...): string keys, no duplicates."""
+        if not isinstance(self._node, yaml.MappingNode):
+            self.fail(f"expected a mapping (key: value), got {self._kind()}")
+        items: dict[str, Node] = {}
+        for key_node, value_node in self._node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str) or not key:
+                raise ConfigError(self.source, key_node.start_mark.line + 1, self.path, "keys must be strings")
+            if key in items:
+                raise ConfigError(self.source, key_node.start_mark.line + 1, self._child_path(key),
+                                  f"duplicate key {key!r} (first given on line {items[key].line})")
+            items[key] = Node(value_node, self._child_path(key), self.source)
+        return list(items.items())
+
     def sequence(self) -> list[Node]:
         if self.is_null:
             return []

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from threenines.webconfig import WebConfig
+
 log = logging.getLogger(__name__)
 
 PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, bytes]]
@@ -20,14 +22,20 @@ CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
 class ExporterHTTPServer:
     def __init__(self, host: str, port: int, metrics: Callable[[], bytes], healthy: Callable[[], tuple[bool, str]],
-                 max_post_bytes: int = MAX_POST_BYTES) -> None:
+                 max_post_bytes: int = MAX_POST_BYTES, web: WebConfig | None = None) -> None:
         self._metrics = metrics
         self._healthy = healthy
         self._posts: dict[str, PostHandler] = {}
+        self._own_auth: set[str] = set()
         self._max_post_bytes = max_post_bytes
+        self._web = web or WebConfig()
         handler = self._handler_class()
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
+        if self._web.tls is not None:
+            # The handshake happens on the handler thread's first read: a slow client never blocks accept().
+            self._server.socket = self._web.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
@@ -35,8 +43,15 @@ class ExporterHTTPServer:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
-    def add_post(self, path: str, handler: PostHandler) -> None:
+    def add_post(self, path: str, handler: PostHandler, own_auth: bool = False) -> None:
+        """own_auth: the handler authenticates itself (the audit webhook's bearer token), not basic auth."""
         self._posts[path] = handler
+        if own_auth:
+            self._own_auth.add(path)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._web.tls is not None else "http"
 
     def start(self) -> None:
         self._thread.start()
@@ -52,9 +67,21 @@ class ExporterHTTPServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "threenines"
             protocol_version = "HTTP/1.1"
+            timeout = 30  # a client that stalls (or never finishes a TLS handshake) frees its thread
+
+            def _authorized(self, path: str) -> bool:
+                if path in outer._own_auth or outer._web.authorized(self.headers.get("Authorization")):
+                    return True
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="threenines"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
+                if not self._authorized(path):
+                    return
                 if path == "/metrics":
                     self._reply(200, outer._metrics(), CONTENT_TYPE_METRICS)
                 elif path == "/healthz":
@@ -69,6 +96,8 @@ class ExporterHTTPServer:
 
             def do_POST(self) -> None:
                 path = self.path.split("?", 1)[0]
+                if not self._authorized(path):
+                    return
                 handler = outer._posts.get(path)
                 if handler is None:
                     self._reply(404, b"not found\n")

@@ -30,6 +30,7 @@ from threenines.probes.ping import Pinger
 from threenines.report.exclusions import Ledger as ExclusionLedger
 from threenines.report.exclusions import load_ledger as load_exclusions
 from threenines.scheduler import LAG_BUCKETS, ProbeScheduler
+from threenines.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class ServeOptions:
     tick: float = 15.0
     privileged: bool | None = None
     exclusions: Path | None = None
+    web_config: Path | None = None
 
 
 def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
@@ -86,8 +88,9 @@ class Exporter:
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._power: tuple[object, asyncio.Task[None], asyncio.Event] | None = None
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
+        web = load_web_config(options.web_config) if options.web_config else None
         self.http = ExporterHTTPServer(host, port, lambda: self._rendered, self._health,
-                                       max_post_bytes=MAX_AUDIT_BODY_BYTES)
+                                       max_post_bytes=MAX_AUDIT_BODY_BYTES, web=web)
         self.http.add_post("/-/reload", self._http_reload)
         token_ref = self.inventory.exporter.audit_token
         token = token_ref.resolve() if token_ref is not None else None  # SecretError: fail at start
@@ -96,7 +99,7 @@ class Exporter:
         self.audit = AuditWebhook(AuditLedger(state_dir / "audit.sqlite"), token, MAX_AUDIT_BODY_BYTES,
                                   self.inventory, clock, on_record=self._audit_recorded)
         self.registry.register(self.audit.collector)
-        self.http.add_post("/alertmanager/webhook", self.audit.handle)
+        self.http.add_post("/alertmanager/webhook", self.audit.handle, own_auth=True)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -112,7 +115,7 @@ class Exporter:
         await self._render()
         self.http.start()
         host, port = self.http.address
-        log.info("listening on http://%s:%d/metrics (%d targets, %d customers)", host, port,
+        log.info("listening on %s://%s:%d/metrics (%d targets, %d customers)", self.http.scheme, host, port,
                  len(self.engine.keys), len(self.inventory.customers))
         for sig, action in ((signal.SIGHUP, self._signal_reload), (signal.SIGTERM, self._stop.set),
                             (signal.SIGINT, self._stop.set)):

@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, help="ledger directory (overrides exporter.state_dir)")
     parser.add_argument("--exclusions", type=Path,
                         help="exclusions ledger (exclusions.yml): drives threenines_customer_service_excluded")
+    parser.add_argument("--web.config.file", dest="web_config", type=Path,
+                        help="exporter-toolkit web config: TLS and basic auth (same file format as node_exporter)")
     parser.add_argument("--tick", type=float, default=15.0,
                         help="seconds between counter updates and /metrics renders (default 15)")
     mode = parser.add_mutually_exclusive_group()
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from threenines.service import Exporter, ServeOptions
 
     options = ServeOptions(config=args.config, listen=args.listen, state_dir=args.state_dir, tick=args.tick,
-                           privileged=args.privileged, exclusions=args.exclusions)
+                           privileged=args.privileged, exclusions=args.exclusions,
+                           web_config=args.web_config)
     try:
         exporter = Exporter(options)
     except ConfigError as err:
