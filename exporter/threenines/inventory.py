@@ -210,10 +210,10 @@ class Inventory:
     customers: tuple[Customer, ...]
     auths: tuple[SnmpAuth, ...]
     devices: tuple[Device, ...]
-    _by_id: dict[str, Customer] = field(default_factory=dict, compare=False, repr=False)
+    _by_id: dict[str, Customer] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_id.update({c.id: c for c in self.customers})
+        object.__setattr__(self, "_by_id", {c.id: c for c in self.customers})
 
     def customer(self, customer_id: str) -> Customer:
         return self._by_id[customer_id]

@@ -30,6 +30,7 @@ from threenines.probes.ping import Pinger
 from threenines.report.exclusions import Ledger as ExclusionLedger
 from threenines.report.exclusions import load_ledger as load_exclusions
 from threenines.scheduler import LAG_BUCKETS, ProbeScheduler
+from threenines.sharding import shard_inventory
 from threenines.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class ServeOptions:
     privileged: bool | None = None
     exclusions: Path | None = None
     web_config: Path | None = None
+    shard: tuple[int, int] = (0, 1)
 
 
 def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
@@ -65,7 +67,7 @@ class Exporter:
     def __init__(self, options: ServeOptions, clock: Callable[[], float] = time.time) -> None:
         self.options = options
         self._clock = clock
-        self.inventory = load_inventory(options.config)  # ConfigError propagates: fail fast at start
+        self.inventory = self._load_inventory()  # ConfigError propagates: fail fast at start
         self.exclusions = self._load_exclusions(self.inventory)
         state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
         self.ledger = Ledger(state_dir / "outages.sqlite")
@@ -141,6 +143,9 @@ class Exporter:
         self._stop.set()
 
     # -- evidence, time and rendering ---------------------------------------------------------------
+
+    def _load_inventory(self) -> Inventory:
+        return shard_inventory(load_inventory(self.options.config), *self.options.shard)
 
     # -- exclusions ----------------------------------------------------------------------------------
 
@@ -270,7 +275,7 @@ class Exporter:
         assert self._loop is not None
         try:
             # Parsing a large inventory takes seconds: keep the probe loop running meanwhile.
-            inventory = await self._loop.run_in_executor(None, load_inventory, self.options.config)
+            inventory = await self._loop.run_in_executor(None, self._load_inventory)
             exclusions = await self._loop.run_in_executor(None, self._load_exclusions, inventory)
         except ConfigError as err:
             self._reload_ok = False

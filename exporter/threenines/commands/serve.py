@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exclusions ledger (exclusions.yml): drives threenines_customer_service_excluded")
     parser.add_argument("--web.config.file", dest="web_config", type=Path,
                         help="exporter-toolkit web config: TLS and basic auth (same file format as node_exporter)")
+    parser.add_argument("--shard", default="0/1", type=_shard,
+                        help="INDEX/COUNT: watch only the customers whose id hashes to INDEX (default 0/1: all)")
     parser.add_argument("--tick", type=float, default=15.0,
                         help="seconds between counter updates and /metrics renders (default 15)")
     mode = parser.add_mutually_exclusive_group()
@@ -23,6 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="raw ICMP sockets only (root or CAP_NET_RAW)")
     mode.add_argument("--unprivileged", dest="privileged", action="store_false",
                       help="unprivileged ICMP datagram sockets only (net.ipv4.ping_group_range)")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from threenines.sharding import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = ServeOptions(config=args.config, listen=args.listen, state_dir=args.state_dir, tick=args.tick,
                            privileged=args.privileged, exclusions=args.exclusions,
-                           web_config=args.web_config)
+                           web_config=args.web_config, shard=args.shard)
     try:
         exporter = Exporter(options)
     except ConfigError as err:
