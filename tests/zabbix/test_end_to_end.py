@@ -27,20 +27,21 @@ INTERVAL = 2  # contract probe interval in this test (the contract's 5 min, shru
 THRESHOLD = 2
 SCRAPE = 2  # Zabbix scrape interval of /metrics
 HOST = "threenines exporter e2e"
+ACME, GLOBEX = "acme-e2e", "globex-e2e"  # not the example inventory's ids: the sync tests share this Zabbix
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 def _inventory(ns_address: str) -> str:
     return f"""
 customers:
-  - id: acme
+  - id: acme-e2e
     timezone: Europe/Amsterdam
     objective: 99.9%
     contacts: {{version: '1', notify: [{{email: noc@acme.example}}]}}
     ping: {{interval: {INTERVAL}s, threshold: {THRESHOLD}, packets: 1, timeout: 500ms}}
     ports:
       - {{id: ns-port, address: '{ns_address}'}}
-  - id: globex
+  - id: globex-e2e
     timezone: America/New_York
     objective: 99.95%
     contacts: {{version: '1', notify: [{{email: noc@globex.example}}]}}
@@ -64,8 +65,8 @@ def _problems(api: ZabbixApi, hostids: list[str] | None = None, **tags: str) -> 
 
 def _caught_up(http_port: int) -> str | None:
     text = scrape(http_port)
-    target = sample(text, "threenines_service_outage_seconds_total", customer="acme")
-    union = sample(text, "threenines_customer_service_outage_seconds_total", customer="acme")
+    target = sample(text, "threenines_service_outage_seconds_total", customer=ACME)
+    union = sample(text, "threenines_customer_service_outage_seconds_total", customer=ACME)
     return text if target and union == target else None
 
 
@@ -73,7 +74,7 @@ def _report(config: Path, prom_port: int, capsys: pytest.CaptureFixture[str]) ->
     month = datetime.now(ZoneInfo("Europe/Amsterdam")).strftime("%Y-%m")
     capsys.readouterr()
     code = main(["report", "--month", month, "--prometheus", f"http://127.0.0.1:{prom_port}", "--config",
-                 str(config), "--customer", "acme", "--format", "csv", "--scrape-interval", "1s",
+                 str(config), "--customer", ACME, "--format", "csv", "--scrape-interval", "1s",
                  "--allow-incomplete"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -115,66 +116,66 @@ def test_zabbix_follows_the_exporter_and_raises_the_outage_for_that_customer_onl
                          "--scrape-interval", f"{SCRAPE}s", "--import-templates", "--native-ping"])
             assert code == 0, capsys.readouterr()
             hosts = {h["host"]: h["hostid"] for h in api.call("host.get", {
-                "output": ["host"], "search": {"host": ["threenines ping acme", "threenines ping globex", HOST]},
+                "output": ["host"], "search": {"host": [f"threenines ping {ACME}", f"threenines ping {GLOBEX}", HOST]},
                 "searchByAny": True, "startSearch": True})}
             exporter_host = hosts[HOST]
 
             # Discovery, then values: the contract state of every target as the exporter serves it.
             up_key = 'threenines.service.up["{}","connectivity","{}"]'
-            keys = [up_key.format("acme", "ns-port"), up_key.format("globex", "lo-port")]
+            keys = [up_key.format(ACME, "ns-port"), up_key.format(GLOBEX, "lo-port")]
             wait_until(lambda: all(_items(api, [exporter_host], "threenines.service.up").get(k, {}).get("lastclock",
                                                                                                      "0") != "0"
                                    for k in keys), 90, 1, "Zabbix to discover the targets and fetch their state")
             text = scrape(http_port)
             up = _items(api, [exporter_host], "threenines.service.up")
-            assert int(up[keys[0]]["lastvalue"]) == sample(text, "threenines_service_up", customer="acme") == 1
-            assert int(up[keys[1]]["lastvalue"]) == sample(text, "threenines_service_up", customer="globex") == 1
+            assert int(up[keys[0]]["lastvalue"]) == sample(text, "threenines_service_up", customer=ACME) == 1
+            assert int(up[keys[1]]["lastvalue"]) == sample(text, "threenines_service_up", customer=GLOBEX) == 1
             wait_until(lambda: _items(api, [exporter_host], "threenines.customer_service.objective").get(
-                'threenines.customer_service.objective["globex","connectivity"]', {}).get("lastclock", "0") != "0",
+                f'threenines.customer_service.objective["{GLOBEX}","connectivity"]', {}).get("lastclock", "0") != "0",
                 30, 1, "the objective item to get its value")
             objective = _items(api, [exporter_host], "threenines.customer_service.objective")
-            assert float(objective['threenines.customer_service.objective["globex","connectivity"]']["lastvalue"]) \
-                == sample(text, "threenines_customer_objective_ratio", customer="globex") == 0.9995
-            assert _problems(api, customer="acme") == _problems(api, customer="globex") == []
+            assert float(objective[f'threenines.customer_service.objective["{GLOBEX}","connectivity"]']["lastvalue"]) \
+                == sample(text, "threenines_customer_objective_ratio", customer=GLOBEX) == 0.9995
+            assert _problems(api, customer=ACME) == _problems(api, customer=GLOBEX) == []
 
             # Cut acme's port: the exporter determines the outage; Zabbix raises it for acme only.
             port.down()
-            problem = wait_until(lambda: [p for p in _problems(api, [exporter_host], customer="acme",
+            problem = wait_until(lambda: [p for p in _problems(api, [exporter_host], customer=ACME,
                                                                threenines="outage")
-                                          if p["name"] == "acme connectivity ns-port: service unavailable"],
+                                          if p["name"] == f"{ACME} connectivity ns-port: service unavailable"],
                                  30, 0.5, "the outage problem for acme")[0]
             determined = sample(scrape(http_port), "threenines_service_determined_timestamp_seconds",
-                                customer="acme")
+                                customer=ACME)
             started = sample(scrape(http_port), "threenines_service_outage_start_timestamp_seconds",
-                             customer="acme")
+                             customer=ACME)
             assert determined > 0
             assert determined - 1 <= int(problem["clock"]) <= determined + SCRAPE + 5
             tags = {t["tag"]: t["value"] for t in problem["tags"]}
             assert (tags["customer"], tags["service"], tags["target"], tags["sla"]) == (
-                "acme", "connectivity", "ns-port", "acme/connectivity")
+                ACME, "connectivity", "ns-port", f"{ACME}/connectivity")
             # Zabbix's own contract ping (native template) reaches the same determination.
             # (same name, other trigger: two problems for the one outage, one service in problem)
-            wait_until(lambda: len(_problems(api, customer="acme", threenines="outage")) == 2, 30, 0.5,
+            wait_until(lambda: len(_problems(api, customer=ACME, threenines="outage")) == 2, 30, 0.5,
                        "the native ping's problem too")
-            wait_until(lambda: _service_status(api, "acme") > 0, 15, 0.5, "the acme connectivity service's problem")
-            assert _service_status(api, "globex") == -1  # -1: OK
+            wait_until(lambda: _service_status(api, ACME) > 0, 15, 0.5, "the acme connectivity service's problem")
+            assert _service_status(api, GLOBEX) == -1  # -1: OK
             time.sleep(2 * SCRAPE)
-            assert _problems(api, customer="globex") == []
+            assert _problems(api, customer=GLOBEX) == []
 
             # Restore: the problem clears.
             port.up()
-            wait_until(lambda: _problems(api, customer="acme", threenines="outage") == [], 40, 0.5,
+            wait_until(lambda: _problems(api, customer=ACME, threenines="outage") == [], 40, 0.5,
                        "the outage problems to resolve")
             resolved = api.call("problem.get", {"output": ["r_clock"], "recent": True, "tags": [
-                {"tag": "sla", "operator": 1, "value": "acme/connectivity"}]})
+                {"tag": "sla", "operator": 1, "value": f"{ACME}/connectivity"}]})
             assert len(resolved) == 2 and all(int(p["r_clock"]) > 0 for p in resolved)
 
             # The same outage in the Zabbix SLA and in `threenines report` (through Prometheus).
             text = wait_until(lambda: _caught_up(http_port), 6 * INTERVAL, 0.5, "the billed counter to settle")
-            exporter_outage = sample(text, "threenines_customer_service_outage_seconds_total", customer="acme")
+            exporter_outage = sample(text, "threenines_customer_service_outage_seconds_total", customer=ACME)
             time.sleep(3)  # Prometheus scrapes every second: let it see the settled counter
             report = _report(config, prom_port, capsys)
-            zabbix_downtime = _sla_downtime(api, "acme")
+            zabbix_downtime = _sla_downtime(api, ACME)
         # Zabbix opens its problem at determination, not at the first failed probe the contract counts from, and
         # each edge reaches Zabbix up to a scrape (plus the native ping's own probe) late: the expected Zabbix
         # figure is the report's minus the pending window, within 2 scrapes + 1 probe interval + 2 s.

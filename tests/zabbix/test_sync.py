@@ -10,7 +10,7 @@ from tests.zabbix.stack import ZabbixStack
 from threenines.cli import main
 from threenines.inventory import load_inventory
 from threenines.zabbix.api import ZabbixApi
-from threenines.zabbix.sync import object_name
+from threenines.zabbix.sync import object_name, ping_host_name
 
 INVENTORY = REPO / "examples" / "inventory.yml"
 EXCLUSIONS = REPO / "examples" / "exclusions.yml"
@@ -69,8 +69,8 @@ def test_first_run_creates_hosts_services_and_slas_from_the_inventory(zabbix: Za
     macros = {m["macro"]: m["value"] for m in host["macros"]}
     assert macros["{$THREENINES.URL}"] == "http://127.0.0.1:9839/metrics"
     ports = list(inventory.ports())
-    ping_hosts = api.call("host.get", {"output": ["host"], "search": {"host": "threenines ping "},
-                                       "selectMacros": "extend", "selectInterfaces": ["ip"]})
+    ping_hosts = api.call("host.get", {"output": ["host"], "selectMacros": "extend", "selectInterfaces": ["ip"],
+                                       "filter": {"host": [ping_host_name(c, p) for c, p in ports]}})
     assert len(ping_hosts) == len(ports)
     globex = next(h for h in ping_hosts if h["host"].startswith("threenines ping globex "))
     globex_macros = {m["macro"]: m["value"] for m in globex["macros"]}
