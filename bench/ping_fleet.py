@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -53,9 +52,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def peak_rss_mib() -> float:
+def rss_mib(field: str = "VmHWM") -> float:
+    """VmHWM: peak resident memory; VmRSS: resident now."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -83,6 +83,7 @@ def run_exporter(size: int, interval: float, duration: float) -> dict[str, float
         lags = list(scheduler.lag.samples)
         failures = sum(s.failures for s in scheduler.stats.values())
         render = exporter._render_seconds
+        steady_rss = rss_mib("VmRSS")
         exporter.stop()
         await task
         return {
@@ -91,7 +92,7 @@ def run_exporter(size: int, interval: float, duration: float) -> dict[str, float
             "lag_p99_s": round(percentile(lags, 0.99), 4), "lag_max_s": round(max(lags, default=0.0), 4),
             "cpu_s": round(cpu, 2), "cpu_s_per_1000_probes": round(cpu / probes * 1000, 4) if probes else None,
             "render_s": round(render, 3), "setup_cpu_s": round(setup_cpu, 2), "failed_probes_total": failures,
-            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "peak_rss_mib": round(rss_mib("VmHWM"), 1), "rss_mib": round(steady_rss, 1),
         }
 
     return asyncio.run(main())
@@ -101,15 +102,15 @@ def run_fping(size: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as targets:
         targets.write("\n".join(loopback_address(i) for i in range(size)) + "\n")
         targets.flush()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall = time.monotonic()
-        subprocess.run(["fping", "-c1", "-q", "-i", "0", "-t", "1000", "-f", targets.name],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600, check=False)
+        child = subprocess.Popen(["fping", "-c1", "-q", "-i", "0", "-t", "1000", "-f", targets.name],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, _, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the maximum over all children
+        child.returncode = 0
         wall = time.monotonic() - wall
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = usage.ru_utime + usage.ru_stime
     return {"size": size, "cpu_s": round(cpu, 3), "cpu_s_per_1000_pings": round(cpu / size * 1000, 4),
-            "wall_s": round(wall, 2), "peak_rss_mib": round(after.ru_maxrss / 1024, 1)}
+            "wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 def main() -> int:
@@ -133,13 +134,13 @@ def main() -> int:
         rows.append({"threenines": ours, "fping": fping, "cpu_ratio_vs_fping": round(ratio, 2) if ratio else None})
         print(json.dumps(rows[-1]), flush=True)
     print("\n| ports | interval | probes/s | lag p50 | lag p99 | CPU-s/1000 probes | fping CPU-s/1000 | ratio |"
-          " render | peak RSS | fping RSS |")
+          " render | RSS (peak) | fping RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         o, f = row["threenines"], row["fping"]
         print(f"| {o['size']} | {o['interval_s']:g}s | {o['probes_per_s']} | {o['lag_p50_s']}s | {o['lag_p99_s']}s |"
               f" {o['cpu_s_per_1000_probes']} | {f['cpu_s_per_1000_pings']} | {row['cpu_ratio_vs_fping']}× |"
-              f" {o['render_s']}s | {o['peak_rss_mib']} MiB | {f['peak_rss_mib']} MiB |")
+              f" {o['render_s']}s | {o['rss_mib']} ({o['peak_rss_mib']}) MiB | {f['peak_rss_mib']} MiB |")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"ping_fleet-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(rows, indent=2))

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # Render promptly after an outage event (alerts fire at the first evaluation after determination), but
 # never more often than this: rendering a large fleet costs CPU the probes need.
 MIN_RENDER_SPACING = 1.0
+# Ticks are at least this many render times apart (render <= ~10% of wall time).
+RENDER_SHARE_LIMIT = 10
 # Alertmanager batches alerts per group; even a large group's payload stays far below this.
 MAX_AUDIT_BODY_BYTES = 1024 * 1024
 
@@ -244,9 +246,11 @@ class Exporter:
 
     async def _ticker(self) -> None:
         while not self._stop.is_set():
+            # A large fleet's render costs seconds: space ticks so rendering stays a small share of a core.
+            tick = max(self.options.tick, RENDER_SHARE_LIMIT * self._render_seconds)
             try:
-                await asyncio.wait_for(self._dirty.wait(), timeout=self.options.tick)
-                await asyncio.sleep(MIN_RENDER_SPACING)
+                await asyncio.wait_for(self._dirty.wait(), timeout=tick)
+                await asyncio.sleep(max(MIN_RENDER_SPACING, 2 * self._render_seconds))
             except TimeoutError:
                 pass
             self._dirty.clear()
