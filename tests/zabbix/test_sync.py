@@ -9,7 +9,7 @@ from tests.support import REPO
 from tests.zabbix.stack import ZabbixStack
 from threenines.cli import main
 from threenines.inventory import load_inventory
-from threenines.zabbix.api import ZabbixApi
+from threenines.zabbix.api import ZabbixApi, ZabbixError
 from threenines.zabbix.sync import object_name, ping_host_name
 
 INVENTORY = REPO / "examples" / "inventory.yml"
@@ -96,3 +96,24 @@ def test_an_edit_updates_only_what_changed_and_keeps_the_sites_own_macros(
     assert macros["{$THREENINES.URL}"] == "http://127.0.0.1:19839/metrics"
     assert macros["{$SITE.OWN}"] == "kept"
     assert _sync(zabbix, capsys, exporter_url="http://127.0.0.1:19839/metrics") == ["zabbix-sync: nothing to change"]
+
+
+def test_the_exporter_token_becomes_a_secret_macro_and_is_never_printed(
+        zabbix: ZabbixStack, api: ZabbixApi, capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    _sync(zabbix, capsys)
+    token = tmp_path / "metrics-token"
+    token.write_text("tok-7f3a9c\n")
+    lines = _sync(zabbix, capsys, "--exporter-token-file", str(token))
+    assert lines[0] == f"update host '{HOST}': secret_macros={{{{$THREENINES.TOKEN}}: <secret>}}"
+    assert not any("tok-7f3a9c" in line for line in lines)
+    (host,) = api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}, "selectMacros": "extend"})
+    (macro,) = [m for m in host["macros"] if m["macro"] == "{$THREENINES.TOKEN}"]
+    assert macro["type"] == "1" and "value" not in macro  # secret: write-only through the API
+    assert _sync(zabbix, capsys, "--exporter-token-file", str(token)) == ["zabbix-sync: nothing to change"]
+
+
+def test_a_refused_login_names_the_method_not_the_password(zabbix: ZabbixStack) -> None:
+    with ZabbixApi(zabbix.api_url) as client, pytest.raises(ZabbixError) as refused:
+        client.login("Admin", "wrong-pass-81c2")
+    assert str(refused.value).startswith("user.login:")
+    assert "wrong-pass-81c2" not in str(refused.value)

@@ -1,0 +1,72 @@
+"""The desired Zabbix state is a pure function of the inventory and the exclusions ledger."""
+
+from __future__ import annotations
+
+from tests.support import REPO
+from threenines.inventory import load_inventory, parse_inventory_text
+from threenines.report.exclusions import load_ledger
+from threenines.zabbix.sync import (
+    Change,
+    ExcludedDowntime,
+    SyncOptions,
+    desired_state,
+    downtimes_from_ledger,
+    month_start,
+    ping_host_name,
+)
+
+NOW = 1795000000.0  # 2026-11-18
+
+
+def test_native_ping_hosts_carry_each_ports_contract_policy() -> None:
+    inventory = load_inventory(REPO / "examples" / "inventory.yml")
+    desired = desired_state(inventory, SyncOptions("http://x/metrics", native_ping=True), NOW)
+    globex = next(h for name, h in desired.hosts.items() if name.startswith("threenines ping globex"))
+    assert globex["macros"]["{$THREENINES.PING.INTERVAL}"] == "60s"
+    assert globex["macros"]["{$THREENINES.PING.MISSES}"] == "#3"
+    uplink_b = desired.hosts["threenines ping acme uplink-b"]
+    assert uplink_b["macros"]["{$THREENINES.PING.TIMEOUT}"] == "1000"  # the port's own timeout: 1s
+    assert uplink_b["interface"] == "2001:db8::10"
+
+
+def test_host_names_drop_characters_zabbix_refuses() -> None:
+    inventory = parse_inventory_text("""
+customers:
+  - id: "cust:7"
+    timezone: UTC
+    contacts: {version: '1', notify: [{email: a@b.example}]}
+    ports: [{id: "p:1", address: 192.0.2.1}]
+""")
+    [(customer, port)] = list(inventory.ports())
+    assert ping_host_name(customer, port) == "threenines ping cust_7 p_1"
+
+
+def test_one_sla_per_customer_and_service_with_the_contract_zone_and_objective() -> None:
+    inventory = load_inventory(REPO / "examples" / "inventory.yml")
+    desired = desired_state(inventory, SyncOptions("http://x/metrics"), NOW)
+    acme = inventory.customer("acme")
+    assert set(desired.slas) == {f"threenines {c.id} {s}" for c in inventory.customers for s in c.services}
+    sla = desired.slas["threenines acme power"]
+    assert (sla["slo"], sla["period"], sla["timezone"]) == ("99.9000", "2", "Europe/Amsterdam")
+    assert sla["service_tags"] == [{"tag": "sla", "operator": "0", "value": "acme/power"}]
+    assert sla["effective_date"] == month_start(NOW, acme.zone)
+
+
+def test_exclusions_become_excluded_downtimes_only_for_the_services_they_name() -> None:
+    inventory = load_inventory(REPO / "examples" / "inventory.yml")
+    ledger = load_ledger(REPO / "examples" / "exclusions.yml", {c.id: c.zone for c in inventory.customers})
+    downtimes = downtimes_from_ledger(inventory, ledger, (NOW - 90 * 86400, NOW + 90 * 86400))
+    connectivity = [d.name for d in downtimes[("acme", "connectivity")]]
+    assert connectivity == ["CHG-2026-1042 (maintenance)", "CF-2026-10-10 (customer_fault)"]
+    power = downtimes[("acme", "power")]
+    assert len(power) == 13 and all(d.end - d.start == 7200 for d in power)
+    assert downtimes[("globex", "connectivity")] == []
+
+
+def test_a_change_never_prints_a_secret() -> None:
+    change = Change("create", "host", "h", {"secret_macros": {"{$THREENINES.TOKEN}": "s3cr3t-value"},
+                                           "excluded_downtimes": [ExcludedDowntime("MW-1", 0, 3600)]})
+    text = change.describe()
+    assert "s3cr3t-value" not in text
+    assert "{$THREENINES.TOKEN}: <secret>" in text
+    assert "MW-1 1970-01-01T00:00Z..1970-01-01T01:00Z" in text
