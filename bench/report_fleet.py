@@ -10,6 +10,8 @@ connectivity outage with its per-target series; backfills with promtool (744h bl
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 import sys
 import tempfile
 import time
@@ -21,17 +23,32 @@ from tests.promdata import backfill, prometheus
 from threenines.report.build import build_statement
 from threenines.report.exclusions import Ledger
 from threenines.report.months import Month
-from threenines.report.promclient import ClientConfig, PrometheusClient
+from threenines.report.promclient import ClientConfig, PrometheusClient, Trace
 from threenines.report.statement import CustomerSpec, Options
 
 MONTH = Month(2026, 10)
 START, END = 1790812800, 1793491200  # October 2026 in UTC
 
 
+OUTAGE_EVERY = 20  # 5% of customers have one connectivity outage
+MISS_EVERY = 100  # 1% of customers have one missed notification deadline
+
+
+def outage_of(i: int, step: int) -> tuple[int, int] | None:
+    """(first failed, recovered) of customer i's outage; it lasts at least three scrapes, so the sampled state
+    shows it at any interval, and is determined one 300 s pending window after it started."""
+    if i % OUTAGE_EVERY:
+        return None
+    first = START + (i * 7919 % 28) * 86400 + 3600
+    return first, first + 3 * step + i % 600
+
+
+def miss_of(i: int) -> int | None:
+    return START + (i % 28) * 86400 + 7200 + i % 3000 if i % MISS_EVERY == 7 else None
+
+
 def write(path: Path, customers: int, step: int) -> int:
-    # outages last at least three scrapes, so the sampled state shows them at any interval
     grid = list(range(START - 6 * 3600, END + 6 * 3600 + 1, step))
-    outage_every = 20  # 5% of customers have one outage
     lines = 0
     with open(path, "w", encoding="utf-8") as out:
         def family(name: str, kind: str, rows) -> None:
@@ -41,19 +58,13 @@ def write(path: Path, customers: int, step: int) -> int:
                 out.writelines(f"{name}{{{labels}}} {v} {t}\n" for t, v in values)
                 lines += len(grid)
 
-        def outage_of(i: int) -> tuple[int, int] | None:
-            if i % outage_every:
-                return None
-            first = START + (i * 7919 % 28) * 86400 + 3600
-            return first, first + 3 * step + i % 600
-
         def cs_rows(value):
             for i in range(customers):
                 for service in ("connectivity", "power"):
                     yield f'customer="c{i:05d}",service="{service}"', value(i, service)
 
         def counter(i: int, service: str):
-            o = outage_of(i) if service == "connectivity" else None
+            o = outage_of(i, step) if service == "connectivity" else None
             return [(t, 0 if not o or t < o[0] + 300 else min(t, o[1]) - o[0]) for t in grid]
 
         family("threenines_customer_service_outage_seconds_total", "counter", cs_rows(counter))
@@ -61,46 +72,92 @@ def write(path: Path, customers: int, step: int) -> int:
         family("threenines_customer_service_unknown_seconds_total", "counter", zeros)
         family("threenines_customer_service_known", "gauge", cs_rows(lambda i, s: ((t, 1) for t in grid)))
         family("threenines_customer_service_up", "gauge", cs_rows(
-            lambda i, s: ((t, 0 if s == "connectivity" and (o := outage_of(i)) and o[0] + 300 <= t < o[1] else 1)
+            lambda i, s: ((t, 0 if s == "connectivity" and (o := outage_of(i, step)) and o[0] + 300 <= t < o[1] else 1)
                           for t in grid)))
 
         def target_rows(value):
-            for i in range(0, customers, outage_every):
+            for i in range(0, customers, OUTAGE_EVERY):
                 yield f'customer="c{i:05d}",service="connectivity",target="p1"', value(i)
 
         family("threenines_service_outage_start_timestamp_seconds", "gauge", target_rows(
-            lambda i: ((t, o[0] if (o := outage_of(i)) and o[0] + 300 <= t < o[1] else 0) for t in grid)))
+            lambda i: ((t, o[0] if (o := outage_of(i, step)) and o[0] + 300 <= t < o[1] else 0) for t in grid)))
         family("threenines_service_determined_timestamp_seconds", "gauge", target_rows(
-            lambda i: ((t, o[0] + 300 if (o := outage_of(i)) and o[0] + 300 <= t < o[1] else 0) for t in grid)))
+            lambda i: ((t, o[0] + 300 if (o := outage_of(i, step)) and o[0] + 300 <= t < o[1] else 0) for t in grid)))
         family("threenines_service_outage_seconds_total", "counter", target_rows(lambda i: counter(i, "connectivity")))
+        family("threenines_notification_deadline_missed_total", "counter", (
+            (f'customer="c{i:05d}"', ((t, int(m is not None and t >= m)) for t in grid))
+            for i in range(customers) for m in [miss_of(i)]))
         out.write("# EOF\n")
     return lines
+
+
+def check(statement: dict, step: int) -> list[str]:
+    """Customers whose figures differ from what write() generated (raw seconds, outages, misses, review)."""
+    wrong = []
+    for c in statement["customers"]:
+        i = int(c["customer"][1:])
+        o = outage_of(i, step)
+        got = {s["service"]: (s["raw_outage_seconds"], len(s["outages"]), s["unknown_seconds"]) for s in c["services"]}
+        want = {"connectivity": (float(o[1] - o[0]) if o else 0.0, 1 if o else 0, 0.0), "power": (0.0, 0, 0.0)}
+        days = 1 if miss_of(i) is not None else 0
+        if got != want or c["notification"]["deduction_days"] != days or c["review"]:
+            wrong.append(f"{c['customer']}: got {got}, {c['notification']['deduction_days']} deduction days, "
+                         f"review {c['review']}; want {want}, {days}")
+    return wrong
+
+
+def profile(trace: list[Trace], top: int) -> None:
+    """Where the report's time went: HTTP wall time, Prometheus' own time, bytes, Python JSON decoding."""
+    wall = sum(t.seconds for t in trace)
+    server = sum(t.server_seconds or 0 for t in trace)
+    decode = sum(t.decode_seconds for t in trace)
+    size = sum(t.response_bytes for t in trace)
+    samples = sum(t.samples or 0 for t in trace)
+    print(f"profile: {len(trace)} requests, HTTP wall {wall:.2f} s (Prometheus exec {server:.2f} s, "
+          f"JSON decode {decode:.2f} s), {size / 1e6:.1f} MB, {samples:,} samples scanned")
+    for t in sorted(trace, key=lambda t: -t.seconds)[:top]:
+        print(f"  {t.seconds:7.3f} s  server {t.server_seconds or 0:7.3f} s  {t.response_bytes / 1e3:9.1f} kB  "
+              f"{t.samples or 0:>12,} samples  {t.query[:110]}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--scrape-interval", type=int, default=3600)
+    parser.add_argument("--workdir", type=Path, help="keep the TSDB here (under /tmp) and reuse it on the next run "
+                        "with the same --customers/--scrape-interval; default: a temporary directory")
+    parser.add_argument("--top", type=int, default=12, help="slowest queries to list")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="report-bench-") as tmp:
-        work = Path(tmp)
-        t0 = time.monotonic()
-        samples = write(work / "data.om", args.customers, args.scrape_interval)
-        t1 = time.monotonic()
-        backfill(work / "data.om", work / "tsdb", timeout=3600)
-        (work / "data.om").unlink()
-        t2 = time.monotonic()
-        print(f"generated {samples:,} samples in {t1 - t0:.1f} s; promtool backfill {t2 - t1:.1f} s")
+    with contextlib.ExitStack() as stack:
+        work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="report-bench-")))
+        work.mkdir(parents=True, exist_ok=True)
+        marker = work / f"tsdb-{args.customers}-{args.scrape_interval}-v2.done"  # v2: with the missed counter
+        if not marker.exists():
+            shutil.rmtree(work / "tsdb", ignore_errors=True)
+            t0 = time.monotonic()
+            samples = write(work / "data.om", args.customers, args.scrape_interval)
+            t1 = time.monotonic()
+            backfill(work / "data.om", work / "tsdb", timeout=4 * 3600)
+            (work / "data.om").unlink()
+            t2 = time.monotonic()
+            marker.write_text(f"{samples}\n", encoding="utf-8")
+            print(f"generated {samples:,} samples in {t1 - t0:.1f} s; promtool backfill {t2 - t1:.1f} s", flush=True)
+        else:
+            print(f"reusing {work / 'tsdb'} ({int(marker.read_text()):,} samples)", flush=True)
         specs = [CustomerSpec(f"c{i:05d}", f"C{i}", "UTC", 0.999, ("connectivity", "power"))
                  for i in range(args.customers)]
         with prometheus(work / "tsdb", work) as prom:
-            client = PrometheusClient(ClientConfig(prom.url, timeout=300))
+            client = PrometheusClient(ClientConfig(prom.url, timeout=300, stats=True))
             t3 = time.monotonic()
             statement = build_statement(client, MONTH, specs, Ledger(), Options(scrape_interval=args.scrape_interval))
             t4 = time.monotonic()
         outages = sum(len(s["outages"]) for c in statement["customers"] for s in c["services"])
         print(f"report: {args.customers} customers, {outages} outages, {client.requests_made} HTTP requests, "
               f"{t4 - t3:.1f} s; review items {len(statement['review'])}")
+        wrong = check(statement, args.scrape_interval)
+        print(f"exact: {args.customers - len(wrong)}/{args.customers} customers equal the generated truth"
+              + "".join(f"\n  {w}" for w in wrong[:10]))
+        profile(client.trace, args.top)
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from threenines.inventory import Inventory
 from threenines.report.collect import (
     M_OUTAGE,
+    M_UP,
     Evidence,
     missed_notifications,
     outages_from_ledger,
@@ -69,6 +70,7 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         by_zone[spec.timezone].append(spec)
     only_zone = len(by_zone) > 1
     customers: list[dict] = []
+    sampled = False
     for timezone, members in sorted(by_zone.items()):
         start, end = month.window(members[0].zone)
         if end > now and not allow_incomplete:
@@ -78,8 +80,9 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         ids = [m.id for m in members]
         evidence = service_evidence(client, [(m.id, m.services) for m in members], start, end,
                                     options.scrape_interval, only_zone)
+        sampled = sampled or any(ev.samples for ev in evidence.values())
         bounds = (outages_from_ledger(outage_ledger, start, end) if outage_ledger
-                  else outages_from_prometheus(client, ids, start, end, options.scrape_interval, only_zone))
+                  else outages_from_prometheus(client, evidence, start, end, options.scrape_interval))
         misses = missed_notifications(client, ids, start, end, only_zone)
         for spec in members:
             per_service: dict[str, Evidence] = {}
@@ -88,6 +91,9 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
                 ev.outages = bounds.get((spec.id, service), [])
                 per_service[service] = ev
             customers.append(customer_statement(spec, month, per_service, ledger, misses.get(spec.id, []), options))
+    if not sampled:
+        raise PrometheusError(f"Prometheus has no {M_UP} samples of these customers in the month at all: wrong "
+                              "--prometheus, wrong tenant header, or retention does not cover the month")
     customers.sort(key=lambda c: c["customer"])
     return {
         "schema": SCHEMA,
@@ -104,12 +110,9 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
 
 
 def _check_retention(client: PrometheusClient, start: int, end: int, allow_incomplete: bool) -> None:
-    """Refuse a month Prometheus does not hold from its first hour: that would read as a silent 100%."""
+    """Refuse a month Prometheus does not hold from its first hour: that would read as a silent 100%.
+    (A month with no samples at all is refused after the coverage query, which counts them anyway.)"""
     first = client.vector(f"count(count_over_time({M_OUTAGE}[3600s] @ {start + 3600}))", end)
-    last = client.vector(f"count(count_over_time({M_OUTAGE}[{end - start}s] @ {end}))", end)
-    if not last:
-        raise PrometheusError(f"Prometheus has no {M_OUTAGE} samples in the month at all: wrong --prometheus, "
-                              "wrong tenant header, or retention does not cover the month")
     if not first and not allow_incomplete:
         raise PrometheusError(f"Prometheus has no {M_OUTAGE} samples in the month's first hour: its retention (or "
                               "the exporter's history) does not cover the whole month; --allow-incomplete to "

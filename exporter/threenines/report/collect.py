@@ -23,13 +23,21 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from threenines.report.promclient import PrometheusClient
 
 Key = tuple[str, str]  # (customer, service)
+LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them
+T = TypeVar("T")
+RAW_BATCH = 200  # customers per raw-sample query (bounds the answer's size)
+SUSPECT_BATCH = 500  # customers per outage-run subquery
+RUN_BATCH = 100  # outage runs per bounds query
+RUN_LABEL = "threenines_report_run"
 LOOKBACK = 300  # Prometheus' default lookback delta: `x @ t` is the last sample in (t - 5m, t]
 OUTAGE_MARGIN = 6 * 3600  # outages determined after month end but started before it are looked for this far
 
@@ -67,8 +75,8 @@ class Evidence:
     samples: int = 0
     gap_seconds: float = 0.0
     down_samples: int = 0
-    unknown_samples: int = 0
     has_data: bool = False
+    rose_after_end: bool = False  # the outage counter rose in the hours after the month (determined later)
     outages: list[Outage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -89,35 +97,19 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _labels(key: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    return dict(key)
+def parallel(client: PrometheusClient, calls: dict[str, Callable[[], T]]) -> dict[str, T]:
+    """Run independent queries at once: Prometheus evaluates each query on one core, so the month-long scans
+    of one report step overlap instead of queueing. The first failure is raised (nothing is half-answered)."""
+    workers = max(1, min(client.config.concurrency, len(calls)))
+    if workers == 1:
+        return {name: call() for name, call in calls.items()}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(call) for name, call in calls.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
-def counter_deltas(client: PrometheusClient, metric: str, sel: str, start: int, end: int
-                   ) -> dict[Key, tuple[float, list[str]]]:
-    """Exact increase of a per customer/service counter over (start, end], reset-aware, per series."""
-    length = end - start
-    at_end = client.vector(f"{metric}{sel} @ {end}", end)
-    at_start = client.vector(f"{metric}{sel} @ {start}", end)
-    resets = client.vector(f"resets({metric}{sel}[{length + LOOKBACK}s] @ {end})", end)
-    out: dict[Key, tuple[float, list[str]]] = {}
-    slow: list[tuple[tuple[str, str], ...]] = []
-    for labels, value in at_end.items():
-        if labels in at_start and resets.get(labels, 0) == 0 and value >= at_start[labels]:
-            lab = _labels(labels)
-            out[(lab["customer"], lab["service"])] = (value - at_start[labels], [])
-        else:
-            slow.append(labels)
-    # Series with a reset, or without a sample near an edge: raw samples for just those series.
-    for labels in set(resets) - set(at_end):
-        if resets[labels] or labels not in at_end:
-            slow.append(labels)
-    for labels in dict.fromkeys(slow):
-        lab = _labels(labels)
-        one = _exact(lab)
-        raw = client.matrix(f"{metric}{one}[{length + LOOKBACK}s] @ {end}", end)
-        out[(lab["customer"], lab["service"])] = raw_delta(raw.get(labels, []), start, end)
-    return out
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def raw_delta(samples: list[tuple[float, float]], start: float, end: float) -> tuple[float, list[str]]:
@@ -138,59 +130,132 @@ def raw_delta(samples: list[tuple[float, float]], start: float, end: float) -> t
     return total, notes
 
 
+def _raw_samples(client: PrometheusClient, metric: str, wanted: set[LabelKey], length: int, end: int
+                 ) -> dict[LabelKey, list[tuple[float, float]]]:
+    """Raw samples of just these series: one range query per RAW_BATCH customers (a customer regex), not one
+    per series; series of those customers that were not asked for are dropped here."""
+    customers = sorted({dict(labels)["customer"] for labels in wanted})
+    out: dict[LabelKey, list[tuple[float, float]]] = {}
+    calls = {str(i): (lambda part=part: client.matrix(f"{metric}{selector(part)}[{length}s] @ {end}", end))
+             for i, part in enumerate(_chunks(customers, RAW_BATCH))}
+    for answer in parallel(client, calls).values():
+        out.update({labels: samples for labels, samples in answer.items() if labels in wanted})
+    return out
+
+
+def _customer_service(labels: LabelKey) -> Key:
+    lab = dict(labels)
+    return lab.get("customer", ""), lab.get("service", "")
+
+
 def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[str, ...]]], start: int, end: int,
                      scrape_interval: float, only_zone: bool) -> dict[Key, Evidence]:
-    """Counters, coverage and state-gauge cross-checks for customers sharing one month window."""
+    """Counters, coverage and state-gauge cross-checks for customers sharing one month window.
+
+    One query per question for the whole fleet (or zone): the counters at both month edges, which counters
+    reset in the month (`resets(...) > 0`, so only the few that did come back), the state gauge's sample count
+    (coverage) and sum (down samples), and which outage counters rose after the month end (an outage
+    determined after it). Only series that reset or lack an edge sample get their raw samples, in one batched
+    query per metric. The month-long scans run side by side (`parallel`).
+    """
     sel = selector((c for c, _ in customers)) if only_zone else "{}"
     length = end - start
-    evidence = {(c, s): Evidence(c, s, start, end) for c, services in customers for s in services}
-    for (customer, service), (delta, notes) in counter_deltas(client, M_OUTAGE, sel, start, end).items():
-        if (customer, service) in evidence:
-            evidence[(customer, service)].outage_counter = delta
-            evidence[(customer, service)].notes.extend(notes)
-            evidence[(customer, service)].has_data = True
-    for (customer, service), (delta, _notes) in counter_deltas(client, M_UNKNOWN, sel, start, end).items():
-        if (customer, service) in evidence:
-            evidence[(customer, service)].unknown_counter = delta
+    hi = end + OUTAGE_MARGIN
+    edges = f"[{length + LOOKBACK}s] @ {end}"
     # Prometheus 2.x range selectors include a sample exactly at the left edge; (start, end] is wanted.
     window = f"[{length * 1000 - 1}ms] @ {end}"
-    counts = client.vector(f"count_over_time({M_KNOWN}{sel}{window})", end)
-    known = client.vector(f"sum_over_time({M_KNOWN}{sel}{window})", end)
-    ups = client.vector(f"sum_over_time({M_UP}{sel}{window})", end)
-    up_counts = client.vector(f"count_over_time({M_UP}{sel}{window})", end)
-    for labels, count in counts.items():
-        lab = _labels(labels)
-        ev = evidence.get((lab.get("customer", ""), lab.get("service", "")))
-        if ev is None:
-            continue
-        ev.samples = int(count)
-        ev.gap_seconds = max(0.0, length - count * scrape_interval)
-        ev.unknown_samples = int(count - known.get(labels, count))
-        ev.down_samples = int(up_counts.get(labels, 0) - ups.get(labels, 0))
+    queries = {
+        "outage_resets": f"resets({M_OUTAGE}{sel}{edges}) > 0",
+        "unknown_resets": f"resets({M_UNKNOWN}{sel}{edges}) > 0",
+        "samples": f"count_over_time({M_UP}{sel}{window})",
+        "up_sum": f"sum_over_time({M_UP}{sel}{window})",
+        "outage_end": f"{M_OUTAGE}{sel} @ {end}",
+        "outage_start": f"{M_OUTAGE}{sel} @ {start}",
+        "unknown_end": f"{M_UNKNOWN}{sel} @ {end}",
+        "unknown_start": f"{M_UNKNOWN}{sel} @ {start}",
+        "outage_later": f"(max_over_time({M_OUTAGE}{sel}[{OUTAGE_MARGIN}s] @ {hi}) > {M_OUTAGE}{sel} @ {end}) or "
+                        f"(resets({M_OUTAGE}{sel}[{OUTAGE_MARGIN}s] @ {hi}) > 0)",
+    }
+    got = parallel(client, {name: (lambda q=q: client.vector(q, end)) for name, q in queries.items()})
+    evidence = {(c, s): Evidence(c, s, start, end) for c, services in customers for s in services}
+    for labels, count in got["samples"].items():
+        ev = evidence.get(_customer_service(labels))
+        if ev is not None:
+            ev.samples = int(count)
+            ev.gap_seconds = max(0.0, length - count * scrape_interval)
+            ev.down_samples = int(count - got["up_sum"].get(labels, count))
+    seen = {labels for labels, count in got["samples"].items() if count > 0}
+    outage = _deltas(got["outage_end"], got["outage_start"], got["outage_resets"], seen)
+    unknown = _deltas(got["unknown_end"], got["unknown_start"], got["unknown_resets"], seen)
+    slow = parallel(client, {
+        "outage": lambda: _raw_samples(client, M_OUTAGE, outage[1], length + LOOKBACK, end),
+        "unknown": lambda: _raw_samples(client, M_UNKNOWN, unknown[1], length + LOOKBACK, end)})
+    for (fast, wanted), raw, attr in ((outage, slow["outage"], "outage_counter"),
+                                      (unknown, slow["unknown"], "unknown_counter")):
+        figures = {labels: (delta, []) for labels, delta in fast.items()}
+        figures.update({labels: raw_delta(raw.get(labels, []), start, end) for labels in wanted})
+        for labels, (delta, notes) in figures.items():
+            ev = evidence.get(_customer_service(labels))
+            if ev is None:
+                continue
+            setattr(ev, attr, delta)
+            if attr == "outage_counter":
+                ev.notes.extend(notes)
+                ev.has_data = True
+    for labels in got["outage_later"]:
+        ev = evidence.get(_customer_service(labels))
+        if ev is not None:
+            ev.rose_after_end = True
     for ev in evidence.values():
         if not ev.samples:
             ev.gap_seconds = float(length)
-            ev.notes.append("no samples of threenines_customer_service_known in the month")
+            ev.notes.append(f"no samples of {M_UP} in the month")
     return evidence
 
 
-def outages_from_prometheus(client: PrometheusClient, customers: list[str], start: int, end: int,
-                            scrape_interval: float, only_zone: bool) -> dict[Key, list[Outage]]:
-    """Per-target outage runs overlapping [start, end), with exact ends where the counter allows."""
-    sel = selector(customers) if only_zone else "{}"
+def _deltas(at_end: dict[LabelKey, float], at_start: dict[LabelKey, float], resets: dict[LabelKey, float],
+            seen: set[LabelKey]) -> tuple[dict[LabelKey, float], set[LabelKey]]:
+    """Exact counter increases `end - start` where that is exact; the rest need their raw samples: a reset in
+    the month, no sample near an edge (born, gone or scraped late), or a value that went down."""
+    fast: dict[LabelKey, float] = {}
+    slow: set[LabelKey] = set()
+    for labels, value in at_end.items():
+        if labels in at_start and labels not in resets and value >= at_start[labels]:
+            fast[labels] = value - at_start[labels]
+        else:
+            slow.add(labels)
+    slow.update(labels for labels in (set(at_start) | set(resets) | seen) if labels not in at_end)
+    return fast, slow
+
+
+def outages_from_prometheus(client: PrometheusClient, evidence: dict[Key, Evidence], start: int, end: int,
+                            scrape_interval: float) -> dict[Key, list[Outage]]:
+    """Per-target outage runs overlapping [start, end), with exact ends where the counter allows.
+
+    Only services with outage evidence are read: the outage counter rose in the month or after it (an
+    outage determined later), it reset or lacks an edge sample, or the state gauge read 0. A subquery of a
+    filter returns grid points only where an outage is open, for those customers only.
+    """
     step = int(scrape_interval)
     hi = end + OUTAGE_MARGIN
     span = hi - start + OUTAGE_MARGIN
-    # A subquery of a filter returns grid points only where an outage is open: small even for a fleet.
-    runs = client.matrix(f"({M_T_START}{sel} > 0)[{span}s:{step}s] @ {hi}", hi)
+    suspects = sorted({ev.customer for ev in evidence.values()
+                       if ev.outage_counter > 0 or ev.down_samples > 0 or ev.rose_after_end
+                       or any("no sample" in note for note in ev.notes)})
+    calls = {str(i): (lambda part=part: client.matrix(f"({M_T_START}{selector(part)} > 0)[{span}s:{step}s] @ {hi}",
+                                                      hi))
+             for i, part in enumerate(_chunks(suspects, SUSPECT_BATCH))}
+    runs: list[tuple[dict[str, str], float, float, float, bool]] = []
+    for answer in parallel(client, calls).values():
+        for labels, points in answer.items():
+            lab = dict(labels)
+            for first_failed, t_first, t_last, gaps in _split_runs(points, step):
+                if first_failed >= end or t_last + step <= start:
+                    continue
+                runs.append((lab, first_failed, t_first, t_last, gaps))
     out: dict[Key, list[Outage]] = defaultdict(list)
-    for labels, points in runs.items():
-        lab = _labels(labels)
-        for first_failed, t_first, t_last, gaps in _split_runs(points, step):
-            if first_failed >= end or t_last + step <= start:
-                continue
-            out[(lab["customer"], lab["service"])].append(
-                _bounded(client, lab, first_failed, t_first, t_last, gaps, step, hi))
+    for (lab, *_), outage in zip(runs, _bounded(client, runs, step, hi), strict=True):
+        out[(lab["customer"], lab["service"])].append(outage)
     return out
 
 
@@ -207,20 +272,41 @@ def _split_runs(points: list[tuple[float, float]], step: int) -> list[tuple[floa
     return [tuple(run) for run in runs]  # type: ignore[misc]
 
 
-def _bounded(client: PrometheusClient, lab: dict[str, str], first_failed: float, t_first: float, t_last: float,
-             gap: bool, step: int, hi: int) -> Outage:
-    one = _exact(lab)
-    t_prev, t_next = t_first - step, t_last + step
-    determined = client.vector(f"{M_T_DETERMINED}{one} @ {t_first}", t_first)
-    det = next(iter(determined.values()), None)
-    if t_next > hi:  # still open at the end of what we looked at
-        return Outage(lab["target"], first_failed, t_last, det, False, "prometheus", open=True)
-    delta = client.vector(f"{M_T_OUTAGE}{one} @ {t_next} - {M_T_OUTAGE}{one} @ {t_prev}", t_next)
-    resets = client.vector(f"resets({M_T_OUTAGE}{one}[{t_next - t_prev}s] @ {t_next})", t_next)
-    seconds = next(iter(delta.values()), None)
-    exact = not gap and seconds is not None and not any(resets.values()) and first_failed + seconds > t_last - step
-    end = first_failed + seconds if exact and seconds is not None else t_next
-    return Outage(lab["target"], first_failed, end, det, exact, "prometheus")
+def _tag(expr: str, run: int, question: str) -> str:
+    return f'label_replace({expr}, "{RUN_LABEL}", "{run}:{question}", "", "")'
+
+
+def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, float, float, bool]], step: int,
+             hi: int) -> list[Outage]:
+    """Bounds of every run from three instant questions per run (determined time, counter increase across the
+    run, resets in it), asked for RUN_BATCH runs per query (each tagged with a label) instead of per run."""
+    exprs: list[str] = []
+    for i, (lab, _first_failed, t_first, t_last, _gap) in enumerate(runs):
+        one = _exact(lab)
+        t_prev, t_next = t_first - step, t_last + step
+        exprs.append(_tag(f"{M_T_DETERMINED}{one} @ {t_first}", i, "determined"))
+        if t_next <= hi:
+            exprs.append(_tag(f"{M_T_OUTAGE}{one} @ {t_next} - {M_T_OUTAGE}{one} @ {t_prev}", i, "seconds"))
+            exprs.append(_tag(f"resets({M_T_OUTAGE}{one}[{t_next - t_prev}s] @ {t_next})", i, "resets"))
+    calls = {str(i): (lambda part=part: client.vector(" or ".join(part), hi))
+             for i, part in enumerate(_chunks(exprs, 3 * RUN_BATCH))}
+    answers: dict[tuple[int, str], float] = {}
+    for answer in parallel(client, calls).values():
+        for labels, value in answer.items():
+            run, question = dict(labels)[RUN_LABEL].split(":")
+            answers[(int(run), question)] = value
+    out = []
+    for i, (lab, first_failed, _t_first, t_last, gap) in enumerate(runs):
+        det = answers.get((i, "determined"))
+        if t_last + step > hi:  # still open at the end of what we looked at
+            out.append(Outage(lab["target"], first_failed, t_last, det, False, "prometheus", open=True))
+            continue
+        seconds = answers.get((i, "seconds"))
+        exact = (not gap and seconds is not None and not answers.get((i, "resets"))
+                 and first_failed + seconds > t_last - step)
+        end = first_failed + seconds if exact and seconds is not None else t_last + step
+        out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus"))
+    return out
 
 
 def outages_from_ledger(path: str | Path, start: int, end: int) -> dict[Key, list[Outage]]:
@@ -239,18 +325,18 @@ def outages_from_ledger(path: str | Path, start: int, end: int) -> dict[Key, lis
 
 def missed_notifications(client: PrometheusClient, customers: list[str], start: int, end: int,
                          only_zone: bool) -> dict[str, list[tuple[float, float]]]:
-    """Raw (time, increase) of the missed-deadline counter inside (start, end] for customers that missed any."""
+    """Raw (time, increase) of the missed-deadline counter inside (start, end] for customers that missed any:
+    one fleet-wide query finds them, one batched range query per RAW_BATCH of them reads their samples."""
     sel = selector(customers) if only_zone else "{}"
     length = end - start
     candidates = client.vector(
         f"(({M_MISSED}{sel} @ {end} - {M_MISSED}{sel} @ {start}) > 0) or (resets({M_MISSED}{sel}[{length}s] @ {end})"
         f" > 0) or ({M_MISSED}{sel} @ {end} > 0 unless {M_MISSED}{sel} @ {start})", end)
+    raw = _raw_samples(client, M_MISSED, set(candidates), length + LOOKBACK, end)
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for labels in candidates:
-        lab = _labels(labels)
-        one = _exact(lab)
-        raw = client.matrix(f"{M_MISSED}{one}[{length + LOOKBACK}s] @ {end}", end)
-        samples = raw.get(labels, next(iter(raw.values()), []))
+        customer = dict(labels)["customer"]
+        samples = raw.get(labels, [])
         before = [v for t, v in samples if t <= start]
         previous = before[-1] if before else 0.0  # a series born inside the month starts from zero
         for t, value in samples:
@@ -258,6 +344,6 @@ def missed_notifications(client: PrometheusClient, customers: list[str], start: 
                 continue
             increase = value - previous if value >= previous else value
             if increase > 0:
-                out[lab["customer"]].append((t, increase))
+                out[customer].append((t, increase))
             previous = value
     return out

@@ -8,6 +8,7 @@ messages or reprs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,21 @@ class ClientConfig:
     bearer_token: str | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict)
     allow_partial: bool = False
+    concurrency: int = 4  # queries of one report step sent at once (Prometheus runs each on its own core)
+    stats: bool = False  # ask Prometheus for per-query timings and samples scanned (stats=all), kept in .trace
+
+
+@dataclass
+class Trace:
+    """One API call: what was asked, how long it took end to end and on the server, how much came back."""
+
+    path: str
+    query: str
+    seconds: float  # wall time of the HTTP call, including retries
+    decode_seconds: float  # Python's JSON decoding of the answer
+    response_bytes: int
+    server_seconds: float | None = None  # Prometheus' execTotalTime (stats=all)
+    samples: int | None = None  # Prometheus' totalQueryableSamples (stats=all)
 
 
 class PrometheusClient:
@@ -70,6 +86,8 @@ class PrometheusClient:
             self.session.cert = config.cert
         self.warnings: list[str] = []
         self.requests_made = 0
+        self.trace: list[Trace] = []
+        self._lock = threading.Lock()  # the report sends independent queries from a few threads
 
     def close(self) -> None:
         self.session.close()
@@ -110,12 +128,16 @@ class PrometheusClient:
 
     def _call(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         url = f"{self.base}{path}"
+        if self.config.stats:
+            params = {**params, "stats": "all"}
+        began = time.perf_counter()
         attempts = self.config.retries + 1
         last: str = ""
         for attempt in range(attempts):
             if attempt:
                 self._sleep(self.config.backoff * 2 ** (attempt - 1))
-            self.requests_made += 1
+            with self._lock:
+                self.requests_made += 1
             try:
                 # POST: a fleet's label matchers make URLs longer than proxies accept.
                 response = self.session.post(url, data=params, timeout=self.config.timeout)
@@ -129,7 +151,15 @@ class PrometheusClient:
                 last = f"HTTP {response.status_code}: {_error_text(response)}"
                 log.warning("prometheus %s attempt %d/%d failed: %s", path, attempt + 1, attempts, last)
                 continue
-            return self._decode(response, params.get("query", ""))
+            decoding = time.perf_counter()
+            data = self._decode(response, params.get("query", ""))
+            done = time.perf_counter()
+            stats = data.get("stats") if isinstance(data.get("stats"), dict) else {}
+            with self._lock:
+                self.trace.append(Trace(path, params.get("query", ""), done - began, done - decoding,
+                                        len(response.content), stats.get("timings", {}).get("execTotalTime"),
+                                        stats.get("samples", {}).get("totalQueryableSamples")))
+            return data
         if last.startswith("HTTP"):
             raise PrometheusQueryError(f"{self.base}{path} failed after {attempts} attempts: {last}")
         raise PrometheusUnreachable(f"cannot reach Prometheus at {self.base} after {attempts} attempts ({last}); "
@@ -149,7 +179,8 @@ class PrometheusClient:
                                        f"{body.get('errorType', '?')}): {body.get('error', '')}")
         warnings = [str(w) for w in body.get("warnings") or []]
         if warnings:
-            self.warnings.extend(warnings)
+            with self._lock:
+                self.warnings.extend(warnings)
             if not self.config.allow_partial:
                 raise PrometheusPartialData(f"query {expr!r} returned partial data: {'; '.join(warnings)}")
         data = body.get("data")
