@@ -1,0 +1,120 @@
+"""Power through Zabbix: snmpsim UPS and PDUs polled by `threenines serve`, scraped by a real Zabbix 6.0 through
+the generated template. The UPS on battery, a dead SNMP device and a customer's outlet switched off become the
+template's triggers, for that device/customer only; discovered items carry the exporter's values."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.foundation.exporter_process import sample, scrape, serve
+from tests.snmp.agents import FIXTURES, snmpset, snmpsim
+from tests.support import free_port, wait_until
+from tests.zabbix.stack import ZabbixStack
+from threenines.cli import main
+from threenines.zabbix.api import ZabbixApi
+
+STATE = "1.3.6.1.4.1.318.1.1.26.9.2.3.1.5"  # rPDU2OutletSwitchedStatusState: off(1) on(2)
+HOST = "threenines exporter power-e2e"
+CUSTOMER = "power-e2e"
+
+
+def _inventory(agent: str, dead_port: int) -> str:
+    return f"""
+auth:
+  - {{id: a, version: 2c, community: {{env: ZBX_PDU_A}}}}
+  - {{id: b, version: 2c, community: {{env: ZBX_PDU_B}}}}
+  - {{id: u, version: 2c, community: {{env: ZBX_UPS}}}}
+  - {{id: d, version: 2c, community: {{env: ZBX_DEAD}}}}
+devices:
+  - {{id: ups-z, type: ups, address: "{agent}", auth: u, interval: 1s, timeout: 300ms, retries: 0}}
+  - {{id: pdu-za, type: pdu, address: "{agent}", auth: a, input: ups-z, interval: 1s, timeout: 300ms, retries: 0}}
+  - {{id: pdu-zb, type: pdu, address: "{agent}", auth: b, profile: apc-rpdu2, interval: 1s, timeout: 300ms,
+      retries: 0}}
+  - {{id: dead-z, type: pdu, address: "127.0.0.1:{dead_port}", auth: d, interval: 1s, timeout: 300ms, retries: 0}}
+customers:
+  - id: {CUSTOMER}
+    timezone: UTC
+    contacts: {{version: "1", notify: [{{email: noc@example.com}}]}}
+    power:
+      interval: 1s
+      feeds:
+        - {{id: A, pdu: pdu-za, outlets: ["1"]}}
+        - {{id: B, pdu: pdu-za, outlets: ["2"]}}
+"""
+
+
+def _items(api: ZabbixApi, hostid: str, key: str) -> dict[str, dict]:
+    found = api.call("item.get", {"output": ["key_", "lastvalue", "lastclock"], "hostids": [hostid],
+                                  "search": {"key_": key}, "startSearch": True})
+    return {i["key_"]: i for i in found if i["lastclock"] != "0"}
+
+
+def _problem_names(api: ZabbixApi, hostid: str) -> set[str]:
+    return {p["name"] for p in api.call("problem.get", {"output": ["name"], "hostids": [hostid], "recent": False})}
+
+
+def test_ups_on_battery_dead_device_and_customer_outlet_off_reach_zabbix(
+        zabbix: ZabbixStack, api: ZabbixApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ZABBIX_PASSWORD", "zabbix")
+    for name, community in (("ZBX_PDU_A", "pdu-a"), ("ZBX_PDU_B", "pdu-b"), ("ZBX_UPS", "ups-mib-on-battery"),
+                            ("ZBX_DEAD", "nobody")):
+        monkeypatch.setenv(name, community)
+    recordings = [FIXTURES / "pdu-a.snmprec", FIXTURES / "pdu-b.snmprec", FIXTURES / "ups-mib-on-battery.snmprec"]
+    with snmpsim(recordings, tmp_path) as agent:
+        config = tmp_path / "inventory.yml"
+        config.write_text(_inventory(agent.address, free_port(socket.SOCK_DGRAM)))
+        proc, http_port = serve(tmp_path, config)
+        with proc:
+            code = main(["zabbix-sync", "--config", str(config), "--url", zabbix.api_url, "--user", "Admin",
+                         "--exporter-url", f"http://127.0.0.1:{http_port}/metrics", "--host-name", HOST,
+                         "--scrape-interval", "2s", "--import-templates"])
+            assert code == 0, capsys.readouterr()
+            [host] = api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}})
+            hostid = host["hostid"]
+
+            expected = {"UPS ups-z: on battery", "Device dead-z: SNMP device unreachable"}
+            wait_until(lambda: expected <= _problem_names(api, hostid), 90, 1, "UPS and device problems")
+            text = scrape(http_port)
+            assert sample(text, "threenines_ups_output_source", device="ups-z", source="battery") == 1
+            ups = wait_until(lambda: (lambda i: i if len(i) >= 3 else None)(
+                {**_items(api, hostid, "threenines.ups.source"), **_items(api, hostid, "threenines.ups.runtime"),
+                 **_items(api, hostid, "threenines.ups.charge")}), 30, 1, "UPS items")
+            assert ups['threenines.ups.source["ups-z"]']["lastvalue"] == "battery"
+            assert float(ups['threenines.ups.runtime["ups-z"]']["lastvalue"]) == sample(
+                text, "threenines_ups_battery_runtime_seconds", device="ups-z")
+            assert float(ups['threenines.ups.charge["ups-z"]']["lastvalue"]) == sample(
+                text, "threenines_ups_battery_charge_ratio", device="ups-z")
+
+            # Only outlets the inventory maps to a customer get the customer-outlet item and trigger.
+            outlet_key = f'threenines.pdu.customer_outlet.on["{CUSTOMER}","pdu-za","1"]'
+            wait_until(lambda: outlet_key in _items(api, hostid, "threenines.pdu.customer_outlet.on"), 30, 1,
+                       "the customer's outlet item")
+            customer_outlets = api.call("item.get", {"output": ["key_"], "hostids": [hostid],
+                                                     "search": {"key_": "threenines.pdu.customer_outlet.on"}})
+            assert sorted(i["key_"] for i in customer_outlets) == sorted([
+                outlet_key, f'threenines.pdu.customer_outlet.on["{CUSTOMER}","pdu-za","2"]'])
+            all_outlets = api.call("item.get", {"output": ["key_"], "hostids": [hostid],
+                                                "search": {"key_": "threenines.pdu.outlet.on"}})
+            assert len(all_outlets) > len(customer_outlets)
+            assert not any("outlet" in name for name in _problem_names(api, hostid))
+
+            # snmpsim's writecache is keyed by OID across recordings: this also switches pdu-zb's outlet 1 (which
+            # no customer uses), so feed B is the other outlet of pdu-za.
+            snmpset(agent.address, "pdu-a", f"{STATE}.1", "i", "1")
+            try:
+                wait_until(lambda: f"{CUSTOMER}: outlet pdu-za/1 off" in _problem_names(api, hostid), 30, 0.5,
+                           "the customer-outlet problem")
+                # Feed B still powers the customer: no power outage for the contract, even after the power
+                # threshold (2 × 1 s) and two more scrapes have passed.
+                time.sleep(2 + 2 * 2)
+                assert sample(scrape(http_port), "threenines_service_up", customer=CUSTOMER, service="power") == 1
+                assert not any("service unavailable" in name for name in _problem_names(api, hostid))
+            finally:
+                snmpset(agent.address, "pdu-a", f"{STATE}.1", "i", "2")
+            wait_until(lambda: f"{CUSTOMER}: outlet pdu-za/1 off" not in _problem_names(api, hostid), 30, 0.5,
+                       "the outlet problem to clear")
