@@ -63,7 +63,7 @@ def _series() -> list[Series]:
 
 @pytest.fixture(scope="module")
 def statement(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    with serve_series(_series(), tmp_path_factory.mktemp("disagree")) as prom:
+    with serve_series(_series(), tmp_path_factory.mktemp("disagree"), max_block_duration="1488h") as prom:
         specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in ("fine", "liar", "phantom", "late")]
         client = PrometheusClient(ClientConfig(prom.url, timeout=30))
         return build_statement(client, Month(2026, 10), specs, Ledger(), Options(scrape_interval=STEP))
