@@ -27,21 +27,21 @@ INTERVAL = 2  # contract probe interval in this test (the contract's 5 min, shru
 THRESHOLD = 2
 SCRAPE = 2  # Zabbix scrape interval of /metrics
 HOST = "threenines exporter e2e"
-ACME, GLOBEX = "acme-e2e", "globex-e2e"  # not the example inventory's ids: the sync tests share this Zabbix
+ACME, GLOBEX = "acme_e2e", "globex_e2e"  # not the example inventory's ids: the sync tests share this Zabbix
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 def _inventory(ns_address: str) -> str:
     return f"""
 customers:
-  - id: acme-e2e
+  - id: {ACME}
     timezone: Europe/Amsterdam
     objective: 99.9%
     contacts: {{version: '1', notify: [{{email: noc@acme.example}}]}}
     ping: {{interval: {INTERVAL}s, threshold: {THRESHOLD}, packets: 1, timeout: 500ms}}
     ports:
       - {{id: ns-port, address: '{ns_address}'}}
-  - id: globex-e2e
+  - id: {GLOBEX}
     timezone: America/New_York
     objective: 99.95%
     contacts: {{version: '1', notify: [{{email: noc@globex.example}}]}}
