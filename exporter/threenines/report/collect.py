@@ -35,6 +35,7 @@ Key = tuple[str, str]  # (customer, service)
 LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them
 T = TypeVar("T")
 RAW_BATCH = 200  # customers per raw-sample query (bounds the answer's size)
+MAX_SAMPLES = 10_000_000  # samples one month-long query may load: Prometheus refuses > --query.max-samples (50M)
 SUSPECT_BATCH = 500  # customers per outage-run subquery
 RUN_BATCH = 100  # outage runs per bounds query
 RUN_LABEL = "threenines_report_run"
@@ -112,6 +113,21 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def shards(customers: list[tuple[str, tuple[str, ...]]], only_zone: bool, samples_per_series: float,
+           budget: int = MAX_SAMPLES) -> list[str]:
+    """Selectors splitting the fleet so one query loads at most `budget` samples.
+
+    Prometheus loads a range selector's samples for all matched series at once and refuses a query above
+    --query.max-samples (default 50M): 5,000 customers × 2 services at a 5-minute scrape are 89M samples a
+    month, at 60 s 446M. Shards are customer regexes; their queries also spread over Prometheus' cores.
+    """
+    per_customer = max((len(services) for _, services in customers), default=1) * samples_per_series
+    if not customers or per_customer * len(customers) <= budget:
+        return [selector(c for c, _ in customers) if only_zone else "{}"]
+    size = max(1, int(budget // max(per_customer, 1)))
+    return [selector(part) for part in _chunks(sorted(c for c, _ in customers), size)]
+
+
 def raw_delta(samples: list[tuple[float, float]], start: float, end: float) -> tuple[float, list[str]]:
     """Sum of increases of raw counter samples over (start, end]; a drop is a reset and counts from zero."""
     notes: list[str] = []
@@ -149,7 +165,7 @@ def _customer_service(labels: LabelKey) -> Key:
 
 
 def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[str, ...]]], start: int, end: int,
-                     scrape_interval: float, only_zone: bool) -> dict[Key, Evidence]:
+                     scrape_interval: float, only_zone: bool, budget: int = MAX_SAMPLES) -> dict[Key, Evidence]:
     """Counters, coverage and state-gauge cross-checks for customers sharing one month window.
 
     One query per question for the whole fleet (or zone): the counters at both month edges, which counters
@@ -158,25 +174,30 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
     determined after it). Only series that reset or lack an edge sample get their raw samples, in one batched
     query per metric. The month-long scans run side by side (`parallel`).
     """
-    sel = selector((c for c, _ in customers)) if only_zone else "{}"
     length = end - start
     hi = end + OUTAGE_MARGIN
     edges = f"[{length + LOOKBACK}s] @ {end}"
     # Prometheus 2.x range selectors include a sample exactly at the left edge; (start, end] is wanted.
     window = f"[{length * 1000 - 1}ms] @ {end}"
-    queries = {
-        "outage_resets": f"resets({M_OUTAGE}{sel}{edges}) > 0",
-        "unknown_resets": f"resets({M_UNKNOWN}{sel}{edges}) > 0",
-        "samples": f"count_over_time({M_UP}{sel}{window})",
-        "up_sum": f"sum_over_time({M_UP}{sel}{window})",
-        "outage_end": f"{M_OUTAGE}{sel} @ {end}",
-        "outage_start": f"{M_OUTAGE}{sel} @ {start}",
-        "unknown_end": f"{M_UNKNOWN}{sel} @ {end}",
-        "unknown_start": f"{M_UNKNOWN}{sel} @ {start}",
-        "outage_later": f"(max_over_time({M_OUTAGE}{sel}[{OUTAGE_MARGIN}s] @ {hi}) > {M_OUTAGE}{sel} @ {end}) or "
-                        f"(resets({M_OUTAGE}{sel}[{OUTAGE_MARGIN}s] @ {hi}) > 0)",
-    }
-    got = parallel(client, {name: (lambda q=q: client.vector(q, end)) for name, q in queries.items()})
+    queries: dict[tuple[str, int], str] = {}
+    for i, sel in enumerate(shards(customers, only_zone, (length + LOOKBACK) / scrape_interval, budget)):
+        # month-long scans first, so they start while the cheap edge queries run
+        queries[("outage_resets", i)] = f"resets({M_OUTAGE}{sel}{edges}) > 0"
+        queries[("unknown_resets", i)] = f"resets({M_UNKNOWN}{sel}{edges}) > 0"
+        queries[("samples", i)] = f"count_over_time({M_UP}{sel}{window})"
+        queries[("up_sum", i)] = f"sum_over_time({M_UP}{sel}{window})"
+    for i, sel in enumerate(shards(customers, only_zone, 1, budget)):
+        queries[("outage_end", i)] = f"{M_OUTAGE}{sel} @ {end}"
+        queries[("outage_start", i)] = f"{M_OUTAGE}{sel} @ {start}"
+        queries[("unknown_end", i)] = f"{M_UNKNOWN}{sel} @ {end}"
+        queries[("unknown_start", i)] = f"{M_UNKNOWN}{sel} @ {start}"
+        queries[("outage_later", i)] = (
+            f"(max_over_time({M_OUTAGE}{sel}[{OUTAGE_MARGIN}s] @ {hi}) > {M_OUTAGE}{sel} @ {end}) or "
+            f"(resets({M_OUTAGE}{sel}[{OUTAGE_MARGIN}s] @ {hi}) > 0)")
+    answers = parallel(client, {f"{name}#{i}": (lambda q=q: client.vector(q, end)) for (name, i), q in queries.items()})
+    got: dict[str, dict[LabelKey, float]] = defaultdict(dict)
+    for key, answer in answers.items():
+        got[key.split("#")[0]].update(answer)
     evidence = {(c, s): Evidence(c, s, start, end) for c, services in customers for s in services}
     for labels, count in got["samples"].items():
         ev = evidence.get(_customer_service(labels))
@@ -323,15 +344,21 @@ def outages_from_ledger(path: str | Path, start: int, end: int) -> dict[Key, lis
     return out
 
 
-def missed_notifications(client: PrometheusClient, customers: list[str], start: int, end: int,
-                         only_zone: bool) -> dict[str, list[tuple[float, float]]]:
+def missed_notifications(client: PrometheusClient, customers: list[str], start: int, end: int, only_zone: bool,
+                         scrape_interval: float = 60.0, budget: int = MAX_SAMPLES
+                         ) -> dict[str, list[tuple[float, float]]]:
     """Raw (time, increase) of the missed-deadline counter inside (start, end] for customers that missed any:
-    one fleet-wide query finds them, one batched range query per RAW_BATCH of them reads their samples."""
-    sel = selector(customers) if only_zone else "{}"
+    one fleet-wide query (per shard) finds them, one batched range query per RAW_BATCH of them reads their
+    samples."""
     length = end - start
-    candidates = client.vector(
-        f"(({M_MISSED}{sel} @ {end} - {M_MISSED}{sel} @ {start}) > 0) or (resets({M_MISSED}{sel}[{length}s] @ {end})"
-        f" > 0) or ({M_MISSED}{sel} @ {end} > 0 unless {M_MISSED}{sel} @ {start})", end)
+    calls = {}
+    for i, sel in enumerate(shards([(c, ("",)) for c in customers], only_zone, length / scrape_interval, budget)):
+        expr = (f"(({M_MISSED}{sel} @ {end} - {M_MISSED}{sel} @ {start}) > 0) or (resets({M_MISSED}{sel}[{length}s] "
+                f"@ {end}) > 0) or ({M_MISSED}{sel} @ {end} > 0 unless {M_MISSED}{sel} @ {start})")
+        calls[str(i)] = (lambda expr=expr: client.vector(expr, end))
+    candidates: dict[LabelKey, float] = {}
+    for answer in parallel(client, calls).values():
+        candidates.update(answer)
     raw = _raw_samples(client, M_MISSED, set(candidates), length + LOOKBACK, end)
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for labels in candidates:

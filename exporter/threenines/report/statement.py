@@ -38,6 +38,7 @@ class CustomerSpec:
 class Options:
     scrape_interval: float = 60.0
     min_coverage: float = 0.99
+    max_samples_per_query: int = 10_000_000  # month-long queries are split by customer to stay below this
 
 
 def _r(value: float) -> float:
