@@ -63,8 +63,9 @@ class UdpRequester:
         if known is not None:
             return known
         try:
-            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-            resolved = (family, (host, port))
+            ip = ipaddress.ip_address(host)
+            # Canonical text: responses are matched against the address recvfrom() reports ("::1", not "0::1").
+            resolved = (socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (str(ip), port))
         except ValueError:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
             family, _, _, _, sockaddr = infos[0]
