@@ -1,18 +1,22 @@
-"""Power through Zabbix: snmpsim UPS and PDUs polled by `threenines serve`, scraped by a real Zabbix 6.0 through
-the generated template. The UPS on battery, a dead SNMP device and a customer's outlet switched off become the
-template's triggers, for that device/customer only; discovered items carry the exporter's values."""
+"""Power through Zabbix: snmpsim UPS and PDUs polled by `threenines serve` (basic auth on /metrics, as its
+--web.config.file sets it), scraped by a real Zabbix 6.0 through the generated template. The UPS on battery, a
+dead SNMP device and a customer's outlet switched off become the template's triggers, for that device/customer
+only; discovered items carry the exporter's values."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from pathlib import Path
 
+import bcrypt
 import pytest
+import yaml
 
-from tests.foundation.exporter_process import sample, scrape, serve
+from tests.foundation.exporter_process import sample
 from tests.snmp.agents import FIXTURES, snmpset, snmpsim
-from tests.support import free_port, wait_until
+from tests.support import VENV_BIN, free_port, http_get, running, wait_until
 from tests.zabbix.stack import ZabbixStack
 from threenines.cli import main
 from threenines.zabbix.api import ZabbixApi
@@ -20,6 +24,7 @@ from threenines.zabbix.api import ZabbixApi
 STATE = "1.3.6.1.4.1.318.1.1.26.9.2.3.1.5"  # rPDU2OutletSwitchedStatusState: off(1) on(2)
 HOST = "threenines exporter power-e2e"
 CUSTOMER = "power-e2e"
+PASSWORD = "zbx-pw-3e1f"
 
 
 def _inventory(agent: str, dead_port: int) -> str:
@@ -47,6 +52,13 @@ customers:
 """
 
 
+def _scrape(port: int) -> str:
+    credentials = base64.b64encode(f"zabbix:{PASSWORD}".encode()).decode()
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Basic {credentials}"})
+    assert status == 200, status
+    return body.decode()
+
+
 def _items(api: ZabbixApi, hostid: str, key: str) -> dict[str, dict]:
     found = api.call("item.get", {"output": ["key_", "lastvalue", "lastclock"], "hostids": [hostid],
                                   "search": {"key_": key}, "startSearch": True})
@@ -68,18 +80,27 @@ def test_ups_on_battery_dead_device_and_customer_outlet_off_reach_zabbix(
     with snmpsim(recordings, tmp_path) as agent:
         config = tmp_path / "inventory.yml"
         config.write_text(_inventory(agent.address, free_port(socket.SOCK_DGRAM)))
-        proc, http_port = serve(tmp_path, config)
-        with proc:
+        (tmp_path / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {
+            "zabbix": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()}}))
+        (tmp_path / "metrics-password").write_text(PASSWORD)
+        http_port = free_port()
+        argv = [str(VENV_BIN / "threenines"), "serve", "--config", str(config), "--listen",
+                f"127.0.0.1:{http_port}", "--state-dir", str(tmp_path / "state"), "--tick", "1",
+                "--web.config.file", str(tmp_path / "web.yml")]
+        with running(argv, tmp_path / "exporter.log"):
+            wait_until(lambda: _scrape(http_port), 30, 0.2, "the exporter to answer with basic auth")
+            assert http_get(f"http://127.0.0.1:{http_port}/metrics")[0] == 401
             code = main(["zabbix-sync", "--config", str(config), "--url", zabbix.api_url, "--user", "Admin",
                          "--exporter-url", f"http://127.0.0.1:{http_port}/metrics", "--host-name", HOST,
-                         "--scrape-interval", "2s", "--import-templates"])
+                         "--scrape-interval", "2s", "--import-templates", "--exporter-user", "zabbix",
+                         "--exporter-password-file", str(tmp_path / "metrics-password")])
             assert code == 0, capsys.readouterr()
             [host] = api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}})
             hostid = host["hostid"]
 
             expected = {"UPS ups-z: on battery", "Device dead-z: SNMP device unreachable"}
             wait_until(lambda: expected <= _problem_names(api, hostid), 90, 1, "UPS and device problems")
-            text = scrape(http_port)
+            text = _scrape(http_port)
             assert sample(text, "threenines_ups_output_source", device="ups-z", source="battery") == 1
             ups = wait_until(lambda: (lambda i: i if len(i) >= 3 else None)(
                 {**_items(api, hostid, "threenines.ups.source"), **_items(api, hostid, "threenines.ups.runtime"),
@@ -112,7 +133,7 @@ def test_ups_on_battery_dead_device_and_customer_outlet_off_reach_zabbix(
                 # Feed B still powers the customer: no power outage for the contract, even after the power
                 # threshold (2 × 1 s) and two more scrapes have passed.
                 time.sleep(2 + 2 * 2)
-                assert sample(scrape(http_port), "threenines_service_up", customer=CUSTOMER, service="power") == 1
+                assert sample(_scrape(http_port), "threenines_service_up", customer=CUSTOMER, service="power") == 1
                 assert not any("service unavailable" in name for name in _problem_names(api, hostid))
             finally:
                 snmpset(agent.address, "pdu-a", f"{STATE}.1", "i", "2")

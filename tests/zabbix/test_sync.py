@@ -98,18 +98,20 @@ def test_an_edit_updates_only_what_changed_and_keeps_the_sites_own_macros(
     assert _sync(zabbix, capsys, exporter_url="http://127.0.0.1:19839/metrics") == ["zabbix-sync: nothing to change"]
 
 
-def test_the_exporter_token_becomes_a_secret_macro_and_is_never_printed(
+def test_the_exporter_password_becomes_a_secret_macro_and_is_never_printed(
         zabbix: ZabbixStack, api: ZabbixApi, capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     _sync(zabbix, capsys)
-    token = tmp_path / "metrics-token"
-    token.write_text("tok-7f3a9c\n")
-    lines = _sync(zabbix, capsys, "--exporter-token-file", str(token))
-    assert lines[0] == f"update host '{HOST}': secret_macros={{{{$THREENINES.TOKEN}}: <secret>}}"
-    assert not any("tok-7f3a9c" in line for line in lines)
+    password = tmp_path / "metrics-password"
+    password.write_text("pw-7f3a9c\n")
+    auth = ("--exporter-user", "zabbix", "--exporter-password-file", str(password))
+    lines = _sync(zabbix, capsys, *auth)
+    assert lines[0] == (f"update host '{HOST}': macros={{'{{$THREENINES.USER}}': 'zabbix'}}, "
+                        "secret_macros={{$THREENINES.PASSWORD}: <secret>}")
+    assert not any("pw-7f3a9c" in line for line in lines)
     (host,) = api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}, "selectMacros": "extend"})
-    (macro,) = [m for m in host["macros"] if m["macro"] == "{$THREENINES.TOKEN}"]
+    (macro,) = [m for m in host["macros"] if m["macro"] == "{$THREENINES.PASSWORD}"]
     assert macro["type"] == "1" and "value" not in macro  # secret: write-only through the API
-    assert _sync(zabbix, capsys, "--exporter-token-file", str(token)) == ["zabbix-sync: nothing to change"]
+    assert _sync(zabbix, capsys, *auth) == ["zabbix-sync: nothing to change"]
 
 
 def test_a_refused_login_names_the_method_not_the_password(zabbix: ZabbixStack) -> None:

@@ -64,9 +64,9 @@ def test_exclusions_become_excluded_downtimes_only_for_the_services_they_name() 
 
 
 def test_a_change_never_prints_a_secret() -> None:
-    change = Change("create", "host", "h", {"secret_macros": {"{$THREENINES.TOKEN}": "s3cr3t-value"},
+    change = Change("create", "host", "h", {"secret_macros": {"{$THREENINES.PASSWORD}": "s3cr3t-value"},
                                            "excluded_downtimes": [ExcludedDowntime("MW-1", 0, 3600)]})
     text = change.describe()
     assert "s3cr3t-value" not in text
-    assert "{$THREENINES.TOKEN}: <secret>" in text
+    assert "{$THREENINES.PASSWORD}: <secret>" in text
     assert "MW-1 1970-01-01T00:00Z..1970-01-01T01:00Z" in text

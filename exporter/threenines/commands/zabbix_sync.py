@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     auth.add_argument("--user", help="Zabbix user name; password from --password-file or $ZABBIX_PASSWORD")
     parser.add_argument("--password-file", type=Path, help="file holding the password for --user")
     parser.add_argument("--exporter-url", required=True, help="the exporter's /metrics URL as Zabbix reaches it")
-    parser.add_argument("--exporter-token-file", type=Path, help="bearer token for /metrics, stored as a secret macro")
+    parser.add_argument("--exporter-user", help="basic-auth user for /metrics (the exporter's --web.config.file)")
+    parser.add_argument("--exporter-password-file", type=Path,
+                        help="file holding the basic-auth password for /metrics, stored as a secret macro")
     parser.add_argument("--host-name", default="threenines exporter", help="Zabbix host for the exporter")
     parser.add_argument("--scrape-interval", default="1m", help="how often Zabbix scrapes /metrics (default 1m)")
     parser.add_argument("--native-ping", action="store_true",
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     options = SyncOptions(
         exporter_url=args.exporter_url, host_name=args.host_name, scrape_interval=args.scrape_interval,
-        exporter_token=_secret_file(args.exporter_token_file) if args.exporter_token_file else None,
+        exporter_user=args.exporter_user,
+        exporter_password=_secret_file(args.exporter_password_file) if args.exporter_password_file else None,
         native_ping=args.native_ping, import_templates=args.import_templates,
     )
     desired = desired_state(inventory, options, now, downtimes)

@@ -2,7 +2,7 @@
 
 What is managed (everything else in Zabbix is left alone):
 - host group `threenines`; the templates (imported when missing or changed, with --import-templates);
-- one exporter host linked to `threenines by HTTP` (macros: /metrics URL, scrape interval, optional token);
+- one exporter host linked to `threenines by HTTP` (macros: /metrics URL, scrape interval, optional basic auth);
 - with --native-ping, one host per customer port linked to `threenines contract ping` with the port's policy;
 - per customer and service: a Zabbix service fed by problems tagged `sla=<customer>/<service>` (only the
   contract-outage triggers carry that tag), and an SLA: the contract's objective, monthly, in the contract
@@ -25,7 +25,8 @@ from threenines.zabbix.templates import HTTP_TEMPLATE, PING_TEMPLATE, SLA_TAG, t
 
 GROUP = "threenines"
 TEMPLATES_MACRO = "{$THREENINES.TEMPLATES.SHA256}"
-TOKEN_MACRO = "{$THREENINES.TOKEN}"
+USER_MACRO = "{$THREENINES.USER}"
+PASSWORD_MACRO = "{$THREENINES.PASSWORD}"
 MONTHLY = "2"
 SLA_ENABLED = "1"
 SECRET_MACRO = "1"
@@ -46,7 +47,8 @@ class SyncOptions:
     exporter_url: str
     host_name: str = "threenines exporter"
     scrape_interval: str = "1m"
-    exporter_token: str | None = None  # the secret itself; never printed
+    exporter_user: str | None = None  # basic auth on /metrics (the exporter's --web.config.file)
+    exporter_password: str | None = None  # the secret itself; never printed
     native_ping: bool = False
     import_templates: bool = False
     effective_date: int | None = None  # SLA effective date; default: start of the current month (contract zone)
@@ -122,8 +124,9 @@ def desired_state(inventory: Inventory, options: SyncOptions, now: float,
         options.host_name: {
             "template": HTTP_TEMPLATE,
             "macros": {"{$THREENINES.URL}": options.exporter_url, "{$THREENINES.INTERVAL}": options.scrape_interval,
+                       **({USER_MACRO: options.exporter_user} if options.exporter_user else {}),
                        **({TEMPLATES_MACRO: templates_sha256()} if options.import_templates else {})},
-            "secret_macros": {TOKEN_MACRO: options.exporter_token} if options.exporter_token else {},
+            "secret_macros": {PASSWORD_MACRO: options.exporter_password} if options.exporter_password else {},
             "interface": None,
         }
     }

@@ -127,8 +127,8 @@ VALUE_MAPS = (
 HTTP_MACROS = (
     Macro("{$THREENINES.URL}", "http://127.0.0.1:9839/metrics", "The exporter's /metrics URL (https:// for TLS)."),
     Macro("{$THREENINES.INTERVAL}", "1m", "How often Zabbix scrapes /metrics."),
-    Macro("{$THREENINES.TOKEN}", "", "Bearer token for /metrics, if the exporter's web config asks for one.",
-          secret=True),
+    Macro("{$THREENINES.USER}", "", "Basic-auth user for /metrics, if the exporter's web config has basic_auth_users."),
+    Macro("{$THREENINES.PASSWORD}", "", "Basic-auth password for /metrics.", secret=True),
     Macro("{$THREENINES.TLS.CERT}", "", "Client certificate file for mutual TLS (on the Zabbix server)."),
     Macro("{$THREENINES.TLS.KEY}", "", "Client key file for mutual TLS (on the Zabbix server)."),
     Macro("{$THREENINES.NODATA}", "5m", "No scrape for this long raises 'exporter scrape failing'."),
@@ -488,8 +488,12 @@ def http_template() -> dict[str, Any]:
         "value_type": "TEXT",
         "description": "The whole /metrics page; every other item reads it with Prometheus-pattern preprocessing.",
         "timeout": "10s",
+        # The exporter's web config (exporter-toolkit format) does basic auth; with no users configured it
+        # ignores the header an empty user produces.
+        "authtype": "BASIC",
+        "username": "{$THREENINES.USER}",
+        "password": "{$THREENINES.PASSWORD}",
         "url": "{$THREENINES.URL}",
-        "headers": [{"name": "Authorization", "value": "Bearer {$THREENINES.TOKEN}"}],
         "ssl_cert_file": "{$THREENINES.TLS.CERT}",
         "ssl_key_file": "{$THREENINES.TLS.KEY}",
         "verify_peer": "YES",
