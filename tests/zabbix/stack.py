@@ -101,7 +101,7 @@ class ZabbixStack:
     server_log: Path
 
     def psql(self, sql: str) -> str:
-        return _psql(self.db_port, self.workdir, sql)
+        return _psql(self.db_port, sql)
 
 
 def _zabbix_port() -> int:
@@ -131,7 +131,7 @@ def _chown(path: Path, user: str) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def _psql(db_port: int, workdir: Path, sql: str, database: str = "zabbix", user: str = "zabbix") -> str:
+def _psql(db_port: int, sql: str, database: str = "zabbix", user: str = "zabbix") -> str:
     result = subprocess.run(
         ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(db_port), "-U", user,
          "-d", database, "-At"],
@@ -142,13 +142,13 @@ def _psql(db_port: int, workdir: Path, sql: str, database: str = "zabbix", user:
     return result.stdout.decode()
 
 
-def _load_schema(db_port: int, workdir: Path) -> None:
-    _psql(db_port, workdir, "CREATE ROLE zabbix LOGIN; CREATE DATABASE zabbix OWNER zabbix ENCODING 'UTF8' "
+def _load_schema(db_port: int) -> None:
+    _psql(db_port, "CREATE ROLE zabbix LOGIN; CREATE DATABASE zabbix OWNER zabbix ENCODING 'UTF8' "
           "TEMPLATE template0;", database="postgres", user="postgres")
     for name in ("schema", "images", "data"):
         with gzip.open(SCHEMA_DIR / f"{name}.sql.gz", "rt", encoding="utf-8") as sql:
             # One transaction per file: an order of magnitude faster than autocommit per statement.
-            _psql(db_port, workdir, "BEGIN;\n" + sql.read() + "\nCOMMIT;\n")
+            _psql(db_port, "BEGIN;\n" + sql.read() + "\nCOMMIT;\n")
 
 
 @contextlib.contextmanager
@@ -175,7 +175,7 @@ def zabbix_stack(workdir: Path, php_workers: int = 4) -> Iterator[ZabbixStack]:
         )
         stack.append(postgres)
         wait_until(lambda: _pg_ready(db_port), 60, 0.2, "PostgreSQL to accept connections")
-        _load_schema(db_port, workdir)
+        _load_schema(db_port)
 
         (zbxdir / "zabbix_server.conf").write_text(SERVER_CONF % {"server_port": server_port, "db_port": db_port,
                                                                  "dir": zbxdir})
