@@ -15,7 +15,8 @@ APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping snmp snmpd 
 DEMO_APT_PACKAGES := python3-venv iproute2 fping snmp prometheus prometheus-alertmanager
 
 STAMP := .make
-.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance
+.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance \
+	zabbix-templates
 
 $(STAMP):
 	mkdir -p $(STAMP)
@@ -60,8 +61,11 @@ alertmanager-example: venv
 conformance: system-deps venv
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m conformance tests/snmp
 
+zabbix-templates: venv
+	$(PY) -m threenines.zabbix
+
 # Every generated artifact, from the code and the example inventory; tests fail until they are committed.
-regenerate: dashboards alertmanager-example
+regenerate: dashboards alertmanager-example zabbix-templates
 
 bench: system-deps venv
 	$(PY) bench/ping_fleet.py
