@@ -48,6 +48,7 @@ customers:
     ping: {{interval: {INTERVAL}s, threshold: {THRESHOLD}, packets: 1, timeout: 500ms}}
     ports:
       - {{id: lo-port, address: 127.0.61.1}}
+      - {{id: v6-port, address: '::1'}}
 """
 
 
@@ -159,6 +160,13 @@ def test_zabbix_follows_the_exporter_and_raises_the_outage_for_that_customer_onl
                        "the native ping's problem too")
             wait_until(lambda: _service_status(api, ACME) > 0, 15, 0.5, "the acme connectivity service's problem")
             assert _service_status(api, GLOBEX) == -1  # -1: OK
+            # Zabbix's own pings of globex's ports (IPv4 and IPv6) answer.
+            globex_pings = [hostid for name, hostid in hosts.items() if name.startswith(f"threenines ping {GLOBEX}")]
+            assert len(globex_pings) == 2
+            pings = wait_until(lambda: (lambda i: i if len(i) == 2 else None)(
+                {k + h: v for h in globex_pings for k, v in _items(api, [h], "icmpping[").items()
+                 if v["lastclock"] != "0"}), 20, 0.5, "globex's native pings")
+            assert {v["lastvalue"] for v in pings.values()} == {"1"}
             time.sleep(2 * SCRAPE)
             assert _problems(api, customer=GLOBEX) == []
 
