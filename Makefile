@@ -69,6 +69,7 @@ regenerate: dashboards alertmanager-example zabbix-templates
 
 bench: system-deps venv
 	$(PY) bench/ping_fleet.py
+	$(PY) bench/snmp_fleet.py
 
 clean:
 	rm -rf $(STAMP) $(VENV) build *.egg-info exporter/*.egg-info
