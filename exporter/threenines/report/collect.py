@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from threenines.report.promclient import PrometheusClient
+from threenines.report.resets import corrections
 
 Key = tuple[str, str]  # (customer, service)
 LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them
@@ -206,8 +207,13 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
             ev.gap_seconds = max(0.0, length - count * scrape_interval)
             ev.down_samples = int(count - got["up_sum"].get(labels, count))
     seen = {labels for labels, count in got["samples"].items() if count > 0}
-    outage = _deltas(got["outage_end"], got["outage_start"], got["outage_resets"], seen)
-    unknown = _deltas(got["unknown_end"], got["unknown_start"], got["unknown_resets"], seen)
+    args = (start, end, scrape_interval, budget)
+    fixed = parallel(client, {
+        "outage": lambda: _deltas(client, M_OUTAGE, got["outage_end"], got["outage_start"], got["outage_resets"],
+                                  seen, *args),
+        "unknown": lambda: _deltas(client, M_UNKNOWN, got["unknown_end"], got["unknown_start"],
+                                   got["unknown_resets"], seen, *args)})
+    outage, unknown = fixed["outage"], fixed["unknown"]
     slow = parallel(client, {
         "outage": lambda: _raw_samples(client, M_OUTAGE, outage[1], length + LOOKBACK, end),
         "unknown": lambda: _raw_samples(client, M_UNKNOWN, unknown[1], length + LOOKBACK, end)})
@@ -234,18 +240,29 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
     return evidence
 
 
-def _deltas(at_end: dict[LabelKey, float], at_start: dict[LabelKey, float], resets: dict[LabelKey, float],
-            seen: set[LabelKey]) -> tuple[dict[LabelKey, float], set[LabelKey]]:
-    """Exact counter increases `end - start` where that is exact; the rest need their raw samples: a reset in
-    the month, no sample near an edge (born, gone or scraped late), or a value that went down."""
+def _deltas(client: PrometheusClient, metric: str, at_end: dict[LabelKey, float], at_start: dict[LabelKey, float],
+            resets: dict[LabelKey, float], seen: set[LabelKey], start: int, end: int, scrape_interval: float,
+            budget: int) -> tuple[dict[LabelKey, float], set[LabelKey]]:
+    """Exact counter increases: `end - start` without a reset; with resets, plus the values the counter fell
+    from (located by report.resets, reading only the hours that hold them). The rest need a month of raw
+    samples: no sample near an edge (born, gone or scraped late), or resets that could not be located."""
     fast: dict[LabelKey, float] = {}
     slow: set[LabelKey] = set()
+    resetting: dict[LabelKey, float] = {}
     for labels, value in at_end.items():
-        if labels in at_start and labels not in resets and value >= at_start[labels]:
+        if labels not in at_start:
+            slow.add(labels)
+        elif labels in resets:
+            resetting[labels] = resets[labels]
+        elif value >= at_start[labels]:
             fast[labels] = value - at_start[labels]
         else:
-            slow.add(labels)
+            slow.add(labels)  # went down without a reset Prometheus can see: read it rather than guess
     slow.update(labels for labels in (set(at_start) | set(resets) | seen) if labels not in at_end)
+    if resetting:
+        added, unresolved = corrections(client, metric, resetting, start, end, scrape_interval, budget)
+        fast.update({labels: at_end[labels] - at_start[labels] + value for labels, value in added.items()})
+        slow.update(unresolved)
     return fast, slow
 
 
