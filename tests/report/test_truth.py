@@ -18,9 +18,10 @@ import pytest
 from tests.promdata import serve_series
 from tests.report import monthgen
 from tests.report.monthgen import Customer, Run, Scenario, Service, ts
+from threenines.audit import AuditLedger, Dispatch
 from threenines.cli import main
 from threenines.report.build import build_statement
-from threenines.report.exclusions import load_ledger
+from threenines.report.exclusions import Ledger, load_ledger
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
 from threenines.report.statement import CustomerSpec, Options
@@ -232,3 +233,41 @@ def test_queries_split_by_customer_give_the_same_statement(prom, statement: dict
     month_long = [t for t in client.trace if "count_over_time(threenines_customer_service_up" in t.query]
     assert len(month_long) == 3  # one per customer (each zone is its own window)
     assert max(t.samples or 0 for t in month_long) <= 2 * 50_000
+
+
+def _dispatch(customer: str, dispatched_at: int, delay: float, first: bool = True) -> Dispatch:
+    return Dispatch(dispatched_at=dispatched_at, receiver=f"customer-{customer}", fingerprint=f"f{dispatched_at}",
+                    alertname="ThreeninesOutage", customer=customer, service="connectivity", target="p1",
+                    determined_at=dispatched_at - delay, starts_at="", ends_at="", resolved=False,
+                    contact_version="1", deadline=900.0, delay=delay, first=first, late=delay > 900, group_key="g")
+
+
+def test_audit_ledger_gives_the_misses_and_disagreements_with_the_metric_are_reviewed(prom, tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+    ledger = AuditLedger(path)
+    for c in SCENARIO.customers:
+        ledger.append([_dispatch(c.id, m, 1000) for m in c.misses])  # the misses the metric also shows
+    ledger.append([_dispatch("globex", ts("2026-10-05T12:00:00+00:00"), 1200)])  # not in the metric
+    ledger.append([_dispatch("globex", ts("2026-10-06T12:00:00+00:00"), 1200, first=False)])  # a repeat
+    ledger.append([_dispatch("globex", ts("2026-10-07T12:00:00+00:00"), 300)])  # in time
+    ledger.close()
+    specs = [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, tuple(s.service for s in c.services))
+             for c in SCENARIO.customers]
+    client = PrometheusClient(ClientConfig(prom.url, timeout=30))
+    statement = build_statement(client, OCTOBER, specs, Ledger(), Options(scrape_interval=60), audit_ledger=path)
+    for c in SCENARIO.customers:
+        start, end = OCTOBER.window(ZoneInfo(c.timezone))
+        [got] = [x for x in statement["customers"] if x["customer"] == c.id]
+        assert got["notification"]["source"].startswith("audit-ledger")
+        want = monthgen.missed_days(c, start, end) + (["2026-10-05"] if c.id == "globex" else [])
+        assert got["notification"]["days"] == want
+    review = [item for item in statement["review"] if "notifications:" in item]
+    assert review == ['globex: notifications: the audit ledger has 1 late first dispatch(es) in the month, '
+                      'threenines_notification_deadline_missed_total{customer="globex"} rose by 0: check the '
+                      'ledger file and the exporter that wrote it']
+
+
+def test_cli_names_a_missing_audit_ledger(prom, tmp_path: Path, capsys) -> None:
+    argv = ["report", "--month", "2026-10", "--prometheus", prom.url, "--audit-ledger", str(tmp_path / "no.sqlite")]
+    assert main(argv) == 1
+    assert "no.sqlite: no such audit ledger" in capsys.readouterr().err

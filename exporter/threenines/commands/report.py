@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="inventory YAML (default: customers as Prometheus saw them)")
     parser.add_argument("--exclusions", help="exclusions ledger YAML (examples/exclusions.yml)")
     parser.add_argument("--ledger", help="exporter outage ledger SQLite: exact outage bounds instead of the gauges")
+    parser.add_argument("--audit-ledger", help="exporter audit ledger SQLite: missed notification deadlines from it "
+                        "(exact day), cross-checked against threenines_notification_deadline_missed_total")
     parser.add_argument("--customer", action="append", default=[], help="only this customer (repeatable)")
     parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
     parser.add_argument("--output", help="file to write (default: stdout)")
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         zones = {s.id: s.zone for s in specs} if inventory else None
         ledger = load_ledger(args.exclusions, zones) if args.exclusions else Ledger()
         statement = build_statement(client, month, specs, ledger, options, outage_ledger=args.ledger,
-                                    allow_incomplete=args.allow_incomplete)
+                                    allow_incomplete=args.allow_incomplete, audit_ledger=args.audit_ledger)
     except (ConfigError, ValueError, OSError, PrometheusError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from threenines.inventory import Inventory
+from threenines.report.auditledger import cross_check, read_misses
 from threenines.report.collect import (
     M_OUTAGE,
     M_UP,
@@ -23,6 +24,7 @@ from threenines.report.promclient import PrometheusClient, PrometheusError
 from threenines.report.statement import CustomerSpec, Options, customer_statement
 
 SCHEMA = "threenines.statement/1"
+AUDIT_SOURCE = "audit-ledger: first late dispatches, at determined_at + deadline"
 
 
 def specs_from_inventory(inventory: Inventory) -> list[CustomerSpec]:
@@ -63,7 +65,7 @@ def _utc():
 
 def build_statement(client: PrometheusClient, month: Month, specs: list[CustomerSpec], ledger: Ledger,
                     options: Options, outage_ledger: str | Path | None = None, now: float | None = None,
-                    allow_incomplete: bool = False) -> dict:
+                    allow_incomplete: bool = False, audit_ledger: str | Path | None = None) -> dict:
     now = time.time() if now is None else now
     by_zone: dict[str, list[CustomerSpec]] = defaultdict(list)
     for spec in specs:
@@ -85,13 +87,21 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
                   else outages_from_prometheus(client, evidence, start, end, options.scrape_interval))
         misses = missed_notifications(client, ids, start, end, only_zone, options.scrape_interval,
                                       options.max_samples_per_query)
+        audit = read_misses(audit_ledger, start, end) if audit_ledger else None
         for spec in members:
             per_service: dict[str, Evidence] = {}
             for service in spec.services:
                 ev = evidence[(spec.id, service)]
                 ev.outages = bounds.get((spec.id, service), [])
                 per_service[service] = ev
-            customers.append(customer_statement(spec, month, per_service, ledger, misses.get(spec.id, []), options))
+            if audit is None:
+                customers.append(customer_statement(spec, month, per_service, ledger, misses.get(spec.id, []),
+                                                    options))
+                continue
+            checks = cross_check(spec.id, audit[1].get(spec.id, []), misses.get(spec.id, []), start, end,
+                                 options.scrape_interval)
+            customers.append(customer_statement(spec, month, per_service, ledger, audit[0].get(spec.id, []), options,
+                                                AUDIT_SOURCE, checks))
     if not sampled:
         raise PrometheusError(f"Prometheus has no {M_UP} samples of these customers in the month at all: wrong "
                               "--prometheus, wrong tenant header, or retention does not cover the month")

@@ -151,7 +151,8 @@ def _outage(o: Outage, window: Interval, excluded: dict[str, list[Interval]],
     }
 
 
-def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tuple[float, float]]) -> dict:
+def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tuple[float, float]],
+                         source: str = "prometheus:threenines_notification_deadline_missed_total") -> dict:
     """Days (contract calendar) with at least one missed deadline; one deduction per day at most."""
     days = month.days(spec.zone)
     hit: dict[str, float] = {}
@@ -161,13 +162,16 @@ def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tupl
             if start < t <= end:
                 hit[name] = hit.get(name, 0) + count
     return {"missed_deadlines": _r(sum(hit.values())), "days": sorted(hit), "deduction_days": len(hit),
-            "source": "prometheus:threenines_notification_deadline_missed_total"}
+            "source": source}
 
 
 def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evidence], ledger: Ledger,
-                       misses: Sequence[tuple[float, float]], options: Options) -> dict:
+                       misses: Sequence[tuple[float, float]], options: Options, misses_source: str | None = None,
+                       notification_review: Sequence[str] = ()) -> dict:
     start, end = month.window(spec.zone)
     services = [service_statement(spec, s, evidence[s], ledger, options) for s in spec.services]
+    notification = (notification_credits(spec, month, misses, misses_source) if misses_source
+                    else notification_credits(spec, month, misses))
     return {
         "customer": spec.id, "name": spec.name, "timezone": spec.timezone, "month": str(month),
         "start": _iso(start, spec.zone), "end": _iso(end, spec.zone), "start_unix": start, "end_unix": end,
@@ -175,6 +179,6 @@ def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evi
         "objective_ratio": spec.objective,
         "budget_minutes": _r(budget_seconds(start, end, spec.objective) / 60),
         "services": services,
-        "notification": notification_credits(spec, month, misses),
-        "review": [item for s in services for item in s["review"]],
+        "notification": notification,
+        "review": [item for s in services for item in s["review"]] + list(notification_review),
     }
