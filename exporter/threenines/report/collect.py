@@ -5,10 +5,14 @@ and last sample in the range towards the range's edges (by up to half a scrape i
 range's edge when the series starts/ends inside it), so it returns fractional seconds that no outage ever had,
 and for a counter that first appears inside the month with a non-zero value it misses that first value. The
 report therefore takes `x @ end - x @ start` (the counter's value at the last scrape before each edge) for
-every series without a reset, and for the few series with a reset (exporter restart) sums the non-negative
-deltas of their raw samples: after a reset the new value counts from zero. Both are computed per series at
-scrape resolution and need no extrapolation. Time with no samples at all (exporter or scrape down) is unknown:
-`month length - samples × scrape interval`.
+every series without a reset, and for series with a reset (exporter restart) adds the values the counter fell
+from, located server-side by report.resets (after a reset the new value counts from zero). Time with no
+samples at all (exporter or scrape down) is unknown: `month length - samples × scrape interval`.
+
+Each question is one query for the fleet (or a zone; split by customer regex only to stay under Prometheus'
+per-query sample limit), never one per customer; the answers are one number per series, and Prometheus'
+month-long scans of the independent questions run side by side. Only outage runs, the hours around counter
+resets and series without edge samples come back as samples.
 
 Per-outage bounds come from the per-target gauges: `threenines_service_outage_start_timestamp_seconds` gives
 the exact start (first failed probe); the end is start + the per-target outage counter's increase across the
