@@ -128,6 +128,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep the TSDB here (under /tmp) and reuse it on the next run "
                         "with the same --customers/--scrape-interval; default: a temporary directory")
     parser.add_argument("--top", type=int, default=12, help="slowest queries to list")
+    parser.add_argument("--concurrency", type=int, default=4, help="queries sent to Prometheus at once")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="report-bench-")))
@@ -153,7 +154,7 @@ def main() -> int:
         specs = [CustomerSpec(f"c{i:05d}", f"C{i}", "UTC", 0.999, ("connectivity", "power"))
                  for i in range(args.customers)]
         with prometheus(work / "tsdb", work) as prom:
-            client = PrometheusClient(ClientConfig(prom.url, timeout=300, stats=True))
+            client = PrometheusClient(ClientConfig(prom.url, timeout=300, stats=True, concurrency=args.concurrency))
             t3 = time.monotonic()
             statement = build_statement(client, MONTH, specs, Ledger(), Options(scrape_interval=args.scrape_interval))
             t4 = time.monotonic()

@@ -219,7 +219,7 @@ def test_every_format_renders_the_same_month(prom, tmp_path: Path, fmt: str) -> 
 
 
 def test_queries_split_by_customer_give_the_same_statement(prom, statement: dict, tmp_path: Path) -> None:
-    # A budget of 50k samples per query is one customer per month-long query here (44,640 samples/series):
+    # Shards of 50k samples are one customer per month-long query here (44,640 samples/series):
     # the sharded, concurrent path must bill exactly what one query per question bills.
     path = tmp_path / "exclusions.yml"
     path.write_text(EXCLUSIONS_YML, encoding="utf-8")
@@ -227,7 +227,7 @@ def test_queries_split_by_customer_give_the_same_statement(prom, statement: dict
              for c in SCENARIO.customers]
     client = PrometheusClient(ClientConfig(prom.url, timeout=30, concurrency=3, stats=True))
     sharded = build_statement(client, OCTOBER, specs, load_ledger(path),
-                              Options(scrape_interval=60, max_samples_per_query=50_000))
+                              Options(scrape_interval=60, samples_per_shard=50_000))
     assert {**sharded, "exclusions": None} == {**statement, "exclusions": None}  # (the ledger's path differs)
     assert sharded["exclusions"]["sha256"] == statement["exclusions"]["sha256"]
     month_long = [t for t in client.trace if "count_over_time(threenines_customer_service_up" in t.query]

@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="report a month that is not over or not fully retained (flagged)")
     parser.add_argument("--allow-partial", action="store_true", help="accept answers Prometheus marks partial")
-    parser.add_argument("--max-samples-per-query", type=int, default=10_000_000,
-                        help="split month-long queries by customer to load at most this many samples each "
-                        "(keep below Prometheus' --query.max-samples, default 50M)")
+    parser.add_argument("--samples-per-shard", type=int, default=10_000_000,
+                        help="split month-long queries by customer into shards of about this many samples, which "
+                        "Prometheus runs on several cores at once (--concurrency)")
     parser.add_argument("--concurrency", type=int, default=4, help="queries sent to Prometheus at once")
     http = parser.add_argument_group("Prometheus HTTP")
     http.add_argument("--timeout", type=float, default=30.0)
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             bearer_token=_secret(args.bearer_token_file), headers={k.strip(): v.strip() for k, v in headers.items()},
             allow_partial=args.allow_partial, concurrency=args.concurrency)
         options = Options(scrape_interval=parse_duration(args.scrape_interval), min_coverage=args.min_coverage,
-                          max_samples_per_query=args.max_samples_per_query)
+                          samples_per_shard=args.samples_per_shard)
         client = PrometheusClient(config)
         inventory = load_inventory(args.config) if args.config else None
         specs = specs_from_inventory(inventory) if inventory else specs_from_prometheus(client, month)

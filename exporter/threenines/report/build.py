@@ -81,12 +81,12 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         _check_retention(client, start, end, allow_incomplete)
         ids = [m.id for m in members]
         evidence = service_evidence(client, [(m.id, m.services) for m in members], start, end,
-                                    options.scrape_interval, only_zone, options.max_samples_per_query)
+                                    options.scrape_interval, only_zone, options.samples_per_shard)
         sampled = sampled or any(ev.samples for ev in evidence.values())
         bounds = (outages_from_ledger(outage_ledger, start, end) if outage_ledger
                   else outages_from_prometheus(client, evidence, start, end, options.scrape_interval))
         misses = missed_notifications(client, ids, start, end, only_zone, options.scrape_interval,
-                                      options.max_samples_per_query)
+                                      options.samples_per_shard)
         audit = read_misses(audit_ledger, start, end) if audit_ledger else None
         for spec in members:
             per_service: dict[str, Evidence] = {}

@@ -9,8 +9,8 @@ every series without a reset, and for series with a reset (exporter restart) add
 from, located server-side by report.resets (after a reset the new value counts from zero). Time with no
 samples at all (exporter or scrape down) is unknown: `month length - samples × scrape interval`.
 
-Each question is one query for the fleet (or a zone; split by customer regex only to stay under Prometheus'
-per-query sample limit), never one per customer; the answers are one number per series, and Prometheus'
+Each question is one query for the fleet (or a zone; split by customer regex into shards only so that
+Prometheus runs them on several cores), never one per customer; the answers are one number per series, and Prometheus'
 month-long scans of the independent questions run side by side. Only outage runs, the hours around counter
 resets and series without edge samples come back as samples.
 
@@ -39,8 +39,9 @@ from threenines.report.resets import corrections
 Key = tuple[str, str]  # (customer, service)
 LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them
 T = TypeVar("T")
-RAW_BATCH = 200  # customers per raw-sample query (bounds the answer's size)
-MAX_SAMPLES = 10_000_000  # samples one month-long query may load: Prometheus refuses > --query.max-samples (50M)
+RAW_SAMPLES = 2_000_000  # samples per raw-sample query: bounds the answer (~50 MB of JSON) and stays far below
+# Prometheus' --query.max-samples (default 50M), which counts a range selector's samples of all series at once
+SHARD_SAMPLES = 10_000_000  # month-long function queries are split into shards of about this many samples
 SUSPECT_BATCH = 500  # customers per outage-run subquery
 RUN_BATCH = 100  # outage runs per bounds query
 RUN_LABEL = "threenines_report_run"
@@ -119,12 +120,14 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 
 
 def shards(customers: list[tuple[str, tuple[str, ...]]], only_zone: bool, samples_per_series: float,
-           budget: int = MAX_SAMPLES) -> list[str]:
-    """Selectors splitting the fleet so one query loads at most `budget` samples.
+           budget: int = SHARD_SAMPLES) -> list[str]:
+    """Selectors splitting the fleet into shards of about `budget` samples (customer regexes).
 
-    Prometheus loads a range selector's samples for all matched series at once and refuses a query above
-    --query.max-samples (default 50M): 5,000 customers × 2 services at a 5-minute scrape are 89M samples a
-    month, at 60 s 446M. Shards are customer regexes; their queries also spread over Prometheus' cores.
+    Prometheus evaluates one query on one core, so a single month-long query for 5,000 customers (89M
+    samples at a 5-minute scrape) uses one core however many the server has; shards of one question run side
+    by side (`parallel`). (Functions over range selectors count --query.max-samples per series, so the limit
+    is not what this is for: raw range selectors and subqueries, which count all series at once, are bounded
+    by RAW_SAMPLES and the outage-run filter instead.)
     """
     per_customer = max((len(services) for _, services in customers), default=1) * samples_per_series
     if not customers or per_customer * len(customers) <= budget:
@@ -151,14 +154,15 @@ def raw_delta(samples: list[tuple[float, float]], start: float, end: float) -> t
     return total, notes
 
 
-def _raw_samples(client: PrometheusClient, metric: str, wanted: set[LabelKey], length: int, end: int
-                 ) -> dict[LabelKey, list[tuple[float, float]]]:
-    """Raw samples of just these series: one range query per RAW_BATCH customers (a customer regex), not one
-    per series; series of those customers that were not asked for are dropped here."""
+def _raw_samples(client: PrometheusClient, metric: str, wanted: set[LabelKey], length: int, end: int,
+                 scrape_interval: float) -> dict[LabelKey, list[tuple[float, float]]]:
+    """Raw samples of just these series: one range query per batch of customers (a customer regex) of at most
+    RAW_SAMPLES samples, not one per series; series of those customers that were not asked for are dropped."""
     customers = sorted({dict(labels)["customer"] for labels in wanted})
+    per_customer = max(1.0, len(wanted) / max(1, len(customers)) * length / scrape_interval)
     out: dict[LabelKey, list[tuple[float, float]]] = {}
     calls = {str(i): (lambda part=part: client.matrix(f"{metric}{selector(part)}[{length}s] @ {end}", end))
-             for i, part in enumerate(_chunks(customers, RAW_BATCH))}
+             for i, part in enumerate(_chunks(customers, max(1, int(RAW_SAMPLES // per_customer))))}
     for answer in parallel(client, calls).values():
         out.update({labels: samples for labels, samples in answer.items() if labels in wanted})
     return out
@@ -170,7 +174,7 @@ def _customer_service(labels: LabelKey) -> Key:
 
 
 def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[str, ...]]], start: int, end: int,
-                     scrape_interval: float, only_zone: bool, budget: int = MAX_SAMPLES) -> dict[Key, Evidence]:
+                     scrape_interval: float, only_zone: bool, budget: int = SHARD_SAMPLES) -> dict[Key, Evidence]:
     """Counters, coverage and state-gauge cross-checks for customers sharing one month window.
 
     One query per question for the whole fleet (or zone): the counters at both month edges, which counters
@@ -219,8 +223,8 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
                                    got["unknown_resets"], seen, *args)})
     outage, unknown = fixed["outage"], fixed["unknown"]
     slow = parallel(client, {
-        "outage": lambda: _raw_samples(client, M_OUTAGE, outage[1], length + LOOKBACK, end),
-        "unknown": lambda: _raw_samples(client, M_UNKNOWN, unknown[1], length + LOOKBACK, end)})
+        "outage": lambda: _raw_samples(client, M_OUTAGE, outage[1], length + LOOKBACK, end, scrape_interval),
+        "unknown": lambda: _raw_samples(client, M_UNKNOWN, unknown[1], length + LOOKBACK, end, scrape_interval)})
     for (fast, wanted), raw, attr in ((outage, slow["outage"], "outage_counter"),
                                       (unknown, slow["unknown"], "unknown_counter")):
         figures = {labels: (delta, []) for labels, delta in fast.items()}
@@ -366,11 +370,10 @@ def outages_from_ledger(path: str | Path, start: int, end: int) -> dict[Key, lis
 
 
 def missed_notifications(client: PrometheusClient, customers: list[str], start: int, end: int, only_zone: bool,
-                         scrape_interval: float = 60.0, budget: int = MAX_SAMPLES
+                         scrape_interval: float = 60.0, budget: int = SHARD_SAMPLES
                          ) -> dict[str, list[tuple[float, float]]]:
     """Raw (time, increase) of the missed-deadline counter inside (start, end] for customers that missed any:
-    one fleet-wide query (per shard) finds them, one batched range query per RAW_BATCH of them reads their
-    samples."""
+    one fleet-wide query (per shard) finds them, batched range queries read their samples."""
     length = end - start
     calls = {}
     for i, sel in enumerate(shards([(c, ("",)) for c in customers], only_zone, length / scrape_interval, budget)):
@@ -380,7 +383,7 @@ def missed_notifications(client: PrometheusClient, customers: list[str], start: 
     candidates: dict[LabelKey, float] = {}
     for answer in parallel(client, calls).values():
         candidates.update(answer)
-    raw = _raw_samples(client, M_MISSED, set(candidates), length + LOOKBACK, end)
+    raw = _raw_samples(client, M_MISSED, set(candidates), length + LOOKBACK, end, scrape_interval)
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for labels in candidates:
         customer = dict(labels)["customer"]

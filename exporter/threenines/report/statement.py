@@ -38,7 +38,7 @@ class CustomerSpec:
 class Options:
     scrape_interval: float = 60.0
     min_coverage: float = 0.99
-    max_samples_per_query: int = 10_000_000  # month-long queries are split by customer to stay below this
+    samples_per_shard: int = 10_000_000  # month-long queries are split by customer into shards of this size
 
 
 def _r(value: float) -> float:
