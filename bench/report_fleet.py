@@ -48,7 +48,15 @@ def miss_of(i: int) -> int | None:
     return START + (i % 28) * 86400 + 7200 + i % 3000 if i % MISS_EVERY == 7 else None
 
 
-def write(path: Path, customers: int, step: int) -> int:
+RESTART = START + 10 * 86400 + 2 * 3600 + 30  # --restart: the exporter restarts (between two scrapes)
+UNKNOWN_AT_START = (90, 45)  # unknown seconds each exporter start accrued before its first probe result
+
+
+def write(path: Path, customers: int, step: int, restart: bool = False) -> int:
+    """OpenMetrics for the fleet month. With restart, every counter of the exporter restarts at RESTART: the
+    unknown counters of all series fall from 90 to 45 (a reset the report must see everywhere), an outage
+    counter that had counted an outage falls to 0; the missed-deadline counter is rebuilt from the audit
+    ledger at start (audit.py), so it does not fall."""
     grid = list(range(START - 6 * 3600, END + 6 * 3600 + 1, step))
     lines = 0
     with open(path, "w", encoding="utf-8") as out:
@@ -66,10 +74,15 @@ def write(path: Path, customers: int, step: int) -> int:
 
         def counter(i: int, service: str):
             o = outage_of(i, step) if service == "connectivity" else None
-            return [(t, 0 if not o or t < o[0] + 300 else min(t, o[1]) - o[0]) for t in grid]
+            values = [(t, 0 if not o or t < o[0] + 300 else min(t, o[1]) - o[0]) for t in grid]
+            if restart:
+                before = next((v for t, v in reversed(values) if t < RESTART), 0)
+                values = [(t, v if t < RESTART else v - before) for t, v in values]
+            return values
 
         family("threenines_customer_service_outage_seconds_total", "counter", cs_rows(counter))
-        zeros = cs_rows(lambda i, s: ((t, 0) for t in grid))
+        zeros = cs_rows(lambda i, s: ((t, (UNKNOWN_AT_START[0] if t < RESTART else UNKNOWN_AT_START[1]) if restart
+                                       else 0) for t in grid))
         family("threenines_customer_service_unknown_seconds_total", "counter", zeros)
         family("threenines_customer_service_known", "gauge", cs_rows(lambda i, s: ((t, 1) for t in grid)))
         family("threenines_customer_service_up", "gauge", cs_rows(
@@ -92,14 +105,16 @@ def write(path: Path, customers: int, step: int) -> int:
     return lines
 
 
-def check(statement: dict, step: int, misses: bool = True) -> list[str]:
+def check(statement: dict, step: int, misses: bool = True, restart: bool = False) -> list[str]:
     """Customers whose figures differ from what write() generated (raw seconds, outages, misses, review)."""
     wrong = []
     for c in statement["customers"]:
         i = int(c["customer"][1:])
         o = outage_of(i, step)
         got = {s["service"]: (s["raw_outage_seconds"], len(s["outages"]), s["unknown_seconds"]) for s in c["services"]}
-        want = {"connectivity": (float(o[1] - o[0]) if o else 0.0, 1 if o else 0, 0.0), "power": (0.0, 0, 0.0)}
+        unknown = float(UNKNOWN_AT_START[1]) if restart else 0.0  # counted from zero after the restart
+        want = {"connectivity": (float(o[1] - o[0]) if o else 0.0, 1 if o else 0, unknown),
+                "power": (0.0, 0, unknown)}
         days = 1 if misses and miss_of(i) is not None else 0
         if got != want or c["notification"]["deduction_days"] != days or c["review"]:
             wrong.append(f"{c['customer']}: got {got}, {c['notification']['deduction_days']} deduction days, "
@@ -127,13 +142,16 @@ def main() -> int:
     parser.add_argument("--scrape-interval", type=int, default=3600)
     parser.add_argument("--workdir", type=Path, help="keep the TSDB here (under /tmp) and reuse it on the next run "
                         "with the same --customers/--scrape-interval; default: a temporary directory")
+    parser.add_argument("--restart", action="store_true", help="the exporter restarts on 11 October: every "
+                        "unknown counter (and the outage counters that had counted) resets")
     parser.add_argument("--top", type=int, default=12, help="slowest queries to list")
     parser.add_argument("--concurrency", type=int, default=4, help="queries sent to Prometheus at once")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="report-bench-")))
         work.mkdir(parents=True, exist_ok=True)
-        marker = work / f"tsdb-{args.customers}-{args.scrape_interval}-v2.done"  # v2: with the missed counter
+        restart = "-restart" if args.restart else ""
+        marker = work / f"tsdb-{args.customers}-{args.scrape_interval}{restart}-v2.done"  # v2: missed counter
         older = work / f"tsdb-{args.customers}-{args.scrape_interval}.done"  # v1: no missed counter series
         misses = not older.exists() or marker.exists()
         if older.exists() and not marker.exists():
@@ -142,7 +160,7 @@ def main() -> int:
         elif not marker.exists():
             shutil.rmtree(work / "tsdb", ignore_errors=True)
             t0 = time.monotonic()
-            samples = write(work / "data.om", args.customers, args.scrape_interval)
+            samples = write(work / "data.om", args.customers, args.scrape_interval, args.restart)
             t1 = time.monotonic()
             backfill(work / "data.om", work / "tsdb", timeout=4 * 3600, max_block_duration=BLOCK)
             (work / "data.om").unlink()
@@ -161,7 +179,7 @@ def main() -> int:
         outages = sum(len(s["outages"]) for c in statement["customers"] for s in c["services"])
         print(f"report: {args.customers} customers, {outages} outages, {client.requests_made} HTTP requests, "
               f"{t4 - t3:.1f} s; review items {len(statement['review'])}")
-        wrong = check(statement, args.scrape_interval, misses)
+        wrong = check(statement, args.scrape_interval, misses, args.restart)
         print(f"exact: {args.customers - len(wrong)}/{args.customers} customers equal the generated truth"
               + "".join(f"\n  {w}" for w in wrong[:10]))
         profile(client.trace, args.top)
