@@ -58,13 +58,15 @@ def _series() -> list[Series]:
         *_cs("phantom", lambda t: 1, lambda t: 900 if t >= PHANTOM_AT else 0),
         *_cs("late", lambda t: 0 if LATE_DETERMINED <= t < LATE_RECOVERED else 1, _late_counter),
         *_target("late", LATE_FIRST, LATE_DETERMINED, LATE_RECOVERED),
+        *_cs("gauges_only", lambda t: 1, lambda t: 0)[2:],  # state gauges, no counters
     ]
 
 
 @pytest.fixture(scope="module")
 def statement(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with serve_series(_series(), tmp_path_factory.mktemp("disagree"), max_block_duration="1488h") as prom:
-        specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in ("fine", "liar", "phantom", "late")]
+        names = ("fine", "liar", "phantom", "late", "gauges_only")
+        specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in names]
         client = PrometheusClient(ClientConfig(prom.url, timeout=30))
         return build_statement(client, Month(2026, 10), specs, Ledger(), Options(scrape_interval=STEP))
 
@@ -98,3 +100,8 @@ def test_outage_determined_after_the_month_end_is_found_and_flagged(statement: d
     assert outage["seconds_in_month"] == 600
     assert got["raw_outage_seconds"] == 0  # the counter rose after the month: billed next month
     assert any("outage counter says 0.0 s but the outage bounds say 600.0 s" in item for item in got["review"])
+
+
+def test_state_gauges_without_counters_are_not_billed_as_zero_silently(statement: dict) -> None:
+    got = _service(statement, "gauges_only")
+    assert "connectivity: Prometheus has no outage counter for this service in the month" in got["review"]

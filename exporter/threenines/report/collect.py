@@ -228,7 +228,8 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
     for (fast, wanted), raw, attr in ((outage, slow["outage"], "outage_counter"),
                                       (unknown, slow["unknown"], "unknown_counter")):
         figures = {labels: (delta, []) for labels, delta in fast.items()}
-        figures.update({labels: raw_delta(raw.get(labels, []), start, end) for labels in wanted})
+        # a series only the state gauge has (no counter samples at all) stays without data, and says so
+        figures.update({labels: raw_delta(raw[labels], start, end) for labels in wanted if raw.get(labels)})
         for labels, (delta, notes) in figures.items():
             ev = evidence.get(_customer_service(labels))
             if ev is None:
