@@ -56,8 +56,8 @@ def _series() -> list[Series]:
         *_cs("fine", lambda t: 1, lambda t: 0),
         *_cs("liar", lambda t: 0 if LIAR_DOWN[0] <= t < LIAR_DOWN[1] else 1, lambda t: 0),
         *_cs("phantom", lambda t: 1, lambda t: 900 if t >= PHANTOM_AT else 0),
-        *_cs("late", lambda t: 0 if LATE_DETERMINED <= t < LATE_RECOVERED else 1, _late_counter),
-        *_target("late", LATE_FIRST, LATE_DETERMINED, LATE_RECOVERED),
+        *_cs("late-co.eu:1", lambda t: 0 if LATE_DETERMINED <= t < LATE_RECOVERED else 1, _late_counter),
+        *_target("late-co.eu:1", LATE_FIRST, LATE_DETERMINED, LATE_RECOVERED),
         *_cs("gauges_only", lambda t: 1, lambda t: 0)[2:],  # state gauges, no counters
     ]
 
@@ -65,7 +65,7 @@ def _series() -> list[Series]:
 @pytest.fixture(scope="module")
 def statement(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with serve_series(_series(), tmp_path_factory.mktemp("disagree"), max_block_duration="1488h") as prom:
-        names = ("fine", "liar", "phantom", "late", "gauges_only")
+        names = ("fine", "liar", "phantom", "late-co.eu:1", "gauges_only")
         specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in names]
         client = PrometheusClient(ClientConfig(prom.url, timeout=30))
         return build_statement(client, Month(2026, 10), specs, Ledger(), Options(scrape_interval=STEP))
@@ -94,7 +94,7 @@ def test_counter_without_bounds_is_reported_and_billed_from_the_counter(statemen
 
 
 def test_outage_determined_after_the_month_end_is_found_and_flagged(statement: dict) -> None:
-    got = _service(statement, "late")
+    got = _service(statement, "late-co.eu:1")
     [outage] = got["outages"]
     assert (outage["start_unix"], outage["end_unix"], outage["end_exact"]) == (LATE_FIRST, LATE_RECOVERED, True)
     assert outage["seconds_in_month"] == 600

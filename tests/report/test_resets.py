@@ -31,7 +31,7 @@ def _counter(drops: list[int], gaps: list[tuple[int, int]] = ()) -> list[tuple[i
 
 
 SERIES = {
-    "inside_an_hour": _counter([START + 5 * DAY + 10 * HOUR + 1200]),
+    "inside-an.hour:1": _counter([START + 5 * DAY + 10 * HOUR + 1200]),
     "two_days": _counter([START + 2 * DAY + 600, START + 20 * DAY + 3 * HOUR + 60]),
     "straddling_an_hour": _counter([START + 7 * DAY + HOUR + 60]),  # the scrape before is on the hour
     "gap_across_an_hour": _counter([START + 9 * DAY + 6 * HOUR + 21 * 60], [(START + 9 * DAY + 6 * HOUR - 600,

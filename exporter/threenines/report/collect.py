@@ -90,7 +90,8 @@ class Evidence:
 
 def selector(customers: Iterable[str], extra: str = "") -> str:
     names = sorted(set(customers))
-    pattern = "|".join(re.escape(name) for name in names)
+    # re.escape writes `\-`, `\.`; PromQL strings take Go escapes, so the backslashes are escaped once more
+    pattern = _quote("|".join(re.escape(name) for name in names))
     inner = f'customer=~"{pattern}"' if names else ""
     return "{" + ",".join(part for part in (inner, extra) if part) + "}"
 

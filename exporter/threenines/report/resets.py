@@ -36,7 +36,9 @@ RAW_SAMPLES_PER_QUERY = 1_000_000
 
 
 def _selector(customers: set[str]) -> str:
-    return '{customer=~"' + "|".join(re.escape(c) for c in sorted(customers)) + '"}'
+    # re.escape writes `\-`, `\.`; PromQL strings take Go escapes, so the backslashes are escaped once more
+    pattern = "|".join(re.escape(c) for c in sorted(customers)).replace("\\", "\\\\").replace('"', '\\"')
+    return '{customer=~"' + pattern + '"}'
 
 
 def _customer(labels: LabelKey) -> str:
