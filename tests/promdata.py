@@ -20,9 +20,10 @@ Example (pytest):
 Why --max-block-duration=744h: without it promtool 2.42 writes 2-hour blocks and a month of 100 series takes
 ~7 minutes instead of seconds. promtool parses the whole file once per block, and blocks are aligned to
 multiples of the duration since the epoch, so a month with margins usually spans 2–3 744h blocks: "1488h"
-makes it one block and one pass (2–3× faster for big files). Retention is set to 100y because backfilled data is months old and Prometheus
-would otherwise delete it at start-up. Samples of one series must be in time order; series are written in
-the order given, grouped by metric name (OpenMetrics requires a family's samples to be contiguous).
+makes it one block and one pass (2–3× faster for big files). Retention is set to 100y because backfilled
+data is months old and Prometheus would otherwise delete it at start-up. Samples of one series must be in
+time order; series are written in the order given, grouped by metric name (OpenMetrics requires a family's
+samples to be contiguous).
 """
 
 from __future__ import annotations
