@@ -27,18 +27,15 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-from threenines.report.promclient import PrometheusClient
+from threenines.report.promclient import PrometheusClient, parallel
 from threenines.report.resets import corrections
 
 Key = tuple[str, str]  # (customer, service)
 LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them
-T = TypeVar("T")
 RAW_SAMPLES = 2_000_000  # samples per raw-sample query: bounds the answer (~50 MB of JSON) and stays far below
 # Prometheus' --query.max-samples (default 50M), which counts a range selector's samples of all series at once
 SHARD_SAMPLES = 10_000_000  # month-long function queries are split into shards of about this many samples
@@ -103,17 +100,6 @@ def _exact(labels: dict[str, str]) -> str:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def parallel(client: PrometheusClient, calls: dict[str, Callable[[], T]]) -> dict[str, T]:
-    """Run independent queries at once: Prometheus evaluates each query on one core, so the month-long scans
-    of one report step overlap instead of queueing. The first failure is raised (nothing is half-answered)."""
-    workers = max(1, min(client.config.concurrency, len(calls)))
-    if workers == 1:
-        return {name: call() for name, call in calls.items()}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {name: pool.submit(call) for name, call in calls.items()}
-        return {name: future.result() for name, future in futures.items()}
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

@@ -11,12 +11,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 
@@ -211,3 +213,14 @@ def _error_text(response: requests.Response) -> str:
         return str(body.get("error") or body)[:200]
     except ValueError:
         return response.text[:200]
+
+
+def parallel(client: PrometheusClient, calls: dict[str, Callable[[], T]]) -> dict[str, T]:
+    """Run independent queries at once: Prometheus evaluates each query on one core, so the month-long scans
+    of one report step overlap instead of queueing. The first failure is raised (nothing is half-answered)."""
+    workers = max(1, min(client.config.concurrency, len(calls)))
+    if workers == 1:
+        return {name: call() for name, call in calls.items()}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(call) for name, call in calls.items()}
+        return {name: future.result() for name, future in futures.items()}

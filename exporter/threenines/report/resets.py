@@ -24,7 +24,7 @@ import re
 from collections import defaultdict
 from itertools import pairwise
 
-from threenines.report.promclient import PrometheusClient
+from threenines.report.promclient import PrometheusClient, parallel
 
 LabelKey = tuple[tuple[str, str], ...]
 Piece = tuple[int, int]  # (s, e]: a window of the month; the month's first piece also holds x @ start
@@ -67,18 +67,22 @@ def _count_resets(client: PrometheusClient, metric: str, parent: Piece, series: 
     per_customer = (parent[1] - parent[0] + LOOKBACK) / scrape_interval * len(series) / len(customers)
     per_query = max(1, int(budget // max(per_customer, 1.0)))
     out: dict[LabelKey, dict[Piece, float]] = defaultdict(lambda: defaultdict(float))
+    queries = []
     for part in _chunks(customers, per_query):
         sel = _selector(set(part))
         for group in _chunks(pieces, PIECES_PER_QUERY):
-            exprs = [f'label_replace(resets({metric}{sel}{rng}) > 0, "{TAG}", "{sign}{p[0]}:{p[1]}", "", "")'
-                     for p in group for sign, rng in (("+", _range(p)), ("-", f"[{LOOKBACK}s] @ {p[0]}"))]
-            for labels, count in client.vector(" or ".join(exprs), parent[1]).items():
-                lab = dict(labels)
-                tag = lab.pop(TAG)
-                key = tuple(sorted(lab.items()))
-                s, e = tag[1:].split(":")
-                if key in series:
-                    out[key][(int(s), int(e))] += count if tag[0] == "+" else -count
+            queries.append(" or ".join(
+                f'label_replace(resets({metric}{sel}{rng}) > 0, "{TAG}", "{sign}{p[0]}:{p[1]}", "", "")'
+                for p in group for sign, rng in (("+", _range(p)), ("-", f"[{LOOKBACK}s] @ {p[0]}"))))
+    answers = parallel(client, {str(i): (lambda q=q: client.vector(q, parent[1])) for i, q in enumerate(queries)})
+    for answer in answers.values():
+        for labels, count in answer.items():
+            lab = dict(labels)
+            tag = lab.pop(TAG)
+            key = tuple(sorted(lab.items()))
+            s, e = tag[1:].split(":")
+            if key in series:
+                out[key][(int(s), int(e))] += count if tag[0] == "+" else -count
     return {key: {p: n for p, n in found.items() if n} for key, found in out.items()}
 
 
