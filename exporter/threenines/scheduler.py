@@ -23,6 +23,8 @@ from threenines.probes.ping import Pinger, ProbeResult
 
 log = logging.getLogger(__name__)
 
+# Probes due within this window start together: one wake-up for a batch instead of one per probe.
+BATCH_WINDOW = 0.01
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -80,6 +82,11 @@ class LagHistogram:
             del self.samples[:100_000]
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def phase(key: TargetKey, interval: float) -> float:
     digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 * interval
@@ -97,7 +104,7 @@ class ProbeScheduler:
         self._ports: dict[TargetKey, Port] = {}
         self._heap: list[tuple[float, int, TargetKey]] = []
         self._counter = itertools.count()
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._slots = asyncio.Semaphore(max_concurrent)
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[TargetKey, ProbeStats] = {}
@@ -122,17 +129,19 @@ class ProbeScheduler:
                 stats._view = None
         for key in added:
             heapq.heappush(self._heap, (now + phase(key, self._ports[key].policy.interval), next(self._counter), key))
-        self._wake.set()
+        self._wake_up()
 
     async def run(self, stop: asyncio.Event) -> None:
+        stop_watch = asyncio.ensure_future(stop.wait())
+        stop_watch.add_done_callback(lambda _: self._wake_up())
         while not stop.is_set():
             now = self._clock()
             if not self._heap:
-                await self._sleep(stop, 3600)
+                await self._sleep(3600)
                 continue
             due, _, key = self._heap[0]
-            if due > now:
-                await self._sleep(stop, due - now)
+            if due > now + BATCH_WINDOW:
+                await self._sleep(due - now)
                 continue
             heapq.heappop(self._heap)
             port = self._ports.get(key)
@@ -150,17 +159,25 @@ class ProbeScheduler:
             task = asyncio.create_task(self._probe(key, port))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        stop_watch.cancel()
         for task in list(self._tasks):
             task.cancel()
 
-    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        self._wake.clear()
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+    async def _sleep(self, seconds: float) -> None:
+        # One future and one timer per sleep: at hundreds of probes a second this runs once per probe,
+        # and asyncio.wait() over two fresh tasks cost more than the probe itself.
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(min(seconds, 3600), _resolve, waiter)
         try:
-            await asyncio.wait(waiters, timeout=min(seconds, 3600), return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            timer.cancel()
+            self._waiter = None
+
+    def _wake_up(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     async def _probe(self, key: TargetKey, port: Port) -> None:
         self.in_flight += 1
