@@ -98,6 +98,30 @@ def run_exporter(size: int, interval: float, duration: float) -> dict[str, float
     return asyncio.run(main())
 
 
+def run_prober(size: int) -> dict[str, float]:
+    """The prober alone: `size` probes through Pinger.probe, 256 in flight, expiry timers included."""
+    from threenines.probes.ping import Pinger
+
+    async def main() -> dict[str, float]:
+        pinger = Pinger(privileged=True)
+        pinger.open((4,))
+        slots = asyncio.Semaphore(256)
+
+        async def one(index: int) -> bool | None:
+            async with slots:
+                return (await pinger.probe(loopback_address(index), 1, 1.0, 0.1)).ok
+
+        started = time.process_time()
+        results = await asyncio.gather(*(one(i) for i in range(size)))
+        await asyncio.sleep(1.1)  # let any expiry timer fire: it is part of the cost
+        cpu = time.process_time() - started
+        pinger.close()
+        return {"size": size, "answered": sum(1 for r in results if r),
+                "cpu_s_per_1000_probes": round(cpu / size * 1000, 4)}
+
+    return asyncio.run(main())
+
+
 def run_fping(size: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as targets:
         targets.write("\n".join(loopback_address(i) for i in range(size)) + "\n")
@@ -119,7 +143,13 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=60.0, help="compressed contract interval, seconds")
     parser.add_argument("--duration", type=float, default=60.0, help="measured window after warm-up, seconds")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prober-only", type=int, metavar="N", help="only the prober: N probes, and fping on the same")
     args = parser.parse_args()
+    if args.prober_only:
+        ours, fping = run_prober(args.prober_only), run_fping(args.prober_only)
+        print(json.dumps({"prober": ours, "fping": fping,
+                          "ratio": round(ours["cpu_s_per_1000_probes"] / fping["cpu_s_per_1000_pings"], 2)}))
+        return 0
     if args.one:
         print(json.dumps(run_exporter(args.one, args.interval, args.duration)))
         return 0
