@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from threenines.contract import (
+    Checkpoint,
     CustomerServiceView,
     OutageEvent,
     ServiceUnion,
@@ -62,12 +63,13 @@ def specs_from_inventory(inventory: Inventory) -> list[TargetSpec]:
 
 
 class ContractEngine:
-    def __init__(self, ledger: Ledger | None = None) -> None:
+    def __init__(self, ledger: Ledger | None = None,
+                 on_event: Callable[[OutageEvent], None] | None = None) -> None:
         self._ledger = ledger
+        self._listener = on_event  # told of every determination and end, after the ledger
         self._machines: dict[TargetKey, TargetMachine] = {}
         self._members: dict[tuple[str, str], list[TargetMachine]] = defaultdict(list)
         self._unions: dict[tuple[str, str], ServiceUnion] = {}
-        self.events: list[OutageEvent] = []  # recent events, for logs and tests; bounded in tick()
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -126,7 +128,6 @@ class ContractEngine:
         if self._ledger is not None:
             self._ledger.flush()
             self._ledger.heartbeat(now)
-        del self.events[:-1000]
 
     def snapshot(self, now: float) -> ContractSnapshot:
         return ContractSnapshot(
@@ -141,7 +142,6 @@ class ContractEngine:
     # -- sinks --------------------------------------------------------------------------------------
 
     def _on_event(self, event: OutageEvent) -> None:
-        self.events.append(event)
         if event.kind == "determined":
             log.warning(
                 "outage determined customer=%s service=%s target=%s first_failed_at=%.0f determined_at=%.0f",
@@ -154,7 +154,9 @@ class ContractEngine:
             )
         if self._ledger is not None:
             self._ledger.record(event)
+        if self._listener is not None:
+            self._listener(event)
 
-    def _on_checkpoint(self, key: TargetKey, checkpoint: object) -> None:
+    def _on_checkpoint(self, key: TargetKey, checkpoint: Checkpoint | None) -> None:
         if self._ledger is not None:
-            self._ledger.save_checkpoint(key, checkpoint)  # type: ignore[arg-type]
+            self._ledger.save_checkpoint(key, checkpoint)

@@ -60,6 +60,11 @@ def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
     return {TargetKey(c.id, "connectivity", p.id): p for c, p in inventory.ports()}
 
 
+def ip_versions(inventory: Inventory) -> tuple[int, ...]:
+    """The ICMP socket families the inventory's ports need (IPv4 at least, so a first port can be added)."""
+    return tuple(sorted({p.family for _, p in inventory.ports()} | {4}))
+
+
 def split_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
@@ -73,7 +78,8 @@ class Exporter:
         self.exclusions = self._load_exclusions(self.inventory)
         state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
         self.ledger = Ledger(state_dir / "outages.sqlite")
-        self.engine = ContractEngine(self.ledger)
+        # An outage event re-renders promptly: alerts fire at the first evaluation after determination.
+        self.engine = ContractEngine(self.ledger, on_event=lambda event: self._dirty.set())
         self.engine.configure(specs_from_inventory(self.inventory), clock())
         self.pinger = Pinger(privileged=options.privileged)
         self.scheduler: ProbeScheduler | None = None
@@ -109,9 +115,8 @@ class Exporter:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        families = {p.family for _, p in self.inventory.ports()} or {4}
-        self.pinger.open(tuple(sorted(families)))
-        self.scheduler = ProbeScheduler(self.pinger, self._observe, self.inventory.exporter.max_concurrent_probes,
+        self.pinger.open(ip_versions(self.inventory))
+        self.scheduler = ProbeScheduler(self.pinger, self.engine.observe, self.inventory.exporter.max_concurrent_probes,
                                         self._clock)
         self.scheduler.configure(ports_of(self.inventory))
         self._start_power(self.inventory)
@@ -180,7 +185,7 @@ class Exporter:
             return
         from threenines.power_poller import PowerPoller
 
-        poller = PowerPoller(inventory, self._observe, self._clock)
+        poller = PowerPoller(inventory, self.engine.observe, self._clock)
         stop = asyncio.Event()
         task = asyncio.create_task(poller.run(stop), name="power")
         self.registry.register(poller.collector)
@@ -202,12 +207,6 @@ class Exporter:
         # Called from an HTTP thread: ask the loop to re-render so the delay metrics show promptly.
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._dirty.set)
-
-    def _observe(self, key: TargetKey, at: float, ok: bool | None) -> None:
-        events_before = len(self.engine.events)
-        self.engine.observe(key, at, ok)
-        if len(self.engine.events) != events_before:
-            self._dirty.set()
 
     def _tick(self) -> None:
         now = self._clock()
@@ -289,8 +288,7 @@ class Exporter:
             return False, f"reload refused, keeping the running inventory: {err}"
         if inventory.exporter != self.inventory.exporter:
             log.warning("exporter: settings (listen, state_dir, ...) take effect only at restart")
-        families = {p.family for _, p in inventory.ports()}
-        self.pinger.open(tuple(sorted(families)))
+        self.pinger.open(ip_versions(inventory))
         previous, self.inventory = self.inventory, inventory
         self.exclusions = exclusions
         self.audit.set_inventory(inventory)
