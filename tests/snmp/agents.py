@@ -13,16 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support import REPO, VENV_BIN, RunningProcess, free_port, wait_until
+from threenines.demo.simulator import SNMPSIM_MAIN
 
 FIXTURES = REPO / "tests" / "fixtures" / "snmprec"
 SHARED = REPO.parent / "shared" / "fixtures" / "snmprec"
 
-# snmpsim drops privileges to nobody when started as root; it must still import these lazily-loaded modules.
-_SNMPSIM_MAIN = (
-    "import dbm, dbm.dumb, bz2, sys\n"
-    "from snmpsim.commands.responder import main\n"
-    "sys.exit(main())\n"
-)
 
 
 @dataclass
@@ -72,7 +67,7 @@ def snmpsim(recordings: Iterable[Path], log_dir: Path) -> Iterator[Agent]:
         for path in (root, data, cache, *data.iterdir()):
             path.chmod(0o777 if path.is_dir() else 0o644)
         port = free_port(socket.SOCK_DGRAM)
-        argv = [str(VENV_BIN / "python"), "-c", _SNMPSIM_MAIN, f"--data-dir={data}", f"--cache-dir={cache}",
+        argv = [str(VENV_BIN / "python"), "-c", SNMPSIM_MAIN, f"--data-dir={data}", f"--cache-dir={cache}",
                 f"--agent-udpv4-endpoint=127.0.0.1:{port}"]
         if os.geteuid() == 0:
             argv += ["--process-user=nobody", "--process-group=nogroup"]

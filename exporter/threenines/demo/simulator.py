@@ -11,7 +11,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 # snmpsim drops privileges to nobody when started as root, then imports these lazily: import them first.
-_SNMPSIM_MAIN = "import dbm, dbm.dumb, bz2, sys\nfrom snmpsim.commands.responder import main\nsys.exit(main())\n"
+SNMPSIM_MAIN = "import dbm, dbm.dumb, bz2, sys\nfrom snmpsim.commands.responder import main\nsys.exit(main())\n"
 COMMUNITIES = {"THREENINES_DEMO_PDU_A": "pdu-a", "THREENINES_DEMO_PDU_B": "pdu-b",
                "THREENINES_DEMO_UPS": "eaton-93e-80"}
 
@@ -35,7 +35,7 @@ def start(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     for entry in resources.files("threenines.demo").joinpath("snmprec").iterdir():
         if entry.name.endswith(".snmprec"):
             (data / entry.name).write_bytes(entry.read_bytes())
-    argv = [sys.executable, "-c", _SNMPSIM_MAIN, f"--data-dir={data}", f"--cache-dir={cache}",
+    argv = [sys.executable, "-c", SNMPSIM_MAIN, f"--data-dir={data}", f"--cache-dir={cache}",
             f"--agent-udpv4-endpoint=127.0.0.1:{port}"]
     if os.geteuid() == 0:
         # The dropped-privilege process must read the data and write its cache.
