@@ -60,7 +60,22 @@ def rss_mib(field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def run_exporter(size: int, interval: float, duration: float) -> dict[str, float]:
+# The scraper is its own process, like Prometheus: reading tens of megabytes is not the exporter's CPU.
+SCRAPER = """
+import json, sys, time, urllib.request
+url, interval, until = sys.argv[1], float(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+durations, sizes = [], []
+while time.monotonic() < until:
+    started = time.monotonic()
+    with urllib.request.urlopen(url, timeout=60) as reply:
+        sizes.append(len(reply.read()))
+    durations.append(time.monotonic() - started)
+    time.sleep(max(0.0, interval - durations[-1]))
+print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": max(sizes)}))
+"""
+
+
+def run_exporter(size: int, interval: float, duration: float, scrape_interval: float) -> dict[str, float]:
     from threenines.service import Exporter, ServeOptions
 
     workdir = Path(tempfile.mkdtemp(prefix="threenines-bench-"))
@@ -72,10 +87,17 @@ def run_exporter(size: int, interval: float, duration: float) -> dict[str, float
 
     async def main() -> dict[str, float]:
         task = asyncio.create_task(exporter.run())
+        while not exporter.http._thread.is_alive():
+            await asyncio.sleep(0.1)
+        host, port = exporter.http.address
+        scraper = None
+        if scrape_interval:
+            scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, f"http://{host}:{port}/metrics",
+                                        str(scrape_interval), str(interval + duration)],
+                                       stdout=subprocess.PIPE, text=True)
         # Measure one steady window after the first interval (every port has had its first probe).
         await asyncio.sleep(interval)
         scheduler = exporter.scheduler
-        assert scheduler is not None
         cpu0, probes0, wall0 = time.process_time(), scheduler.probes_started, time.monotonic()
         del scheduler.lag.samples[:]
         await asyncio.sleep(duration)
@@ -84,6 +106,10 @@ def run_exporter(size: int, interval: float, duration: float) -> dict[str, float
         failures = sum(s.failures for s in scheduler.stats.values())
         render = exporter._render_seconds
         steady_rss = rss_mib("VmRSS")
+        scrapes = {}
+        if scraper is not None:
+            out, _ = await asyncio.get_running_loop().run_in_executor(None, scraper.communicate)
+            scrapes = json.loads(out)
         exporter.stop()
         await task
         return {
@@ -91,6 +117,7 @@ def run_exporter(size: int, interval: float, duration: float) -> dict[str, float
             "probes_per_s": round(probes / wall, 1), "lag_p50_s": round(percentile(lags, 0.5), 4),
             "lag_p99_s": round(percentile(lags, 0.99), 4), "lag_max_s": round(max(lags, default=0.0), 4),
             "cpu_s": round(cpu, 2), "cpu_s_per_1000_probes": round(cpu / probes * 1000, 4) if probes else None,
+            "scrape_interval_s": scrape_interval, "scrapes": scrapes,
             "render_s": round(render, 3), "setup_cpu_s": round(setup_cpu, 2), "failed_probes_total": failures,
             "peak_rss_mib": round(rss_mib("VmHWM"), 1), "rss_mib": round(steady_rss, 1),
         }
@@ -99,25 +126,31 @@ def run_exporter(size: int, interval: float, duration: float) -> dict[str, float
 
 
 def run_prober(size: int) -> dict[str, float]:
-    """The prober alone: `size` probes through Pinger.probe, 256 in flight, expiry timers included."""
-    from threenines.probes.ping import Pinger
+    """The prober alone: `size` probes through Pinger.send, 256 in flight, replies and expiry included."""
+    from threenines.probes.ping import Pinger, Probe
 
     async def main() -> dict[str, float]:
-        pinger = Pinger(privileged=True)
+        answered = finished = 0
+
+        def done(probe: Probe) -> None:
+            nonlocal answered, finished
+            finished += 1
+            answered += bool(probe.received)
+
+        pinger = Pinger(done, privileged=True)
         pinger.open((4,))
-        slots = asyncio.Semaphore(256)
-
-        async def one(index: int) -> bool | None:
-            async with slots:
-                return (await pinger.probe(loopback_address(index), 1, 1.0, 0.1)).ok
-
         started = time.process_time()
-        results = await asyncio.gather(*(one(i) for i in range(size)))
-        await asyncio.sleep(1.1)  # let any expiry timer fire: it is part of the cost
+        for index in range(size):
+            pinger.send(Probe(index, loopback_address(index), 1, 1.0, 0.1))
+            if index % 256 == 255:
+                pinger.drain()
+        deadline = time.monotonic() + 5
+        while finished < size and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            pinger.expire()
         cpu = time.process_time() - started
         pinger.close()
-        return {"size": size, "answered": sum(1 for r in results if r),
-                "cpu_s_per_1000_probes": round(cpu / size * 1000, 4)}
+        return {"size": size, "answered": answered, "cpu_s_per_1000_probes": round(cpu / size * 1000, 4)}
 
     return asyncio.run(main())
 
@@ -142,6 +175,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--interval", type=float, default=60.0, help="compressed contract interval, seconds")
     parser.add_argument("--duration", type=float, default=60.0, help="measured window after warm-up, seconds")
+    parser.add_argument("--scrape-interval", type=float, default=30.0,
+                        help="a separate process scrapes /metrics this often, like Prometheus (0: no scrapes)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prober-only", type=int, metavar="N", help="only the prober: N probes, and fping on the same")
     args = parser.parse_args()
@@ -151,12 +186,13 @@ def main() -> int:
                           "ratio": round(ours["cpu_s_per_1000_probes"] / fping["cpu_s_per_1000_pings"], 2)}))
         return 0
     if args.one:
-        print(json.dumps(run_exporter(args.one, args.interval, args.duration)))
+        print(json.dumps(run_exporter(args.one, args.interval, args.duration, args.scrape_interval)))
         return 0
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         child = subprocess.run([sys.executable, __file__, "--one", str(size), "--interval", str(args.interval),
-                                "--duration", str(args.duration)], capture_output=True, text=True,
+                                "--duration", str(args.duration), "--scrape-interval", str(args.scrape_interval)],
+                               capture_output=True, text=True,
                                timeout=args.interval + args.duration + 600, check=True)
         ours = json.loads(child.stdout.strip().splitlines()[-1])
         fping = run_fping(size)

@@ -1,9 +1,10 @@
-"""Renders one immutable exporter snapshot as Prometheus text exposition (docs/metrics.md).
+"""Renders the exporter's state as Prometheus text exposition (docs/metrics.md).
 
 The contract families are per target (~20 series per port, a million at 50k ports). prometheus_client
 builds an object per sample and takes ~8 s of CPU for that; formatting lines directly from label strings
-cached per target takes a fraction of it. Small families (audit, power, process) still go through
-prometheus_client Collectors and are appended by the service.
+cached per target takes a fraction of it, and keeping the lines between renders leaves only what changed.
+Small families (audit, power, process) still go through prometheus_client Collectors and are appended by
+the service.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from threenines import __version__
-from threenines.contract import TargetView
-from threenines.engine import ContractSnapshot
+from threenines.contract import CustomerServiceView, TargetKey, TargetView
+from threenines.engine import ContractChanges
 from threenines.inventory import Customer
 from threenines.scheduler import LAG_BUCKETS, ProbeStatsView
 
@@ -31,13 +32,35 @@ class HealthView:
 
 
 @dataclass(frozen=True)
-class ExporterSnapshot:
-    contract: ContractSnapshot
-    probes: tuple[ProbeStatsView, ...]
+class ExporterChanges:
+    """What the loop publishes for the renderer: contract and probe views that changed, plus small state.
+
+    Published at each tick and merged until a scrape renders them, so a render applies every change in order
+    however many ticks passed. Layouts are set when the inventory (re)loads.
+    """
+
+    contract: ContractChanges
+    probes: dict[TargetKey, ProbeStatsView]
+    probe_layout: tuple[TargetKey, ...] | None
     customers: tuple[Customer, ...]
     health: HealthView
     # (customer, service, reason, active) for every customer/service the exclusions ledger names.
     exclusions: tuple[tuple[str, str, str, bool], ...] = ()
+
+    def merge(self, newer: ExporterChanges) -> ExporterChanges:
+        """These changes followed by `newer`'s. Takes over (and updates) this object's dicts."""
+        old, new = self.contract, newer.contract
+        old.targets.update(new.targets)
+        old.services.update(new.services)
+        self.probes.update(newer.probes)
+        contract = ContractChanges(
+            new.taken_at,
+            new.layout if new.layout is not None else old.layout,
+            new.service_layout if new.service_layout is not None else old.service_layout,
+            old.targets, old.services)
+        probe_layout = newer.probe_layout if newer.probe_layout is not None else self.probe_layout
+        return ExporterChanges(contract, self.probes, probe_layout, newer.customers, newer.health,
+                               newer.exclusions)
 
 
 def escape(value: str) -> str:
@@ -56,108 +79,139 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
+class _Families:
+    """Families with one line per slot (target, port or customer service), joined only when a line changed."""
+
+    def __init__(self, families: tuple[tuple[str, str, str], ...]) -> None:
+        self.families = families
+        self.slots: dict[tuple[str, ...], int] = {}
+        self.lines: list[list[str]] = [[] for _ in families]
+        self.chunks: list[bytes] = [b""] * len(families)
+        self.dirty = [True] * len(families)
+
+    def lay_out(self, keys: tuple[tuple[str, ...], ...]) -> None:
+        old_slots, old_lines = self.slots, self.lines
+        self.slots = {key: index for index, key in enumerate(keys)}
+        self.lines = [["" for _ in keys] for _ in self.families]
+        for key, index in self.slots.items():
+            old = old_slots.get(key)
+            if old is not None:
+                for family, lines in enumerate(old_lines):
+                    self.lines[family][index] = lines[old]
+        self.dirty = [True] * len(self.families)
+
+    def set(self, key: tuple[str, ...], lines: tuple[str, ...]) -> None:
+        index = self.slots.get(key)
+        if index is None:
+            return  # left the inventory after this view was taken
+        for family, line in enumerate(lines):
+            column = self.lines[family]
+            if column[index] != line:
+                column[index] = line
+                self.dirty[family] = True
+
+    def render(self) -> list[bytes]:
+        for family, (name, kind, help_text) in enumerate(self.families):
+            if self.dirty[family]:
+                self.chunks[family] = (f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+                                       + "".join(self.lines[family])).encode()
+                self.dirty[family] = False
+        return self.chunks
+
+
 class SnapshotRenderer:
-    """Keeps label strings between renders; used from one thread (the render worker)."""
+    """Applies published changes and renders the exposition as a list of byte chunks (one per family).
+
+    Per-target families keep one formatted line per target; a render formats only the lines that changed
+    since the last one and joins only the families they are in, so its cost follows the probes since the
+    last scrape, not the size of the fleet. Used from one thread at a time (the service holds a lock).
+    """
 
     def __init__(self) -> None:
+        self._targets = _Families(_TARGET_FAMILIES)
+        self._probes = _Families(_PROBE_FAMILIES)
+        self._services = _Families(_SERVICE_FAMILIES)
         self._target_labels: dict[tuple[str, ...], str] = {}
-        self._service_labels: dict[tuple[str, str], str] = {}
-        self._port_labels: dict[tuple[str, str], str] = {}
-        self._target_cache: dict[tuple[str, ...], tuple[TargetView, tuple[str, ...]]] = {}
-        self._probe_cache: dict[tuple[str, ...], tuple[ProbeStatsView, tuple[str, ...]]] = {}
+        self._service_labels: dict[tuple[str, ...], str] = {}
+        self._port_labels: dict[tuple[str, ...], str] = {}
+        self._customers: tuple[Customer, ...] | None = None
+        self._customer_chunk = b""
 
-    def render(self, snap: ExporterSnapshot) -> str:
+    def apply(self, changes: ExporterChanges) -> None:
+        contract = changes.contract
+        if contract.layout is not None:
+            self._targets.lay_out(contract.layout)
+            self._target_labels = {}
+        if contract.service_layout is not None:
+            self._services.lay_out(contract.service_layout)
+            self._service_labels = {}
+        if changes.probe_layout is not None:
+            self._probes.lay_out(changes.probe_layout)
+            self._port_labels = {}
+        for key, view in contract.targets.items():
+            self._targets.set(key, self._target_lines(view))
+        for group, service in contract.services.items():
+            self._services.set(group, self._service_lines(service))
+        for key, probe in changes.probes.items():
+            self._probes.set(key, self._probe_lines(probe))
+        if changes.customers is not self._customers:
+            self._customers = changes.customers
+            out: list[str] = []
+            _customers(out, changes.customers)
+            self._customer_chunk = ("\n".join(out) + "\n").encode()
+
+    def render(self, changes: ExporterChanges) -> list[bytes]:
+        """The exposition after `changes`: HELP/TYPE and samples, family by family."""
+        self.apply(changes)
         out: list[str] = []
-        self._contract(out, snap.contract)
-        _customers(out, snap.customers)
         _family(out, "threenines_customer_service_excluded", "gauge",
                 "1 while an exclusion window of this reason is active (exclusions ledger).",
                 (f"threenines_customer_service_excluded{labels(customer=c, service=s, reason=r)} {'1' if on else '0'}"
-                 for c, s, r, on in snap.exclusions))
-        self._probes(out, snap.probes)
-        _health(out, snap.health)
-        out.append("")
-        return "\n".join(out)
-
-    def _target(self, key: tuple[str, ...]) -> str:
-        text = self._target_labels.get(key)
-        if text is None:
-            text = self._target_labels[key] = labels(customer=key[0], service=key[1], target=key[2])
-        return text
-
-    def _service(self, customer: str, service: str) -> str:
-        text = self._service_labels.get((customer, service))
-        if text is None:
-            text = self._service_labels[(customer, service)] = labels(customer=customer, service=service)
-        return text
-
-    def _port(self, customer: str, target: str) -> str:
-        text = self._port_labels.get((customer, target))
-        if text is None:
-            text = self._port_labels[(customer, target)] = labels(customer=customer, target=target)
-        return text
-
-    def _contract(self, out: list[str], contract: ContractSnapshot) -> None:
-        rows = [self._target_lines(v) for v in contract.targets]
-        for index, (name, kind, help_text) in enumerate(_TARGET_FAMILIES):
-            _family(out, name, kind, help_text, [row[index] for row in rows])
-        services = contract.services
-        snames = [self._service(s.customer, s.service) for s in services]
-        _family(out, "threenines_customer_service_up", "gauge",
-                "0 while any target of the customer's service is in a determined outage.",
-                (f"threenines_customer_service_up{n} {'1' if s.up else '0'}" for n, s in zip(snames, services,
-                                                                                              strict=True)))
-        _family(out, "threenines_customer_service_known", "gauge",
-                "0 while the customer's service state cannot be told.",
-                (f"threenines_customer_service_known{n} {'1' if s.known else '0'}"
-                 for n, s in zip(snames, services, strict=True)))
-        _family(out, "threenines_customer_service_outage_seconds_total", "counter",
-                "Billed outage seconds: union over the service's targets, final values.",
-                (f"threenines_customer_service_outage_seconds_total{n} {s.outage_seconds!r}"
-                 for n, s in zip(snames, services, strict=True)))
-        _family(out, "threenines_customer_service_unknown_seconds_total", "counter",
-                "Seconds the customer's service state could not be told (union, final values).",
-                (f"threenines_customer_service_unknown_seconds_total{n} {s.unknown_seconds!r}"
-                 for n, s in zip(snames, services, strict=True)))
+                 for c, s, r, on in changes.exclusions))
+        _health(out, changes.health)
+        tail = ("\n".join(out) + "\n").encode()
+        return [*self._targets.render(), *self._services.render(), self._customer_chunk, *self._probes.render(),
+                tail]
 
     def _target_lines(self, view: TargetView) -> tuple[str, ...]:
-        # Views are reused by the machines while nothing exported changed: so are their lines.
-        cached = self._target_cache.get(view.key)
-        if cached is not None and cached[0] is view:
-            return cached[1]
-        n = self._target(view.key)
-        lines = (
-            f"threenines_service_up{n} {'1' if view.up else '0'}",
-            f"threenines_service_known{n} {'1' if view.known else '0'}",
-            f"threenines_service_outage_seconds_total{n} {view.outage_seconds!r}",
-            f"threenines_service_unknown_seconds_total{n} {view.unknown_seconds!r}",
-            f"threenines_service_determined_timestamp_seconds{n} {float(view.determined_at or 0)!r}",
-            f"threenines_service_outage_start_timestamp_seconds{n} {float(view.outage_start or 0)!r}",
+        n = self._target_labels.get(view.key)
+        if n is None:
+            n = self._target_labels[view.key] = labels(customer=view.key[0], service=view.key[1],
+                                                       target=view.key[2])
+        return (
+            f"threenines_service_up{n} {'1' if view.up else '0'}\n",
+            f"threenines_service_known{n} {'1' if view.known else '0'}\n",
+            f"threenines_service_outage_seconds_total{n} {view.outage_seconds!r}\n",
+            f"threenines_service_unknown_seconds_total{n} {view.unknown_seconds!r}\n",
+            f"threenines_service_determined_timestamp_seconds{n} {float(view.determined_at or 0)!r}\n",
+            f"threenines_service_outage_start_timestamp_seconds{n} {float(view.outage_start or 0)!r}\n",
         )
-        self._target_cache[view.key] = (view, lines)
-        return lines
 
-    def _probes(self, out: list[str], probes: tuple[ProbeStatsView, ...]) -> None:
-        rows = [self._probe_lines(p) for p in probes]
-        for index, (name, kind, help_text) in enumerate(_PROBE_FAMILIES):
-            _family(out, name, kind, help_text, [row[index] for row in rows if row[index]])
+    def _service_lines(self, s: CustomerServiceView) -> tuple[str, ...]:
+        group = (s.customer, s.service)
+        n = self._service_labels.get(group)
+        if n is None:
+            n = self._service_labels[group] = labels(customer=s.customer, service=s.service)
+        return (
+            f"threenines_customer_service_up{n} {'1' if s.up else '0'}\n",
+            f"threenines_customer_service_known{n} {'1' if s.known else '0'}\n",
+            f"threenines_customer_service_outage_seconds_total{n} {s.outage_seconds!r}\n",
+            f"threenines_customer_service_unknown_seconds_total{n} {s.unknown_seconds!r}\n",
+        )
 
     def _probe_lines(self, p: ProbeStatsView) -> tuple[str, ...]:
-        cached = self._probe_cache.get(p.key)
-        if cached is not None and cached[0] is p:
-            return cached[1]
-        n = self._port(p.key.customer, p.key.target)
+        n = self._port_labels.get(p.key)
+        if n is None:
+            n = self._port_labels[p.key] = labels(customer=p.key.customer, target=p.key.target)
         answered = p.last_loss is not None
-        lines = (
-            f"threenines_probe_total{n} {float(p.total)!r}",
-            f"threenines_probe_failures_total{n} {float(p.failures)!r}",
-            f'threenines_probe_errors_total{n[:-1]},reason="send_failed"}} {float(p.errors)!r}',
-            f"threenines_probe_rtt_seconds{n} {p.last_rtt!r}" if p.last_rtt is not None else "",
-            f"threenines_probe_loss_ratio{n} {p.last_loss!r}" if answered else "",
-            f"threenines_probe_last_timestamp_seconds{n} {p.last_at!r}" if answered else "",
+        return (
+            f"threenines_probe_total{n} {float(p.total)!r}\n",
+            f"threenines_probe_failures_total{n} {float(p.failures)!r}\n",
+            f'threenines_probe_errors_total{n[:-1]},reason="send_failed"}} {float(p.errors)!r}\n',
+            f"threenines_probe_rtt_seconds{n} {p.last_rtt!r}\n" if p.last_rtt is not None else "",
+            f"threenines_probe_loss_ratio{n} {p.last_loss!r}\n" if answered else "",
+            f"threenines_probe_last_timestamp_seconds{n} {p.last_at!r}\n" if answered else "",
         )
-        self._probe_cache[p.key] = (p, lines)
-        return lines
 
 
 _TARGET_FAMILIES = (
@@ -170,6 +224,15 @@ _TARGET_FAMILIES = (
      "Unix time the open outage was determined; 0 when none is open."),
     ("threenines_service_outage_start_timestamp_seconds", "gauge",
      "Unix time of the first failed probe of the open outage; 0 when none is open."),
+)
+_SERVICE_FAMILIES = (
+    ("threenines_customer_service_up", "gauge",
+     "0 while any target of the customer's service is in a determined outage."),
+    ("threenines_customer_service_known", "gauge", "0 while the customer's service state cannot be told."),
+    ("threenines_customer_service_outage_seconds_total", "counter",
+     "Billed outage seconds: union over the service's targets, final values."),
+    ("threenines_customer_service_unknown_seconds_total", "counter",
+     "Seconds the customer's service state could not be told (union, final values)."),
 )
 _PROBE_FAMILIES = (
     ("threenines_probe_total", "counter", "Contract probes completed."),

@@ -121,7 +121,8 @@ class TargetMachine:
         self.up_seconds = 0.0
         self.outage_seconds = 0.0
         self.unknown_seconds = 0.0
-        self.segments: deque[Segment] = deque()  # final segments not yet consumed by the union
+        # Final outage/unknown segments not yet consumed by the union; final time they do not cover is up.
+        self.segments: deque[Segment] = deque()
         self._view: TargetView | None = None  # rebuilt only when an exported value changed
 
     # -- restart --------------------------------------------------------------------------------------
@@ -157,9 +158,10 @@ class TargetMachine:
     def observe(self, at: float, ok: bool | None) -> None:
         """A probe result at `at`: True answered, False failed, None no evidence (could not probe)."""
         self.advance(at)
-        self._view = None
         if ok is None:
             return
+        if self.last_evidence is None or at > self.last_evidence + self.horizon:
+            self._view = None  # known again
         self.last_evidence = at
         self.last_probe_at = at
         if ok:
@@ -277,6 +279,8 @@ class TargetMachine:
         self._view = None
 
     def _emit(self, start: float, end: float, bucket: Bucket) -> None:
+        if bucket is Bucket.UP:
+            return  # time no segment covers is up: the common case allocates nothing
         last = self.segments[-1] if self.segments else None
         if last is not None and last.bucket is bucket and last.end == start:
             self.segments[-1] = Segment(last.start, end, bucket)
@@ -302,6 +306,7 @@ class TargetMachine:
         self.down = True
         self.determined_at = at
         self.outage_start = first_failed_at
+        self._view = None
         self._on_event(OutageEvent("determined", self.key, at, first_failed_at, at))
 
     def _end_outage(self, at: float, reason: str) -> None:
@@ -310,13 +315,15 @@ class TargetMachine:
         self.down = False
         self.determined_at = None
         self.outage_start = None
+        self._view = None
 
 
 class ServiceUnion:
     """A customer's service is in outage while any target is; unknown while none is down and any is unknown.
 
     Computed exactly from the targets' final segments up to the slowest target's watermark, so overlapping
-    outages are counted once and nothing is ever revised.
+    outages are counted once and nothing is ever revised. Time no member's segment covers is up, including
+    time before a member joined the inventory: a port not yet under contract cannot make the service unknown.
     """
 
     def __init__(self, customer: str, service: str, start: float) -> None:
@@ -346,7 +353,7 @@ class ServiceUnion:
                     points.add(segment.end)
         edges = sorted(points)
         for start, end in itertools.pairwise(edges):
-            bucket = max((self._bucket_at(m, start) for m in members), default=Bucket.UNKNOWN)
+            bucket = max(self._bucket_at(m, start) for m in members)
             seconds = end - start
             if bucket is Bucket.OUTAGE:
                 self.outage_seconds += seconds
@@ -365,16 +372,17 @@ class ServiceUnion:
         watermark = machine.finalized_until
         if watermark <= self.counted_until:
             return
+        covered = 0.0
         for segment in machine.segments:
             start, end = max(segment.start, self.counted_until), min(segment.end, watermark)
             if end <= start:
                 continue
+            covered += end - start
             if segment.bucket is Bucket.OUTAGE:
                 self.outage_seconds += end - start
-            elif segment.bucket is Bucket.UNKNOWN:
-                self.unknown_seconds += end - start
             else:
-                self.up_seconds += end - start
+                self.unknown_seconds += end - start
+        self.up_seconds += watermark - self.counted_until - covered
         self.counted_until = watermark
         if any(segment.end > watermark for segment in machine.segments):
             machine.segments = deque(s for s in machine.segments if s.end > watermark)
@@ -386,8 +394,7 @@ class ServiceUnion:
         for segment in machine.segments:
             if segment.start <= instant < segment.end:
                 return segment.bucket
-        # Time before the machine existed (added by a reload) is no evidence.
-        return Bucket.UNKNOWN
+        return Bucket.UP
 
     def view(self, members: Iterable[TargetMachine]) -> CustomerServiceView:
         machines = list(members)

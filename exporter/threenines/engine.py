@@ -1,14 +1,14 @@
 """Runs every target's contract machine and the per-customer unions, and keeps the ledger in step.
 
-Probers call `observe()`; a periodic `tick()` advances time for all targets (so counters move between
-probes), folds final segments into the customer unions and writes the heartbeat. `snapshot()` returns
-immutable views for the collector: it never touches the ledger.
+Probers call `observe()`; a periodic `tick()` advances time for the targets whose counters move between
+probes, folds final segments into the customer unions and writes the heartbeat. `changes()` returns
+immutable views of what changed, for the collector: it never touches the ledger.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -38,10 +38,14 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
-class ContractSnapshot:
+class ContractChanges:
+    """What changed since the previous call to `changes()`: everything after a (re)configure."""
+
     taken_at: float
-    targets: tuple[TargetView, ...]
-    services: tuple[CustomerServiceView, ...]
+    layout: tuple[TargetKey, ...] | None  # every target, in export order; None when the set is unchanged
+    service_layout: tuple[tuple[str, str], ...] | None
+    targets: dict[TargetKey, TargetView]
+    services: dict[tuple[str, str], CustomerServiceView]
 
 
 def specs_from_inventory(inventory: Inventory) -> list[TargetSpec]:
@@ -63,6 +67,14 @@ def specs_from_inventory(inventory: Inventory) -> list[TargetSpec]:
 
 
 class ContractEngine:
+    """Work per tick is proportional to the targets that need it, not to the fleet.
+
+    A target that is up with fresh evidence exports constant values until its next probe, so it sits in a
+    *fresh lane* (one per horizon, ordered by last evidence) and a tick only looks at the lane's head to see
+    whose evidence went stale. Everything else — down, failing, stale, never probed — is *active* and
+    advanced every tick, with the unions of its customer service.
+    """
+
     def __init__(self, ledger: Ledger | None = None,
                  on_event: Callable[[OutageEvent], None] | None = None) -> None:
         self._ledger = ledger
@@ -70,6 +82,13 @@ class ContractEngine:
         self._machines: dict[TargetKey, TargetMachine] = {}
         self._members: dict[tuple[str, str], list[TargetMachine]] = defaultdict(list)
         self._unions: dict[tuple[str, str], ServiceUnion] = {}
+        self._fresh: dict[float, OrderedDict[TargetKey, TargetMachine]] = {}
+        self._active: dict[TargetKey, TargetMachine] = {}
+        self._touched: set[tuple[str, str]] = set()  # groups whose union needs folding at the next tick
+        self._changed: dict[TargetKey, TargetMachine] = {}  # exported values may have changed
+        self._service_views: dict[tuple[str, str], CustomerServiceView] = {}
+        self._changed_services: set[tuple[str, str]] = set()
+        self._relayout = True
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -82,10 +101,12 @@ class ContractEngine:
         alive_until = self._ledger.last_alive() if self._ledger and not self._machines else None
         known = self._ledger.known_targets() if self._ledger else set()
         new_keys = []
+        machines: dict[TargetKey, TargetMachine] = {}
         for key, spec in wanted.items():
             machine = self._machines.get(key)
             if machine is not None:
                 machine.threshold, machine.horizon = spec.threshold, spec.horizon
+                machines[key] = machine
                 continue
             # A target this ledger knew, starting after a restart: the time we were not running is unknown.
             start = alive_until if key in known and alive_until is not None and alive_until < now else now
@@ -93,9 +114,10 @@ class ContractEngine:
             if key in checkpoints:
                 machine.resume(checkpoints[key], now)
             machine.advance(now)
-            self._machines[key] = machine
+            machines[key] = machine
             if key not in known:
                 new_keys.append(key)
+        self._machines = machines  # in inventory order: the export order
         if self._ledger and new_keys:
             self._ledger.add_targets(new_keys, now)
         self._members.clear()
@@ -104,9 +126,19 @@ class ContractEngine:
         for group in list(self._unions):
             if group not in self._members:
                 del self._unions[group]
+                self._service_views.pop(group, None)
         for group, members in self._members.items():
             if group not in self._unions:
                 self._unions[group] = ServiceUnion(*group, min(m.finalized_until for m in members))
+        # Re-sort every target into the fresh lanes or the active set (horizons may have changed).
+        self._active = {}
+        self._fresh = {}
+        for machine in sorted(self._machines.values(), key=lambda m: m.last_evidence or 0.0):
+            self._classify(machine)
+        self._touched = set(self._members)
+        self._changed = dict(self._machines)
+        self._changed_services = set(self._members)
+        self._relayout = True
 
     @property
     def keys(self) -> frozenset[TargetKey]:
@@ -119,22 +151,82 @@ class ContractEngine:
         if machine is None:
             return  # removed by a reload while its probe was in flight
         machine.observe(at, ok)
+        if machine._view is None:
+            self._changed[key] = machine
+        was_active = key in self._active
+        self._classify(machine)
+        if was_active or machine.segments or key in self._active:
+            self._touched.add((key.customer, key.service))
+
+    def _classify(self, machine: TargetMachine) -> None:
+        key = machine.key
+        evidence = machine.last_evidence
+        lane = self._fresh.get(machine.horizon)
+        if lane is None:
+            lane = self._fresh[machine.horizon] = OrderedDict()
+        if (machine.down or machine.fail_count or evidence is None
+                or machine.accrued_to > evidence + machine.horizon):
+            self._active[key] = machine
+            lane.pop(key, None)
+        else:
+            self._active.pop(key, None)
+            lane[key] = machine
+            lane.move_to_end(key)  # lanes stay in order of last evidence
 
     def tick(self, now: float) -> None:
-        for machine in self._machines.values():
+        active = self._active
+        for horizon, lane in self._fresh.items():
+            while lane:
+                key = next(iter(lane))
+                machine = lane[key]
+                if machine.last_evidence is not None and machine.last_evidence + horizon >= now:
+                    break
+                del lane[key]
+                active[key] = machine  # its evidence went stale: unknown from here
+        for key, machine in active.items():
             machine.advance(now)
-        for group, union in self._unions.items():
-            union.consume(self._members[group])
+            if machine._view is None:
+                self._changed[key] = machine
+            self._touched.add((key.customer, key.service))
+        # A group with no active member ends this tick fully folded (its watermark is now): it leaves the set
+        # until an observation or an active member brings it back.
+        for group in self._touched:
+            members = self._members.get(group)
+            if not members:
+                continue
+            for machine in members:
+                machine.advance(now)
+            union = self._unions[group]
+            union.consume(members)
+            view = union.view(members)
+            if view != self._service_views.get(group):
+                self._service_views[group] = view
+                self._changed_services.add(group)
+        self._touched = set()
         if self._ledger is not None:
             self._ledger.flush()
             self._ledger.heartbeat(now)
 
-    def snapshot(self, now: float) -> ContractSnapshot:
-        return ContractSnapshot(
+    def changes(self, now: float) -> ContractChanges:
+        """Views of what changed since the last call; the first call after configure has everything."""
+        layout = service_layout = None
+        if self._relayout:
+            layout = tuple(self._machines)
+            service_layout = tuple(self._unions)
+            self._relayout = False
+        for group in self._changed_services:
+            if group not in self._service_views and group in self._unions:
+                self._service_views[group] = self._unions[group].view(self._members[group])
+        changes = ContractChanges(
             taken_at=now,
-            targets=tuple(m.view() for m in self._machines.values()),
-            services=tuple(u.view(self._members[g]) for g, u in self._unions.items()),
+            layout=layout,
+            service_layout=service_layout,
+            targets={key: machine.view() for key, machine in self._changed.items()},
+            services={g: self._service_views[g] for g in self._changed_services if g in self._service_views},
         )
+        self._changed = {}
+        self._changed_services = set()
+        return changes
 
     def machine(self, key: TargetKey) -> TargetMachine:
         return self._machines[key]

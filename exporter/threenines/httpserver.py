@@ -1,14 +1,14 @@
 """The exporter's HTTP layer: serves pre-rendered bytes and hands POSTs to registered handlers.
 
-It knows nothing about probes or devices. Scrapes read the last rendered snapshot (no I/O, no rendering),
-so a slow scrape never stalls probing and probing never slows a scrape.
+It knows nothing about probes or devices. A scrape asks the service for the exposition (rendered from
+in-memory state, no I/O) and writes it out in chunks.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from threenines.webconfig import WebConfig
@@ -16,12 +16,13 @@ from threenines.webconfig import WebConfig
 log = logging.getLogger(__name__)
 
 PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, bytes]]
+Body = bytes | Sequence[bytes]
 MAX_POST_BYTES = 1024 * 1024
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ExporterHTTPServer:
-    def __init__(self, host: str, port: int, metrics: Callable[[], bytes], healthy: Callable[[], tuple[bool, str]],
+    def __init__(self, host: str, port: int, metrics: Callable[[], Body], healthy: Callable[[], tuple[bool, str]],
                  max_post_bytes: int = MAX_POST_BYTES, web: WebConfig | None = None) -> None:
         self._metrics = metrics
         self._healthy = healthy
@@ -119,12 +120,16 @@ class ExporterHTTPServer:
                     status, reply = 500, b"internal error\n"
                 self._reply(status, reply)
 
-            def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            def _reply(self, status: int, body: Body, content_type: str = "text/plain; charset=utf-8") -> None:
+                # A large exposition comes in chunks (one per metric family): written one after the
+                # other, never concatenated into one more copy of tens of megabytes.
+                parts = (body,) if isinstance(body, bytes) else body
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(sum(len(part) for part in parts)))
                 self.end_headers()
-                self.wfile.write(body)
+                for part in parts:
+                    self.wfile.write(part)
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("http %s %s", self.address_string(), format % args)

@@ -3,29 +3,34 @@
 Each target gets a stable phase inside its interval (a hash of its key), so N ports are spread evenly and
 restarts do not line them up. A probe due at t is followed by one due at t + interval, whatever the
 probe took; a probe that could not start for longer than an interval is skipped, not bunched.
+
+One timer drives everything (the "pump"): it starts the probes that are due, sends follow-up echo requests,
+expires the unanswered ones and reads replies, then sleeps until the next of those is due, but at least
+BATCH_WINDOW. Targets with the same interval share a FIFO lane that stays in due order by construction, so
+scheduling a probe costs O(1), with no heap, Task or timer per probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
-import heapq
-import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from threenines.contract import TargetKey
 from threenines.inventory import Port
-from threenines.probes.ping import Pinger, ProbeResult
+from threenines.probes.ping import Pinger, Probe
 
 log = logging.getLogger(__name__)
 
-# Probes due within this window start together: one wake-up for a batch instead of one per probe.
-BATCH_WINDOW = 0.01
+# Wake-ups are at least this far apart; probes due meanwhile start together (lag ≤ this, by design).
+BATCH_WINDOW = 0.05
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+MAX_LAG_SAMPLES = 200_000
 
 
 class ProbeStatsView(NamedTuple):
@@ -39,26 +44,24 @@ class ProbeStatsView(NamedTuple):
     last_loss: float | None
 
 
-@dataclass
 class ProbeStats:
     """Per-port probe counters (mutated only on the event loop; copied into snapshots)."""
 
-    key: TargetKey
-    address: str
-    total: int = 0
-    failures: int = 0
-    errors: int = 0
-    last_at: float = 0.0
-    last_rtt: float | None = None
-    last_loss: float | None = None
-    _view: ProbeStatsView | None = None
+    __slots__ = ("address", "errors", "failures", "key", "last_at", "last_loss", "last_rtt", "total")
+
+    def __init__(self, key: TargetKey, address: str) -> None:
+        self.key = key
+        self.address = address
+        self.total = 0
+        self.failures = 0
+        self.errors = 0
+        self.last_at = 0.0
+        self.last_rtt: float | None = None
+        self.last_loss: float | None = None
 
     def view(self) -> ProbeStatsView:
-        """The same object until the next probe result: the renderer reuses its lines for it."""
-        if self._view is None:
-            self._view = ProbeStatsView(self.key, self.address, self.total, self.failures, self.errors,
-                                        self.last_at, self.last_rtt, self.last_loss)
-        return self._view
+        return ProbeStatsView(self.key, self.address, self.total, self.failures, self.errors, self.last_at,
+                              self.last_rtt, self.last_loss)
 
 
 class LagHistogram:
@@ -70,21 +73,12 @@ class LagHistogram:
         self.samples: list[float] = []  # recent lags, bounded, for benchmark percentiles
 
     def observe(self, lag: float) -> None:
-        for index, bound in enumerate(LAG_BUCKETS):
-            if lag <= bound:
-                self.counts[index] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        self.counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
         self.total += lag
-        self.samples.append(lag)
-        if len(self.samples) > 200_000:
-            del self.samples[:100_000]
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+        samples = self.samples
+        samples.append(lag)
+        if len(samples) > MAX_LAG_SAMPLES:
+            del samples[:MAX_LAG_SAMPLES // 2]
 
 
 def phase(key: TargetKey, interval: float) -> float:
@@ -96,18 +90,24 @@ Observer = Callable[[TargetKey, float, bool | None], None]
 
 
 class ProbeScheduler:
-    def __init__(self, pinger: Pinger, observe: Observer, max_concurrent: int,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._pinger = pinger
+    def __init__(self, pinger_factory: Callable[[Callable[[Probe], None]], Pinger], observe: Observer,
+                 max_concurrent: int, clock: Callable[[], float] = time.time) -> None:
+        self.pinger = pinger_factory(self._finished)
         self._observe = observe
         self._clock = clock
+        self._max_concurrent = max_concurrent
         self._ports: dict[TargetKey, Port] = {}
-        self._heap: list[tuple[float, int, TargetKey]] = []
-        self._counter = itertools.count()
-        self._waiter: asyncio.Future[None] | None = None
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # interval -> deque of [due, key], due-ordered (wall clock)
+        self._lanes: dict[float, deque[tuple[float, TargetKey]]] = {}
+        # packet_interval -> deque of (monotonic send time, probe): follow-up echo requests
+        self._follow_ups: dict[float, deque[tuple[float, Probe]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
+        self._kicked = False
         self.stats: dict[TargetKey, ProbeStats] = {}
+        self._changed: set[TargetKey] = set()  # stats changed since the last snapshot
         self.lag = LagHistogram()
         self.in_flight = 0
         self.probes_started = 0
@@ -115,7 +115,7 @@ class ProbeScheduler:
     def configure(self, ports: dict[TargetKey, Port]) -> None:
         """Adopt a (re)loaded set of ports; kept ports keep their place in the schedule."""
         now = self._clock()
-        added = [key for key in ports if key not in self._ports]
+        kept_due = {key: due for lane in self._lanes.values() for due, key in lane}
         self._ports = dict(ports)
         for key in list(self.stats):
             if key not in ports:
@@ -126,88 +126,125 @@ class ProbeScheduler:
                 self.stats[key] = ProbeStats(key, port.address)
             elif stats.address != port.address:
                 stats.address = port.address
-                stats._view = None
-        for key in added:
-            heapq.heappush(self._heap, (now + phase(key, self._ports[key].policy.interval), next(self._counter), key))
-        self._wake_up()
+            self._changed.add(key)
+        self._changed &= self.stats.keys()
+        lanes: dict[float, list[tuple[float, TargetKey]]] = {}
+        for key, port in ports.items():
+            interval = port.policy.interval
+            due = kept_due.get(key)
+            if due is None or due > now + interval:  # new, or its interval shrank
+                due = now + phase(key, interval)
+            lanes.setdefault(interval, []).append((due, key))
+        self._lanes = {interval: deque(sorted(entries)) for interval, entries in lanes.items()}
+        self._rearm(now)
 
     async def run(self, stop: asyncio.Event) -> None:
-        stop_watch = asyncio.ensure_future(stop.wait())
-        stop_watch.add_done_callback(lambda _: self._wake_up())
-        while not stop.is_set():
-            now = self._clock()
-            if not self._heap:
-                await self._sleep(3600)
-                continue
-            due, _, key = self._heap[0]
-            if due > now + BATCH_WINDOW:
-                await self._sleep(due - now)
-                continue
-            heapq.heappop(self._heap)
-            port = self._ports.get(key)
-            if port is None:
-                continue  # removed by a reload
-            await self._slots.acquire()
-            started = self._clock()
-            self.lag.observe(max(0.0, started - due))
-            interval = port.policy.interval
-            next_due = due + interval
-            if next_due <= started:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
+        self._rearm(self._clock())
+        try:
+            await stop.wait()
+        finally:
+            self._stopped = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    # -- the pump --------------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._timer = None
+        pinger = self.pinger
+        mono = time.monotonic()
+        pinger.expire(mono)
+        for lane in self._follow_ups.values():
+            while lane and lane[0][0] <= mono:
+                _, probe = lane.popleft()
+                self._send(probe, mono)
+        now = self._clock()
+        limit = self._max_concurrent
+        for interval, lane in self._lanes.items():
+            while lane and lane[0][0] <= now and self.in_flight < limit:
+                due, key = lane.popleft()
+                port = self._ports[key]
+                self.lag.observe(now - due if now > due else 0.0)
                 # Far behind (overload, or the clock jumped): realign instead of a burst of catch-up probes.
-                next_due = started + interval
-            heapq.heappush(self._heap, (next_due, next(self._counter), key))
-            task = asyncio.create_task(self._probe(key, port))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        stop_watch.cancel()
-        for task in list(self._tasks):
-            task.cancel()
+                lane.append((due + interval if due + interval > now else now + interval, key))
+                policy = port.policy
+                self.in_flight += 1
+                self.probes_started += 1
+                self._send(Probe(key, port.address, policy.packets, policy.timeout, policy.packet_interval, due),
+                           mono)
+        pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
+        self._rearm(now)
 
-    async def _sleep(self, seconds: float) -> None:
-        # One future and one timer per sleep: at hundreds of probes a second this runs once per probe,
-        # and asyncio.wait() over two fresh tasks cost more than the probe itself.
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(min(seconds, 3600), _resolve, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
+    def _send(self, probe: Probe, mono: float) -> None:
+        self.pinger.send(probe)
+        if probe.remaining:
+            lane = self._follow_ups.get(probe.packet_interval)
+            if lane is None:
+                lane = self._follow_ups[probe.packet_interval] = deque()
+            lane.append((mono + probe.packet_interval, probe))
 
-    def _wake_up(self) -> None:
-        if self._waiter is not None:
-            _resolve(self._waiter)
+    def _rearm(self, now: float) -> None:
+        """Sleep until the earliest due probe, follow-up or expiry (wall and monotonic deadlines mixed)."""
+        if self._loop is None or self._stopped:
+            return
+        mono = time.monotonic()
+        delays = [lane[0][0] - now for lane in self._lanes.values() if lane]
+        if self.in_flight >= self._max_concurrent:
+            delays = []  # saturated: a finished probe wakes the pump
+        delays += [lane[0][0] - mono for lane in self._follow_ups.values() if lane]
+        expiry = self.pinger.next_expiry()
+        if expiry is not None:
+            delays.append(expiry - mono)
+        if not delays:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        at = self._loop.time() + max(BATCH_WINDOW, min(delays))
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._pump)
 
-    async def _probe(self, key: TargetKey, port: Port) -> None:
-        self.in_flight += 1
-        self.probes_started += 1
-        policy = port.policy
-        try:
-            result = await self._pinger.probe(port.address, policy.packets, policy.timeout, policy.packet_interval)
-        except Exception:  # a prober bug must not kill the schedule: record no evidence
-            log.exception("probe of %s/%s failed unexpectedly", key.customer, key.target)
-            result = ProbeResult(0, 0, (), error="internal")
-        finally:
-            self.in_flight -= 1
-            self._slots.release()
+    # -- results ---------------------------------------------------------------------------------------
+
+    def _finished(self, probe: Probe) -> None:
+        key = probe.key
+        assert isinstance(key, TargetKey)
+        if self.in_flight >= self._max_concurrent and not self._kicked and self._loop is not None:
+            self._kicked = True  # a slot frees up: start the next due probe now, not at the next wake-up
+            self._loop.call_soon(self._kick)
+        self.in_flight -= 1
         at = self._clock()
-        self._record(key, result, at)
-        self._observe(key, at, result.ok)
-
-    def _record(self, key: TargetKey, result: ProbeResult, at: float) -> None:
         stats = self.stats.get(key)
-        if stats is None:
-            return
-        stats._view = None
-        if result.error is not None:
-            stats.errors += 1
-            return
-        stats.total += 1
-        stats.failures += 0 if result.ok else 1
-        stats.last_at = at
-        stats.last_rtt = result.rtt_mean
-        stats.last_loss = result.loss_ratio
+        if stats is not None:
+            self._changed.add(key)
+            if probe.error is not None:
+                stats.errors += 1
+            else:
+                stats.total += 1
+                if not probe.received:
+                    stats.failures += 1
+                stats.last_at = at
+                stats.last_rtt = probe.rtt_mean
+                stats.last_loss = probe.loss_ratio
+        self._observe(key, at, probe.ok)
 
-    def snapshot(self) -> tuple[ProbeStatsView, ...]:
-        return tuple(stats.view() for stats in self.stats.values())
+    def _kick(self) -> None:
+        self._kicked = False
+        if self._stopped:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._pump()
+
+    def changed_stats(self) -> dict[TargetKey, ProbeStatsView]:
+        """Views of the ports probed since the last call (all of them after configure)."""
+        changed, self._changed = self._changed, set()
+        stats = self.stats
+        return {key: stats[key].view() for key in changed if key in stats}

@@ -1,7 +1,8 @@
-"""`threenines serve`: wires inventory → probers → contract engine → ledger → snapshot → HTTP.
+"""`threenines serve`: wires inventory → probers → contract engine → ledger → published changes → HTTP.
 
-One asyncio loop runs probes, the tick (time accrual, ledger heartbeat) and reloads; rendering /metrics runs
-in a worker thread from an immutable snapshot; the HTTP server threads only hand out the rendered bytes.
+One asyncio loop runs probes, the tick (time accrual, ledger heartbeat) and reloads. Each tick publishes what
+changed as immutable views; a scrape renders them (only the lines that changed since the previous scrape)
+in its HTTP thread, under a lock, and never touches the loop's objects. Nothing renders while nobody scrapes.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from threenines.audit import AuditLedger, AuditWebhook
-from threenines.collector import ExporterSnapshot, HealthView, SnapshotRenderer
+from threenines.collector import ExporterChanges, HealthView, SnapshotRenderer
 from threenines.configfile import ConfigError
 from threenines.contract import TargetKey
 from threenines.engine import ContractEngine, specs_from_inventory
@@ -29,17 +30,15 @@ from threenines.ledger import Ledger
 from threenines.probes.ping import Pinger
 from threenines.report.exclusions import Ledger as ExclusionLedger
 from threenines.report.exclusions import load_ledger as load_exclusions
-from threenines.scheduler import LAG_BUCKETS, ProbeScheduler
+from threenines.scheduler import ProbeScheduler
 from threenines.sharding import shard_inventory
 from threenines.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
-# Render promptly after an outage event (alerts fire at the first evaluation after determination), but
-# never more often than this: rendering a large fleet costs CPU the probes need.
-MIN_RENDER_SPACING = 1.0
-# Ticks are at least this many render times apart (render <= ~10% of wall time).
-RENDER_SHARE_LIMIT = 10
+# Publish promptly after an outage event (alerts fire at the first evaluation after determination), but
+# at most once a second however many events a mass outage brings.
+MIN_TICK_SPACING = 1.0
 # Alertmanager batches alerts per group; even a large group's payload stays far below this.
 MAX_AUDIT_BODY_BYTES = 1024 * 1024
 
@@ -78,16 +77,20 @@ class Exporter:
         self.exclusions = self._load_exclusions(self.inventory)
         state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
         self.ledger = Ledger(state_dir / "outages.sqlite")
-        # An outage event re-renders promptly: alerts fire at the first evaluation after determination.
+        # An outage event is published promptly: alerts fire at the first evaluation after determination.
         self.engine = ContractEngine(self.ledger, on_event=lambda event: self._dirty.set())
         self.engine.configure(specs_from_inventory(self.inventory), clock())
-        self.pinger = Pinger(privileged=options.privileged)
-        self.scheduler: ProbeScheduler | None = None
+        self.scheduler = ProbeScheduler(lambda done: Pinger(done, privileged=options.privileged),
+                                        self.engine.observe, self.inventory.exporter.max_concurrent_probes, clock)
+        self.pinger = self.scheduler.pinger
+        self._probe_layout: tuple[TargetKey, ...] | None = self._configure_probes(self.inventory)
         self.registry = CollectorRegistry(auto_describe=False)
-        self._renderer_state = SnapshotRenderer()
+        self._renderer = SnapshotRenderer()
         ProcessCollector(registry=self.registry)
-        self._snapshot: ExporterSnapshot | None = None
-        self._rendered = b""
+        self._pending: ExporterChanges | None = None  # published by the loop, taken by the next render
+        self._pending_lock = threading.Lock()
+        self._render_lock = threading.Lock()
+        self._rendered: list[bytes] = []
         self._render_seconds = 0.0
         self._reload_ok = True
         self._reload_at = clock()
@@ -95,11 +98,10 @@ class Exporter:
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
         self._power: tuple[object, asyncio.Task[None], asyncio.Event] | None = None
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
         web = load_web_config(options.web_config) if options.web_config else None
-        self.http = ExporterHTTPServer(host, port, lambda: self._rendered, self._health,
+        self.http = ExporterHTTPServer(host, port, self._exposition, self._health,
                                        max_post_bytes=MAX_AUDIT_BODY_BYTES, web=web)
         self.http.add_post("/-/reload", self._http_reload)
         token_ref = self.inventory.exporter.audit_token
@@ -116,12 +118,9 @@ class Exporter:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.pinger.open(ip_versions(self.inventory))
-        self.scheduler = ProbeScheduler(self.pinger, self.engine.observe, self.inventory.exporter.max_concurrent_probes,
-                                        self._clock)
-        self.scheduler.configure(ports_of(self.inventory))
         self._start_power(self.inventory)
         self._tick()
-        await self._render()
+        await self._loop.run_in_executor(None, self._exposition)  # the first scrape finds it rendered
         self.http.start()
         host, port = self.http.address
         log.info("listening on %s://%s:%d/metrics (%d targets, %d customers)", self.http.scheme, host, port,
@@ -143,7 +142,6 @@ class Exporter:
             self.pinger.close()
             self.ledger.close()
             self.audit.ledger.close()
-            self._renderer.shutdown(wait=False)
             log.info("stopped")
 
     def stop(self) -> None:
@@ -208,53 +206,59 @@ class Exporter:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._dirty.set)
 
+    def _configure_probes(self, inventory: Inventory) -> tuple[TargetKey, ...]:
+        ports = ports_of(inventory)
+        self.scheduler.configure(ports)
+        return tuple(ports)
+
     def _tick(self) -> None:
         now = self._clock()
         self.engine.tick(now)
         self._last_tick = now
         scheduler = self.scheduler
-        lag = scheduler.lag if scheduler else None
-        self._snapshot = ExporterSnapshot(
-            contract=self.engine.snapshot(now),
-            probes=scheduler.snapshot() if scheduler else (),
+        lag = scheduler.lag
+        changes = ExporterChanges(
+            contract=self.engine.changes(now),
+            probes=scheduler.changed_stats(),
+            probe_layout=self._probe_layout,
             customers=self.inventory.customers,
             health=HealthView(
                 reload_successful=self._reload_ok,
                 reload_success_at=self._reload_at,
-                lag_counts=tuple(lag.counts) if lag else (0,) * (len(LAG_BUCKETS) + 1),
-                lag_sum=lag.total if lag else 0.0,
-                in_flight=scheduler.in_flight if scheduler else 0,
+                lag_counts=tuple(lag.counts),
+                lag_sum=lag.total,
+                in_flight=scheduler.in_flight,
                 ledger_writes=(("outage", self.ledger.writes_ok, self.ledger.writes_failed),
                                ("audit", self.audit.ledger.writes_ok, self.audit.ledger.writes_failed)),
                 render_seconds=self._render_seconds,
             ),
             exclusions=self._active_exclusions(now),
         )
+        self._probe_layout = None
+        with self._pending_lock:
+            self._pending = changes if self._pending is None else self._pending.merge(changes)
 
-    async def _render(self) -> None:
-        assert self._loop is not None
-        started = time.perf_counter()
-        snapshot = self._snapshot
-        assert snapshot is not None
-        self._rendered = await self._loop.run_in_executor(self._renderer, self._render_bytes, snapshot)
-        self._render_seconds = time.perf_counter() - started
-
-    def _render_bytes(self, snapshot: ExporterSnapshot) -> bytes:
-        # The contract families, then the prometheus_client collectors (audit, power, process).
-        return self._renderer_state.render(snapshot).encode() + generate_latest(self.registry)
+    def _exposition(self) -> list[bytes]:
+        """/metrics: apply what the loop published since the last scrape, render, add the small collectors."""
+        with self._render_lock:
+            with self._pending_lock:
+                changes, self._pending = self._pending, None
+            if changes is not None:
+                started = time.perf_counter()
+                self._rendered = self._renderer.render(changes)
+                self._render_seconds = time.perf_counter() - started
+            # The contract families, then the prometheus_client collectors (audit, power, process).
+            return [*self._rendered, generate_latest(self.registry)]
 
     async def _ticker(self) -> None:
         while not self._stop.is_set():
-            # A large fleet's render costs seconds: space ticks so rendering stays a small share of a core.
-            tick = max(self.options.tick, RENDER_SHARE_LIMIT * self._render_seconds)
             try:
-                await asyncio.wait_for(self._dirty.wait(), timeout=tick)
-                await asyncio.sleep(max(MIN_RENDER_SPACING, 2 * self._render_seconds))
+                await asyncio.wait_for(self._dirty.wait(), timeout=self.options.tick)
+                await asyncio.sleep(MIN_TICK_SPACING)
             except TimeoutError:
                 pass
             self._dirty.clear()
             self._tick()
-            await self._render()
 
     def _health(self) -> tuple[bool, str]:
         age = self._clock() - self._last_tick
@@ -284,7 +288,6 @@ class Exporter:
             self._reload_ok = False
             log.error("reload refused, keeping the running inventory: %s", err)
             self._tick()
-            await self._render()
             return False, f"reload refused, keeping the running inventory: {err}"
         if inventory.exporter != self.inventory.exporter:
             log.warning("exporter: settings (listen, state_dir, ...) take effect only at restart")
@@ -294,8 +297,7 @@ class Exporter:
         self.audit.set_inventory(inventory)
         now = self._clock()
         self.engine.configure(specs_from_inventory(inventory), now)
-        assert self.scheduler is not None
-        self.scheduler.configure(ports_of(inventory))
+        self._probe_layout = self._configure_probes(inventory)
         if (inventory.devices, inventory.auths, [c.power for c in inventory.customers]) != (
                 previous.devices, previous.auths, [c.power for c in previous.customers]):
             await self._stop_power()
@@ -303,7 +305,7 @@ class Exporter:
         self._reload_ok = True
         self._reload_at = now
         self._tick()
-        await self._render()
+        await self._loop.run_in_executor(None, self._exposition)
         message = (f"reloaded {self.options.config}: {len(inventory.customers)} customers, "
                    f"{len(self.engine.keys)} targets")
         log.info(message)

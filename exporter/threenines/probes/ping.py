@@ -4,6 +4,10 @@ icmplib opens the sockets (raw when privileged, unprivileged ICMP datagram socke
 use its per-request receive loop: with one raw socket per ping in flight, every socket sees every ICMP packet
 on the host, which costs 5–12× fping's CPU at fleet scale. One socket and a dispatch table cost O(1) per
 reply.
+
+The prober is callback-driven, not a coroutine per probe: at hundreds of probes a second an asyncio Task, a
+future and a timer per probe cost more CPU than the ICMP exchange itself. The caller (the scheduler) sends,
+calls `expire()` from its own periodic wake-up, and is told of each finished probe through `on_done`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import os
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from icmplib import ICMPv4Socket, ICMPv6Socket
@@ -27,9 +32,17 @@ log = logging.getLogger(__name__)
 
 _ECHO_REQUEST = {4: 8, 6: 128}
 _ECHO_REPLY = {4: 0, 6: 129}
-_ERRORS = {4: {3, 11, 12}, 6: {1, 2, 3, 4}}  # destination unreachable, time exceeded, ...
+_ERRORS = {4: (3, 11, 12), 6: (1, 2, 3, 4)}  # destination unreachable, time exceeded, ...
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024
 _PAYLOAD = b"threenines-probe"  # 16 bytes: small, recognisable in a packet capture
+_HEADER = struct.Struct("!BBHHH")
+_IDENT_SEQ = struct.Struct("!HH")
+# Linux raw-socket type filters (linux/icmp.h, linux/icmpv6.h): a set bit drops that ICMP type in the kernel,
+# so the socket never wakes us for echo requests (on loopback it would see each of its own) or other noise.
+_SOL_RAW = 255
+_ICMP_FILTER = 1
+_ICMP6_FILTER = 1
+_DRAIN_LIMIT = 1024  # replies read per wake-up: one busy socket cannot starve the loop
 
 # An unreachable host or network is the port being unavailable as seen from here: a failed probe.
 # Anything else that stops a send (local firewall EPERM, no buffers) says nothing about the port.
@@ -40,12 +53,42 @@ class PingSetupError(Exception):
     """No ICMP socket can be opened; the message says how to fix it."""
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    sent: int
-    received: int
-    rtts: tuple[float, ...]
-    error: str | None = None  # set when the probe could not be made: no evidence either way
+class Probe:
+    """One contract probe: `packets` echo requests; it answers when at least one reply arrives in time."""
+
+    __slots__ = (
+        "address",
+        "due",
+        "error",
+        "key",
+        "outstanding",
+        "packet_interval",
+        "packets",
+        "received",
+        "remaining",
+        "rtt_total",
+        "sent",
+        "timeout",
+    )
+
+    def __init__(self, key: object, address: str, packets: int, timeout: float, packet_interval: float,
+                 due: float = 0.0) -> None:
+        self.key = key
+        self.address = address
+        self.packets = packets
+        self.timeout = timeout
+        self.packet_interval = packet_interval
+        self.remaining = packets  # requests not sent yet
+        self.outstanding = 0  # requests sent, neither answered nor expired
+        self.sent = 0
+        self.received = 0
+        self.rtt_total = 0.0
+        self.error: str | None = None  # set when the probe could not be made: no evidence either way
+        self.due = due
+
+    @property
+    def finished(self) -> bool:
+        return not self.remaining and not self.outstanding
 
     @property
     def ok(self) -> bool | None:
@@ -59,38 +102,51 @@ class ProbeResult:
 
     @property
     def rtt_mean(self) -> float | None:
-        return sum(self.rtts) / len(self.rtts) if self.rtts else None
+        return self.rtt_total / self.received if self.received else None
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
+Waiting = tuple[Probe, float, float]  # (probe, monotonic send time, deadline)
 
 
-@dataclass
 class _Family:
-    version: int
-    sock: socket.socket
-    privileged: bool
-    ident: int
-    # seq -> (future, monotonic send time, address, expiry timer)
-    waiting: dict[int, tuple[asyncio.Future[float | None], float, str, asyncio.TimerHandle | None]] = field(
-        default_factory=dict)
-    next_seq: int = 0
+    __slots__ = (
+        "checksum_base",
+        "header_skip",
+        "ident",
+        "next_seq",
+        "privileged",
+        "reply_type",
+        "sock",
+        "version",
+        "waiting",
+    )
+
+    def __init__(self, version: int, sock: socket.socket, privileged: bool, ident: int) -> None:
+        self.version = version
+        self.sock = sock
+        self.privileged = privileged
+        self.ident = ident
+        self.waiting: dict[int, Waiting] = {}
+        self.next_seq = 0
+        # Only the sequence number changes between IPv4 requests: sum the rest of the checksum once.
+        header = _HEADER.pack(_ECHO_REQUEST[version], 0, 0, ident, 0) + _PAYLOAD
+        self.checksum_base = sum(struct.unpack(f"!{len(header) // 2}H", header))
+        self.header_skip = version == 4 and privileged  # raw IPv4 sockets deliver the IP header too
+        self.reply_type = _ECHO_REPLY[version]
 
 
 class Pinger:
-    """Sends echo requests and matches replies. Create inside a running event loop; close() when done."""
+    """Sends echo requests and matches replies. Open inside a running event loop; close() when done."""
 
-    def __init__(self, privileged: bool | None = None) -> None:
+    def __init__(self, on_done: Callable[[Probe], None], privileged: bool | None = None) -> None:
+        self._on_done = on_done
         self._privileged = privileged
         self._families: dict[int, _Family] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._versions: dict[str, int] = {}  # address -> IP version, parsed once
+        self._sockaddrs: dict[str, tuple[str, int]] = {}
+        # Expiry lanes, one per timeout value: appended in send order, so each stays sorted by deadline.
+        self._expiries: dict[float, deque[tuple[float, _Family, int, Waiting]]] = {}
         self.replies_unmatched = 0
 
     @property
@@ -125,10 +181,12 @@ class Pinger:
             icmp._sock = None
             sock.setblocking(False)
             _grow_receive_buffer(sock)
+            if privileged:
+                _filter_icmp_types(sock, version)
             ident = (os.getpid() & 0xFFFF) if privileged else sock.getsockname()[1]
             fam = _Family(version, sock, privileged, ident)
             assert self._loop is not None
-            self._loop.add_reader(sock.fileno(), self._on_readable, fam)
+            self._loop.add_reader(sock.fileno(), self.drain, fam)
             log.info("ICMPv%d socket open (%s)", version, "raw, privileged" if privileged else "unprivileged")
             return fam
         groups: list[str] = []
@@ -142,108 +200,137 @@ class Pinger:
         ) from last
 
     def close(self) -> None:
+        """Close the sockets; probes still in flight are dropped without a result."""
         for fam in self._families.values():
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(fam.sock.fileno())
             fam.sock.close()
-            for future, _, _, _ in fam.waiting.values():
-                if not future.done():
-                    future.cancel()
+            fam.waiting.clear()
         self._families.clear()
+        self._expiries.clear()
 
-    # -- probing --------------------------------------------------------------------------------------
+    # -- sending --------------------------------------------------------------------------------------
 
-    async def probe(self, address: str, packets: int, timeout: float, packet_interval: float) -> ProbeResult:
-        """Send `packets` echo requests; the probe answers when at least one reply arrives in time."""
+    def send(self, probe: Probe) -> None:
+        """Send the probe's next echo request. The caller spaces further requests by `packet_interval`."""
+        probe.remaining -= 1
+        fam = self._family(probe.address)
+        if fam is None:
+            self._give_up(probe, "no_socket")
+            return
+        seq = self._claim_sequence(fam)
+        if seq is None:
+            log.warning("65536 ICMP echo requests in flight on one socket: raise timeouts' headroom or shard")
+            self._give_up(probe, "send_failed")
+            return
+        if fam.version == 4:  # the kernel computes ICMPv6 checksums itself
+            total = fam.checksum_base + seq
+            total = (total >> 16) + (total & 0xFFFF)
+            total += total >> 16
+            packet = _HEADER.pack(8, 0, ~total & 0xFFFF, fam.ident, seq) + _PAYLOAD
+        else:
+            packet = _HEADER.pack(128, 0, 0, fam.ident, seq) + _PAYLOAD
+        sent_at = time.monotonic()
+        try:
+            fam.sock.sendto(packet, self._sockaddrs[probe.address])
+        except OSError as err:
+            if err.errno in _UNREACHABLE_ERRNOS:
+                probe.sent += 1  # a request that cannot leave towards the port is a lost one
+                if probe.finished:
+                    self._on_done(probe)
+                return
+            log.debug("ICMP send to %s failed: %s", probe.address, err)
+            self._give_up(probe, "send_failed")
+            return
+        probe.sent += 1
+        probe.outstanding += 1
+        deadline = sent_at + probe.timeout
+        entry = (probe, sent_at, deadline)
+        fam.waiting[seq] = entry
+        lane = self._expiries.get(probe.timeout)
+        if lane is None:
+            lane = self._expiries[probe.timeout] = deque()
+        lane.append((deadline, fam, seq, entry))
+
+    def _family(self, address: str) -> _Family | None:
         version = self._versions.get(address)
         if version is None:
             version = self._versions[address] = ipaddress.ip_address(address).version
-        fam = self._families.get(version)
-        if fam is None:
-            return ProbeResult(0, 0, (), error="no_socket")
-        waits: list[asyncio.Future[float | None]] = []
-        sent = 0
-        for index in range(packets):
-            if index:
-                await asyncio.sleep(packet_interval)
-            outcome = self._send(fam, address, timeout)
-            if isinstance(outcome, str):
-                if outcome == "unreachable":
-                    sent += 1
-                    continue
-                return ProbeResult(sent, 0, (), error=outcome) if not sent else ProbeResult(sent, 0, ())
-            sent += 1
-            waits.append(outcome)
-        if len(waits) == 1:  # the common contract probe: skip gather's bookkeeping
-            rtt = await waits[0]
-            rtts: tuple[float, ...] = (rtt,) if rtt is not None else ()
-        else:
-            rtts = tuple(rtt for rtt in await asyncio.gather(*waits) if rtt is not None) if waits else ()
-        return ProbeResult(sent, len(rtts), rtts)
+            self._sockaddrs[address] = (address, 0)
+        return self._families.get(version)
 
-    def _send(self, fam: _Family, address: str, timeout: float) -> asyncio.Future[float | None] | str:
-        assert self._loop is not None
-        seq = self._claim_sequence(fam)
-        header = struct.pack("!BBHHH", _ECHO_REQUEST[fam.version], 0, 0, fam.ident, seq)
-        packet = header + _PAYLOAD
-        if fam.version == 4:  # the kernel computes ICMPv6 checksums itself
-            packet = struct.pack("!BBHHH", 8, 0, _checksum(packet), fam.ident, seq) + _PAYLOAD
-        future: asyncio.Future[float | None] = self._loop.create_future()
-        sent_at = time.monotonic()
-        fam.waiting[seq] = (future, sent_at, address, None)
-        try:
-            fam.sock.sendto(packet, (address, 0))
-        except OSError as err:
-            del fam.waiting[seq]
-            if err.errno in _UNREACHABLE_ERRNOS:
-                return "unreachable"
-            log.debug("ICMP send to %s failed: %s", address, err)
-            return "send_failed"
-        timer = self._loop.call_later(timeout, self._expire, fam, seq, future)
-        fam.waiting[seq] = (future, sent_at, address, timer)
-        return future
+    def _give_up(self, probe: Probe, reason: str) -> None:
+        """Stop sending; without one request out, the probe is no evidence."""
+        probe.remaining = 0
+        if not probe.sent:
+            probe.error = reason
+        if probe.finished:
+            self._on_done(probe)
 
-    def _claim_sequence(self, fam: _Family) -> int:
+    @staticmethod
+    def _claim_sequence(fam: _Family) -> int | None:
+        waiting = fam.waiting
         for _ in range(65536):
             seq = fam.next_seq
             fam.next_seq = (seq + 1) & 0xFFFF
-            if seq not in fam.waiting:
+            if seq not in waiting:
                 return seq
-        raise RuntimeError("65536 ICMP echo requests in flight on one socket")
+        return None
 
-    @staticmethod
-    def _expire(fam: _Family, seq: int, future: asyncio.Future[float | None]) -> None:
-        entry = fam.waiting.get(seq)
-        if entry is not None and entry[0] is future:
-            del fam.waiting[seq]
-        if not future.done():
-            future.set_result(None)
+    # -- expiry -----------------------------------------------------------------------------------------
 
-    def _on_readable(self, fam: _Family) -> None:
-        # Drain what is queued, bounded so one busy socket cannot starve the loop.
-        for _ in range(256):
-            try:
-                data, source = fam.sock.recvfrom(1500)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                log.debug("ICMP receive error: %s", err)
-                return
-            self._dispatch(fam, data, source[0])
+    def expire(self, now: float | None = None) -> None:
+        """Count requests whose deadline passed as lost (monotonic `now`)."""
+        if now is None:
+            now = time.monotonic()
+        for lane in self._expiries.values():
+            while lane and lane[0][0] <= now:
+                _, fam, seq, entry = lane.popleft()
+                if fam.waiting.get(seq) is not entry:
+                    continue  # answered already
+                del fam.waiting[seq]
+                probe = entry[0]
+                probe.outstanding -= 1
+                if probe.finished:
+                    self._on_done(probe)
+
+    def next_expiry(self) -> float | None:
+        """Monotonic time of the earliest deadline still queued."""
+        heads = [lane[0][0] for lane in self._expiries.values() if lane]
+        return min(heads) if heads else None
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(fam.waiting) for fam in self._families.values())
+
+    # -- receiving ----------------------------------------------------------------------------------------
+
+    def drain(self, fam: _Family | None = None) -> None:
+        """Read every queued reply (all families when none is named)."""
+        for each in (fam,) if fam is not None else tuple(self._families.values()):
+            recvfrom = each.sock.recvfrom
+            for _ in range(_DRAIN_LIMIT):
+                try:
+                    data, source = recvfrom(1500)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as err:
+                    log.debug("ICMP receive error: %s", err)
+                    break
+                self._dispatch(each, data, source[0])
 
     def _dispatch(self, fam: _Family, data: bytes, source: str) -> None:
         now = time.monotonic()
-        if fam.version == 4 and fam.privileged:
+        if fam.header_skip:
             if len(data) < 20:
                 return
-            data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 sockets include the IP header
+            data = data[(data[0] & 0x0F) * 4:]
         if len(data) < 8:
             return
-        icmp_type = data[0]
-        if icmp_type == _ECHO_REPLY[fam.version]:
-            ident, seq = struct.unpack_from("!HH", data, 4)
+        if data[0] == fam.reply_type:
+            ident, seq = _IDENT_SEQ.unpack_from(data, 4)
             is_error = False
-        elif icmp_type in _ERRORS[fam.version] and fam.privileged:
+        elif fam.privileged and data[0] in _ERRORS[fam.version]:
             inner = data[8:]
             if fam.version == 4:
                 if len(inner) < 20:
@@ -253,7 +340,7 @@ class Pinger:
                 inner = inner[40:]
             if len(inner) < 8 or inner[0] != _ECHO_REQUEST[fam.version]:
                 return
-            ident, seq = struct.unpack_from("!HH", inner, 4)
+            ident, seq = _IDENT_SEQ.unpack_from(inner, 4)
             is_error = True
         else:
             return
@@ -263,15 +350,17 @@ class Pinger:
         if entry is None:
             self.replies_unmatched += 1
             return
-        future, sent_at, address, timer = entry
-        if not is_error and source != address and not _same_address(source, address):
+        probe, sent_at, deadline = entry
+        if not is_error and source != probe.address and not _same_address(source, probe.address):
             self.replies_unmatched += 1
             return
-        del fam.waiting[seq]
-        if timer is not None:
-            timer.cancel()
-        if not future.done():
-            future.set_result(None if is_error else now - sent_at)
+        del fam.waiting[seq]  # its expiry-lane entry is skipped when it comes due
+        probe.outstanding -= 1
+        if not is_error and now <= deadline:
+            probe.received += 1
+            probe.rtt_total += now - sent_at
+        if probe.finished:
+            self._on_done(probe)
 
 
 def _grow_receive_buffer(sock: socket.socket) -> None:
@@ -283,6 +372,22 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER_BYTES)
             return
+
+
+def _filter_icmp_types(sock: socket.socket, version: int) -> None:
+    """Let only echo replies and the errors that can answer an echo request reach a raw socket."""
+    wanted = (_ECHO_REPLY[version], *_ERRORS[version])
+    with contextlib.suppress(OSError):  # not Linux, or an old kernel: the dispatch filters in Python instead
+        if version == 4:
+            mask = 0xFFFFFFFF
+            for icmp_type in wanted:
+                mask &= ~(1 << icmp_type)
+            sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("=I", mask))
+        else:
+            words = [0xFFFFFFFF] * 8
+            for icmp_type in wanted:
+                words[icmp_type >> 5] &= ~(1 << (icmp_type & 31))
+            sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("=8I", *words))
 
 
 def _same_address(a: str, b: str) -> bool:

@@ -1,0 +1,81 @@
+"""The engine only advances targets that need it; what it exports must equal advancing every target every tick."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from threenines.contract import ServiceUnion, TargetKey, TargetMachine
+from threenines.engine import ContractEngine, TargetSpec
+
+INTERVAL = 300
+HORIZON = 1.5 * INTERVAL
+KEYS = (TargetKey("acme", "connectivity", "a"), TargetKey("acme", "connectivity", "b"),
+        TargetKey("globex", "connectivity", "a"))
+
+steps = st.lists(
+    st.tuples(st.integers(min_value=1, max_value=700),
+              st.one_of(st.just("tick"), st.tuples(st.sampled_from(KEYS), st.sampled_from([True, False, None])))),
+    max_size=80)
+
+
+def approx_view(view: tuple) -> tuple:
+    return tuple(pytest.approx(v) if isinstance(v, float) else v for v in view)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, st.integers(min_value=1, max_value=3))
+def test_the_lazy_engine_exports_what_eager_accounting_would(history, threshold) -> None:
+    engine = ContractEngine()
+    engine.configure([TargetSpec(key, threshold, HORIZON) for key in KEYS], 0)
+    eager = {key: TargetMachine(key, threshold, HORIZON, 0) for key in KEYS}
+    groups = {(k.customer, k.service) for k in KEYS}
+    unions = {group: ServiceUnion(*group, 0) for group in groups}
+    members = {group: [eager[k] for k in KEYS if (k.customer, k.service) == group] for group in groups}
+    exported_targets: dict = {}
+    exported_services: dict = {}
+    at = 0.0
+    for gap, action in [*history, (1, "tick")]:
+        at += gap
+        if action != "tick":
+            key, ok = action
+            engine.observe(key, at, ok)
+            eager[key].observe(at, ok)
+            continue
+        engine.tick(at)
+        changes = engine.changes(at)
+        exported_targets.update(changes.targets)
+        exported_services.update(changes.services)
+        for group, union in unions.items():
+            for machine in members[group]:
+                machine.advance(at)
+            union.consume(members[group])
+        for key, machine in eager.items():
+            assert exported_targets[key] == approx_view(machine.view()), key
+        for group, union in unions.items():
+            want = union.view(members[group])
+            got = exported_services[group]
+            assert (got.up, got.known) == (want.up, want.known), group
+            assert got.outage_seconds == pytest.approx(want.outage_seconds), group
+            assert got.unknown_seconds == pytest.approx(want.unknown_seconds), group
+
+
+def test_a_quiet_fleet_costs_a_tick_nothing_per_target() -> None:
+    engine = ContractEngine()
+    keys = [TargetKey(f"c{i}", "connectivity", "p") for i in range(1000)]
+    engine.configure([TargetSpec(key, 2, HORIZON) for key in keys], 0)
+    for index, key in enumerate(keys):
+        engine.observe(key, index * 0.3, True)
+    engine.tick(300)
+    engine.changes(300)
+    for index, key in enumerate(keys):
+        engine.observe(key, 300 + index * 0.3, True)  # the next round: up, evidence fresh
+    engine.tick(600)
+    changes = engine.changes(600)
+    assert changes.targets == {} and changes.services == {}  # nothing exported moved
+    assert not engine._active
+    # Evidence goes stale for the first half only: exactly those become unknown.
+    engine.tick(300 + 500 * 0.3 + HORIZON - 1)
+    stale = engine.changes(0).targets
+    assert {k for k, v in stale.items() if not v.known} == set(keys[:497])
