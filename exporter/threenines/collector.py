@@ -289,7 +289,8 @@ def _health(out: list[str], health: HealthView) -> None:
     _family(out, "threenines_ledger_writes_total", "counter", "Ledger writes by result.",
             [f'threenines_ledger_writes_total{{ledger="{name}",result="{result}"}} {count}'
              for name, ok, failed in health.ledger_writes for result, count in (("ok", ok), ("error", failed))])
-    _family(out, "threenines_metrics_render_seconds", "gauge", "Seconds to render the previous /metrics snapshot.",
+    _family(out, "threenines_metrics_render_seconds", "gauge",
+            "Seconds the last render took (a scrape renders the changes published since the previous one).",
             [f"threenines_metrics_render_seconds {number(health.render_seconds)}"])
     _family(out, "threenines_build_info", "gauge", "threenines version.",
             [f'threenines_build_info{{version="{__version__}"}} 1'])

@@ -150,6 +150,14 @@ class ContractEngine:
         machine = self._machines.get(key)
         if machine is None:
             return  # removed by a reload while its probe was in flight
+        if machine.observe_up(at, ok):
+            # Up and fresh before and after: it stays in its fresh lane, now at the newest end.
+            lane = self._fresh.get(machine.horizon)
+            if lane is not None and key in lane:
+                lane.move_to_end(key)
+                return
+            self._classify(machine)
+            return
         machine.observe(at, ok)
         if machine._view is None:
             self._changed[key] = machine

@@ -30,7 +30,7 @@ from threenines.alertmanager_config import Options, audit_integration, contact_i
 from threenines.configfile import ConfigError, Node, format_duration, load
 from threenines.inventory import Customer, Inventory
 
-EXPORTER_PUBLISH_SECONDS = 2.0  # service.MIN_RENDER_SPACING (1 s) plus rendering a large snapshot
+EXPORTER_PUBLISH_SECONDS = 2.0  # service.MIN_TICK_SPACING (1 s), the tick, and the scrape rendering the change
 AM_MIN_FLUSH_TIMEOUT = 10.0  # Alertmanager's notify.MinTimeout
 AM_DEFAULTS = {"group_wait": 30.0, "group_interval": 300.0, "repeat_interval": 4 * 3600.0}
 PROM_DEFAULTS = {"scrape_interval": 60.0, "scrape_timeout": 10.0, "evaluation_interval": 60.0, "timeout": 10.0}

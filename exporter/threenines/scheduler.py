@@ -27,8 +27,10 @@ from threenines.probes.ping import Pinger, Probe
 
 log = logging.getLogger(__name__)
 
-# Wake-ups are at least this far apart; probes due meanwhile start together (lag ≤ this, by design).
-BATCH_WINDOW = 0.05
+# Wake-ups are at least this far apart; probes due meanwhile start together (lag ≤ this, by design). A timed
+# wake-up of the event loop measured ~25 µs of CPU here: 50 ms batches cost 2.5 ms of CPU a second, ~15 µs
+# per probe at 167 probes/s (50k ports every 5 min). A quarter second is nothing on a 5-minute cadence.
+BATCH_WINDOW = 0.25
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 MAX_LAG_SAMPLES = 200_000
 
@@ -214,13 +216,13 @@ class ProbeScheduler:
     # -- results ---------------------------------------------------------------------------------------
 
     def _finished(self, probe: Probe) -> None:
-        key = probe.key
-        assert isinstance(key, TargetKey)
+        key: TargetKey = probe.key  # type: ignore[assignment]
         if self.in_flight >= self._max_concurrent and not self._kicked and self._loop is not None:
             self._kicked = True  # a slot frees up: start the next due probe now, not at the next wake-up
             self._loop.call_soon(self._kick)
         self.in_flight -= 1
         at = self._clock()
+        received = probe.received
         stats = self.stats.get(key)
         if stats is not None:
             self._changed.add(key)
@@ -228,12 +230,14 @@ class ProbeScheduler:
                 stats.errors += 1
             else:
                 stats.total += 1
-                if not probe.received:
-                    stats.failures += 1
                 stats.last_at = at
-                stats.last_rtt = probe.rtt_mean
-                stats.last_loss = probe.loss_ratio
-        self._observe(key, at, probe.ok)
+                stats.last_loss = 1.0 - received / probe.sent if probe.sent else 1.0
+                if received:
+                    stats.last_rtt = probe.rtt_total / received
+                else:
+                    stats.failures += 1
+                    stats.last_rtt = None
+        self._observe(key, at, None if probe.error is not None else received > 0)
 
     def _kick(self) -> None:
         self._kicked = False

@@ -143,8 +143,7 @@ class Pinger:
         self._privileged = privileged
         self._families: dict[int, _Family] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._versions: dict[str, int] = {}  # address -> IP version, parsed once
-        self._sockaddrs: dict[str, tuple[str, int]] = {}
+        self._routes: dict[str, tuple[int, tuple[str, int]]] = {}  # address -> (IP version, sockaddr), parsed once
         # Expiry lanes, one per timeout value: appended in send order, so each stays sorted by deadline.
         self._expiries: dict[float, deque[tuple[float, _Family, int, Waiting]]] = {}
         self.replies_unmatched = 0
@@ -214,15 +213,24 @@ class Pinger:
     def send(self, probe: Probe) -> None:
         """Send the probe's next echo request. The caller spaces further requests by `packet_interval`."""
         probe.remaining -= 1
-        fam = self._family(probe.address)
+        address = probe.address
+        route = self._routes.get(address)
+        if route is None:
+            route = self._routes[address] = (ipaddress.ip_address(address).version, (address, 0))
+        fam = self._families.get(route[0])
         if fam is None:
             self._give_up(probe, "no_socket")
             return
-        seq = self._claim_sequence(fam)
-        if seq is None:
-            log.warning("65536 ICMP echo requests in flight on one socket: raise timeouts' headroom or shard")
-            self._give_up(probe, "send_failed")
-            return
+        waiting = fam.waiting
+        seq = fam.next_seq
+        fam.next_seq = (seq + 1) & 0xFFFF
+        if seq in waiting:
+            claimed = self._claim_sequence(fam)
+            if claimed is None:
+                log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
+                self._give_up(probe, "send_failed")
+                return
+            seq = claimed
         if fam.version == 4:  # the kernel computes ICMPv6 checksums itself
             total = fam.checksum_base + seq
             total = (total >> 16) + (total & 0xFFFF)
@@ -232,32 +240,25 @@ class Pinger:
             packet = _HEADER.pack(128, 0, 0, fam.ident, seq) + _PAYLOAD
         sent_at = time.monotonic()
         try:
-            fam.sock.sendto(packet, self._sockaddrs[probe.address])
+            fam.sock.sendto(packet, route[1])
         except OSError as err:
             if err.errno in _UNREACHABLE_ERRNOS:
                 probe.sent += 1  # a request that cannot leave towards the port is a lost one
                 if probe.finished:
                     self._on_done(probe)
                 return
-            log.debug("ICMP send to %s failed: %s", probe.address, err)
+            log.debug("ICMP send to %s failed: %s", address, err)
             self._give_up(probe, "send_failed")
             return
         probe.sent += 1
         probe.outstanding += 1
         deadline = sent_at + probe.timeout
         entry = (probe, sent_at, deadline)
-        fam.waiting[seq] = entry
+        waiting[seq] = entry
         lane = self._expiries.get(probe.timeout)
         if lane is None:
             lane = self._expiries[probe.timeout] = deque()
         lane.append((deadline, fam, seq, entry))
-
-    def _family(self, address: str) -> _Family | None:
-        version = self._versions.get(address)
-        if version is None:
-            version = self._versions[address] = ipaddress.ip_address(address).version
-            self._sockaddrs[address] = (address, 0)
-        return self._families.get(version)
 
     def _give_up(self, probe: Probe, reason: str) -> None:
         """Stop sending; without one request out, the probe is no evidence."""
@@ -295,8 +296,13 @@ class Pinger:
                     self._on_done(probe)
 
     def next_expiry(self) -> float | None:
-        """Monotonic time of the earliest deadline still queued."""
-        heads = [lane[0][0] for lane in self._expiries.values() if lane]
+        """Monotonic time of the earliest deadline of a request still unanswered."""
+        heads = []
+        for lane in self._expiries.values():
+            while lane and lane[0][1].waiting.get(lane[0][2]) is not lane[0][3]:
+                lane.popleft()  # answered: do not wake up for it
+            if lane:
+                heads.append(lane[0][0])
         return min(heads) if heads else None
 
     @property
@@ -321,26 +327,19 @@ class Pinger:
 
     def _dispatch(self, fam: _Family, data: bytes, source: str) -> None:
         now = time.monotonic()
-        if fam.header_skip:
-            if len(data) < 20:
-                return
-            data = data[(data[0] & 0x0F) * 4:]
-        if len(data) < 8:
+        start = (data[0] & 0x0F) * 4 if fam.header_skip and data else 0  # raw IPv4 delivers the IP header
+        if len(data) < start + 8:
             return
-        if data[0] == fam.reply_type:
-            ident, seq = _IDENT_SEQ.unpack_from(data, 4)
+        icmp_type = data[start]
+        if icmp_type == fam.reply_type:
+            ident, seq = _IDENT_SEQ.unpack_from(data, start + 4)
             is_error = False
-        elif fam.privileged and data[0] in _ERRORS[fam.version]:
-            inner = data[8:]
-            if fam.version == 4:
-                if len(inner) < 20:
-                    return
-                inner = inner[(inner[0] & 0x0F) * 4:]
-            else:
-                inner = inner[40:]
-            if len(inner) < 8 or inner[0] != _ECHO_REQUEST[fam.version]:
+        elif fam.privileged and icmp_type in _ERRORS[fam.version]:
+            inner = start + 8  # the quoted request: its IP header, then its ICMP header
+            inner += (data[inner] & 0x0F) * 4 if fam.version == 4 and len(data) > inner else 40
+            if len(data) < inner + 8 or data[inner] != _ECHO_REQUEST[fam.version]:
                 return
-            ident, seq = _IDENT_SEQ.unpack_from(inner, 4)
+            ident, seq = _IDENT_SEQ.unpack_from(data, inner + 4)
             is_error = True
         else:
             return
@@ -359,7 +358,7 @@ class Pinger:
         if not is_error and now <= deadline:
             probe.received += 1
             probe.rtt_total += now - sent_at
-        if probe.finished:
+        if not probe.outstanding and not probe.remaining:
             self._on_done(probe)
 
 
