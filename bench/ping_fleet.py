@@ -2,11 +2,13 @@
 """Ping fleet benchmark: the threenines exporter vs fping over the same loopback targets, in one run.
 
 For each fleet size N, a child process runs the real exporter (scheduler, shared-socket prober, contract
-engine, ledger, /metrics renders) on N ports at 127.x addresses with a compressed interval, and reports
-probes/s, schedule-lag percentiles, CPU-seconds per 1000 probes and peak RSS. Then `fping -c1 -q -i 0` pings
-the same N targets once and its CPU per 1000 pings is measured the same way (rusage of the child).
+engine, ledger, /metrics renders) on N ports at 127.x addresses, while a separate scraper process fetches
+/metrics like Prometheus would, and reports probes/s, schedule-lag percentiles, CPU-seconds per 1000 probes
+and RSS. Then `fping -c1 -q -i 0` pings the same N targets once and its CPU per 1000 pings is measured the
+same way (rusage of the child).
 
-    .venv/bin/python bench/ping_fleet.py --sizes 1000,10000,50000 --interval 60
+    .venv/bin/python bench/ping_fleet.py --sizes 50000 --interval 300 --duration 120   # the contract cadence
+    .venv/bin/python bench/ping_fleet.py --sizes 1000,10000,50000 --interval 60 --scrape-interval 0
 
 Only 127.0.0.0/8 is pinged. Results are printed as a Markdown table and written to bench/results/.
 """
@@ -199,14 +201,18 @@ def main() -> int:
         ratio = ours["cpu_s_per_1000_probes"] / fping["cpu_s_per_1000_pings"] if fping["cpu_s_per_1000_pings"] else None
         rows.append({"threenines": ours, "fping": fping, "cpu_ratio_vs_fping": round(ratio, 2) if ratio else None})
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| ports | interval | probes/s | lag p50 | lag p99 | CPU-s/1000 probes | fping CPU-s/1000 | ratio |"
-          " render | RSS (peak) | fping RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| ports | interval | scrapes | probes/s | lag p50 | lag p99 | CPU-s/1000 probes | fping CPU-s/1000 |"
+          " ratio | last render | scrape size, slowest | RSS (peak) | fping RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         o, f = row["threenines"], row["fping"]
-        print(f"| {o['size']} | {o['interval_s']:g}s | {o['probes_per_s']} | {o['lag_p50_s']}s | {o['lag_p99_s']}s |"
-              f" {o['cpu_s_per_1000_probes']} | {f['cpu_s_per_1000_pings']} | {row['cpu_ratio_vs_fping']}× |"
-              f" {o['render_s']}s | {o['rss_mib']} ({o['peak_rss_mib']}) MiB | {f['peak_rss_mib']} MiB |")
+        scrapes = o["scrapes"]
+        scraped = (f"{scrapes['bytes'] / 1e6:.1f} MB, {scrapes['max_s']:.2f}s" if scrapes else "–")
+        every = f"every {o['scrape_interval_s']:g}s" if o["scrape_interval_s"] else "none"
+        print(f"| {o['size']} | {o['interval_s']:g}s | {every} | {o['probes_per_s']} | {o['lag_p50_s']}s |"
+              f" {o['lag_p99_s']}s | {o['cpu_s_per_1000_probes']} | {f['cpu_s_per_1000_pings']} |"
+              f" {row['cpu_ratio_vs_fping']}× | {o['render_s']}s | {scraped} |"
+              f" {o['rss_mib']} ({o['peak_rss_mib']}) MiB | {f['peak_rss_mib']} MiB |")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"ping_fleet-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(rows, indent=2))

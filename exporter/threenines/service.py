@@ -258,7 +258,13 @@ class Exporter:
                 changes, self._pending = self._pending, None
             if changes is not None:
                 started = time.perf_counter()
-                self._rendered = self._renderer.render(changes)
+                try:
+                    self._rendered = self._renderer.render(changes)
+                except Exception:
+                    # Applying a change sets absolute values, so applying these again later is safe: keep them.
+                    with self._pending_lock:
+                        self._pending = changes if self._pending is None else changes.merge(self._pending)
+                    raise
                 self._render_seconds = time.perf_counter() - started
             # The contract families, then the prometheus_client collectors (audit, power, process).
             return [*self._rendered, generate_latest(self.registry)]
