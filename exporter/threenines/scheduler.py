@@ -175,8 +175,7 @@ class ProbeScheduler:
                 policy = port.policy
                 self.in_flight += 1
                 self.probes_started += 1
-                self._send(Probe(key, port.address, policy.packets, policy.timeout, policy.packet_interval, due),
-                           mono)
+                self._send(Probe(key, port.address, policy.packets, policy.timeout, policy.packet_interval), mono)
         pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
         self._rearm(now)
 
@@ -222,7 +221,6 @@ class ProbeScheduler:
             self._loop.call_soon(self._kick)
         self.in_flight -= 1
         at = self._clock()
-        received = probe.received
         stats = self.stats.get(key)
         if stats is not None:
             self._changed.add(key)
@@ -230,14 +228,11 @@ class ProbeScheduler:
                 stats.errors += 1
             else:
                 stats.total += 1
+                stats.failures += 0 if probe.received else 1
                 stats.last_at = at
-                stats.last_loss = 1.0 - received / probe.sent if probe.sent else 1.0
-                if received:
-                    stats.last_rtt = probe.rtt_total / received
-                else:
-                    stats.failures += 1
-                    stats.last_rtt = None
-        self._observe(key, at, None if probe.error is not None else received > 0)
+                stats.last_rtt = probe.rtt_mean
+                stats.last_loss = probe.loss_ratio
+        self._observe(key, at, probe.ok)
 
     def _kick(self) -> None:
         self._kicked = False

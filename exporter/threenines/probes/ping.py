@@ -58,7 +58,6 @@ class Probe:
 
     __slots__ = (
         "address",
-        "due",
         "error",
         "key",
         "outstanding",
@@ -71,8 +70,7 @@ class Probe:
         "timeout",
     )
 
-    def __init__(self, key: object, address: str, packets: int, timeout: float, packet_interval: float,
-                 due: float = 0.0) -> None:
+    def __init__(self, key: object, address: str, packets: int, timeout: float, packet_interval: float) -> None:
         self.key = key
         self.address = address
         self.packets = packets
@@ -84,7 +82,6 @@ class Probe:
         self.received = 0
         self.rtt_total = 0.0
         self.error: str | None = None  # set when the probe could not be made: no evidence either way
-        self.due = due
 
     @property
     def finished(self) -> bool:
@@ -221,16 +218,11 @@ class Pinger:
         if fam is None:
             self._give_up(probe, "no_socket")
             return
-        waiting = fam.waiting
-        seq = fam.next_seq
-        fam.next_seq = (seq + 1) & 0xFFFF
-        if seq in waiting:
-            claimed = self._claim_sequence(fam)
-            if claimed is None:
-                log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
-                self._give_up(probe, "send_failed")
-                return
-            seq = claimed
+        seq = self._claim_sequence(fam)
+        if seq is None:
+            log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
+            self._give_up(probe, "send_failed")
+            return
         if fam.version == 4:  # the kernel computes ICMPv6 checksums itself
             total = fam.checksum_base + seq
             total = (total >> 16) + (total & 0xFFFF)
@@ -254,7 +246,7 @@ class Pinger:
         probe.outstanding += 1
         deadline = sent_at + probe.timeout
         entry = (probe, sent_at, deadline)
-        waiting[seq] = entry
+        fam.waiting[seq] = entry
         lane = self._expiries.get(probe.timeout)
         if lane is None:
             lane = self._expiries[probe.timeout] = deque()
@@ -305,10 +297,6 @@ class Pinger:
                 heads.append(lane[0][0])
         return min(heads) if heads else None
 
-    @property
-    def in_flight(self) -> int:
-        return sum(len(fam.waiting) for fam in self._families.values())
-
     # -- receiving ----------------------------------------------------------------------------------------
 
     def drain(self, fam: _Family | None = None) -> None:
@@ -358,7 +346,7 @@ class Pinger:
         if not is_error and now <= deadline:
             probe.received += 1
             probe.rtt_total += now - sent_at
-        if not probe.outstanding and not probe.remaining:
+        if probe.finished:
             self._on_done(probe)
 
 
