@@ -9,7 +9,7 @@ import time
 from threenines.contract import TargetKey
 from threenines.inventory import Port, ProbePolicy
 from threenines.probes.ping import Pinger, Probe
-from threenines.scheduler import BATCH_WINDOW, LAG_BUCKETS, ProbeScheduler
+from threenines.scheduler import LAG_BUCKETS, ProbeScheduler
 
 
 def run_scheduler(ports: dict[TargetKey, Port], max_concurrent: int, seconds: float, clock_offset: float = 0.0,
@@ -61,7 +61,7 @@ def test_every_port_is_probed_once_per_interval_on_its_phase() -> None:
     assert all(3 <= len(times) <= 4 for times in per_port.values()), {k.target: len(v) for k, v in per_port.items()}
     for times in per_port.values():  # due + interval: consecutive probes one interval apart (batching aside)
         for earlier, later in itertools.pairwise(times):
-            assert abs(later - earlier - 1.0) < BATCH_WINDOW + 0.05
+            assert abs(later - earlier - 1.0) < scheduler.window + 0.05
     firsts = sorted(times[0] for times in per_port.values())
     assert firsts[-1] - firsts[0] > 0.5  # spread over the interval, not a thundering herd
     assert scheduler.lag.counts[-1] == 0  # nothing started more than 30 s late
@@ -112,3 +112,20 @@ def test_an_unanswered_request_expires_as_a_lost_packet() -> None:
     assert (by_key["ok"].sent, by_key["ok"].received, by_key["ok"].ok) == (1, 1, True)
     assert (by_key["late"].sent, by_key["late"].received, by_key["late"].ok) == (1, 0, False)
     assert by_key["late"].loss_ratio == 1.0
+
+
+def test_rtt_is_when_the_reply_arrived_not_when_it_was_read() -> None:
+    # Replies are read after a whole batch is sent; the kernel's arrival stamp keeps that out of the RTT.
+    finished: list[Probe] = []
+
+    async def main() -> None:
+        pinger = Pinger(finished.append)
+        pinger.open((4,))
+        pinger.send(Probe("k", "127.0.0.1", 1, 5.0, 0.1))
+        time.sleep(0.3)  # block the loop: the reply (microseconds away on loopback) waits unread
+        pinger.drain()
+        pinger.close()
+
+    asyncio.run(main())
+    assert [probe.received for probe in finished] == [1]
+    assert finished[0].rtt_mean is not None and finished[0].rtt_mean < 0.1  # read 0.3 s after it arrived

@@ -43,6 +43,12 @@ _SOL_RAW = 255
 _ICMP_FILTER = 1
 _ICMP6_FILTER = 1
 _DRAIN_LIMIT = 1024  # replies read per wake-up: one busy socket cannot starve the loop
+# The kernel stamps each reply on arrival (SO_TIMESTAMPNS, linux/asm-generic/socket.h; Python has no name for
+# it). Requests go out in batches and replies are read after the batch, so a clock read at recv would add the
+# rest of the batch (milliseconds) to every RTT. The stamp is CLOCK_REALTIME, a struct timespec.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 
 # An unreachable host or network is the port being unavailable as seen from here: a failed probe.
 # Anything else that stops a send (local firewall EPERM, no buffers) says nothing about the port.
@@ -102,7 +108,7 @@ class Probe:
         return self.rtt_total / self.received if self.received else None
 
 
-Waiting = tuple[Probe, float, float]  # (probe, monotonic send time, deadline)
+Waiting = tuple[Probe, float]  # (probe, wall-clock send time: the kernel's receive stamps are wall-clock)
 
 
 class _Family:
@@ -114,6 +120,7 @@ class _Family:
         "privileged",
         "reply_type",
         "sock",
+        "stamped",
         "version",
         "waiting",
     )
@@ -130,6 +137,7 @@ class _Family:
         self.checksum_base = sum(struct.unpack(f"!{len(header) // 2}H", header))
         self.header_skip = version == 4 and privileged  # raw IPv4 sockets deliver the IP header too
         self.reply_type = _ECHO_REPLY[version]
+        self.stamped = False  # the kernel stamps replies on arrival
 
 
 class Pinger:
@@ -181,6 +189,7 @@ class Pinger:
                 _filter_icmp_types(sock, version)
             ident = (os.getpid() & 0xFFFF) if privileged else sock.getsockname()[1]
             fam = _Family(version, sock, privileged, ident)
+            fam.stamped = _enable_receive_stamps(sock)
             assert self._loop is not None
             self._loop.add_reader(sock.fileno(), self.drain, fam)
             log.info("ICMPv%d socket open (%s)", version, "raw, privileged" if privileged else "unprivileged")
@@ -230,7 +239,7 @@ class Pinger:
             packet = _HEADER.pack(8, 0, ~total & 0xFFFF, fam.ident, seq) + _PAYLOAD
         else:
             packet = _HEADER.pack(128, 0, 0, fam.ident, seq) + _PAYLOAD
-        sent_at = time.monotonic()
+        sent_at = time.time()
         try:
             fam.sock.sendto(packet, route[1])
         except OSError as err:
@@ -244,8 +253,8 @@ class Pinger:
             return
         probe.sent += 1
         probe.outstanding += 1
-        deadline = sent_at + probe.timeout
-        entry = (probe, sent_at, deadline)
+        deadline = time.monotonic() + probe.timeout
+        entry = (probe, sent_at)
         fam.waiting[seq] = entry
         lane = self._expiries.get(probe.timeout)
         if lane is None:
@@ -273,9 +282,13 @@ class Pinger:
     # -- expiry -----------------------------------------------------------------------------------------
 
     def expire(self, now: float | None = None) -> None:
-        """Count requests whose deadline passed as lost (monotonic `now`)."""
+        """Count requests whose deadline passed as lost (monotonic `now`).
+
+        Replies are read first: one that arrived in time but was not read yet is not lost.
+        """
         if now is None:
             now = time.monotonic()
+        self.drain()
         for lane in self._expiries.values():
             while lane and lane[0][0] <= now:
                 _, fam, seq, entry = lane.popleft()
@@ -302,19 +315,24 @@ class Pinger:
     def drain(self, fam: _Family | None = None) -> None:
         """Read every queued reply (all families when none is named)."""
         for each in (fam,) if fam is not None else tuple(self._families.values()):
-            recvfrom = each.sock.recvfrom
+            recvmsg = each.sock.recvmsg
+            stamped = each.stamped
             for _ in range(_DRAIN_LIMIT):
                 try:
-                    data, source = recvfrom(1500)
+                    data, ancillary, _flags, source = recvmsg(1500, _ANCILLARY_BYTES)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as err:
                     log.debug("ICMP receive error: %s", err)
                     break
-                self._dispatch(each, data, source[0])
+                if stamped and ancillary:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(ancillary[0][2])
+                    arrived = seconds + nanoseconds * 1e-9
+                else:
+                    arrived = time.time()
+                self._dispatch(each, data, source[0], arrived)
 
-    def _dispatch(self, fam: _Family, data: bytes, source: str) -> None:
-        now = time.monotonic()
+    def _dispatch(self, fam: _Family, data: bytes, source: str, arrived: float) -> None:
         start = (data[0] & 0x0F) * 4 if fam.header_skip and data else 0  # raw IPv4 delivers the IP header
         if len(data) < start + 8:
             return
@@ -337,15 +355,16 @@ class Pinger:
         if entry is None:
             self.replies_unmatched += 1
             return
-        probe, sent_at, deadline = entry
+        probe, sent_at = entry
         if not is_error and source != probe.address and not _same_address(source, probe.address):
             self.replies_unmatched += 1
             return
         del fam.waiting[seq]  # its expiry-lane entry is skipped when it comes due
         probe.outstanding -= 1
-        if not is_error and now <= deadline:
+        rtt = arrived - sent_at
+        if not is_error and rtt <= probe.timeout:
             probe.received += 1
-            probe.rtt_total += now - sent_at
+            probe.rtt_total += rtt if rtt > 0.0 else 0.0  # a wall-clock step backwards: not a negative RTT
         if probe.finished:
             self._on_done(probe)
 
@@ -359,6 +378,14 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER_BYTES)
             return
+
+
+def _enable_receive_stamps(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:  # not Linux: replies are stamped when read, so RTTs include the batch's sending time
+        return False
+    return True
 
 
 def _filter_icmp_types(sock: socket.socket, version: int) -> None:
