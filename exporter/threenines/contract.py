@@ -95,6 +95,11 @@ class TargetMachine:
     `last_probe_at` keeps a failure run consecutive across a quick restart.
     """
 
+    # One per target, tens of thousands of them, touched by every probe: no per-instance dict.
+    __slots__ = ("_on_checkpoint", "_on_event", "_view", "accrued_to", "determined_at", "down", "fail_count",
+                 "fail_start", "horizon", "key", "last_evidence", "last_probe_at", "outage_seconds", "outage_start",
+                 "pending", "segments", "threshold", "unknown_seconds", "up_seconds")
+
     def __init__(
         self,
         key: TargetKey,

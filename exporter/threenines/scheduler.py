@@ -49,13 +49,19 @@ class ProbeStatsView(NamedTuple):
 
 
 class ProbeStats:
-    """Per-port probe counters (mutated only on the event loop; copied into snapshots)."""
+    """One scheduled port: its probe policy and counters (mutated only on the event loop; copied into views).
 
-    __slots__ = ("address", "errors", "failures", "key", "last_at", "last_loss", "last_rtt", "total")
+    Schedule lanes and probes carry this record itself, so a probe costs no lookup by key.
+    """
 
-    def __init__(self, key: TargetKey, address: str) -> None:
+    __slots__ = ("address", "errors", "failures", "key", "last_at", "last_loss", "last_rtt", "policy", "retired",
+                 "total")
+
+    def __init__(self, key: TargetKey, port: Port) -> None:
         self.key = key
-        self.address = address
+        self.address = port.address
+        self.policy = port.policy
+        self.retired = False  # removed by a reload: a probe still in flight is dropped
         self.total = 0
         self.failures = 0
         self.errors = 0
@@ -81,6 +87,10 @@ class LagHistogram:
             del samples[:MAX_LAG_SAMPLES // 2]
 
 
+def _due(entry: tuple[float, ProbeStats]) -> float:
+    return entry[0]
+
+
 def batch_window(intervals: Iterable[float]) -> float:
     return min(MAX_BATCH_WINDOW, max(MIN_BATCH_WINDOW, min(intervals, default=300.0) / 100))
 
@@ -100,9 +110,8 @@ class ProbeScheduler:
         self._observe = observe
         self._clock = clock
         self._max_concurrent = max_concurrent
-        self._ports: dict[TargetKey, Port] = {}
-        # interval -> deque of [due, key], due-ordered (wall clock)
-        self._lanes: dict[float, deque[tuple[float, TargetKey]]] = {}
+        # interval -> deque of (due, port), due-ordered (wall clock)
+        self._lanes: dict[float, deque[tuple[float, ProbeStats]]] = {}
         # packet_interval -> deque of (monotonic send time, probe): follow-up echo requests
         self._follow_ups: dict[float, deque[tuple[float, Probe]]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -112,7 +121,7 @@ class ProbeScheduler:
         self._stopped = False
         self._kicked = False
         self.stats: dict[TargetKey, ProbeStats] = {}
-        self._changed: set[TargetKey] = set()  # stats changed since the last snapshot
+        self._changed: set[ProbeStats] = set()  # changed since the last snapshot
         self.lag = LagHistogram()
         self.in_flight = 0
         self.probes_started = 0
@@ -120,27 +129,23 @@ class ProbeScheduler:
     def configure(self, ports: dict[TargetKey, Port]) -> None:
         """Adopt a (re)loaded set of ports; kept ports keep their place in the schedule."""
         now = self._clock()
-        kept_due = {key: due for lane in self._lanes.values() for due, key in lane}
-        self._ports = dict(ports)
+        kept_due = {stats.key: due for lane in self._lanes.values() for due, stats in lane}
         for key in list(self.stats):
             if key not in ports:
-                del self.stats[key]
+                self.stats.pop(key).retired = True
+        lanes: dict[float, list[tuple[float, ProbeStats]]] = {}
         for key, port in ports.items():
             stats = self.stats.get(key)
             if stats is None:
-                self.stats[key] = ProbeStats(key, port.address)
-            elif stats.address != port.address:
-                stats.address = port.address
-            self._changed.add(key)
-        self._changed &= self.stats.keys()
-        lanes: dict[float, list[tuple[float, TargetKey]]] = {}
-        for key, port in ports.items():
+                stats = self.stats[key] = ProbeStats(key, port)
+            stats.address, stats.policy = port.address, port.policy
             interval = port.policy.interval
             due = kept_due.get(key)
             if due is None or due > now + interval:  # new, or its interval shrank
                 due = now + phase(key, interval)
-            lanes.setdefault(interval, []).append((due, key))
-        self._lanes = {interval: deque(sorted(entries)) for interval, entries in lanes.items()}
+            lanes.setdefault(interval, []).append((due, stats))
+        self._changed = set(self.stats.values())
+        self._lanes = {interval: deque(sorted(entries, key=_due)) for interval, entries in lanes.items()}
         self.window = batch_window(self._lanes)
         self._rearm(now)
 
@@ -171,15 +176,14 @@ class ProbeScheduler:
         limit = self._max_concurrent
         for interval, lane in self._lanes.items():
             while lane and lane[0][0] <= now and self.in_flight < limit:
-                due, key = lane.popleft()
-                port = self._ports[key]
+                due, port = lane.popleft()
                 self.lag.observe(now - due if now > due else 0.0)
                 # Far behind (overload, or the clock jumped): realign instead of a burst of catch-up probes.
-                lane.append((due + interval if due + interval > now else now + interval, key))
+                lane.append((due + interval if due + interval > now else now + interval, port))
                 policy = port.policy
                 self.in_flight += 1
                 self.probes_started += 1
-                self._send(Probe(key, port.address, policy.packets, policy.timeout, policy.packet_interval), mono)
+                self._send(Probe(port, port.address, policy.packets, policy.timeout, policy.packet_interval), mono)
         pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
         self._rearm(now)
 
@@ -219,24 +223,24 @@ class ProbeScheduler:
     # -- results ---------------------------------------------------------------------------------------
 
     def _finished(self, probe: Probe) -> None:
-        key: TargetKey = probe.key  # type: ignore[assignment]
+        stats: ProbeStats = probe.key  # type: ignore[assignment]
         if self.in_flight >= self._max_concurrent and not self._kicked and self._loop is not None:
             self._kicked = True  # a slot frees up: start the next due probe now, not at the next wake-up
             self._loop.call_soon(self._kick)
         self.in_flight -= 1
+        if stats.retired:
+            return
         at = self._clock()
-        stats = self.stats.get(key)
-        if stats is not None:
-            self._changed.add(key)
-            if probe.error is not None:
-                stats.errors += 1
-            else:
-                stats.total += 1
-                stats.failures += 0 if probe.received else 1
-                stats.last_at = at
-                stats.last_rtt = probe.rtt_mean
-                stats.last_loss = probe.loss_ratio
-        self._observe(key, at, probe.ok)
+        self._changed.add(stats)
+        if probe.error is not None:
+            stats.errors += 1
+        else:
+            stats.total += 1
+            stats.failures += 0 if probe.received else 1
+            stats.last_at = at
+            stats.last_rtt = probe.rtt_mean
+            stats.last_loss = probe.loss_ratio
+        self._observe(stats.key, at, probe.ok)
 
     def _kick(self) -> None:
         self._kicked = False
@@ -249,8 +253,7 @@ class ProbeScheduler:
     def changed_stats(self) -> dict[TargetKey, ProbeStatsView]:
         """Views of the ports probed since the last call (all of them after configure)."""
         changed, self._changed = self._changed, set()
-        stats = self.stats
         new = tuple.__new__  # the NamedTuple's own constructor is a Python function: twice the cost per port
-        return {key: new(ProbeStatsView, (s.key, s.address, s.total, s.failures, s.errors, s.last_at, s.last_rtt,
-                                          s.last_loss))
-                for key in changed if (s := stats.get(key)) is not None}
+        return {s.key: new(ProbeStatsView, (s.key, s.address, s.total, s.failures, s.errors, s.last_at, s.last_rtt,
+                                            s.last_loss))
+                for s in changed if not s.retired}
