@@ -158,15 +158,17 @@ class ContractEngine:
                 return
             self._classify(machine)
             return
+        evidence = machine.last_evidence
         machine.observe(at, ok)
         if machine._view is None:
             self._changed[key] = machine
         was_active = key in self._active
-        self._classify(machine)
+        self._classify(machine, renewed=machine.last_evidence != evidence)
         if was_active or machine.segments or key in self._active:
             self._touched.add((key.customer, key.service))
 
-    def _classify(self, machine: TargetMachine) -> None:
+    def _classify(self, machine: TargetMachine, renewed: bool = False) -> None:
+        """Put the machine in the active set or its fresh lane; `renewed`: it has new evidence."""
         key = machine.key
         evidence = machine.last_evidence
         lane = self._fresh.get(machine.horizon)
@@ -178,8 +180,13 @@ class ContractEngine:
             lane.pop(key, None)
         else:
             self._active.pop(key, None)
-            lane[key] = machine
-            lane.move_to_end(key)  # lanes stay in order of last evidence
+            # Lanes stay in order of last evidence: a machine joins with the newest (or, in configure, in
+            # sorted order), and moves only when its evidence is renewed; an observation without evidence
+            # leaves it where it is, or its staleness would hide behind newer entries.
+            if key not in lane:
+                lane[key] = machine
+            elif renewed:
+                lane.move_to_end(key)
 
     def tick(self, now: float) -> None:
         active = self._active
