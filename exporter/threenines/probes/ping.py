@@ -125,7 +125,7 @@ class _Family:
         "waiting",
     )
 
-    def __init__(self, version: int, sock: socket.socket, privileged: bool, ident: int) -> None:
+    def __init__(self, version: int, sock: socket.socket, privileged: bool, ident: int, stamped: bool) -> None:
         self.version = version
         self.sock = sock
         self.privileged = privileged
@@ -137,7 +137,7 @@ class _Family:
         self.checksum_base = sum(struct.unpack(f"!{len(header) // 2}H", header))
         self.header_skip = version == 4 and privileged  # raw IPv4 sockets deliver the IP header too
         self.reply_type = _ECHO_REPLY[version]
-        self.stamped = False  # the kernel stamps replies on arrival
+        self.stamped = stamped  # the kernel stamps replies on arrival
 
 
 class Pinger:
@@ -188,8 +188,7 @@ class Pinger:
             if privileged:
                 _filter_icmp_types(sock, version)
             ident = (os.getpid() & 0xFFFF) if privileged else sock.getsockname()[1]
-            fam = _Family(version, sock, privileged, ident)
-            fam.stamped = _enable_receive_stamps(sock)
+            fam = _Family(version, sock, privileged, ident, stamped=_enable_receive_stamps(sock))
             assert self._loop is not None
             self._loop.add_reader(sock.fileno(), self.drain, fam)
             log.info("ICMPv%d socket open (%s)", version, "raw, privileged" if privileged else "unprivileged")
