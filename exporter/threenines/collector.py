@@ -17,7 +17,7 @@ from threenines import __version__
 from threenines.contract import CustomerServiceView, TargetKey, TargetView
 from threenines.engine import ContractChanges
 from threenines.inventory import Customer
-from threenines.scheduler import LAG_BUCKETS, ProbeStatsView
+from threenines.scheduler import LAG_BUCKETS, ProbeRecord, ProbeStatsView
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ExporterChanges:
     """
 
     contract: ContractChanges
-    probes: dict[TargetKey, ProbeStatsView]
+    probes: dict[TargetKey, ProbeRecord]  # ProbeStatsView.decode() reads them
     probe_layout: tuple[TargetKey, ...] | None
     customers: tuple[Customer, ...]
     health: HealthView
@@ -152,8 +152,9 @@ class SnapshotRenderer:
             self._targets.set(key, self._target_lines(view))
         for group, service in contract.services.items():
             self._services.set(group, self._service_lines(service))
-        for key, probe in changes.probes.items():
-            self._probes.set(key, self._probe_lines(probe))
+        decode = ProbeStatsView.decode
+        for key, record in changes.probes.items():
+            self._probes.set(key, self._probe_lines(decode(key, record)))
         if changes.customers is not self._customers:
             self._customers = changes.customers
             out: list[str] = []

@@ -152,11 +152,10 @@ class ContractEngine:
             return  # removed by a reload while its probe was in flight
         if machine.observe_up(at, ok):
             # Up and fresh before and after: it stays in its fresh lane, now at the newest end.
-            lane = self._fresh.get(machine.horizon)
-            if lane is not None and key in lane:
-                lane.move_to_end(key)
-                return
-            self._classify(machine)
+            try:
+                self._fresh[machine.horizon].move_to_end(key)
+            except KeyError:  # it was not in a fresh lane
+                self._classify(machine)
             return
         evidence = machine.last_evidence
         machine.observe(at, ok)

@@ -16,6 +16,8 @@ import asyncio
 import bisect
 import hashlib
 import logging
+import math
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -37,15 +39,36 @@ LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 MAX_LAG_SAMPLES = 200_000
 
 
+# A port's counters as published for the renderer: packed bytes, not a tuple. A record is built per probe
+# and kept until a scrape renders it; as bytes it is one allocation the cyclic garbage collector never
+# tracks (a tuple of 8 was two, and every young-generation collection walked it and its cold members).
+# NaN stands for "none" (no answer yet).
+_RECORD = struct.Struct("=3q3d")
+ProbeRecord = bytes
+
+
 class ProbeStatsView(NamedTuple):
     key: TargetKey
-    address: str
     total: int
     failures: int
     errors: int
     last_at: float
     last_rtt: float | None
     last_loss: float | None
+
+    @classmethod
+    def decode(cls, key: TargetKey, record: ProbeRecord) -> ProbeStatsView:
+        total, failures, errors, last_at, rtt, loss = _RECORD.unpack(record)
+        return cls(key, total, failures, errors, last_at, None if rtt != rtt else rtt, None if loss != loss else loss)
+
+    def encode(self) -> ProbeRecord:
+        return _encode(self.total, self.failures, self.errors, self.last_at, self.last_rtt, self.last_loss)
+
+
+def _encode(total: int, failures: int, errors: int, last_at: float, rtt: float | None,
+            loss: float | None) -> ProbeRecord:
+    return _RECORD.pack(total, failures, errors, last_at, math.nan if rtt is None else rtt,
+                        math.nan if loss is None else loss)
 
 
 class ProbeStats:
@@ -54,13 +77,15 @@ class ProbeStats:
     Schedule lanes and probes carry this record itself, so a probe costs no lookup by key.
     """
 
-    __slots__ = ("address", "errors", "failures", "key", "last_at", "last_loss", "last_rtt", "policy", "retired",
-                 "total")
+    __slots__ = ("address", "due", "errors", "failures", "key", "last_at", "last_loss", "last_rtt", "policy",
+                 "probe", "retired", "total")
 
     def __init__(self, key: TargetKey, port: Port) -> None:
         self.key = key
         self.address = port.address
         self.policy = port.policy
+        self.due = 0.0  # wall-clock time its next probe is due (its place in the schedule lane)
+        self.probe: Probe | None = None  # the last probe, reused by the next one once it has finished
         self.retired = False  # removed by a reload: a probe still in flight is dropped
         self.total = 0
         self.failures = 0
@@ -68,6 +93,9 @@ class ProbeStats:
         self.last_at = 0.0
         self.last_rtt: float | None = None
         self.last_loss: float | None = None
+
+    def record(self) -> ProbeRecord:
+        return _encode(self.total, self.failures, self.errors, self.last_at, self.last_rtt, self.last_loss)
 
 
 class LagHistogram:
@@ -87,8 +115,8 @@ class LagHistogram:
             del samples[:MAX_LAG_SAMPLES // 2]
 
 
-def _due(entry: tuple[float, ProbeStats]) -> float:
-    return entry[0]
+def _due(stats: ProbeStats) -> float:
+    return stats.due
 
 
 def batch_window(intervals: Iterable[float]) -> float:
@@ -110,8 +138,8 @@ class ProbeScheduler:
         self._observe = observe
         self._clock = clock
         self._max_concurrent = max_concurrent
-        # interval -> deque of (due, port), due-ordered (wall clock)
-        self._lanes: dict[float, deque[tuple[float, ProbeStats]]] = {}
+        # interval -> deque of ports, in order of their due time (wall clock)
+        self._lanes: dict[float, deque[ProbeStats]] = {}
         # packet_interval -> deque of (monotonic send time, probe): follow-up echo requests
         self._follow_ups: dict[float, deque[tuple[float, Probe]]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -121,7 +149,9 @@ class ProbeScheduler:
         self._stopped = False
         self._kicked = False
         self.stats: dict[TargetKey, ProbeStats] = {}
-        self._changed: set[ProbeStats] = set()  # changed since the last snapshot
+        # Records of the ports probed since the last snapshot, built as each probe finishes (its objects are in
+        # the cache then; a tick that built them would touch thousands of objects last used seconds ago).
+        self._records: dict[TargetKey, ProbeRecord] = {}
         self.lag = LagHistogram()
         self.in_flight = 0
         self.probes_started = 0
@@ -129,22 +159,22 @@ class ProbeScheduler:
     def configure(self, ports: dict[TargetKey, Port]) -> None:
         """Adopt a (re)loaded set of ports; kept ports keep their place in the schedule."""
         now = self._clock()
-        kept_due = {stats.key: due for lane in self._lanes.values() for due, stats in lane}
         for key in list(self.stats):
             if key not in ports:
                 self.stats.pop(key).retired = True
-        lanes: dict[float, list[tuple[float, ProbeStats]]] = {}
+        lanes: dict[float, list[ProbeStats]] = {}
         for key, port in ports.items():
             stats = self.stats.get(key)
+            interval = port.policy.interval
             if stats is None:
                 stats = self.stats[key] = ProbeStats(key, port)
+                stats.due = now + phase(key, interval)
+            elif stats.due > now + interval:  # its interval shrank
+                stats.due = now + phase(key, interval)
             stats.address, stats.policy = port.address, port.policy
-            interval = port.policy.interval
-            due = kept_due.get(key)
-            if due is None or due > now + interval:  # new, or its interval shrank
-                due = now + phase(key, interval)
-            lanes.setdefault(interval, []).append((due, stats))
-        self._changed = set(self.stats.values())
+            stats.probe = None  # the next probe takes the (re)loaded address and policy
+            lanes.setdefault(interval, []).append(stats)
+        self._records = {key: stats.record() for key, stats in self.stats.items()}
         self._lanes = {interval: deque(sorted(entries, key=_due)) for interval, entries in lanes.items()}
         self.window = batch_window(self._lanes)
         self._rearm(now)
@@ -174,16 +204,29 @@ class ProbeScheduler:
                 self._send(probe, mono)
         now = self._clock()
         limit = self._max_concurrent
+        observe_lag = self.lag.observe
+        started = 0
         for interval, lane in self._lanes.items():
-            while lane and lane[0][0] <= now and self.in_flight < limit:
-                due, port = lane.popleft()
-                self.lag.observe(now - due if now > due else 0.0)
+            while lane and self.in_flight < limit:
+                port = lane[0]
+                due = port.due
+                if due > now:
+                    break
+                lane.rotate(-1)  # to the back of the lane, due one interval later
+                observe_lag(now - due if now > due else 0.0)
                 # Far behind (overload, or the clock jumped): realign instead of a burst of catch-up probes.
-                lane.append((due + interval if due + interval > now else now + interval, port))
-                policy = port.policy
+                port.due = due + interval if due + interval > now else now + interval
+                started += 1
                 self.in_flight += 1
-                self.probes_started += 1
-                self._send(Probe(port, port.address, policy.packets, policy.timeout, policy.packet_interval), mono)
+                probe = port.probe
+                if probe is not None and not probe.remaining and not probe.outstanding:
+                    probe.restart()
+                else:  # the first, or the last one is still running (a wrong clock step brought this one early)
+                    policy = port.policy
+                    probe = port.probe = Probe(port, port.address, policy.packets, policy.timeout,
+                                               policy.packet_interval)
+                self._send(probe, mono)
+        self.probes_started += started
         pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
         self._rearm(now)
 
@@ -200,7 +243,7 @@ class ProbeScheduler:
         if self._loop is None or self._stopped:
             return
         mono = time.monotonic()
-        delays = [lane[0][0] - now for lane in self._lanes.values() if lane]
+        delays = [lane[0].due - now for lane in self._lanes.values() if lane]
         if self.in_flight >= self._max_concurrent:
             delays = []  # saturated: a finished probe wakes the pump
         delays += [lane[0][0] - mono for lane in self._follow_ups.values() if lane]
@@ -231,16 +274,21 @@ class ProbeScheduler:
         if stats.retired:
             return
         at = self._clock()
-        self._changed.add(stats)
+        ok: bool | None = None
         if probe.error is not None:
             stats.errors += 1
         else:
+            received = probe.received
+            ok = received > 0
             stats.total += 1
-            stats.failures += 0 if probe.received else 1
+            if not ok:
+                stats.failures += 1
             stats.last_at = at
-            stats.last_rtt = probe.rtt_mean
-            stats.last_loss = probe.loss_ratio
-        self._observe(stats.key, at, probe.ok)
+            stats.last_rtt = probe.rtt_total / received if ok else None
+            stats.last_loss = 1.0 - received / probe.sent if probe.sent else 1.0
+        key = stats.key
+        self._observe(key, at, ok)
+        self._records[key] = stats.record()
 
     def _kick(self) -> None:
         self._kicked = False
@@ -250,10 +298,7 @@ class ProbeScheduler:
             self._timer.cancel()
         self._pump()
 
-    def changed_stats(self) -> dict[TargetKey, ProbeStatsView]:
-        """Views of the ports probed since the last call (all of them after configure)."""
-        changed, self._changed = self._changed, set()
-        new = tuple.__new__  # the NamedTuple's own constructor is a Python function: twice the cost per port
-        return {s.key: new(ProbeStatsView, (s.key, s.address, s.total, s.failures, s.errors, s.last_at, s.last_rtt,
-                                            s.last_loss))
-                for s in changed if not s.retired}
+    def changed_stats(self) -> dict[TargetKey, ProbeRecord]:
+        """Records of the ports probed since the last call (all of them after configure)."""
+        records, self._records = self._records, {}
+        return records

@@ -19,7 +19,7 @@ target_views = st.builds(
                                                        None if up else 100.0, None if up else 50.0),
     st.sampled_from(KEYS), st.booleans(), st.booleans(), st.integers(0, 10**6), st.integers(0, 10**6))
 probe_views = st.builds(
-    lambda key, total, failures, rtt: ProbeStatsView(key, "127.0.0.1", total, min(failures, total), 0,
+    lambda key, total, failures, rtt: ProbeStatsView(key, total, min(failures, total), 0,
                                                       float(total), rtt, None if rtt is None else 0.0),
     st.sampled_from(KEYS), st.integers(0, 1000), st.integers(0, 1000), st.one_of(st.none(), st.floats(0, 1)))
 service_views = st.builds(
@@ -33,12 +33,12 @@ def changes(targets, probes, services, first: bool) -> ExporterChanges:
     return ExporterChanges(
         ContractChanges(0.0, KEYS if first else None, GROUPS if first else None,
                         {v.key: v for v in targets}, {(s.customer, s.service): s for s in services}),
-        {p.key: p for p in probes}, KEYS if first else None, (), HEALTH)
+        {p.key: p.encode() for p in probes}, KEYS if first else None, (), HEALTH)
 
 
 def initial() -> tuple[list, list, list]:
     return ([TargetView(k, True, False, 0.0, 0.0, None, None) for k in KEYS],
-            [ProbeStatsView(k, "127.0.0.1", 0, 0, 0, 0.0, None, None) for k in KEYS],
+            [ProbeStatsView(k, 0, 0, 0, 0.0, None, None) for k in KEYS],
             [CustomerServiceView(*g, True, False, 0.0, 0.0, 0.0, 0.0) for g in GROUPS])
 
 
@@ -54,7 +54,7 @@ def test_rendering_changes_in_batches_equals_rendering_the_final_state(history, 
         published = changes(targets, probes, services, first=False)
         pending = published if pending is None else pending.merge(published)
         final["t"].update(published.contract.targets)
-        final["p"].update(published.probes)
+        final["p"].update({key: ProbeStatsView.decode(key, record) for key, record in published.probes.items()})
         final["s"].update(published.contract.services)
         if index % scrape_every == 0:  # some ticks are never scraped: their changes wait, merged
             body = b"".join(incremental.render(pending))

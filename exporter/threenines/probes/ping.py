@@ -89,6 +89,13 @@ class Probe:
         self.rtt_total = 0.0
         self.error: str | None = None  # set when the probe could not be made: no evidence either way
 
+    def restart(self) -> None:
+        """Make a finished probe new again: a port's next probe reuses it instead of allocating another."""
+        self.remaining = self.packets
+        self.sent = self.received = 0
+        self.rtt_total = 0.0
+        self.error = None
+
     @property
     def finished(self) -> bool:
         return not self.remaining and not self.outstanding
@@ -364,7 +371,7 @@ class Pinger:
         if not is_error and rtt <= probe.timeout:
             probe.received += 1
             probe.rtt_total += rtt if rtt > 0.0 else 0.0  # a wall-clock step backwards: not a negative RTT
-        if probe.finished:
+        if not probe.outstanding and not probe.remaining:
             self._on_done(probe)
 
 
