@@ -102,15 +102,19 @@ class ContractEngine:
         known = self._ledger.known_targets() if self._ledger else set()
         new_keys = []
         machines: dict[TargetKey, TargetMachine] = {}
+        # One float object per distinct horizon: every answer reads its machine's and hashes it to find the
+        # fresh lane, and a float of its own per target would be one more cache miss per probe.
+        horizons: dict[float, float] = {}
         for key, spec in wanted.items():
+            horizon = horizons.setdefault(spec.horizon, spec.horizon)
             machine = self._machines.get(key)
             if machine is not None:
-                machine.threshold, machine.horizon = spec.threshold, spec.horizon
+                machine.threshold, machine.horizon = spec.threshold, horizon
                 machines[key] = machine
                 continue
             # A target this ledger knew, starting after a restart: the time we were not running is unknown.
             start = alive_until if key in known and alive_until is not None and alive_until < now else now
-            machine = TargetMachine(key, spec.threshold, spec.horizon, start, self._on_event, self._on_checkpoint)
+            machine = TargetMachine(key, spec.threshold, horizon, start, self._on_event, self._on_checkpoint)
             if key in checkpoints:
                 machine.resume(checkpoints[key], now)
             machine.advance(now)

@@ -44,6 +44,7 @@ MAX_LAG_SAMPLES = 200_000
 # tracks (a tuple of 8 was two, and every young-generation collection walked it and its cold members).
 # NaN stands for "none" (no answer yet).
 _RECORD = struct.Struct("=3q3d")
+_pack_record = _RECORD.pack
 ProbeRecord = bytes
 
 
@@ -62,13 +63,9 @@ class ProbeStatsView(NamedTuple):
         return cls(key, total, failures, errors, last_at, None if rtt != rtt else rtt, None if loss != loss else loss)
 
     def encode(self) -> ProbeRecord:
-        return _encode(self.total, self.failures, self.errors, self.last_at, self.last_rtt, self.last_loss)
-
-
-def _encode(total: int, failures: int, errors: int, last_at: float, rtt: float | None,
-            loss: float | None) -> ProbeRecord:
-    return _RECORD.pack(total, failures, errors, last_at, math.nan if rtt is None else rtt,
-                        math.nan if loss is None else loss)
+        rtt, loss = self.last_rtt, self.last_loss
+        return _pack_record(self.total, self.failures, self.errors, self.last_at, math.nan if rtt is None else rtt,
+                            math.nan if loss is None else loss)
 
 
 class ProbeStats:
@@ -95,7 +92,9 @@ class ProbeStats:
         self.last_loss: float | None = None
 
     def record(self) -> ProbeRecord:
-        return _encode(self.total, self.failures, self.errors, self.last_at, self.last_rtt, self.last_loss)
+        rtt, loss = self.last_rtt, self.last_loss
+        return _pack_record(self.total, self.failures, self.errors, self.last_at, math.nan if rtt is None else rtt,
+                            math.nan if loss is None else loss)
 
 
 class LagHistogram:

@@ -43,6 +43,9 @@ _SOL_RAW = 255
 _ICMP_FILTER = 1
 _ICMP6_FILTER = 1
 _DRAIN_LIMIT = 1024  # replies read per wake-up: one busy socket cannot starve the loop
+# Enough for an echo reply and for an ICMP error quoting a request (outer IP header ≤ 60, ICMP 8, quoted IP
+# header ≤ 60 or 40, quoted ICMP header 8); longer datagrams (someone else's big ping) are cut, and not ours.
+_RECEIVE_BYTES = 256
 # The kernel stamps each reply on arrival (SO_TIMESTAMPNS, linux/asm-generic/socket.h; Python has no name for
 # it). Requests go out in batches and replies are read after the batch, so a clock read at recv would add the
 # rest of the batch (milliseconds) to every RTT. The stamp is CLOCK_REALTIME, a struct timespec.
@@ -233,7 +236,10 @@ class Pinger:
         if fam is None:
             self._give_up(probe, "no_socket")
             return
-        seq = self._claim_sequence(fam)
+        seq = fam.next_seq
+        fam.next_seq = (seq + 1) & 0xFFFF
+        if seq in fam.waiting:  # still in flight after a wrap-around: look further
+            seq = self._claim_sequence(fam)
         if seq is None:
             log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
             self._give_up(probe, "send_failed")
@@ -325,7 +331,7 @@ class Pinger:
             stamped = each.stamped
             for _ in range(_DRAIN_LIMIT):
                 try:
-                    data, ancillary, _flags, source = recvmsg(1500, _ANCILLARY_BYTES)
+                    data, ancillary, _flags, source = recvmsg(_RECEIVE_BYTES, _ANCILLARY_BYTES)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as err:
