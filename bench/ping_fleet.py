@@ -11,6 +11,12 @@ and RSS. Then fping pings the same N targets twice, its CPU per 1000 pings measu
 
     .venv/bin/python bench/ping_fleet.py --sizes 50000 --interval 300 --duration 120   # the contract cadence
     .venv/bin/python bench/ping_fleet.py --sizes 1000,10000,50000 --interval 60 --scrape-interval 0
+    .venv/bin/python bench/ping_fleet.py --sizes 16700 --interval 100 --against /tmp/old-checkout   # A/B
+
+`--against DIR` runs this checkout's exporter and DIR's (another git worktree) at the same time, on disjoint
+127.x ranges, and prints their CPU ratio: run-to-run noise on a shared VM (±15 %) hides a 10 % change, two
+processes measured side by side see the same noise. Both use unprivileged ICMP sockets (a raw socket would
+also receive the other's replies), so `net.ipv4.ping_group_range` must include your group.
 
 Only 127.0.0.0/8 is pinged. Results are printed as a Markdown table and written to bench/results/.
 """
@@ -39,7 +45,7 @@ def loopback_address(index: int) -> str:
     return f"127.{1 + second}.{third}.{fourth + 1}"
 
 
-def write_inventory(path: Path, size: int, interval: float) -> None:
+def write_inventory(path: Path, size: int, interval: float, offset: int = 0) -> None:
     lines = [
         "exporter: {max_concurrent_probes: 1024}",
         f"defaults: {{ping: {{interval: {interval:g}s, threshold: 2, packets: 1, timeout: 1s}}}}",
@@ -47,7 +53,7 @@ def write_inventory(path: Path, size: int, interval: float) -> None:
     ]
     for index in range(size):
         lines.append(f"  - {{id: c{index}, timezone: UTC, contacts: {{version: '1', notify: [{{email: n@x.example}}]}},"
-                     f" ports: [{{id: p, address: '{loopback_address(index)}'}}]}}")
+                     f" ports: [{{id: p, address: '{loopback_address(offset + index)}'}}]}}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -81,14 +87,16 @@ print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": m
 """
 
 
-def run_exporter(size: int, interval: float, duration: float, scrape_interval: float) -> dict[str, float]:
+def run_exporter(size: int, interval: float, duration: float, scrape_interval: float, offset: int = 0,
+                 privileged: bool | None = None) -> dict[str, float]:
     from threenines.service import Exporter, ServeOptions
 
     workdir = Path(tempfile.mkdtemp(prefix="threenines-bench-"))
     config = workdir / "inventory.yml"
-    write_inventory(config, size, interval)
+    write_inventory(config, size, interval, offset)
     started = time.process_time()
-    exporter = Exporter(ServeOptions(config=config, listen="127.0.0.1:0", state_dir=workdir / "state", tick=15.0))
+    exporter = Exporter(ServeOptions(config=config, listen="127.0.0.1:0", state_dir=workdir / "state", tick=15.0,
+                                     privileged=privileged))
     setup_cpu = time.process_time() - started
 
     async def main() -> dict[str, float]:
@@ -198,6 +206,28 @@ def run_fping_cadence(size: int, interval: float, duration: float) -> dict[str, 
             "cpu_s_per_1000_pings": round(cpu / pings * 1000, 4) if pings else None}
 
 
+def run_pair(size: int, args: argparse.Namespace) -> dict[str, object]:
+    """This checkout's exporter and `args.against`'s, side by side on disjoint address ranges."""
+    low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ping_group_range").read_text().split())
+    if not low <= os.getgid() <= high:
+        raise SystemExit(f"--against needs unprivileged ICMP for gid {os.getgid()}: "
+                         'sysctl -w net.ipv4.ping_group_range="0 2147483647"')
+    other = Path(args.against).resolve() / "exporter"
+    if not (other / "threenines").is_dir():
+        raise SystemExit(f"--against {args.against}: no exporter/threenines there (give a checkout's root)")
+    children = []
+    for offset, pythonpath in ((0, str(HERE.parent / "exporter")), (size, str(other))):
+        command = [sys.executable, __file__, "--one", str(size), "--interval", str(args.interval), "--duration",
+                   str(args.duration), "--scrape-interval", str(args.scrape_interval), "--offset", str(offset),
+                   "--unprivileged"]
+        children.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, "PYTHONPATH": pythonpath}))
+    ours, theirs = (json.loads(child.communicate(timeout=args.interval + args.duration + 600)[0].splitlines()[-1])
+                    for child in children)
+    return {"this": ours, "against": theirs, "against_path": str(other.parent),
+            "cpu_ratio_this_vs_against": round(ours["cpu_s_per_1000_probes"] / theirs["cpu_s_per_1000_probes"], 3)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000")
@@ -206,6 +236,9 @@ def main() -> int:
     parser.add_argument("--scrape-interval", type=float, default=30.0,
                         help="a separate process scrapes /metrics this often, like Prometheus (0: no scrapes)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--unprivileged", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--against", metavar="DIR", help="A/B: run DIR's exporter beside this one, same time")
     parser.add_argument("--prober-only", type=int, metavar="N", help="only the prober: N probes, and fping on the same")
     args = parser.parse_args()
     if args.prober_only:
@@ -214,7 +247,12 @@ def main() -> int:
                           "ratio": round(ours["cpu_s_per_1000_probes"] / fping["cpu_s_per_1000_pings"], 2)}))
         return 0
     if args.one:
-        print(json.dumps(run_exporter(args.one, args.interval, args.duration, args.scrape_interval)))
+        print(json.dumps(run_exporter(args.one, args.interval, args.duration, args.scrape_interval, args.offset,
+                                      False if args.unprivileged else None)))
+        return 0
+    if args.against:
+        for size in (int(s) for s in args.sizes.split(",")):
+            print(json.dumps(run_pair(size, args)), flush=True)
         return 0
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
