@@ -69,7 +69,7 @@ class ProbeStatsView(NamedTuple):
 
 
 class ProbeStats:
-    """One scheduled port: its probe policy and counters (mutated only on the event loop; copied into views).
+    """One scheduled port: its probe policy and counters (mutated only on the event loop; published as records).
 
     Schedule lanes and probes carry this record itself, so a probe costs no lookup by key.
     """
