@@ -206,6 +206,12 @@ def run_fping_cadence(size: int, interval: float, duration: float) -> dict[str, 
             "cpu_s_per_1000_pings": round(cpu / pings * 1000, 4) if pings else None}
 
 
+def one_exporter_command(size: int, args: argparse.Namespace) -> list[str]:
+    """This script in a child process, measuring one exporter of `size` ports (`--one`)."""
+    return [sys.executable, __file__, "--one", str(size), "--interval", str(args.interval), "--duration",
+            str(args.duration), "--scrape-interval", str(args.scrape_interval)]
+
+
 def run_pair(size: int, args: argparse.Namespace) -> dict[str, object]:
     """This checkout's exporter and `args.against`'s, side by side on disjoint address ranges."""
     low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ping_group_range").read_text().split())
@@ -217,9 +223,7 @@ def run_pair(size: int, args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit(f"--against {args.against}: no exporter/threenines there (give a checkout's root)")
     children = []
     for offset, pythonpath in ((0, str(HERE.parent / "exporter")), (size, str(other))):
-        command = [sys.executable, __file__, "--one", str(size), "--interval", str(args.interval), "--duration",
-                   str(args.duration), "--scrape-interval", str(args.scrape_interval), "--offset", str(offset),
-                   "--unprivileged"]
+        command = [*one_exporter_command(size, args), "--offset", str(offset), "--unprivileged"]
         children.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                                          env={**os.environ, "PYTHONPATH": pythonpath}))
     ours, theirs = (json.loads(child.communicate(timeout=args.interval + args.duration + 600)[0].splitlines()[-1])
@@ -256,9 +260,7 @@ def main() -> int:
         return 0
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        child = subprocess.run([sys.executable, __file__, "--one", str(size), "--interval", str(args.interval),
-                                "--duration", str(args.duration), "--scrape-interval", str(args.scrape_interval)],
-                               capture_output=True, text=True,
+        child = subprocess.run(one_exporter_command(size, args), capture_output=True, text=True,
                                timeout=args.interval + args.duration + 600, check=True)
         ours = json.loads(child.stdout.strip().splitlines()[-1])
         fping = run_fping(size)

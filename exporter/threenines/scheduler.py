@@ -44,8 +44,13 @@ MAX_LAG_SAMPLES = 200_000
 # tracks (a tuple of 8 was two, and every young-generation collection walked it and its cold members).
 # NaN stands for "none" (no answer yet).
 _RECORD = struct.Struct("=3q3d")
-_pack_record = _RECORD.pack
 ProbeRecord = bytes
+
+
+def _record_of(counters: ProbeStats | ProbeStatsView) -> ProbeRecord:
+    rtt, loss = counters.last_rtt, counters.last_loss
+    return _RECORD.pack(counters.total, counters.failures, counters.errors, counters.last_at,
+                        math.nan if rtt is None else rtt, math.nan if loss is None else loss)
 
 
 class ProbeStatsView(NamedTuple):
@@ -62,10 +67,7 @@ class ProbeStatsView(NamedTuple):
         total, failures, errors, last_at, rtt, loss = _RECORD.unpack(record)
         return cls(key, total, failures, errors, last_at, None if rtt != rtt else rtt, None if loss != loss else loss)
 
-    def encode(self) -> ProbeRecord:
-        rtt, loss = self.last_rtt, self.last_loss
-        return _pack_record(self.total, self.failures, self.errors, self.last_at, math.nan if rtt is None else rtt,
-                            math.nan if loss is None else loss)
+    encode = _record_of
 
 
 class ProbeStats:
@@ -91,10 +93,7 @@ class ProbeStats:
         self.last_rtt: float | None = None
         self.last_loss: float | None = None
 
-    def record(self) -> ProbeRecord:
-        rtt, loss = self.last_rtt, self.last_loss
-        return _pack_record(self.total, self.failures, self.errors, self.last_at, math.nan if rtt is None else rtt,
-                            math.nan if loss is None else loss)
+    record = _record_of
 
 
 class LagHistogram:
@@ -165,10 +164,10 @@ class ProbeScheduler:
         for key, port in ports.items():
             stats = self.stats.get(key)
             interval = port.policy.interval
+            new = stats is None
             if stats is None:
                 stats = self.stats[key] = ProbeStats(key, port)
-                stats.due = now + phase(key, interval)
-            elif stats.due > now + interval:  # its interval shrank
+            if new or stats.due > now + interval:  # new, or its interval shrank
                 stats.due = now + phase(key, interval)
             stats.address, stats.policy = port.address, port.policy
             stats.probe = None  # the next probe takes the (re)loaded address and policy
@@ -218,7 +217,7 @@ class ProbeScheduler:
                 started += 1
                 self.in_flight += 1
                 probe = port.probe
-                if probe is not None and not probe.remaining and not probe.outstanding:
+                if probe is not None and probe.finished:
                     probe.restart()
                 else:  # the first, or the last one is still running (a wrong clock step brought this one early)
                     policy = port.policy
@@ -273,18 +272,16 @@ class ProbeScheduler:
         if stats.retired:
             return
         at = self._clock()
-        ok: bool | None = None
-        if probe.error is not None:
+        ok = probe.ok
+        if ok is None:
             stats.errors += 1
         else:
-            received = probe.received
-            ok = received > 0
             stats.total += 1
             if not ok:
                 stats.failures += 1
             stats.last_at = at
-            stats.last_rtt = probe.rtt_total / received if ok else None
-            stats.last_loss = 1.0 - received / probe.sent if probe.sent else 1.0
+            stats.last_rtt = probe.rtt_mean
+            stats.last_loss = probe.loss_ratio
         key = stats.key
         self._observe(key, at, ok)
         self._records[key] = stats.record()

@@ -377,7 +377,7 @@ class Pinger:
         if not is_error and rtt <= probe.timeout:
             probe.received += 1
             probe.rtt_total += rtt if rtt > 0.0 else 0.0  # a wall-clock step backwards: not a negative RTT
-        if not probe.outstanding and not probe.remaining:
+        if probe.finished:
             self._on_done(probe)
 
 
