@@ -68,7 +68,7 @@ def test_unprivileged_icmp_sockets_work_when_the_group_range_allows(tmp_path: Pa
         with proc as exporter:
             wait_until(lambda: sample(scrape(port), "threenines_service_known", target="a") == 1, 15,
                        what="an unprivileged probe")
-            assert "ICMPv4 socket open (unprivileged)" in exporter.log()
+            assert "ICMPv4 socket open (unprivileged, native wire)" in exporter.log()
         sysctl.write_text("1 0\n")  # nobody may: a clear error naming the setting
         result = subprocess.run(
             [str(VENV_BIN / "threenines"), "serve", "--config", str(config), "--listen", "127.0.0.1:0",

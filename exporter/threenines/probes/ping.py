@@ -2,12 +2,15 @@
 
 icmplib opens the sockets (raw when privileged, unprivileged ICMP datagram sockets otherwise). We do not
 use its per-request receive loop: with one raw socket per ping in flight, every socket sees every ICMP packet
-on the host, which costs 5–12× fping's CPU at fleet scale. One socket and a dispatch table cost O(1) per
-reply.
+on the host, which costs 5–12× fping's CPU at fleet scale. One socket and a table indexed by sequence number
+cost O(1) per reply.
 
 The prober is callback-driven, not a coroutine per probe: at hundreds of probes a second an asyncio Task, a
 future and a timer per probe cost more CPU than the ICMP exchange itself. The caller (the scheduler) sends,
 calls `expire()` from its own periodic wake-up, and is told of each finished probe through `on_done`.
+
+Each socket's requests in flight are kept by a *wire* (`wire.py` is the reference in Python; `_wire.c` is
+the same in C, used when it was built: at 50,000 ports it halves the prober's share of the CPU).
 """
 
 from __future__ import annotations
@@ -20,64 +23,63 @@ import logging
 import os
 import socket
 import struct
+import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import SocketPermissionError
 
+from threenines.probes import wire as python_wire
+
+try:
+    from threenines.probes import _wire as native_wire
+except ImportError:  # installed without a C compiler: the reference wire does the same work in Python
+    native_wire = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
-_ECHO_REQUEST = {4: 8, 6: 128}
-_ECHO_REPLY = {4: 0, 6: 129}
-_ERRORS = {4: (3, 11, 12), 6: (1, 2, 3, 4)}  # destination unreachable, time exceeded, ...
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024
-_PAYLOAD = b"threenines-probe"  # 16 bytes: small, recognisable in a packet capture
-_HEADER = struct.Struct("!BBHHH")
-_IDENT_SEQ = struct.Struct("!HH")
+# linux/asm-generic/socket.h; Python 3.11 has no name for it
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 # Linux raw-socket type filters (linux/icmp.h, linux/icmpv6.h): a set bit drops that ICMP type in the kernel,
 # so the socket never wakes us for echo requests (on loopback it would see each of its own) or other noise.
 _SOL_RAW = 255
 _ICMP_FILTER = 1
 _ICMP6_FILTER = 1
-_DRAIN_LIMIT = 1024  # replies read per wake-up: one busy socket cannot starve the loop
-# Enough for an echo reply and for an ICMP error quoting a request (outer IP header ≤ 60, ICMP 8, quoted IP
-# header ≤ 60 or 40, quoted ICMP header 8); longer datagrams (someone else's big ping) are cut, and not ours.
-_RECEIVE_BYTES = 256
-# The kernel stamps each reply on arrival (SO_TIMESTAMPNS, linux/asm-generic/socket.h; Python has no name for
-# it). Requests go out in batches and replies are read after the batch, so a clock read at recv would add the
-# rest of the batch (milliseconds) to every RTT. The stamp is CLOCK_REALTIME, a struct timespec.
-_SO_TIMESTAMPNS = 35
-_TIMESPEC = struct.Struct("@ll")
-_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
+_ECHO_REPLY = {4: 0, 6: 129}
+_ERRORS = {4: (3, 11, 12), 6: (1, 2, 3, 4)}  # the ICMP errors that can answer an echo request
+WIRE_ENV = "THREENINES_WIRE"  # "python" forces the reference wire (for comparison; the C one is the default)
 
-# An unreachable host or network is the port being unavailable as seen from here: a failed probe.
-# Anything else that stops a send (local firewall EPERM, no buffers) says nothing about the port.
-_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+def wire_kind(requested: str | None = None) -> str:
+    """Which wire a Pinger uses: `requested`, else $THREENINES_WIRE, else the C one when it was built."""
+    kind = requested or os.environ.get(WIRE_ENV) or ("native" if native_wire is not None else "python")
+    if kind not in ("native", "python"):
+        raise ValueError(f"{WIRE_ENV}={kind!r}: expected 'native' or 'python'")
+    if kind == "native" and native_wire is None:
+        raise ValueError("the native wire (threenines.probes._wire) was not built: install gcc and python3-dev, "
+                         "then reinstall threenines; or use the reference wire (THREENINES_WIRE=python)")
+    return kind
 
 
 class PingSetupError(Exception):
     """No ICMP socket can be opened; the message says how to fix it."""
 
 
-class Probe:
-    """One contract probe: `packets` echo requests; it answers when at least one reply arrives in time."""
+_Counters: Any = native_wire.ProbeCounters if native_wire is not None else python_wire.ProbeCounters
 
-    __slots__ = (
-        "address",
-        "error",
-        "key",
-        "outstanding",
-        "packet_interval",
-        "packets",
-        "received",
-        "remaining",
-        "rtt_total",
-        "sent",
-        "timeout",
-    )
+
+class Probe(_Counters):
+    """One contract probe: `packets` echo requests; it answers when at least one reply arrives in time.
+
+    Its counters (sent, received, outstanding, ...) live in the wire's ProbeCounters base, where the wire
+    updates them as replies arrive.
+    """
+
+    __slots__ = ("address", "key", "packet_interval", "route")
 
     def __init__(self, key: object, address: str, packets: int, timeout: float, packet_interval: float) -> None:
         self.key = key
@@ -85,19 +87,16 @@ class Probe:
         self.packets = packets
         self.timeout = timeout
         self.packet_interval = packet_interval
-        self.remaining = packets  # requests not sent yet
-        self.outstanding = 0  # requests sent, neither answered nor expired
-        self.sent = 0
-        self.received = 0
-        self.rtt_total = 0.0
-        self.error: str | None = None  # set when the probe could not be made: no evidence either way
+        self.route: tuple[Any, object] | None = None  # (wire, destination): resolved at the first send
+        self.restart()
 
     def restart(self) -> None:
-        """Make a finished probe new again: a port's next probe reuses it instead of allocating another."""
-        self.remaining = self.packets
+        """Make a (finished) probe new again: a port's next probe reuses it instead of allocating another."""
+        self.remaining = self.packets  # requests not sent yet
+        self.outstanding = 0  # requests sent, neither answered nor expired
         self.sent = self.received = 0
         self.rtt_total = 0.0
-        self.error = None
+        self.error: str | None = None  # set when the probe could not be made: no evidence either way
 
     @property
     def finished(self) -> bool:
@@ -118,69 +117,43 @@ class Probe:
         return self.rtt_total / self.received if self.received else None
 
 
-Waiting = tuple[Probe, float]  # (probe, wall-clock send time: the kernel's receive stamps are wall-clock)
-
-
-class _Family:
-    __slots__ = (
-        "checksum_base",
-        "header_skip",
-        "ident",
-        "next_seq",
-        "privileged",
-        "reply_type",
-        "sock",
-        "stamped",
-        "version",
-        "waiting",
-    )
-
-    def __init__(self, version: int, sock: socket.socket, privileged: bool, ident: int, stamped: bool) -> None:
-        self.version = version
-        self.sock = sock
-        self.privileged = privileged
-        self.ident = ident
-        self.waiting: dict[int, Waiting] = {}
-        self.next_seq = 0
-        # Only the sequence number changes between IPv4 requests: sum the rest of the checksum once.
-        header = _HEADER.pack(_ECHO_REQUEST[version], 0, 0, ident, 0) + _PAYLOAD
-        self.checksum_base = sum(struct.unpack(f"!{len(header) // 2}H", header))
-        self.header_skip = version == 4 and privileged  # raw IPv4 sockets deliver the IP header too
-        self.reply_type = _ECHO_REPLY[version]
-        self.stamped = stamped  # the kernel stamps replies on arrival
-
-
 class Pinger:
     """Sends echo requests and matches replies. Open inside a running event loop; close() when done."""
 
-    def __init__(self, on_done: Callable[[Probe], None], privileged: bool | None = None) -> None:
+    def __init__(self, on_done: Callable[[Probe], None], privileged: bool | None = None,
+                 wire: str | None = None) -> None:
         self._on_done = on_done
         self._privileged = privileged
-        self._families: dict[int, _Family] = {}
+        self.wire_kind = wire_kind(wire)
+        self._wires: dict[int, Any] = {}  # IP version -> wire
+        self._sockets: dict[int, socket.socket] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._routes: dict[str, tuple[int, tuple[str, int]]] = {}  # address -> (IP version, sockaddr), parsed once
-        # Expiry lanes, one per timeout value: appended in send order, so each stays sorted by deadline.
-        self._expiries: dict[float, deque[tuple[float, _Family, int, Waiting]]] = {}
-        self.replies_unmatched = 0
+        self._routes: dict[str, tuple[Any, object] | None] = {}  # address -> (wire, destination), parsed once
 
     @property
     def privileged(self) -> bool | None:
-        fam = self._families.get(4) or self._families.get(6)
-        return fam.privileged if fam else None
+        wire = self._wires.get(4) or self._wires.get(6)
+        return bool(wire.privileged) if wire is not None else None
+
+    @property
+    def replies_unmatched(self) -> int:
+        """Replies to no request in flight (late, duplicated, or from an address we did not ping)."""
+        return sum(wire.unmatched for wire in self._wires.values())
 
     def open(self, versions: tuple[int, ...] = (4, 6)) -> None:
         self._loop = asyncio.get_running_loop()
         for version in versions:
-            if version not in self._families:
+            if version not in self._wires:
                 try:
-                    self._families[version] = self._open_family(version)
+                    self._open_family(version)
                 except OSError as err:
                     if version == 6 and err.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
                         log.warning("IPv6 is not available on this host; IPv6 ports will be unknown")
                         continue
                     raise
+        self._routes.clear()  # an address that had no socket may have one now
 
-    def _open_family(self, version: int) -> _Family:
+    def _open_family(self, version: int) -> None:
         cls = ICMPv4Socket if version == 4 else ICMPv6Socket
         modes = [self._privileged] if self._privileged is not None else [True, False]
         last: Exception | None = None
@@ -197,12 +170,16 @@ class Pinger:
             _grow_receive_buffer(sock)
             if privileged:
                 _filter_icmp_types(sock, version)
+            _enable_receive_stamps(sock)
             ident = (os.getpid() & 0xFFFF) if privileged else sock.getsockname()[1]
-            fam = _Family(version, sock, privileged, ident, stamped=_enable_receive_stamps(sock))
+            module = native_wire if self.wire_kind == "native" else python_wire
+            wire = module.Wire(sock, version, ident, privileged, self._on_done)
+            self._sockets[version], self._wires[version] = sock, wire
             assert self._loop is not None
-            self._loop.add_reader(sock.fileno(), self.drain, fam)
-            log.info("ICMPv%d socket open (%s)", version, "raw, privileged" if privileged else "unprivileged")
-            return fam
+            self._loop.add_reader(sock.fileno(), wire.drain)
+            log.info("ICMPv%d socket open (%s, %s wire)", version, "raw, privileged" if privileged else "unprivileged",
+                     self.wire_kind)
+            return
         groups: list[str] = []
         with contextlib.suppress(OSError):
             groups = Path("/proc/sys/net/ipv4/ping_group_range").read_text().split()
@@ -215,83 +192,56 @@ class Pinger:
 
     def close(self) -> None:
         """Close the sockets; probes still in flight are dropped without a result."""
-        for fam in self._families.values():
+        for version, wire in self._wires.items():
+            sock = self._sockets[version]
             if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(fam.sock.fileno())
-            fam.sock.close()
-            fam.waiting.clear()
-        self._families.clear()
-        self._expiries.clear()
+                self._loop.remove_reader(sock.fileno())
+            wire.close()
+            sock.close()
+        self._wires.clear()
+        self._sockets.clear()
+        self._routes.clear()
 
     # -- sending --------------------------------------------------------------------------------------
 
     def send(self, probe: Probe) -> None:
         """Send the probe's next echo request. The caller spaces further requests by `packet_interval`."""
-        probe.remaining -= 1
-        address = probe.address
-        route = self._routes.get(address)
+        route = probe.route
         if route is None:
-            route = self._routes[address] = (ipaddress.ip_address(address).version, (address, 0))
-        fam = self._families.get(route[0])
-        if fam is None:
-            self._give_up(probe, "no_socket")
-            return
-        seq = fam.next_seq
-        fam.next_seq = (seq + 1) & 0xFFFF
-        if seq in fam.waiting:  # still in flight after a wrap-around: look further
-            seq = self._claim_sequence(fam)
-        if seq is None:
-            log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
-            self._give_up(probe, "send_failed")
-            return
-        if fam.version == 4:  # the kernel computes ICMPv6 checksums itself
-            total = fam.checksum_base + seq
-            total = (total >> 16) + (total & 0xFFFF)
-            total += total >> 16
-            packet = _HEADER.pack(8, 0, ~total & 0xFFFF, fam.ident, seq) + _PAYLOAD
-        else:
-            packet = _HEADER.pack(128, 0, 0, fam.ident, seq) + _PAYLOAD
-        sent_at = time.time()
-        try:
-            fam.sock.sendto(packet, route[1])
-        except OSError as err:
-            if err.errno in _UNREACHABLE_ERRNOS:
-                probe.sent += 1  # a request that cannot leave towards the port is a lost one
+            address = probe.address
+            route = self._routes[address] if address in self._routes else self._route(address)
+            if route is None:  # no socket for its address family: no evidence either way
+                probe.remaining = 0
+                if not probe.sent:
+                    probe.error = "no_socket"
                 if probe.finished:
                     self._on_done(probe)
                 return
-            log.debug("ICMP send to %s failed: %s", address, err)
-            self._give_up(probe, "send_failed")
-            return
-        probe.sent += 1
-        probe.outstanding += 1
-        deadline = time.monotonic() + probe.timeout
-        entry = (probe, sent_at)
-        fam.waiting[seq] = entry
-        lane = self._expiries.get(probe.timeout)
-        if lane is None:
-            lane = self._expiries[probe.timeout] = deque()
-        lane.append((deadline, fam, seq, entry))
+            probe.route = route
+        failure = route[0].send(probe, route[1])
+        if failure is not None:
+            if failure < 0:
+                log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
+            else:
+                log.debug("ICMP send to %s failed: %s", probe.address, os.strerror(failure))
 
-    def _give_up(self, probe: Probe, reason: str) -> None:
-        """Stop sending; without one request out, the probe is no evidence."""
-        probe.remaining = 0
-        if not probe.sent:
-            probe.error = reason
-        if probe.finished:
-            self._on_done(probe)
+    def _route(self, address: str) -> tuple[Any, object] | None:
+        host, _, zone = address.partition("%")
+        ip = ipaddress.ip_address(host)
+        wire = self._wires.get(ip.version)
+        route = None
+        if wire is not None:
+            if self.wire_kind == "python":
+                route = (wire, (address, 0))
+            else:
+                try:
+                    route = (wire, _sockaddr(ip, zone))
+                except OSError as err:
+                    log.warning("cannot route to %s: %s", address, err)
+        self._routes[address] = route
+        return route
 
-    @staticmethod
-    def _claim_sequence(fam: _Family) -> int | None:
-        waiting = fam.waiting
-        for _ in range(65536):
-            seq = fam.next_seq
-            fam.next_seq = (seq + 1) & 0xFFFF
-            if seq not in waiting:
-                return seq
-        return None
-
-    # -- expiry -----------------------------------------------------------------------------------------
+    # -- expiry and receiving -----------------------------------------------------------------------
 
     def expire(self, now: float | None = None) -> None:
         """Count requests whose deadline passed as lost (monotonic `now`).
@@ -300,91 +250,36 @@ class Pinger:
         """
         if now is None:
             now = time.monotonic()
-        self.drain()
-        for lane in self._expiries.values():
-            while lane and lane[0][0] <= now:
-                _, fam, seq, entry = lane.popleft()
-                if fam.waiting.get(seq) is not entry:
-                    continue  # answered already
-                del fam.waiting[seq]
-                probe = entry[0]
-                probe.outstanding -= 1
-                if probe.finished:
-                    self._on_done(probe)
+        wires = self._wires.values()
+        for wire in wires:
+            wire.drain()
+        for wire in wires:
+            wire.expire(now)
 
     def next_expiry(self) -> float | None:
         """Monotonic time of the earliest deadline of a request still unanswered."""
-        heads = []
-        for lane in self._expiries.values():
-            while lane and lane[0][1].waiting.get(lane[0][2]) is not lane[0][3]:
-                lane.popleft()  # answered: do not wake up for it
-            if lane:
-                heads.append(lane[0][0])
+        heads = [at for wire in self._wires.values() if (at := wire.next_expiry()) is not None]
         return min(heads) if heads else None
 
-    # -- receiving ----------------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Read every queued reply."""
+        for wire in self._wires.values():
+            wire.drain()
 
-    def drain(self, fam: _Family | None = None) -> None:
-        """Read every queued reply (all families when none is named)."""
-        for each in (fam,) if fam is not None else tuple(self._families.values()):
-            recvmsg = each.sock.recvmsg
-            stamped = each.stamped
-            for _ in range(_DRAIN_LIMIT):
-                try:
-                    data, ancillary, _flags, source = recvmsg(_RECEIVE_BYTES, _ANCILLARY_BYTES)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as err:
-                    log.debug("ICMP receive error: %s", err)
-                    break
-                if stamped and ancillary:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(ancillary[0][2])
-                    arrived = seconds + nanoseconds * 1e-9
-                else:
-                    arrived = time.time()
-                self._dispatch(each, data, source[0], arrived)
 
-    def _dispatch(self, fam: _Family, data: bytes, source: str, arrived: float) -> None:
-        start = (data[0] & 0x0F) * 4 if fam.header_skip and data else 0  # raw IPv4 delivers the IP header
-        if len(data) < start + 8:
-            return
-        icmp_type = data[start]
-        if icmp_type == fam.reply_type:
-            ident, seq = _IDENT_SEQ.unpack_from(data, start + 4)
-            is_error = False
-        elif fam.privileged and icmp_type in _ERRORS[fam.version]:
-            inner = start + 8  # the quoted request: its IP header, then its ICMP header
-            inner += (data[inner] & 0x0F) * 4 if fam.version == 4 and len(data) > inner else 40
-            if len(data) < inner + 8 or data[inner] != _ECHO_REQUEST[fam.version]:
-                return
-            ident, seq = _IDENT_SEQ.unpack_from(data, inner + 4)
-            is_error = True
-        else:
-            return
-        if ident != fam.ident and fam.privileged:
-            return  # another process's ping on the shared raw socket
-        entry = fam.waiting.get(seq)
-        if entry is None:
-            self.replies_unmatched += 1
-            return
-        probe, sent_at = entry
-        if not is_error and source != probe.address and not _same_address(source, probe.address):
-            self.replies_unmatched += 1
-            return
-        del fam.waiting[seq]  # its expiry-lane entry is skipped when it comes due
-        probe.outstanding -= 1
-        rtt = arrived - sent_at
-        if not is_error and rtt <= probe.timeout:
-            probe.received += 1
-            probe.rtt_total += rtt if rtt > 0.0 else 0.0  # a wall-clock step backwards: not a negative RTT
-        if probe.finished:
-            self._on_done(probe)
+def _sockaddr(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, zone: str) -> bytes:
+    """The packed struct sockaddr_in/sockaddr_in6 the native wire sends to (port 0: ICMP has none)."""
+    if ip.version == 4:
+        return struct.pack("=HH4s8x", socket.AF_INET, 0, ip.packed)
+    scope = (int(zone) if zone.isdigit() else socket.if_nametoindex(zone)) if zone else 0
+    return struct.pack("=HHI16sI", socket.AF_INET6, 0, 0, ip.packed, scope)
 
 
 def _grow_receive_buffer(sock: socket.socket) -> None:
     # Replies to a burst of probes arrive together; the default buffer (~200 KiB) drops them silently,
     # and a dropped reply would be a failed probe.
-    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+    # SO_RCVBUFFORCE (root, CAP_NET_ADMIN) goes past net.core.rmem_max, which caps SO_RCVBUF.
+    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
         if option is None:
             continue
         with contextlib.suppress(OSError):
@@ -392,18 +287,16 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
             return
 
 
-def _enable_receive_stamps(sock: socket.socket) -> bool:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-    except OSError:  # not Linux: replies are stamped when read, so RTTs include the batch's sending time
-        return False
-    return True
+def _enable_receive_stamps(sock: socket.socket) -> None:
+    # The kernel stamps each reply on arrival: RTTs then leave out how long a reply waited to be read.
+    with contextlib.suppress(OSError):  # not Linux: replies are stamped when read, batch time included
+        sock.setsockopt(socket.SOL_SOCKET, python_wire.SO_TIMESTAMPNS, 1)
 
 
 def _filter_icmp_types(sock: socket.socket, version: int) -> None:
     """Let only echo replies and the errors that can answer an echo request reach a raw socket."""
     wanted = (_ECHO_REPLY[version], *_ERRORS[version])
-    with contextlib.suppress(OSError):  # not Linux, or an old kernel: the dispatch filters in Python instead
+    with contextlib.suppress(OSError):  # not Linux, or an old kernel: the wire filters instead
         if version == 4:
             mask = 0xFFFFFFFF
             for icmp_type in wanted:
@@ -415,9 +308,3 @@ def _filter_icmp_types(sock: socket.socket, version: int) -> None:
                 words[icmp_type >> 5] &= ~(1 << (icmp_type & 31))
             sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("=8I", *words))
 
-
-def _same_address(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a.split("%")[0]) == ipaddress.ip_address(b)
-    except ValueError:
-        return False

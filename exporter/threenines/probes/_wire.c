@@ -1,0 +1,556 @@
+/* The prober's wire in C: one ICMP socket's echo requests in flight, matched to replies by sequence number.
+ *
+ * threenines/probes/wire.py is the reference: the same types, methods and behaviour in Python, used when this
+ * module was not built. Both are tested against real loopback ICMP. This one exists for CPU: at fleet scale
+ * the Python wire's bytecode (packing, unpacking, dicts and tuples per request) cost as much as the system
+ * calls, and the request table here is flat arrays indexed by sequence number.
+ *
+ * Counters live in ProbeCounters, the base of threenines.probes.ping.Probe, so a reply updates them with no
+ * attribute lookup. A probe that finishes (every request answered or expired) is handed to `on_done`.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define TABLE_SIZE 65536 /* one slot per sequence number */
+#define RECEIVE_BYTES 256 /* an echo reply, or an ICMP error quoting a request (see wire.py) */
+#define DRAIN_LIMIT 1024 /* replies read per call: one busy socket cannot starve the event loop */
+#ifndef SO_TIMESTAMPNS
+#define SO_TIMESTAMPNS 35
+#endif
+#ifndef SCM_TIMESTAMPNS
+#define SCM_TIMESTAMPNS SO_TIMESTAMPNS
+#endif
+
+static const unsigned char PAYLOAD[16] = "threenines-probe"; /* no terminating NUL: 16 bytes on the wire */
+static PyObject *reason_send_failed, *reason_no_socket;
+
+/* -- ProbeCounters ------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *error; /* None, or why the probe could not be made */
+    double timeout;
+    double rtt_total;
+    long packets;
+    long remaining; /* requests not sent yet */
+    long outstanding; /* sent, neither answered nor expired */
+    long sent;
+    long received;
+} ProbeCounters;
+
+static void ProbeCounters_dealloc(ProbeCounters *self) {
+    Py_CLEAR(self->error);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef ProbeCounters_members[] = {
+    {"error", T_OBJECT, offsetof(ProbeCounters, error), 0, NULL},
+    {"timeout", T_DOUBLE, offsetof(ProbeCounters, timeout), 0, NULL},
+    {"rtt_total", T_DOUBLE, offsetof(ProbeCounters, rtt_total), 0, NULL},
+    {"packets", T_LONG, offsetof(ProbeCounters, packets), 0, NULL},
+    {"remaining", T_LONG, offsetof(ProbeCounters, remaining), 0, NULL},
+    {"outstanding", T_LONG, offsetof(ProbeCounters, outstanding), 0, NULL},
+    {"sent", T_LONG, offsetof(ProbeCounters, sent), 0, NULL},
+    {"received", T_LONG, offsetof(ProbeCounters, received), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject ProbeCountersType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "threenines.probes._wire.ProbeCounters",
+    .tp_doc = PyDoc_STR("A probe's counters, kept where the native wire updates them directly."),
+    .tp_basicsize = sizeof(ProbeCounters),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)ProbeCounters_dealloc,
+    .tp_members = ProbeCounters_members,
+};
+
+static inline int finished(const ProbeCounters *p) { return p->remaining == 0 && p->outstanding == 0; }
+
+/* -- Wire ------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject *probe; /* NULL: free */
+    double sent_at; /* wall clock: the kernel stamps replies in wall-clock time */
+    uint32_t generation; /* tells this request from an older one that used the same sequence number */
+    unsigned char address[16]; /* the destination: only a reply from it counts */
+} Slot;
+
+typedef struct {
+    double deadline; /* monotonic */
+    uint32_t generation;
+    uint16_t sequence;
+} Expiry;
+
+/* Requests with one timeout value expire in the order they were sent: a FIFO ring per timeout value. */
+typedef struct {
+    double timeout;
+    Expiry *ring;
+    size_t capacity, head, count; /* capacity is a power of two */
+} Lane;
+
+typedef struct {
+    PyObject_HEAD
+    int fd; /* -1 once closed */
+    int version;
+    char privileged; /* a raw socket: sees every ICMP packet, including errors quoting our requests */
+    int header_skip; /* raw IPv4 sockets deliver the IP header too */
+    unsigned ident;
+    unsigned next_seq;
+    uint32_t checksum_base; /* ones'-complement sum of an IPv4 request without its sequence number */
+    uint32_t generation;
+    PyObject *on_done;
+    Slot *slots;
+    Lane *lanes;
+    size_t lane_count;
+    Py_ssize_t in_flight;
+    unsigned long long unmatched;
+} Wire;
+
+static double clock_seconds(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline unsigned read16(const unsigned char *at) { return ((unsigned)at[0] << 8) | at[1]; }
+
+static int call_done(Wire *self, PyObject *probe) {
+    PyObject *result = PyObject_CallOneArg(self->on_done, probe);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Drop every request in flight without a result (close, or garbage collection). */
+static void release_slots(Wire *self) {
+    if (self->slots == NULL) return;
+    for (size_t seq = 0; seq < TABLE_SIZE; seq++) {
+        PyObject *probe = self->slots[seq].probe;
+        if (probe != NULL) {
+            self->slots[seq].probe = NULL;
+            Py_DECREF(probe);
+        }
+    }
+    self->in_flight = 0;
+    for (size_t i = 0; i < self->lane_count; i++) self->lanes[i].count = self->lanes[i].head = 0;
+}
+
+static int Wire_init(Wire *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"sock", "version", "ident", "privileged", "on_done", NULL};
+    int version, privileged;
+    unsigned ident;
+    PyObject *sock, *on_done;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiIpO", keywords, &sock, &version, &ident, &privileged,
+                                     &on_done))
+        return -1;
+    int fd = PyObject_AsFileDescriptor(sock); /* the socket stays its owner's: it closes it */
+    if (fd < 0) return -1;
+    if (version != 4 && version != 6) {
+        PyErr_Format(PyExc_ValueError, "version must be 4 or 6, not %d", version);
+        return -1;
+    }
+    if (!PyCallable_Check(on_done)) {
+        PyErr_SetString(PyExc_TypeError, "on_done must be callable");
+        return -1;
+    }
+    if (self->slots == NULL) {
+        self->slots = PyMem_Calloc(TABLE_SIZE, sizeof(Slot));
+        if (self->slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    release_slots(self);
+    self->fd = fd;
+    self->version = version;
+    self->privileged = privileged;
+    self->header_skip = version == 4 && privileged;
+    self->ident = ident & 0xFFFF;
+    self->next_seq = 0;
+    self->unmatched = 0;
+    uint32_t sum = (version == 4 ? 8u : 128u) << 8; /* type, code 0; checksum and sequence are 0 here */
+    sum += self->ident;
+    for (size_t i = 0; i < sizeof PAYLOAD; i += 2) sum += ((uint32_t)PAYLOAD[i] << 8) | PAYLOAD[i + 1];
+    self->checksum_base = sum;
+    Py_INCREF(on_done);
+    Py_XSETREF(self->on_done, on_done);
+    return 0;
+}
+
+static int Wire_traverse(Wire *self, visitproc visit, void *arg) {
+    Py_VISIT(self->on_done);
+    if (self->slots != NULL && self->in_flight)
+        for (size_t seq = 0; seq < TABLE_SIZE; seq++) Py_VISIT(self->slots[seq].probe);
+    return 0;
+}
+
+static int Wire_clear(Wire *self) {
+    release_slots(self);
+    Py_CLEAR(self->on_done);
+    return 0;
+}
+
+static void Wire_dealloc(Wire *self) {
+    PyObject_GC_UnTrack(self);
+    Wire_clear(self);
+    PyMem_Free(self->slots);
+    for (size_t i = 0; i < self->lane_count; i++) PyMem_Free(self->lanes[i].ring);
+    PyMem_Free(self->lanes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Lane *lane_for(Wire *self, double timeout) {
+    for (size_t i = 0; i < self->lane_count; i++)
+        if (self->lanes[i].timeout == timeout) return &self->lanes[i];
+    Lane *lanes = PyMem_Realloc(self->lanes, (self->lane_count + 1) * sizeof(Lane));
+    if (lanes == NULL) return NULL;
+    self->lanes = lanes;
+    Lane *lane = &lanes[self->lane_count++];
+    lane->timeout = timeout;
+    lane->ring = NULL;
+    lane->capacity = lane->head = lane->count = 0;
+    return lane;
+}
+
+/* Room for one more entry, made before the request is sent: a send is never left without its expiry. */
+static int lane_reserve(Lane *lane) {
+    if (lane->count == lane->capacity) {
+        size_t capacity = lane->capacity ? lane->capacity * 2 : 1024;
+        Expiry *ring = PyMem_Malloc(capacity * sizeof(Expiry));
+        if (ring == NULL) return -1;
+        for (size_t i = 0; i < lane->count; i++) ring[i] = lane->ring[(lane->head + i) & (lane->capacity - 1)];
+        PyMem_Free(lane->ring);
+        lane->ring = ring;
+        lane->capacity = capacity;
+        lane->head = 0;
+    }
+    return 0;
+}
+
+static inline int entry_live(const Wire *self, const Expiry *entry) {
+    const Slot *slot = &self->slots[entry->sequence];
+    return slot->probe != NULL && slot->generation == entry->generation;
+}
+
+/* Stop sending; without one request out, the probe is no evidence. */
+static PyObject *give_up(Wire *self, ProbeCounters *probe, PyObject *reason, PyObject *result) {
+    probe->remaining = 0;
+    if (!probe->sent) {
+        Py_INCREF(reason);
+        Py_XSETREF(probe->error, reason);
+    }
+    if (finished(probe) && call_done(self, (PyObject *)probe) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static int claim_sequence(Wire *self) {
+    for (size_t tries = 0; tries < TABLE_SIZE; tries++) {
+        unsigned seq = self->next_seq;
+        self->next_seq = (seq + 1) & 0xFFFF;
+        if (self->slots[seq].probe == NULL) return (int)seq;
+    }
+    return -1;
+}
+
+static int unreachable(int err) {
+    return err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN || err == ENETDOWN;
+}
+
+PyDoc_STRVAR(Wire_send_doc,
+             "send(probe, destination) -> None | int\n\n"
+             "Send the probe's next echo request to `destination` (packed sockaddr bytes). Returns None, or the\n"
+             "errno of a send that failed for a local reason (the probe gave up), or -1 when all 65536 sequence\n"
+             "numbers are in flight.");
+
+static PyObject *Wire_send(Wire *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &ProbeCountersType) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "send(probe: ProbeCounters, destination: bytes)");
+        return NULL;
+    }
+    ProbeCounters *probe = (ProbeCounters *)args[0];
+    const char *destination = PyBytes_AS_STRING(args[1]);
+    Py_ssize_t destination_size = PyBytes_GET_SIZE(args[1]);
+    Py_ssize_t expected = self->version == 4 ? (Py_ssize_t)sizeof(struct sockaddr_in)
+                                             : (Py_ssize_t)sizeof(struct sockaddr_in6);
+    if (destination_size != expected) {
+        PyErr_Format(PyExc_ValueError, "destination is %zd bytes, an IPv%d sockaddr is %zd", destination_size,
+                     self->version, expected);
+        return NULL;
+    }
+    probe->remaining -= 1;
+    if (self->fd < 0) return give_up(self, probe, reason_no_socket, Py_NewRef(Py_None));
+    int seq = self->slots[self->next_seq].probe == NULL ? (int)self->next_seq : -1;
+    if (seq >= 0)
+        self->next_seq = (self->next_seq + 1) & 0xFFFF;
+    else
+        seq = claim_sequence(self); /* still in flight after a wrap-around: look further */
+    if (seq < 0) return give_up(self, probe, reason_send_failed, PyLong_FromLong(-1));
+
+    unsigned char packet[8 + sizeof PAYLOAD];
+    unsigned checksum = 0;
+    if (self->version == 4) { /* the kernel computes ICMPv6 checksums itself */
+        uint32_t total = self->checksum_base + (uint32_t)seq;
+        total = (total >> 16) + (total & 0xFFFF);
+        total += total >> 16;
+        checksum = ~total & 0xFFFF;
+    }
+    packet[0] = self->version == 4 ? 8 : 128;
+    packet[1] = 0;
+    packet[2] = checksum >> 8;
+    packet[3] = checksum & 0xFF;
+    packet[4] = self->ident >> 8;
+    packet[5] = self->ident & 0xFF;
+    packet[6] = (unsigned)seq >> 8;
+    packet[7] = (unsigned)seq & 0xFF;
+    memcpy(packet + 8, PAYLOAD, sizeof PAYLOAD);
+
+    Lane *lane = lane_for(self, probe->timeout);
+    if (lane == NULL || lane_reserve(lane) < 0) {
+        probe->remaining += 1; /* not sent: the caller may try again */
+        return PyErr_NoMemory();
+    }
+    double sent_at = clock_seconds(CLOCK_REALTIME);
+    if (sendto(self->fd, packet, sizeof packet, 0, (const struct sockaddr *)destination,
+               (socklen_t)destination_size) < 0) {
+        int err = errno;
+        if (unreachable(err)) { /* a request that cannot leave towards the port is a lost one */
+            probe->sent += 1;
+            if (finished(probe) && call_done(self, (PyObject *)probe) < 0) return NULL;
+            Py_RETURN_NONE;
+        }
+        return give_up(self, probe, reason_send_failed, PyLong_FromLong(err));
+    }
+    Expiry entry = {clock_seconds(CLOCK_MONOTONIC) + probe->timeout, ++self->generation, (uint16_t)seq};
+    lane->ring[(lane->head + lane->count) & (lane->capacity - 1)] = entry;
+    lane->count++;
+    probe->sent += 1;
+    probe->outstanding += 1;
+    Slot *slot = &self->slots[seq];
+    slot->probe = Py_NewRef((PyObject *)probe);
+    slot->sent_at = sent_at;
+    slot->generation = entry.generation;
+    if (self->version == 4)
+        memcpy(slot->address, &((const struct sockaddr_in *)destination)->sin_addr, 4);
+    else
+        memcpy(slot->address, &((const struct sockaddr_in6 *)destination)->sin6_addr, 16);
+    self->in_flight++;
+    Py_RETURN_NONE;
+}
+
+static int is_error_type(int version, unsigned type) {
+    if (version == 4) return type == 3 || type == 11 || type == 12; /* unreachable, time exceeded, parameter */
+    return type >= 1 && type <= 4; /* unreachable, too big, time exceeded, parameter problem */
+}
+
+static int same_source(const Wire *self, const Slot *slot, const struct sockaddr_storage *source) {
+    if (self->version == 4)
+        return source->ss_family == AF_INET &&
+               memcmp(&((const struct sockaddr_in *)source)->sin_addr, slot->address, 4) == 0;
+    return source->ss_family == AF_INET6 &&
+           memcmp(&((const struct sockaddr_in6 *)source)->sin6_addr, slot->address, 16) == 0;
+}
+
+/* Match one received datagram; -1 when on_done raised. */
+static int take_reply(Wire *self, const unsigned char *data, size_t size, const struct sockaddr_storage *source,
+                      double arrived) {
+    size_t start = self->header_skip && size ? (size_t)(data[0] & 0x0F) * 4 : 0;
+    if (size < start + 8) return 0;
+    unsigned type = data[start], ident, seq;
+    int is_error = 0;
+    if (type == (self->version == 4 ? 0u : 129u)) {
+        ident = read16(data + start + 4);
+        seq = read16(data + start + 6);
+    } else if (self->privileged && is_error_type(self->version, type)) {
+        size_t inner = start + 8; /* the quoted request: its IP header, then its ICMP header */
+        inner += self->version == 4 && size > inner ? (size_t)(data[inner] & 0x0F) * 4 : 40;
+        if (size < inner + 8 || data[inner] != (self->version == 4 ? 8u : 128u)) return 0;
+        ident = read16(data + inner + 4);
+        seq = read16(data + inner + 6);
+        is_error = 1;
+    } else {
+        return 0;
+    }
+    if (self->privileged && ident != self->ident) return 0; /* another process's ping on the raw socket */
+    Slot *slot = &self->slots[seq];
+    if (slot->probe == NULL || (!is_error && !same_source(self, slot, source))) {
+        self->unmatched++;
+        return 0;
+    }
+    ProbeCounters *probe = (ProbeCounters *)slot->probe;
+    slot->probe = NULL; /* its expiry entry is skipped when it comes due */
+    self->in_flight--;
+    probe->outstanding -= 1;
+    double rtt = arrived - slot->sent_at;
+    if (!is_error && rtt <= probe->timeout) {
+        probe->received += 1;
+        probe->rtt_total += rtt > 0.0 ? rtt : 0.0; /* a wall-clock step backwards: not a negative RTT */
+    }
+    int status = finished(probe) ? call_done(self, (PyObject *)probe) : 0;
+    Py_DECREF(probe);
+    return status;
+}
+
+static PyObject *Wire_drain(Wire *self, PyObject *Py_UNUSED(ignored)) {
+    unsigned char data[RECEIVE_BYTES];
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(struct timespec))];
+    } control;
+    struct sockaddr_storage source;
+    struct iovec iov = {data, sizeof data};
+    for (int n = 0; n < DRAIN_LIMIT && self->fd >= 0; n++) {
+        struct msghdr msg = {&source, sizeof source, &iov, 1, control.bytes, sizeof control.bytes, 0};
+        ssize_t size = recvmsg(self->fd, &msg, MSG_DONTWAIT);
+        if (size < 0) break; /* nothing queued (EAGAIN), or an error the next read will see again */
+        double arrived = -1.0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec stamp;
+                memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
+                arrived = (double)stamp.tv_sec + (double)stamp.tv_nsec * 1e-9;
+            }
+        }
+        if (arrived < 0.0) arrived = clock_seconds(CLOCK_REALTIME); /* not stamped: read time */
+        if (take_reply(self, data, (size_t)size, &source, arrived) < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Wire_expire(Wire *self, PyObject *arg) {
+    double now = PyFloat_AsDouble(arg);
+    if (now == -1.0 && PyErr_Occurred()) return NULL;
+    /* Index, not pointer: on_done may send, and a send can grow the lanes. */
+    for (size_t i = 0; i < self->lane_count; i++) {
+        while (i < self->lane_count && self->lanes[i].count) {
+            Lane *lane = &self->lanes[i];
+            Expiry entry = lane->ring[lane->head];
+            if (entry.deadline > now) break;
+            lane->head = (lane->head + 1) & (lane->capacity - 1);
+            lane->count--;
+            if (!entry_live(self, &entry)) continue; /* answered already */
+            Slot *slot = &self->slots[entry.sequence];
+            ProbeCounters *probe = (ProbeCounters *)slot->probe;
+            slot->probe = NULL;
+            self->in_flight--;
+            probe->outstanding -= 1;
+            int status = finished(probe) ? call_done(self, (PyObject *)probe) : 0;
+            Py_DECREF(probe);
+            if (status < 0) return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Wire_next_expiry(Wire *self, PyObject *Py_UNUSED(ignored)) {
+    double earliest = 0.0;
+    int any = 0;
+    for (size_t i = 0; i < self->lane_count; i++) {
+        Lane *lane = &self->lanes[i];
+        while (lane->count && !entry_live(self, &lane->ring[lane->head])) { /* answered: do not wake for it */
+            lane->head = (lane->head + 1) & (lane->capacity - 1);
+            lane->count--;
+        }
+        if (lane->count && (!any || lane->ring[lane->head].deadline < earliest)) {
+            earliest = lane->ring[lane->head].deadline;
+            any = 1;
+        }
+    }
+    if (!any) Py_RETURN_NONE;
+    return PyFloat_FromDouble(earliest);
+}
+
+static PyObject *Wire_close(Wire *self, PyObject *Py_UNUSED(ignored)) {
+    self->fd = -1; /* the socket's owner closes it; sends from here give up */
+    release_slots(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Wire_get_next_seq(Wire *self, void *Py_UNUSED(closure)) { return PyLong_FromUnsignedLong(self->next_seq); }
+
+static int Wire_set_next_seq(Wire *self, PyObject *value, void *Py_UNUSED(closure)) {
+    unsigned long seq = value ? PyLong_AsUnsignedLong(value) : (unsigned long)-1;
+    if (PyErr_Occurred()) return -1;
+    if (seq > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "next_seq is a 16-bit sequence number");
+        return -1;
+    }
+    self->next_seq = (unsigned)seq;
+    return 0;
+}
+
+static PyObject *Wire_get_unmatched(Wire *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(self->unmatched);
+}
+
+static PyMethodDef Wire_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))Wire_send, METH_FASTCALL, Wire_send_doc},
+    {"drain", (PyCFunction)Wire_drain, METH_NOARGS, PyDoc_STR("Read and match every queued reply.")},
+    {"expire", (PyCFunction)Wire_expire, METH_O,
+     PyDoc_STR("expire(now): count requests whose monotonic deadline is <= now as lost.")},
+    {"next_expiry", (PyCFunction)Wire_next_expiry, METH_NOARGS,
+     PyDoc_STR("Monotonic deadline of the earliest unanswered request, or None.")},
+    {"close", (PyCFunction)Wire_close, METH_NOARGS,
+     PyDoc_STR("Forget every request in flight (no result); later sends give up.")},
+    {NULL},
+};
+
+static PyMemberDef Wire_members[] = {
+    {"version", T_INT, offsetof(Wire, version), READONLY, NULL},
+    {"privileged", T_BOOL, offsetof(Wire, privileged), READONLY, NULL},
+    {"ident", T_UINT, offsetof(Wire, ident), READONLY, NULL},
+    {"in_flight", T_PYSSIZET, offsetof(Wire, in_flight), READONLY, NULL},
+    {NULL},
+};
+
+static PyGetSetDef Wire_getset[] = {
+    {"next_seq", (getter)Wire_get_next_seq, (setter)Wire_set_next_seq, NULL, NULL},
+    {"unmatched", (getter)Wire_get_unmatched, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject WireType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "threenines.probes._wire.Wire",
+    .tp_doc = PyDoc_STR("Wire(sock, version, ident, privileged, on_done): one ICMP socket's requests in flight."),
+    .tp_basicsize = sizeof(Wire),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Wire_init,
+    .tp_dealloc = (destructor)Wire_dealloc,
+    .tp_traverse = (traverseproc)Wire_traverse,
+    .tp_clear = (inquiry)Wire_clear,
+    .tp_methods = Wire_methods,
+    .tp_members = Wire_members,
+    .tp_getset = Wire_getset,
+};
+
+static struct PyModuleDef wire_module = {
+    PyModuleDef_HEAD_INIT, .m_name = "threenines.probes._wire",
+    .m_doc = PyDoc_STR("The prober's wire in C; threenines.probes.wire is the reference in Python."),
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__wire(void) {
+    if (PyType_Ready(&ProbeCountersType) < 0 || PyType_Ready(&WireType) < 0) return NULL;
+    reason_send_failed = PyUnicode_InternFromString("send_failed");
+    reason_no_socket = PyUnicode_InternFromString("no_socket");
+    if (reason_send_failed == NULL || reason_no_socket == NULL) return NULL;
+    PyObject *module = PyModule_Create(&wire_module);
+    if (module == NULL) return NULL;
+    if (PyModule_AddType(module, &ProbeCountersType) < 0 || PyModule_AddType(module, &WireType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

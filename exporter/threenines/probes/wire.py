@@ -1,0 +1,244 @@
+"""The prober's wire: one ICMP socket's echo requests in flight, matched to replies by sequence number.
+
+This is the reference implementation. `_wire.c` is the same types and behaviour in C, built when the package
+is installed with a compiler present, and used for CPU at fleet scale; this one runs where it was not built.
+Both take the same arguments, keep the same counters and are tested against real loopback ICMP.
+
+A wire sends a probe's requests, reads replies (`drain`), expires unanswered requests (`expire`) and hands
+each probe that has finished (every request answered or expired) to `on_done`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+_ECHO_REQUEST = {4: 8, 6: 128}
+_ECHO_REPLY = {4: 0, 6: 129}
+_ERRORS = {4: (3, 11, 12), 6: (1, 2, 3, 4)}  # destination unreachable, time exceeded, ...
+PAYLOAD = b"threenines-probe"  # 16 bytes: small, recognisable in a packet capture
+_HEADER = struct.Struct("!BBHHH")
+_IDENT_SEQ = struct.Struct("!HH")
+DRAIN_LIMIT = 1024  # replies read per call: one busy socket cannot starve the event loop
+# Enough for an echo reply and for an ICMP error quoting a request (outer IP header ≤ 60, ICMP 8, quoted IP
+# header ≤ 60 or 40, quoted ICMP header 8); longer datagrams (someone else's big ping) are cut, and not ours.
+RECEIVE_BYTES = 256
+# The kernel stamps each reply on arrival (SO_TIMESTAMPNS, linux/asm-generic/socket.h; Python has no name for
+# it). Requests go out in batches and replies are read after the batch, so a clock read at recv would add the
+# rest of the batch (milliseconds) to every RTT. The stamp is CLOCK_REALTIME, a struct timespec.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
+
+# An unreachable host or network is the port being unavailable as seen from here: a failed probe.
+# Anything else that stops a send (local firewall EPERM, no buffers) says nothing about the port.
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+class ProbeCounters:
+    """A probe's counters: what the wire updates as requests go out, come back or expire."""
+
+    __slots__ = ("error", "outstanding", "packets", "received", "remaining", "rtt_total", "sent", "timeout")
+
+    def __init__(self) -> None:
+        self.error: str | None = None  # why the probe could not be made: no evidence either way
+        self.timeout = 0.0
+        self.rtt_total = 0.0
+        self.packets = 0
+        self.remaining = 0  # requests not sent yet
+        self.outstanding = 0  # requests sent, neither answered nor expired
+        self.sent = 0
+        self.received = 0
+
+
+def _finished(probe: ProbeCounters) -> bool:
+    return not probe.remaining and not probe.outstanding
+
+
+class Wire:
+    """Wire(sock, version, ident, privileged, on_done): one ICMP socket's requests in flight.
+
+    The socket (non-blocking) stays the caller's: it closes it, after `close()` here.
+    """
+
+    def __init__(self, sock: socket.socket, version: int, ident: int, privileged: bool,
+                 on_done: Callable[[Any], object]) -> None:
+        if version not in (4, 6):
+            raise ValueError(f"version must be 4 or 6, not {version}")
+        self._sock: socket.socket | None = sock
+        self.version = version
+        self.privileged = bool(privileged)
+        self.ident = ident & 0xFFFF
+        self.next_seq = 0
+        self.unmatched = 0
+        self._on_done = on_done
+        self._waiting: dict[int, tuple[Any, float, str]] = {}  # seq -> (probe, wall-clock send time, address)
+        # Expiry lanes, one per timeout value: appended in send order, so each stays sorted by deadline.
+        self._expiries: dict[float, deque[tuple[float, int, tuple[Any, float, str]]]] = {}
+        self._header_skip = version == 4 and self.privileged  # raw IPv4 sockets deliver the IP header too
+        # Only the sequence number changes between IPv4 requests: sum the rest of the checksum once.
+        header = _HEADER.pack(_ECHO_REQUEST[version], 0, 0, self.ident, 0) + PAYLOAD
+        self._checksum_base = sum(struct.unpack(f"!{len(header) // 2}H", header))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
+
+    # -- sending --------------------------------------------------------------------------------------
+
+    def send(self, probe: Any, destination: tuple[str, int]) -> int | None:
+        """Send the probe's next echo request. Returns None, the errno of a send that failed for a local reason
+        (the probe gave up), or -1 when all 65536 sequence numbers are in flight."""
+        probe.remaining -= 1
+        if self._sock is None:
+            return self._give_up(probe, "no_socket", None)
+        waiting = self._waiting
+        seq = self.next_seq
+        self.next_seq = (seq + 1) & 0xFFFF
+        if seq in waiting:  # still in flight after a wrap-around: look further
+            seq = self._claim_sequence()
+            if seq is None:
+                return self._give_up(probe, "send_failed", -1)
+        if self.version == 4:  # the kernel computes ICMPv6 checksums itself
+            total = self._checksum_base + seq
+            total = (total >> 16) + (total & 0xFFFF)
+            total += total >> 16
+            packet = _HEADER.pack(8, 0, ~total & 0xFFFF, self.ident, seq) + PAYLOAD
+        else:
+            packet = _HEADER.pack(128, 0, 0, self.ident, seq) + PAYLOAD
+        sent_at = time.time()
+        try:
+            self._sock.sendto(packet, destination)
+        except OSError as err:
+            if err.errno in _UNREACHABLE_ERRNOS:
+                probe.sent += 1  # a request that cannot leave towards the port is a lost one
+                if _finished(probe):
+                    self._on_done(probe)
+                return None
+            return self._give_up(probe, "send_failed", err.errno)
+        probe.sent += 1
+        probe.outstanding += 1
+        entry = (probe, sent_at, destination[0])
+        waiting[seq] = entry
+        lane = self._expiries.get(probe.timeout)
+        if lane is None:
+            lane = self._expiries[probe.timeout] = deque()
+        lane.append((time.monotonic() + probe.timeout, seq, entry))
+        return None
+
+    def _give_up(self, probe: Any, reason: str, result: int | None) -> int | None:
+        """Stop sending; without one request out, the probe is no evidence."""
+        probe.remaining = 0
+        if not probe.sent:
+            probe.error = reason
+        if _finished(probe):
+            self._on_done(probe)
+        return result
+
+    def _claim_sequence(self) -> int | None:
+        waiting = self._waiting
+        for _ in range(65536):
+            seq = self.next_seq
+            self.next_seq = (seq + 1) & 0xFFFF
+            if seq not in waiting:
+                return seq
+        return None
+
+    # -- expiry -----------------------------------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Count requests whose monotonic deadline is <= now as lost."""
+        waiting = self._waiting
+        for lane in self._expiries.values():
+            while lane and lane[0][0] <= now:
+                _, seq, entry = lane.popleft()
+                if waiting.get(seq) is not entry:
+                    continue  # answered already
+                del waiting[seq]
+                probe = entry[0]
+                probe.outstanding -= 1
+                if _finished(probe):
+                    self._on_done(probe)
+
+    def next_expiry(self) -> float | None:
+        """Monotonic deadline of the earliest unanswered request, or None."""
+        heads = []
+        waiting = self._waiting
+        for lane in self._expiries.values():
+            while lane and waiting.get(lane[0][1]) is not lane[0][2]:
+                lane.popleft()  # answered: do not wake up for it
+            if lane:
+                heads.append(lane[0][0])
+        return min(heads) if heads else None
+
+    def close(self) -> None:
+        """Forget every request in flight (no result); later sends give up."""
+        self._sock = None
+        self._waiting.clear()
+        self._expiries.clear()
+
+    # -- receiving ----------------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Read and match every queued reply."""
+        for _ in range(DRAIN_LIMIT):
+            if self._sock is None:
+                return
+            try:
+                data, ancillary, _flags, source = self._sock.recvmsg(RECEIVE_BYTES, _ANCILLARY_BYTES)
+            except OSError:  # nothing queued (EAGAIN), or an error the next read will see again
+                return
+            arrived = None
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                    arrived = seconds + nanoseconds * 1e-9
+            self._take_reply(data, source[0], time.time() if arrived is None else arrived)
+
+    def _take_reply(self, data: bytes, source: str, arrived: float) -> None:
+        start = (data[0] & 0x0F) * 4 if self._header_skip and data else 0
+        if len(data) < start + 8:
+            return
+        icmp_type = data[start]
+        if icmp_type == _ECHO_REPLY[self.version]:
+            ident, seq = _IDENT_SEQ.unpack_from(data, start + 4)
+            is_error = False
+        elif self.privileged and icmp_type in _ERRORS[self.version]:
+            inner = start + 8  # the quoted request: its IP header, then its ICMP header
+            inner += (data[inner] & 0x0F) * 4 if self.version == 4 and len(data) > inner else 40
+            if len(data) < inner + 8 or data[inner] != _ECHO_REQUEST[self.version]:
+                return
+            ident, seq = _IDENT_SEQ.unpack_from(data, inner + 4)
+            is_error = True
+        else:
+            return
+        if self.privileged and ident != self.ident:
+            return  # another process's ping on the shared raw socket
+        entry = self._waiting.get(seq)
+        if entry is None or (not is_error and not _same_address(source, entry[2])):
+            self.unmatched += 1
+            return
+        del self._waiting[seq]  # its expiry-lane entry is skipped when it comes due
+        probe, sent_at, _ = entry
+        probe.outstanding -= 1
+        rtt = arrived - sent_at
+        if not is_error and rtt <= probe.timeout:
+            probe.received += 1
+            probe.rtt_total += rtt if rtt > 0.0 else 0.0  # a wall-clock step backwards: not a negative RTT
+        if _finished(probe):
+            self._on_done(probe)
+
+
+def _same_address(source: str, destination: str) -> bool:
+    if source == destination:
+        return True
+    try:
+        return ipaddress.ip_address(source.split("%")[0]) == ipaddress.ip_address(destination.split("%")[0])
+    except ValueError:
+        return False

@@ -1,0 +1,208 @@
+"""Both wires (the C one and the Python reference) on real ICMP: the same requests give the same counters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.netns import customer_port
+from threenines.probes import ping
+from threenines.probes.ping import Pinger, Probe
+
+WIRES = ["native", "python"]
+
+
+def run(kind: str, body: Callable[[Pinger, list[Probe]], None], versions: tuple[int, ...] = (4,)) -> list[Probe]:
+    """Open a privileged Pinger with the given wire, run `body`, close it; returns the finished probes."""
+    finished: list[Probe] = []
+
+    async def main() -> None:
+        pinger = Pinger(finished.append, privileged=True, wire=kind)
+        pinger.open(versions)
+        try:
+            body(pinger, finished)
+        finally:
+            pinger.close()
+
+    asyncio.run(main())
+    return finished
+
+
+def drain_until(pinger: Pinger, finished: list[Probe], count: int, expire: bool = True) -> None:
+    for _ in range(200):  # bounded: at most 2 s
+        if expire:
+            pinger.expire()
+        else:
+            pinger.drain()
+        if len(finished) >= count:
+            return
+        time.sleep(0.01)
+
+
+def test_the_native_wire_is_built() -> None:
+    # `make test` installs gcc and python3-dev, so the C wire must have been built: the exporter's default.
+    assert ping.native_wire is not None, "threenines.probes._wire is missing: pip install -e . with gcc present"
+    assert ping.wire_kind() == "native"
+
+
+@pytest.mark.parametrize("kind", WIRES)
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_an_answered_probe_counts_its_reply_and_rtt(kind: str, address: str) -> None:
+    def body(pinger: Pinger, finished: list[Probe]) -> None:
+        pinger.send(Probe("k", address, 1, 2.0, 0.1))
+        drain_until(pinger, finished, 1)
+        assert pinger.next_expiry() is None  # answered: nothing left to wake up for
+        assert all(wire.in_flight == 0 for wire in pinger._wires.values())
+
+    [probe] = run(kind, body, (4, 6))
+    assert (probe.sent, probe.received, probe.outstanding, probe.ok, probe.loss_ratio) == (1, 1, 0, True, 0.0)
+    assert probe.rtt_mean is not None and 0.0 <= probe.rtt_mean < 2.0
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_an_unanswered_request_expires_as_a_lost_packet(kind: str) -> None:
+    def body(pinger: Pinger, finished: list[Probe]) -> None:
+        # 127.0.0.1 answers; a probe with a zero timeout cannot be answered in time and must expire as lost.
+        pinger.send(Probe("late", "127.0.0.1", 1, 0.0, 0.1))
+        pinger.send(Probe("ok", "127.0.0.1", 1, 1.0, 0.1))
+        drain_until(pinger, finished, 2)
+
+    by_key = {probe.key: probe for probe in run(kind, body)}
+    assert (by_key["ok"].sent, by_key["ok"].received, by_key["ok"].ok) == (1, 1, True)
+    assert (by_key["late"].sent, by_key["late"].received, by_key["late"].ok) == (1, 0, False)
+    assert by_key["late"].loss_ratio == 1.0
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_rtt_is_when_the_reply_arrived_not_when_it_was_read(kind: str) -> None:
+    # Replies are read after a whole batch is sent; the kernel's arrival stamp keeps that out of the RTT.
+    def body(pinger: Pinger, finished: list[Probe]) -> None:
+        pinger.send(Probe("k", "127.0.0.1", 1, 5.0, 0.1))
+        time.sleep(0.3)  # block the loop: the reply (microseconds away on loopback) waits unread
+        pinger.drain()
+
+    [probe] = run(kind, body)
+    assert probe.received == 1
+    assert probe.rtt_mean is not None and probe.rtt_mean < 0.1  # read 0.3 s after it arrived
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_a_sequence_number_still_in_flight_is_not_reused(kind: str) -> None:
+    def body(pinger: Pinger, finished: list[Probe]) -> None:
+        wire = pinger._wires[4]
+        first = Probe("first", "127.0.0.1", 1, 5.0, 0.1)
+        pinger.send(first)  # its reply is queued, not read: the request is still in flight
+        wire.next_seq = (wire.next_seq - 1) & 0xFFFF  # the next send would take the same sequence number
+        pinger.send(Probe("second", "127.0.0.2", 1, 5.0, 0.1))
+        assert wire.in_flight == 2
+        drain_until(pinger, finished, 2, expire=False)
+        assert wire.unmatched == 0
+
+    by_key = {probe.key: probe for probe in run(kind, body)}
+    assert by_key["first"].received == by_key["second"].received == 1
+
+
+def forged_echo_reply(source: str, destination: str, ident: int, seq: int) -> bytes:
+    icmp = struct.pack("!BBHHH", 0, 0, 0, ident, seq) + b"threenines-probe"
+    total = sum(struct.unpack(f"!{len(icmp) // 2}H", icmp))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    icmp = icmp[:2] + struct.pack("!H", ~total & 0xFFFF) + icmp[4:]
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, socket.IPPROTO_ICMP, 0,
+                         socket.inet_aton(source), socket.inet_aton(destination))
+    return header + icmp
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_a_reply_from_another_address_does_not_answer_the_request(kind: str) -> None:
+    # The customer's link is cut, so only a stray reply arrives: the right identifier and sequence number, but
+    # from 127.0.0.3. It must not count as the port answering.
+    with customer_port() as port:
+        port.down()
+
+        def body(pinger: Pinger, finished: list[Probe]) -> None:
+            wire = pinger._wires[4]
+            forged = forged_echo_reply("127.0.0.3", "127.0.0.1", wire.ident, wire.next_seq)
+            pinger.send(Probe("k", port.address, 1, 0.5, 0.1))
+            with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+                raw.sendto(forged, ("127.0.0.1", 0))
+            drain_until(pinger, finished, 1)
+            assert wire.unmatched == 1
+
+        [probe] = run(kind, body)
+    assert (probe.sent, probe.received, probe.ok) == (1, 0, False)
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_an_icmp_error_answers_the_request_as_a_failure(kind: str) -> None:
+    # The customer host rejects echo requests with "host unreachable": the probe fails on that error at once,
+    # it does not wait for its timeout (nothing here calls expire).
+    with customer_port() as port:
+        rules = ("add table inet tn; add chain inet tn input { type filter hook input priority 0; }; "
+                 "add rule inet tn input icmp type echo-request reject with icmp type host-unreachable")
+        subprocess.run(["ip", "netns", "exec", port.namespace, "nft", rules], check=True, timeout=15)
+
+        def body(pinger: Pinger, finished: list[Probe]) -> None:
+            pinger.send(Probe("k", port.address, 1, 30.0, 0.1))
+            drain_until(pinger, finished, 1, expire=False)
+
+        [probe] = run(kind, body)
+    assert (probe.sent, probe.received, probe.outstanding, probe.ok, probe.error) == (1, 0, 0, False, None)
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_a_send_after_close_gives_up_without_evidence(kind: str) -> None:
+    finished: list[Probe] = []
+
+    async def main() -> None:
+        pinger = Pinger(finished.append, privileged=True, wire=kind)
+        pinger.open((4,))
+        probe = Probe("k", "127.0.0.1", 1, 1.0, 0.1)
+        pinger.send(probe)
+        pinger.close()  # the request in flight is dropped without a result
+        assert finished == []
+        probe.restart()
+        pinger.send(probe)  # its route still names the closed wire
+
+    asyncio.run(main())
+    [probe] = finished
+    assert (probe.sent, probe.ok, probe.error) == (0, None, "no_socket")
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_several_packets_per_probe_are_counted_together(kind: str) -> None:
+    def body(pinger: Pinger, finished: list[Probe]) -> None:
+        probe = Probe("k", "127.0.0.1", 3, 2.0, 0.0)
+        for _ in range(3):
+            pinger.send(probe)
+        assert probe.remaining == 0 and probe.sent == 3
+        drain_until(pinger, finished, 1)
+
+    [probe] = run(kind, body)
+    assert (probe.sent, probe.received, probe.loss_ratio) == (3, 3, 0.0)
+
+
+def test_the_native_wire_checks_its_arguments() -> None:
+    assert ping.native_wire is not None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        wire = ping.native_wire.Wire(sock, 4, os.getpid(), False, lambda probe: None)
+        with pytest.raises(TypeError):
+            wire.send(object(), b"\x00" * 16)
+        with pytest.raises(ValueError, match="sockaddr"):
+            wire.send(Probe("k", "127.0.0.1", 1, 1.0, 0.1), b"\x00" * 28)
+        with pytest.raises(ValueError, match="16-bit"):
+            wire.next_seq = 70000
+        with pytest.raises(ValueError, match="version"):
+            ping.native_wire.Wire(sock, 5, 1, False, lambda probe: None)
+
+
+def test_an_unknown_wire_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="THREENINES_WIRE"):
+        ping.wire_kind("fast")
