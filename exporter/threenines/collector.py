@@ -29,6 +29,7 @@ class HealthView:
     in_flight: int
     ledger_writes: tuple[tuple[str, int, int], ...]  # (ledger, ok, error)
     render_seconds: float
+    wire: str = "native"  # the prober's wire: "native" (C) or "python" (the reference; not built, or forced)
 
 
 @dataclass(frozen=True)
@@ -293,5 +294,5 @@ def _health(out: list[str], health: HealthView) -> None:
     _family(out, "threenines_metrics_render_seconds", "gauge",
             "Seconds the last render took (a scrape renders the changes published since the previous one).",
             [f"threenines_metrics_render_seconds {number(health.render_seconds)}"])
-    _family(out, "threenines_build_info", "gauge", "threenines version.",
-            [f'threenines_build_info{{version="{__version__}"}} 1'])
+    _family(out, "threenines_build_info", "gauge", "threenines version, and which prober wire runs.",
+            [f'threenines_build_info{{version="{__version__}",wire="{health.wire}"}} 1'])

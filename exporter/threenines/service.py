@@ -244,6 +244,7 @@ class Exporter:
                 ledger_writes=(("outage", self.ledger.writes_ok, self.ledger.writes_failed),
                                ("audit", self.audit.ledger.writes_ok, self.audit.ledger.writes_failed)),
                 render_seconds=self._render_seconds,
+                wire=self.pinger.wire_kind,
             ),
             exclusions=self._active_exclusions(now),
         )

@@ -29,6 +29,7 @@ def test_loopback_ports_are_up_and_metrics_pass_promtool(tmp_path: Path) -> None
         assert sample(text, "threenines_customer_service_up", customer="acme", service="connectivity") == 1
         assert sample(text, "threenines_customer_objective_ratio", customer="acme") == pytest.approx(0.999)
         assert sample(text, "threenines_config_last_reload_successful") == 1
+        assert sample(text, "threenines_build_info", wire="native") == 1  # the C wire, built by `make test`
         lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
                               timeout=30)
         assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -206,3 +206,19 @@ def test_the_native_wire_checks_its_arguments() -> None:
 def test_an_unknown_wire_name_is_refused() -> None:
     with pytest.raises(ValueError, match="THREENINES_WIRE"):
         ping.wire_kind("fast")
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_the_counters_mean_the_same_in_both_wires(kind: str) -> None:
+    counters = (ping.native_wire if kind == "native" else ping.python_wire).ProbeCounters()
+    counters.packets = 3
+    counters.restart()
+    assert (counters.remaining, counters.finished, counters.ok, counters.loss_ratio, counters.rtt_mean) == (
+        3, False, False, 1.0, None)
+    counters.remaining, counters.sent, counters.received, counters.rtt_total = 0, 3, 2, 0.3
+    assert (counters.finished, counters.ok) == (True, True)
+    assert (counters.loss_ratio, counters.rtt_mean) == (pytest.approx(1 / 3), pytest.approx(0.15))
+    counters.error = "no_socket"
+    assert counters.ok is None  # could not be made: no evidence either way
+    counters.restart()
+    assert (counters.error, counters.ok, counters.remaining, counters.sent) == (None, False, 3, 0)

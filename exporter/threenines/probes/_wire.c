@@ -63,6 +63,48 @@ static PyMemberDef ProbeCounters_members[] = {
     {NULL},
 };
 
+static inline int finished(const ProbeCounters *p) { return p->remaining == 0 && p->outstanding == 0; }
+
+static PyObject *ProbeCounters_restart(ProbeCounters *self, PyObject *Py_UNUSED(ignored)) {
+    self->remaining = self->packets;
+    self->outstanding = self->sent = self->received = 0;
+    self->rtt_total = 0.0;
+    Py_CLEAR(self->error);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ProbeCounters_finished(ProbeCounters *self, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(finished(self));
+}
+
+static PyObject *ProbeCounters_ok(ProbeCounters *self, void *Py_UNUSED(closure)) {
+    if (self->error != NULL && self->error != Py_None) Py_RETURN_NONE; /* no evidence either way */
+    return PyBool_FromLong(self->received > 0);
+}
+
+static PyObject *ProbeCounters_loss_ratio(ProbeCounters *self, void *Py_UNUSED(closure)) {
+    return PyFloat_FromDouble(self->sent ? 1.0 - (double)self->received / (double)self->sent : 1.0);
+}
+
+static PyObject *ProbeCounters_rtt_mean(ProbeCounters *self, void *Py_UNUSED(closure)) {
+    if (!self->received) Py_RETURN_NONE;
+    return PyFloat_FromDouble(self->rtt_total / (double)self->received);
+}
+
+static PyMethodDef ProbeCounters_methods[] = {
+    {"restart", (PyCFunction)ProbeCounters_restart, METH_NOARGS,
+     PyDoc_STR("Make the counters new again: a port's next probe reuses its finished one.")},
+    {NULL},
+};
+
+static PyGetSetDef ProbeCounters_getset[] = {
+    {"finished", (getter)ProbeCounters_finished, NULL, PyDoc_STR("Every request answered or expired."), NULL},
+    {"ok", (getter)ProbeCounters_ok, NULL, PyDoc_STR("True: answered; False: not; None: no evidence."), NULL},
+    {"loss_ratio", (getter)ProbeCounters_loss_ratio, NULL, NULL, NULL},
+    {"rtt_mean", (getter)ProbeCounters_rtt_mean, NULL, PyDoc_STR("Mean RTT of the answers, or None."), NULL},
+    {NULL},
+};
+
 static PyTypeObject ProbeCountersType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "threenines.probes._wire.ProbeCounters",
     .tp_doc = PyDoc_STR("A probe's counters, kept where the native wire updates them directly."),
@@ -71,9 +113,9 @@ static PyTypeObject ProbeCountersType = {
     .tp_new = PyType_GenericNew,
     .tp_dealloc = (destructor)ProbeCounters_dealloc,
     .tp_members = ProbeCounters_members,
+    .tp_methods = ProbeCounters_methods,
+    .tp_getset = ProbeCounters_getset,
 };
-
-static inline int finished(const ProbeCounters *p) { return p->remaining == 0 && p->outstanding == 0; }
 
 /* -- Wire ------------------------------------------------------------------------------------------------ */
 

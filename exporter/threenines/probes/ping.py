@@ -75,8 +75,8 @@ _Counters: Any = native_wire.ProbeCounters if native_wire is not None else pytho
 class Probe(_Counters):
     """One contract probe: `packets` echo requests; it answers when at least one reply arrives in time.
 
-    Its counters (sent, received, outstanding, ...) live in the wire's ProbeCounters base, where the wire
-    updates them as replies arrive.
+    Its counters (sent, received, outstanding, ...) and what they mean (ok, loss_ratio, rtt_mean, finished,
+    restart) come from the wire's ProbeCounters base, where the wire updates them as replies arrive.
     """
 
     __slots__ = ("address", "key", "packet_interval", "route")
@@ -89,32 +89,6 @@ class Probe(_Counters):
         self.packet_interval = packet_interval
         self.route: tuple[Any, object] | None = None  # (wire, destination): resolved at the first send
         self.restart()
-
-    def restart(self) -> None:
-        """Make a (finished) probe new again: a port's next probe reuses it instead of allocating another."""
-        self.remaining = self.packets  # requests not sent yet
-        self.outstanding = 0  # requests sent, neither answered nor expired
-        self.sent = self.received = 0
-        self.rtt_total = 0.0
-        self.error: str | None = None  # set when the probe could not be made: no evidence either way
-
-    @property
-    def finished(self) -> bool:
-        return not self.remaining and not self.outstanding
-
-    @property
-    def ok(self) -> bool | None:
-        if self.error is not None:
-            return None
-        return self.received > 0
-
-    @property
-    def loss_ratio(self) -> float:
-        return 1.0 - self.received / self.sent if self.sent else 1.0
-
-    @property
-    def rtt_mean(self) -> float | None:
-        return self.rtt_total / self.received if self.received else None
 
 
 class Pinger:

@@ -47,18 +47,38 @@ class ProbeCounters:
     __slots__ = ("error", "outstanding", "packets", "received", "remaining", "rtt_total", "sent", "timeout")
 
     def __init__(self) -> None:
-        self.error: str | None = None  # why the probe could not be made: no evidence either way
-        self.timeout = 0.0
-        self.rtt_total = 0.0
         self.packets = 0
-        self.remaining = 0  # requests not sent yet
+        self.timeout = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        """Make the counters new again: a port's next probe reuses its finished one."""
+        self.remaining = self.packets  # requests not sent yet
         self.outstanding = 0  # requests sent, neither answered nor expired
-        self.sent = 0
-        self.received = 0
+        self.sent = self.received = 0
+        self.rtt_total = 0.0
+        self.error: str | None = None  # why the probe could not be made: no evidence either way
 
+    @property
+    def finished(self) -> bool:
+        """Every request answered or expired."""
+        return not self.remaining and not self.outstanding
 
-def _finished(probe: ProbeCounters) -> bool:
-    return not probe.remaining and not probe.outstanding
+    @property
+    def ok(self) -> bool | None:
+        """True: answered; False: not; None: no evidence."""
+        if self.error is not None:
+            return None
+        return self.received > 0
+
+    @property
+    def loss_ratio(self) -> float:
+        return 1.0 - self.received / self.sent if self.sent else 1.0
+
+    @property
+    def rtt_mean(self) -> float | None:
+        """Mean RTT of the answers, or None."""
+        return self.rtt_total / self.received if self.received else None
 
 
 class Wire:
@@ -118,7 +138,7 @@ class Wire:
         except OSError as err:
             if err.errno in _UNREACHABLE_ERRNOS:
                 probe.sent += 1  # a request that cannot leave towards the port is a lost one
-                if _finished(probe):
+                if probe.finished:
                     self._on_done(probe)
                 return None
             return self._give_up(probe, "send_failed", err.errno)
@@ -137,7 +157,7 @@ class Wire:
         probe.remaining = 0
         if not probe.sent:
             probe.error = reason
-        if _finished(probe):
+        if probe.finished:
             self._on_done(probe)
         return result
 
@@ -163,7 +183,7 @@ class Wire:
                 del waiting[seq]
                 probe = entry[0]
                 probe.outstanding -= 1
-                if _finished(probe):
+                if probe.finished:
                     self._on_done(probe)
 
     def next_expiry(self) -> float | None:
@@ -231,7 +251,7 @@ class Wire:
         if not is_error and rtt <= probe.timeout:
             probe.received += 1
             probe.rtt_total += rtt if rtt > 0.0 else 0.0  # a wall-clock step backwards: not a negative RTT
-        if _finished(probe):
+        if probe.finished:
             self._on_done(probe)
 
 
