@@ -132,7 +132,8 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
             "lag_p99_s": round(percentile(lags, 0.99), 4), "lag_max_s": round(max(lags, default=0.0), 4),
             "cpu_s": round(cpu, 2), "cpu_s_per_1000_probes": round(cpu / probes * 1000, 4) if probes else None,
             "scrape_interval_s": scrape_interval, "scrapes": scrapes,
-            "render_s": round(render, 3), "setup_cpu_s": round(setup_cpu, 2), "failed_probes_total": failures,
+            "wire": exporter.pinger.wire_kind, "render_s": round(render, 3), "setup_cpu_s": round(setup_cpu, 2),
+            "failed_probes_total": failures,
             "peak_rss_mib": round(rss_mib("VmHWM"), 1), "rss_mib": round(steady_rss, 1),
         }
 

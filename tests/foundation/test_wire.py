@@ -7,6 +7,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -222,3 +223,31 @@ def test_the_counters_mean_the_same_in_both_wires(kind: str) -> None:
     assert counters.ok is None  # could not be made: no evidence either way
     counters.restart()
     assert (counters.error, counters.ok, counters.remaining, counters.sent) == (None, False, 3, 0)
+
+
+def test_without_the_c_wire_the_exporter_probes_with_the_python_one() -> None:
+    # An install without a compiler: _wire cannot be imported, so Probe's counters and the wire are Python.
+    script = """
+import asyncio, sys
+sys.modules["threenines.probes._wire"] = None  # what an install without a compiler looks like
+from threenines.probes import ping
+finished = []
+async def main():
+    pinger = ping.Pinger(finished.append, privileged=True)
+    pinger.open((4,))
+    pinger.send(ping.Probe("k", "127.0.0.1", 1, 2.0, 0.0))
+    pinger.send(ping.Probe("j", "127.0.0.2", 1, 0.0, 0.0))  # a zero timeout: expires as lost
+    for _ in range(200):
+        pinger.expire()
+        if len(finished) == 2:
+            break
+        await asyncio.sleep(0.01)
+    pinger.close()
+    counters = type(finished[0]).__mro__[1].__module__
+    print(pinger.wire_kind, counters, sorted((p.key, p.sent, p.received) for p in finished))
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" ", 2) == ["python", "threenines.probes.wire",
+                                           "[('j', 1, 0), ('k', 1, 1)]\n"]

@@ -49,8 +49,6 @@ _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswit
 _SOL_RAW = 255
 _ICMP_FILTER = 1
 _ICMP6_FILTER = 1
-_ECHO_REPLY = {4: 0, 6: 129}
-_ERRORS = {4: (3, 11, 12), 6: (1, 2, 3, 4)}  # the ICMP errors that can answer an echo request
 WIRE_ENV = "THREENINES_WIRE"  # "python" forces the reference wire (for comparison; the C one is the default)
 
 
@@ -269,7 +267,7 @@ def _enable_receive_stamps(sock: socket.socket) -> None:
 
 def _filter_icmp_types(sock: socket.socket, version: int) -> None:
     """Let only echo replies and the errors that can answer an echo request reach a raw socket."""
-    wanted = (_ECHO_REPLY[version], *_ERRORS[version])
+    wanted = (python_wire.ECHO_REPLY[version], *python_wire.ERRORS[version])
     with contextlib.suppress(OSError):  # not Linux, or an old kernel: the wire filters instead
         if version == 4:
             mask = 0xFFFFFFFF

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 _ECHO_REQUEST = {4: 8, 6: 128}
-_ECHO_REPLY = {4: 0, 6: 129}
-_ERRORS = {4: (3, 11, 12), 6: (1, 2, 3, 4)}  # destination unreachable, time exceeded, ...
+ECHO_REPLY = {4: 0, 6: 129}
+ERRORS = {4: (3, 11, 12), 6: (1, 2, 3, 4)}  # the ICMP errors that can answer an echo request
 PAYLOAD = b"threenines-probe"  # 16 bytes: small, recognisable in a packet capture
 _HEADER = struct.Struct("!BBHHH")
 _IDENT_SEQ = struct.Struct("!HH")
@@ -226,10 +226,10 @@ class Wire:
         if len(data) < start + 8:
             return
         icmp_type = data[start]
-        if icmp_type == _ECHO_REPLY[self.version]:
+        if icmp_type == ECHO_REPLY[self.version]:
             ident, seq = _IDENT_SEQ.unpack_from(data, start + 4)
             is_error = False
-        elif self.privileged and icmp_type in _ERRORS[self.version]:
+        elif self.privileged and icmp_type in ERRORS[self.version]:
             inner = start + 8  # the quoted request: its IP header, then its ICMP header
             inner += (data[inner] & 0x0F) * 4 if self.version == 4 and len(data) > inner else 40
             if len(data) < inner + 8 or data[inner] != _ECHO_REQUEST[self.version]:
