@@ -251,3 +251,12 @@ asyncio.run(main())
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(" ", 2) == ["python", "threenines.probes.wire",
                                            "[('j', 1, 0), ('k', 1, 1)]\n"]
+
+
+@pytest.mark.parametrize("kind", WIRES)
+def test_an_address_family_without_a_socket_gives_no_evidence(kind: str) -> None:
+    def body(pinger: Pinger, finished: list[Probe]) -> None:
+        pinger.send(Probe("v6", "::1", 1, 1.0, 0.1))  # only the IPv4 socket is open
+
+    [probe] = run(kind, body, (4,))
+    assert (probe.sent, probe.ok, probe.error, probe.finished) == (0, None, "no_socket", True)

@@ -10,7 +10,7 @@ future and a timer per probe cost more CPU than the ICMP exchange itself. The ca
 calls `expire()` from its own periodic wake-up, and is told of each finished probe through `on_done`.
 
 Each socket's requests in flight are kept by a *wire* (`wire.py` is the reference in Python; `_wire.c` is
-the same in C, used when it was built: at 50,000 ports it halves the prober's share of the CPU).
+the same in C, used when it was built: side by side at 167 probes/s the exporter then uses 0.73× the CPU).
 """
 
 from __future__ import annotations
@@ -182,12 +182,8 @@ class Pinger:
         if route is None:
             address = probe.address
             route = self._routes[address] if address in self._routes else self._route(address)
-            if route is None:  # no socket for its address family: no evidence either way
-                probe.remaining = 0
-                if not probe.sent:
-                    probe.error = "no_socket"
-                if probe.finished:
-                    self._on_done(probe)
+            if route is None:  # no socket for its address family
+                python_wire.give_up(probe, "no_socket", self._on_done)
                 return
             probe.route = route
         failure = route[0].send(probe, route[1])

@@ -81,6 +81,15 @@ class ProbeCounters:
         return self.rtt_total / self.received if self.received else None
 
 
+def give_up(probe: Any, reason: str, on_done: Callable[[Any], object]) -> None:
+    """Stop sending; without one request out, the probe is no evidence (`reason` says why)."""
+    probe.remaining = 0
+    if not probe.sent:
+        probe.error = reason
+    if probe.finished:
+        on_done(probe)
+
+
 class Wire:
     """Wire(sock, version, ident, privileged, on_done): one ICMP socket's requests in flight.
 
@@ -153,12 +162,7 @@ class Wire:
         return None
 
     def _give_up(self, probe: Any, reason: str, result: int | None) -> int | None:
-        """Stop sending; without one request out, the probe is no evidence."""
-        probe.remaining = 0
-        if not probe.sent:
-            probe.error = reason
-        if probe.finished:
-            self._on_done(probe)
+        give_up(probe, reason, self._on_done)
         return result
 
     def _claim_sequence(self) -> int | None:
