@@ -58,7 +58,7 @@ class ExporterChanges:
             new.taken_at,
             new.layout if new.layout is not None else old.layout,
             new.service_layout if new.service_layout is not None else old.service_layout,
-            old.targets, old.services)
+            old.targets, old.services, new.accounting_start)
         probe_layout = newer.probe_layout if newer.probe_layout is not None else self.probe_layout
         return ExporterChanges(contract, self.probes, probe_layout, newer.customers, newer.health,
                                newer.exclusions)
@@ -137,9 +137,11 @@ class SnapshotRenderer:
         self._port_labels: dict[tuple[str, ...], str] = {}
         self._customers: tuple[Customer, ...] | None = None
         self._customer_chunk = b""
+        self._accounting_start = 0.0
 
     def apply(self, changes: ExporterChanges) -> None:
         contract = changes.contract
+        self._accounting_start = contract.accounting_start
         if contract.layout is not None:
             self._targets.lay_out(contract.layout)
             self._target_labels = {}
@@ -170,6 +172,9 @@ class SnapshotRenderer:
                 "1 while an exclusion window of this reason is active (exclusions ledger).",
                 (f"threenines_customer_service_excluded{labels(customer=c, service=s, reason=r)} {'1' if on else '0'}"
                  for c, s, r, on in changes.exclusions))
+        _family(out, "threenines_exporter_accounting_start_timestamp_seconds", "gauge",
+                "Unix time from which this process's counters count (the heartbeat it resumed from, or its start).",
+                [f"threenines_exporter_accounting_start_timestamp_seconds {number(self._accounting_start)}"])
         _health(out, changes.health)
         tail = ("\n".join(out) + "\n").encode()
         return [*self._targets.render(), *self._services.render(), self._customer_chunk, *self._probes.render(),

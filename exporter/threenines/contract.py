@@ -41,14 +41,16 @@ class Segment:
 
 @dataclass(frozen=True)
 class OutageEvent:
-    """What the ledger records: an outage determined, or an open outage ended."""
+    """What the ledger records: an outage determined, an open outage ended, or a gap in an open outage's
+    evidence ([gap_start, at): the exporter was not running or had no fresh probe; unknown, not outage)."""
 
-    kind: str  # "determined" | "ended"
+    kind: str  # "determined" | "ended" | "gap"
     key: TargetKey
     at: float
     first_failed_at: float
     determined_at: float
     end_reason: str = ""  # "recovered" | "removed" for kind == "ended"
+    gap_start: float = 0.0  # for kind == "gap"
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,8 @@ class TargetMachine:
 
     # One per target, tens of thousands of them, touched by every probe: no per-instance dict.
     __slots__ = ("_on_checkpoint", "_on_event", "_view", "accrued_to", "determined_at", "down", "fail_count",
-                 "fail_start", "horizon", "key", "last_evidence", "last_probe_at", "outage_seconds", "outage_start",
-                 "pending", "segments", "threshold", "unknown_seconds", "up_seconds")
+                 "fail_start", "gap_start", "horizon", "key", "last_evidence", "last_probe_at", "outage_seconds",
+                 "outage_start", "pending", "segments", "threshold", "unknown_seconds", "up_seconds")
 
     def __init__(
         self,
@@ -123,6 +125,7 @@ class TargetMachine:
         self.down = False
         self.determined_at: float | None = None
         self.outage_start: float | None = None
+        self.gap_start: float | None = None  # where the open outage's current stretch without evidence began
         self.up_seconds = 0.0
         self.outage_seconds = 0.0
         self.unknown_seconds = 0.0
@@ -171,6 +174,8 @@ class TargetMachine:
             self._view = None  # known again
         self.last_evidence = at
         self.last_probe_at = at
+        if self.gap_start is not None:
+            self._end_gap(at)
         if ok:
             if self.fail_count:
                 self._resolve_pending_as_up()
@@ -287,6 +292,8 @@ class TargetMachine:
         else:
             self._add(bucket, end - start)
             self._emit(start, end, bucket)
+            if bucket is Bucket.UNKNOWN and self.down and self.gap_start is None:
+                self.gap_start = start  # the outage goes on, but these seconds are not outage: the ledger says so
         self.accrued_to = end
 
     def _add(self, bucket: Bucket, seconds: float) -> None:
@@ -330,8 +337,17 @@ class TargetMachine:
         self._view = None
         self._on_event(OutageEvent("determined", self.key, at, first_failed_at, at))
 
+    def _end_gap(self, at: float) -> None:
+        assert self.gap_start is not None and self.outage_start is not None and self.determined_at is not None
+        if at > self.gap_start:
+            self._on_event(OutageEvent("gap", self.key, at, self.outage_start, self.determined_at,
+                                       gap_start=self.gap_start))
+        self.gap_start = None
+
     def _end_outage(self, at: float, reason: str) -> None:
         assert self.outage_start is not None and self.determined_at is not None
+        if self.gap_start is not None:
+            self._end_gap(at)
         self._on_event(OutageEvent("ended", self.key, at, self.outage_start, self.determined_at, reason))
         self.down = False
         self.determined_at = None

@@ -46,6 +46,10 @@ class ContractChanges:
     service_layout: tuple[tuple[str, str], ...] | None
     targets: dict[TargetKey, TargetView]
     services: dict[tuple[str, str], CustomerServiceView]
+    # Unix time from which this process's counters count: the last heartbeat it resumed from (the downtime
+    # before it is in the unknown counters) or its start. Time before it that no earlier process's scrape
+    # showed is in no counter at all; the report counts it as unknown.
+    accounting_start: float = 0.0
 
 
 def specs_from_inventory(inventory: Inventory) -> list[TargetSpec]:
@@ -89,6 +93,7 @@ class ContractEngine:
         self._service_views: dict[tuple[str, str], CustomerServiceView] = {}
         self._changed_services: set[tuple[str, str]] = set()
         self._relayout = True
+        self.accounting_start = 0.0
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -99,6 +104,8 @@ class ContractEngine:
             self._machines.pop(key).end(now, "removed")
         checkpoints = self._ledger.checkpoints() if self._ledger and not self._machines else {}
         alive_until = self._ledger.last_alive() if self._ledger and not self._machines else None
+        if not self._machines:
+            self.accounting_start = alive_until if alive_until is not None and alive_until < now else now
         known = self._ledger.known_targets() if self._ledger else set()
         new_keys = []
         machines: dict[TargetKey, TargetMachine] = {}
@@ -241,6 +248,7 @@ class ContractEngine:
             service_layout=service_layout,
             targets={key: machine.view() for key, machine in self._changed.items()},
             services={g: self._service_views[g] for g in self._changed_services if g in self._service_views},
+            accounting_start=self.accounting_start,
         )
         self._changed = {}
         self._changed_services = set()
@@ -256,6 +264,11 @@ class ContractEngine:
             log.warning(
                 "outage determined customer=%s service=%s target=%s first_failed_at=%.0f determined_at=%.0f",
                 *event.key, event.first_failed_at, event.determined_at,
+            )
+        elif event.kind == "gap":
+            log.warning(
+                "no evidence inside an open outage customer=%s service=%s target=%s from=%.3f until=%.3f",
+                *event.key, event.gap_start, event.at,
             )
         else:
             log.warning(

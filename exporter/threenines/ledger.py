@@ -47,6 +47,22 @@ CREATE VIEW IF NOT EXISTS outages AS
         ON e.kind = 'ended' AND e.customer = d.customer AND e.service = d.service
        AND e.target = d.target AND e.determined_at = d.determined_at
     WHERE d.kind = 'determined';
+-- Time inside an open outage without evidence (the exporter was down, probes went stale): unknown, not outage.
+CREATE TABLE IF NOT EXISTS outage_gaps (
+    id INTEGER PRIMARY KEY,
+    customer TEXT NOT NULL,
+    service TEXT NOT NULL,
+    target TEXT NOT NULL,
+    determined_at REAL NOT NULL,
+    gap_start REAL NOT NULL,
+    gap_end REAL NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS outage_gaps_once ON outage_gaps (customer, service, target, determined_at, gap_start);
+CREATE TRIGGER IF NOT EXISTS outage_gaps_no_update BEFORE UPDATE ON outage_gaps
+    BEGIN SELECT RAISE(ABORT, 'outage_gaps is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS outage_gaps_no_delete BEFORE DELETE ON outage_gaps
+    BEGIN SELECT RAISE(ABORT, 'outage_gaps is append-only'); END;
 CREATE TABLE IF NOT EXISTS checkpoints (
     customer TEXT NOT NULL, service TEXT NOT NULL, target TEXT NOT NULL,
     fail_start REAL NOT NULL, fail_count INTEGER NOT NULL, last_probe_at REAL, pending TEXT NOT NULL,
@@ -99,12 +115,17 @@ class Ledger:
         while self._unwritten:
             event = self._unwritten[0]
             try:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO outage_events (kind, customer, service, target, at, first_failed_at,"
-                    " determined_at, end_reason, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (event.kind, *event.key, event.at, event.first_failed_at, event.determined_at,
-                     event.end_reason, time.time()),
-                )
+                if event.kind == "gap":
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO outage_gaps (customer, service, target, determined_at, gap_start,"
+                        " gap_end, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (*event.key, event.determined_at, event.gap_start, event.at, time.time()))
+                else:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO outage_events (kind, customer, service, target, at, first_failed_at,"
+                        " determined_at, end_reason, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (event.kind, *event.key, event.at, event.first_failed_at, event.determined_at,
+                         event.end_reason, time.time()))
             except sqlite3.Error as err:
                 self.writes_failed += 1
                 log.error("outage ledger write failed, will retry: %s (ledger %s)", err, self.path)

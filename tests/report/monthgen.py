@@ -2,8 +2,10 @@
 
 The exporter model follows docs/metrics.md: a scrape at grid time g reports what happened in [.., g);
 outage counters add a run's pending seconds at determination; counters restart at 0 when the exporter
-restarts; a missing scrape at g means nothing is known about [g - STEP, g). The truth of a month is computed
-here independently of the report code, second by second (bytearrays), from the same scenario.
+restarts; a scrape missing because the exporter was down (`missing`) means nothing is known about
+[g - step, g), while a scrape missing because only Prometheus did not look (`scrape_gaps`) loses nothing: the
+exporter's cumulative counters cover it. The truth of a month is computed here independently of the report
+code, second by second (big integers as bit sets), from the same scenario and the contract's words.
 """
 
 from __future__ import annotations
@@ -54,18 +56,25 @@ class Scenario:
     end: int
     missing: set[int]  # scrape grid times with no sample (exporter down)
     customers: list[Customer]
+    step: int = STEP  # the scrape interval
+    scrape_gaps: set[int] = field(default_factory=set)  # grid times Prometheus did not scrape (exporter up)
+    accounting_gauge: bool = True  # export threenines_exporter_accounting_start_timestamp_seconds (docs/metrics.md)
 
     def grid(self) -> list[int]:
-        return [g for g in range(self.begin, self.end + 1, STEP) if g not in self.missing]
+        return [g for g in range(self.begin, self.end + 1, self.step)
+                if g not in self.missing and g not in self.scrape_gaps]
 
     def restart_before(self) -> list[int]:
         """For each present grid time, when the exporter that answered it had started."""
-        out, started, previous = [], self.begin - STEP, None
-        for g in self.grid():
-            if previous is not None and g - previous > STEP:
-                started = g - STEP
-            out.append(started)
-            previous = g
+        out, started, down = [], self.begin - self.step, False
+        for g in range(self.begin, self.end + 1, self.step):
+            if g in self.missing:
+                down = True
+                continue
+            if down:
+                started, down = g - self.step, False
+            if g not in self.scrape_gaps:
+                out.append(started)
         return out
 
 
@@ -84,6 +93,9 @@ def series(scenario: Scenario) -> list[Series]:
     grid = scenario.grid()
     starts = scenario.restart_before()
     out: list[Series] = []
+    if scenario.accounting_gauge:
+        # This model's exporter restarts from scratch (no heartbeat to resume from): it counts from `started`.
+        out.append(Series("threenines_exporter_accounting_start_timestamp_seconds", {}, list(zip(grid, starts))))
     for customer in scenario.customers:
         for svc in customer.services:
             labels = {"customer": customer.id, "service": svc.service}
@@ -133,7 +145,7 @@ def truth(scenario: Scenario, svc: Service, start: int, end: int,
     """Outage/excluded/counted/unknown seconds of one service in [start, end): one bit per second."""
     nodata = 0
     for g in scenario.missing:
-        nodata |= _bits(g - STEP, g, start, end)
+        nodata |= _bits(g - scenario.step, g, start, end)
     outage = 0
     for o in svc.outages:
         outage |= _bits(o.first_failed, o.recovered, start, end)

@@ -230,7 +230,7 @@ def test_queries_split_by_customer_give_the_same_statement(prom, statement: dict
                               Options(scrape_interval=60, samples_per_shard=50_000))
     assert {**sharded, "exclusions": None} == {**statement, "exclusions": None}  # (the ledger's path differs)
     assert sharded["exclusions"]["sha256"] == statement["exclusions"]["sha256"]
-    month_long = [t for t in client.trace if "count_over_time(threenines_customer_service_up" in t.query]
+    month_long = [t for t in client.trace if "count_over_time(threenines_customer_service_up{" in t.query]
     assert len(month_long) == 3  # one per customer (each zone is its own window)
     assert max(t.samples or 0 for t in month_long) <= 2 * 50_000
 

@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
     parser.add_argument("--output", help="file to write (default: stdout)")
     parser.add_argument("--output-dir", default="statements", help="where --close writes statement-MONTH.json")
-    parser.add_argument("--scrape-interval", default="60s", help="Prometheus' scrape interval of the exporter")
+    parser.add_argument("--scrape-interval", default=None,
+                        help="Prometheus' scrape interval of the exporter (default: learned from the samples; a "
+                        "value the data contradicts is replaced by the data's, with a warning)")
     parser.add_argument("--min-coverage", type=float, default=0.99, help="flag months below this coverage ratio")
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="report a month that is not over or not fully retained (flagged)")
@@ -70,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
             if args.basic_auth_user else None,
             bearer_token=_secret(args.bearer_token_file), headers={k.strip(): v.strip() for k, v in headers.items()},
             allow_partial=args.allow_partial, concurrency=args.concurrency)
-        options = Options(scrape_interval=parse_duration(args.scrape_interval), min_coverage=args.min_coverage,
+        if args.close and args.allow_incomplete:
+            raise ValueError("--close writes the month's final statement: it cannot be a preview (drop "
+                             "--allow-incomplete, and close the month once it is over and retained)")
+        interval = parse_duration(args.scrape_interval) if args.scrape_interval else None
+        options = Options(scrape_interval=interval, min_coverage=args.min_coverage,
                           samples_per_shard=args.samples_per_shard)
         client = PrometheusClient(config)
         inventory = load_inventory(args.config) if args.config else None
@@ -85,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.close:
-        path, digest, diff = close_month(statement, Path(args.output_dir))
+        try:
+            path, digest, diff = close_month(statement, Path(args.output_dir))
+        except (ValueError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         if diff:
             print(f"{path}: month already closed and the statement changed since:", file=sys.stderr)
             for line in diff:
@@ -104,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.output}: {len(statement['customers'])} customers, sha256={content_hash(statement)}")
     else:
         sys.stdout.write(text)
+    for warning in statement["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if statement["status"] == "preview":
+        print(f"PREVIEW, not final: {'; '.join(statement['preview_reasons'])}", file=sys.stderr)
     if statement["review"]:
         print(f"{len(statement['review'])} item(s) need review before billing (see 'review')", file=sys.stderr)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from threenines.inventory import Inventory
@@ -63,9 +64,27 @@ def _utc():
     return ZoneInfo("UTC")
 
 
+def learn_scrape_interval(client: PrometheusClient, start: int, end: int) -> float | None:
+    """The exporter's scrape interval, read from the data: samples per hour of the state gauge.
+
+    Every figure computed as samples × interval depends on it, and a flag that says 60 s over 30 s scrapes
+    doubles them. Each series' densest of three hours (a gap only thins an hour) gives its interval; the
+    fleet's median is the month's. The range excludes its left edge, so an hour holds exactly 3600/interval.
+    """
+    counts: dict[tuple[tuple[str, str], ...], float] = {}
+    for at in sorted({min(start + 3600, end), (start + end) // 2, end}):
+        for labels, count in client.vector(f"count_over_time({M_UP}[3599999ms] @ {at})", at).items():
+            counts[labels] = max(counts.get(labels, 0.0), count)
+    intervals = sorted(round(3600 / count) for count in counts.values() if count >= 2)
+    return float(intervals[len(intervals) // 2]) if intervals else None
+
+
 def build_statement(client: PrometheusClient, month: Month, specs: list[CustomerSpec], ledger: Ledger,
                     options: Options, outage_ledger: str | Path | None = None, now: float | None = None,
                     allow_incomplete: bool = False, audit_ledger: str | Path | None = None) -> dict:
+    """The month's statement. `options.scrape_interval` None: learned from the data (a given value that the
+    data contradicts is replaced by the data's, with a warning). A month that is not over, or not retained
+    from its first hour, is only ever a preview (allow_incomplete), marked as such, and never closed."""
     now = time.time() if now is None else now
     by_zone: dict[str, list[CustomerSpec]] = defaultdict(list)
     for spec in specs:
@@ -73,17 +92,31 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
     only_zone = len(by_zone) > 1
     customers: list[dict] = []
     sampled = False
+    preview: list[str] = []
+    warnings: list[str] = []
+    intervals: set[float] = set()
+    given = options
     for timezone, members in sorted(by_zone.items()):
         start, end = month.window(members[0].zone)
-        if end > now and not allow_incomplete:
-            raise PrometheusError(f"{month} in {timezone} ends at {end} (Unix), after now: a month is billed once "
-                                  "it is over (--allow-incomplete for a preview)")
-        _check_retention(client, start, end, allow_incomplete)
+        if end > now:
+            if not allow_incomplete:
+                raise PrometheusError(f"{month} in {timezone} ends at {end} (Unix), after now: a month is billed "
+                                      "once it is over (--allow-incomplete for a preview)")
+            preview.append(f"{month} in {timezone} is not over")
+        if not _check_retention(client, start, end, allow_incomplete):
+            preview.append(f"{month} in {timezone} is not retained from its first hour")
+        learned = learn_scrape_interval(client, start, end)
+        interval = learned or given.scrape_interval or 60.0
+        if learned and given.scrape_interval and abs(learned - given.scrape_interval) > 0.5:
+            warnings.append(f"--scrape-interval {given.scrape_interval:g}s disagrees with the data ({learned:g}s "
+                            f"between samples in {timezone}): the data's interval is used")
+        intervals.add(interval)
+        options = replace(given, scrape_interval=interval)
         ids = [m.id for m in members]
         evidence = service_evidence(client, [(m.id, m.services) for m in members], start, end,
                                     options.scrape_interval, only_zone, options.samples_per_shard)
         sampled = sampled or any(ev.samples for ev in evidence.values())
-        bounds = (outages_from_ledger(outage_ledger, start, end) if outage_ledger
+        bounds = (outages_from_ledger(outage_ledger, start, end, now) if outage_ledger
                   else outages_from_prometheus(client, evidence, start, end, options.scrape_interval))
         misses = missed_notifications(client, ids, start, end, only_zone, options.scrape_interval,
                                       options.samples_per_shard)
@@ -106,21 +139,26 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         raise PrometheusError(f"Prometheus has no {M_UP} samples of these customers in the month at all: wrong "
                               "--prometheus, wrong tenant header, or retention does not cover the month")
     customers.sort(key=lambda c: c["customer"])
+    if len(intervals) > 1:
+        warnings.append(f"the zones' data have different scrape intervals: {sorted(intervals)}")
     return {
         "schema": SCHEMA,
         "month": str(month),
-        "scrape_interval_seconds": options.scrape_interval,
+        # A preview is never final: its figures can still change, and --close refuses it.
+        "status": "preview" if preview else "final",
+        "preview_reasons": preview,
+        "scrape_interval_seconds": min(intervals) if intervals else given.scrape_interval,
         "min_coverage_ratio": options.min_coverage,
         "bounds_source": "ledger" if outage_ledger else "prometheus",
         "exclusions": {"source": ledger.source, "sha256": ledger.sha256,
                        "unreported_outages_not_counted": ledger.policy.unreported_outages_not_counted},
-        "warnings": list(client.warnings),
+        "warnings": warnings + list(client.warnings),
         "customers": customers,
         "review": [f"{c['customer']}: {item}" for c in customers for item in c["review"]],
     }
 
 
-def _check_retention(client: PrometheusClient, start: int, end: int, allow_incomplete: bool) -> None:
+def _check_retention(client: PrometheusClient, start: int, end: int, allow_incomplete: bool) -> bool:
     """Refuse a month Prometheus does not hold from its first hour: that would read as a silent 100%.
     (A month with no samples at all is refused after the coverage query, which counts them anyway.)"""
     first = client.vector(f"count(count_over_time({M_OUTAGE}[3600s] @ {start + 3600}))", end)
@@ -128,3 +166,4 @@ def _check_retention(client: PrometheusClient, start: int, end: int, allow_incom
         raise PrometheusError(f"Prometheus has no {M_OUTAGE} samples in the month's first hour: its retention (or "
                               "the exporter's history) does not cover the whole month; --allow-incomplete to "
                               "report anyway (missing time then counts as unknown and is flagged)")
+    return bool(first)

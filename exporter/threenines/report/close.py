@@ -37,6 +37,9 @@ def differences(old: object, new: object, path: str = "") -> list[str]:
 
 def close_month(statement: dict, directory: Path) -> tuple[Path, str, list[str]]:
     """Write statement-<month>.json once; on a re-run return the differences to the closed one (empty: same)."""
+    if statement.get("status") == "preview":
+        raise ValueError(f"the {statement['month']} statement is a preview ({'; '.join(statement['preview_reasons'])})"
+                         ": only a final statement is closed")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"statement-{statement['month']}.json"
     digest = content_hash(statement)

@@ -24,6 +24,7 @@ gives the bounds instead.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 from collections import defaultdict
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from threenines.report.intervals import Interval, measure, subtract
 from threenines.report.promclient import PrometheusClient, parallel
 from threenines.report.resets import corrections
 
@@ -52,11 +54,20 @@ M_KNOWN = "threenines_customer_service_known"
 M_T_START = "threenines_service_outage_start_timestamp_seconds"
 M_T_DETERMINED = "threenines_service_determined_timestamp_seconds"
 M_T_OUTAGE = "threenines_service_outage_seconds_total"
+M_T_UNKNOWN = "threenines_service_unknown_seconds_total"
 M_MISSED = "threenines_notification_deadline_missed_total"
+M_ACCOUNTING = "threenines_exporter_accounting_start_timestamp_seconds"
 
 
 @dataclass
 class Outage:
+    """One target's outage run: [start, end) from its first failed probe to its first successful probe.
+
+    `pieces` are the seconds of the run that were outage: the run minus the time nobody had evidence
+    (an exporter restart inside the outage, stale evidence). Billing measures the pieces, never the bounds,
+    so an exclusion can only subtract seconds that were counted. None means the whole run.
+    """
+
     target: str
     start: float
     end: float
@@ -64,6 +75,10 @@ class Outage:
     end_exact: bool
     source: str  # "prometheus" | "ledger"
     open: bool = False
+    pieces: tuple[Interval, ...] | None = None
+
+    def outage_pieces(self) -> tuple[Interval, ...]:
+        return self.pieces if self.pieces is not None else ((self.start, self.end),)
 
 
 @dataclass
@@ -195,12 +210,15 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
     for key, answer in answers.items():
         got[key.split("#")[0]].update(answer)
     evidence = {(c, s): Evidence(c, s, start, end) for c, services in customers for s in services}
+    processes = _process_changes(client, start, end)
     for labels, count in got["samples"].items():
         ev = evidence.get(_customer_service(labels))
         if ev is not None:
             ev.samples = int(count)
-            ev.gap_seconds = max(0.0, length - count * scrape_interval)
             ev.down_samples = int(count - got["up_sum"].get(labels, count))
+            lost = _unaccounted(processes, labels) if labels in got["outage_start"] else None
+            # Without the exporter's accounting start (an older exporter), a missing sample is unknown time.
+            ev.gap_seconds = max(0.0, length - count * scrape_interval) if lost is None else lost
     seen = {labels for labels, count in got["samples"].items() if count > 0}
     args = (start, end, scrape_interval, budget)
     fixed = parallel(client, {
@@ -234,6 +252,39 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
             ev.gap_seconds = float(length)
             ev.notes.append(f"no samples of {M_UP} in the month")
     return evidence
+
+
+def _process_changes(client: PrometheusClient, start: int, end: int) -> dict[LabelKey, list[Interval]]:
+    """Per exporter process series (its target labels): the time in the month that no process's counters hold.
+
+    The counters are cumulative, so a scrape gap while the exporter ran loses nothing. Across a restart the
+    new process counts from its accounting start (the heartbeat it resumed from: the downtime is then in its
+    unknown counters); what lies between the old process's last scrape and that start is in no counter.
+    """
+    length = end - start
+    series = client.vector(f"count_over_time({M_ACCOUNTING}[{length + LOOKBACK}s] @ {end})", end)
+    if not series:
+        return {}
+    changed = client.vector(f"changes({M_ACCOUNTING}[{length + LOOKBACK}s] @ {end}) > 0", end)
+    out: dict[LabelKey, list[Interval]] = {labels: [] for labels in series}
+    if changed:
+        raw = client.matrix(f"{M_ACCOUNTING}[{length + LOOKBACK}s] @ {end}", end)
+        for labels, samples in raw.items():
+            if labels not in changed:
+                continue
+            for (t_a, before), (_t_b, after) in itertools.pairwise(samples):
+                if after != before and after > t_a:
+                    out.setdefault(labels, []).append((max(t_a, start), min(after, end)))
+    return out
+
+
+def _unaccounted(processes: dict[LabelKey, list[Interval]], labels: LabelKey) -> float | None:
+    """Seconds of the month a customer series' exporter held in no counter; None if it exports no start."""
+    mine = set(labels)
+    found = [lost for process, lost in processes.items() if set(process) <= mine]
+    if len(found) != 1:
+        return None  # no accounting start, or it cannot be told which exporter wrote this series
+    return measure(found[0])
 
 
 def _deltas(client: PrometheusClient, metric: str, at_end: dict[LabelKey, float], at_start: dict[LabelKey, float],
@@ -329,31 +380,111 @@ def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, f
         for labels, value in answer.items():
             run, question = dict(labels)[RUN_LABEL].split(":")
             answers[(int(run), question)] = value
+    restarted = [i for i, (_lab, _ff, _tf, t_last, _gap) in enumerate(runs)
+                 if answers.get((i, "resets")) and t_last + step <= hi]
+    raw = _run_samples(client, {i: (runs[i][0], runs[i][2] - step, runs[i][3] + step) for i in restarted})
     out = []
-    for i, (lab, first_failed, _t_first, t_last, gap) in enumerate(runs):
+    for i, (lab, first_failed, _t_first, t_last, _gap) in enumerate(runs):
         det = answers.get((i, "determined"))
         if t_last + step > hi:  # still open at the end of what we looked at
             out.append(Outage(lab["target"], first_failed, t_last, det, False, "prometheus", open=True))
             continue
+        if i in raw:
+            outage_samples, unknown_samples = raw[i]
+            found = _across_restarts(first_failed, t_last, outage_samples, unknown_samples, step)
+            if found is not None:
+                pieces, end, exact = found
+                out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus", pieces=pieces))
+                continue
         seconds = answers.get((i, "seconds"))
-        exact = (not gap and seconds is not None and not answers.get((i, "resets"))
-                 and first_failed + seconds > t_last - step)
+        # A scrape gap inside the run does not matter: the counter kept counting while Prometheus did not look.
+        # The check against the last point of the run catches a counter that stopped (a restart with no drop).
+        exact = (seconds is not None and not answers.get((i, "resets")) and first_failed + seconds > t_last - step)
         end = first_failed + seconds if exact and seconds is not None else t_last + step
         out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus"))
     return out
 
 
-def outages_from_ledger(path: str | Path, start: int, end: int) -> dict[Key, list[Outage]]:
-    """Outages overlapping [start, end) from the exporter's outage ledger (read-only)."""
+def _run_samples(client: PrometheusClient, runs: dict[int, tuple[dict[str, str], int, int]]
+                 ) -> dict[int, tuple[list[tuple[float, float]], list[tuple[float, float]]]]:
+    """Raw samples of a target's outage and unknown counters over [t_prev, t_next] of each run (only runs with
+    a counter reset in them: an exporter restart inside an outage, which is rare)."""
+    calls = {}
+    for i, (lab, t_prev, t_next) in runs.items():
+        one = _exact(lab)
+        for metric, name in ((M_T_OUTAGE, "o"), (M_T_UNKNOWN, "u")):
+            calls[f"{i}:{name}"] = (lambda q=f"{metric}{one}[{t_next - t_prev}s] @ {t_next}", t=t_next:
+                                    client.matrix(q, t))
+    answers = parallel(client, calls)
+    out = {}
+    for i in runs:
+        outage = next(iter(answers[f"{i}:o"].values()), [])
+        unknown = next(iter(answers[f"{i}:u"].values()), [])
+        out[i] = (outage, unknown)
+    return out
+
+
+def _across_restarts(first_failed: float, t_last: float, outage: list[tuple[float, float]],
+                     unknown: list[tuple[float, float]], step: int
+                     ) -> tuple[tuple[Interval, ...], float, bool] | None:
+    """The outage seconds of a run that an exporter restart cut into lifetimes, from its counters' samples
+    over [t_prev, t_next].
+
+    The first lifetime's outage is contiguous from the first failed probe: [first_failed, first_failed + A),
+    A its counter's increase. A later lifetime is a process that resumed the open outage: it accounts every
+    second since it resumed (h) as outage or unknown (the target is down, so none is up), so at its first
+    sample t, h = t - (outage + unknown); it was unknown from h until its first probe, then outage up to its
+    last sample: [h + u, h + u + o) with u, o its final counter values. The time between a lifetime's last
+    counted second and the next one's h is in no counter (the last seconds before a crash are never
+    scraped): neither outage nor unknown here. None when the samples show no drop to split at.
+    """
+    unknown_at = dict(unknown)
+    lifetimes: list[list[tuple[float, float]]] = []
+    for t, value in outage:
+        if lifetimes and value >= lifetimes[-1][-1][1]:
+            lifetimes[-1].append((t, value))
+        else:
+            lifetimes.append([(t, value)])
+    if len(lifetimes) < 2:
+        return None
+    first = lifetimes[0]
+    exact = unknown_at.get(first[-1][0], 0.0) == unknown_at.get(first[0][0], 0.0)  # no hole before the crash
+    pieces: list[Interval] = [(first_failed, first_failed + first[-1][1] - first[0][1])]
+    for life in lifetimes[1:]:
+        t, value = next(((t, v) for t, v in life if t <= t_last), life[0])
+        if t > t_last:
+            exact = False  # resumed and recovered between two scrapes: its up time is not in these counters
+        resumed = t - value - unknown_at.get(t, 0.0)
+        began = resumed + unknown_at.get(life[-1][0], 0.0)
+        pieces.append((began, began + life[-1][1]))
+    end = pieces[-1][1]
+    if not pieces[-1][0] <= t_last < end or any(b[0] < a[1] for a, b in itertools.pairwise(pieces)):
+        exact = False  # the pieces do not fit the run the gauges show: keep the seconds, flag the placement
+    return tuple((a, b) for a, b in pieces if b > a), max(end, t_last), exact and measure(pieces) > 0
+
+
+def outages_from_ledger(path: str | Path, start: int, end: int, now: float | None = None) -> dict[Key, list[Outage]]:
+    """Outages overlapping [start, end) from the exporter's outage ledger (read-only), with the time inside each
+    that had no evidence (`outage_gaps`: an exporter restart, stale probes) taken out of its pieces. The ledger
+    holds the seconds before a crash that no scrape showed. An outage still open ends at `now` (a preview)."""
     uri = f"file:{Path(path).resolve()}?mode=ro"
     with sqlite3.connect(uri, uri=True) as db:
         rows = db.execute(
             "SELECT customer, service, target, first_failed_at, determined_at, ended_at FROM outages "
             "WHERE first_failed_at < ? AND (ended_at IS NULL OR ended_at > ?)", (end, start)).fetchall()
+        has_gaps = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'outage_gaps'").fetchone()
+        gaps: dict[tuple[str, str, str, float], list[Interval]] = defaultdict(list)
+        if has_gaps:
+            for customer, service, target, determined, gap_start, gap_end in db.execute(
+                    "SELECT customer, service, target, determined_at, gap_start, gap_end FROM outage_gaps"):
+                gaps[(customer, service, target, determined)].append((gap_start, gap_end))
     out: dict[Key, list[Outage]] = defaultdict(list)
     for customer, service, target, first_failed, determined, ended in rows:
-        out[(customer, service)].append(Outage(target, first_failed, end if ended is None else ended, determined,
-                                               ended is not None, "ledger", open=ended is None))
+        stop = (min(end, now) if now is not None else end) if ended is None else ended
+        holes = gaps.get((customer, service, target, determined), [])
+        pieces = tuple(subtract([(first_failed, stop)], holes)) if holes else None
+        out[(customer, service)].append(Outage(target, first_failed, stop, determined, ended is not None, "ledger",
+                                               open=ended is None, pieces=pieces))
     return out
 
 

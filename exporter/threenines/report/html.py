@@ -32,7 +32,8 @@ def _timeline(customer: dict, service: dict) -> str:
         color = COLORS["outage"] if o["classification"].startswith(("counted", "partly")) else COLORS["excluded"]
         s, e = o["start_unix"], o["end_unix"]
         parts.append(f'<rect x="{x(s)}" y="0" width="{max(x(e) - x(s), 1)}" height="{ROW}" fill="{color}">'
-                     f'<title>{escape(o["target"])} {escape(o["start"])} – {escape(o["end"])}: '
+                     f'<title>{escape(o["target"])} {escape(o["start"])} – '
+                     f'{escape("ongoing" if o["open"] else o["end"])}: '
                      f'{escape(o["classification"])}</title></rect>')
     parts.append(f'<text x="0" y="{2 * ROW + 12}" font-size="10">{escape(customer["start"][:10])}</text>')
     parts.append(f'<text x="{WIDTH}" y="{2 * ROW + 12}" font-size="10" text-anchor="end">'
@@ -83,5 +84,8 @@ def to_html(statement: dict) -> str:
     return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>SLA statement "
             f"{escape(statement['month'])}</title><style>body{{font-family:sans-serif;max-width:760px;margin:auto}}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}"
-            "section{page-break-after:always}</style></head><body>"
+            "section{page-break-after:always}.preview{background:#f1c40f;padding:6px;font-weight:bold}"
+            "</style></head><body>"
+            + (f'<p class="preview">PREVIEW, NOT FINAL: {escape("; ".join(statement["preview_reasons"]))}</p>'
+               if statement["status"] == "preview" else "")
             + "".join(_customer(c) for c in statement["customers"]) + "</body></html>\n")

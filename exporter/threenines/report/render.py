@@ -8,7 +8,7 @@ import json
 
 from threenines.report.exclusions import REASONS
 
-CSV_FIELDS = ("month", "customer", "name", "timezone", "service", "minutes_in_month", "raw_outage_seconds",
+CSV_FIELDS = ("month", "status", "customer", "name", "timezone", "service", "minutes_in_month", "raw_outage_seconds",
               *(f"excluded_{r}_seconds" for r in REASONS), "counted_outage_seconds", "unknown_seconds",
               "coverage_ratio", "availability_percent", "objective_ratio", "objective_met", "rent_waived",
               "notification_deduction_days", "review")
@@ -19,7 +19,8 @@ def rows(statement: dict) -> list[dict]:
     for c in statement["customers"]:
         for s in c["services"]:
             out.append({
-                "month": c["month"], "customer": c["customer"], "name": c["name"], "timezone": c["timezone"],
+                "month": c["month"], "status": statement["status"],
+                "customer": c["customer"], "name": c["name"], "timezone": c["timezone"],
                 "service": s["service"], "minutes_in_month": c["minutes_in_month"],
                 "raw_outage_seconds": s["raw_outage_seconds"],
                 **{f"excluded_{r}_seconds": s["excluded_seconds"][r] for r in REASONS},
@@ -53,6 +54,8 @@ def to_table(statement: dict) -> str:
              "WAIVED" if r["rent_waived"] else "-", str(r["notification_deduction_days"])) for r in rows(statement)]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=False)]
     lines = [f"SLA statement {statement['month']}"]
+    if statement["status"] == "preview":
+        lines[0] += f" -- PREVIEW, NOT FINAL: {'; '.join(statement['preview_reasons'])}"
     lines += ["  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in (head, *body)]
     review = statement["review"] + [f"prometheus warning: {w}" for w in statement["warnings"]]
     if review:

@@ -36,7 +36,7 @@ class CustomerSpec:
 
 @dataclass(frozen=True)
 class Options:
-    scrape_interval: float = 60.0
+    scrape_interval: float | None = None  # None: learned from the data (report.build.learn_scrape_interval)
     min_coverage: float = 0.99
     samples_per_shard: int = 10_000_000  # month-long queries are split by customer into shards of this size
 
@@ -49,12 +49,24 @@ def _iso(ts: float, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, zone).isoformat()
 
 
+def _edge_shift(outages: Sequence[Outage], edge: float) -> float:
+    """Outage seconds before `edge` of runs that were still pending there (first failed before it, determined
+    after it): the exporter's counters add them at determination, so they are on the wrong side of the edge in
+    `counter @ edge` differences. Billing uses the pieces and never needs this; the counter cross-check does."""
+    return measure(clip((p for o in outages if o.determined and o.start < edge < o.determined
+                         for p in o.outage_pieces()), (float("-inf"), edge)))
+
+
 def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Ledger, options: Options
                       ) -> dict:
     window: Interval = (ev.start, ev.end)
     length = ev.end - ev.start
     zone = spec.zone
-    bounds = clip(((o.start, o.end) for o in ev.outages), window)
+    interval = options.scrape_interval or 60.0  # build_statement always sets it (learned from the data)
+    # What was outage, second by second: the targets' outage pieces (runs minus time without evidence),
+    # merged over the service's targets and cut at the month's edges. A run that began before local midnight
+    # on the 1st gives its earlier seconds to the earlier month, however late it was determined.
+    pieces = clip((p for o in ev.outages for p in o.outage_pieces()), window)
     windows: dict[str, list[Interval]] = {reason: [] for reason in REASONS}
     ids: dict[str, list[tuple[str, Interval]]] = {reason: [] for reason in REASONS}
     for ex, occ in ledger.windows(spec.id, service, window, zone):
@@ -68,16 +80,19 @@ def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Le
                 windows["unreported"].append((start, end))
                 unreported.append({"start": _iso(start, zone), "end": _iso(end, zone)})
     excluded: dict[str, float] = {}
-    remaining = bounds
+    remaining = pieces
     excluded_spans: dict[str, list[Interval]] = {}
     for reason in REASONS:
-        hit = intersect(remaining, windows[reason])
+        hit = intersect(remaining, windows[reason])  # only seconds that were outage can be excluded
         excluded_spans[reason] = hit
         excluded[reason] = _r(measure(hit))
         remaining = subtract(remaining, hit)
     excluded_total = sum(excluded.values())
-    raw = ev.outage_counter
-    counted = max(0.0, raw - excluded_total)
+    # Without outage runs (nothing to place) the counter is the figure; with them the pieces are, and the
+    # counter is their cross-check below. Both are exact; they differ only by runs pending at an edge.
+    bounded = measure(pieces)
+    raw = bounded if ev.outages else ev.outage_counter
+    counted = measure(remaining) if ev.outages else max(0.0, raw - excluded_total)
     unknown = ev.unknown_counter + ev.gap_seconds
     coverage = 1.0 - unknown / length if length else 0.0
     availability = 1.0 - counted / length if length else 0.0
@@ -90,19 +105,28 @@ def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Le
     if coverage < options.min_coverage:
         review.append(f"{service}: coverage {coverage:.4%} is below {options.min_coverage:.2%} "
                       f"({_r(unknown)} s unknown): review before billing")
-    bounded = measure(bounds)
-    if abs(bounded - raw) > options.scrape_interval:
-        review.append(f"{service}: outage counter says {_r(raw)} s but the outage bounds say {_r(bounded)} s "
-                      "(an outage across the month edge, or a counter/bounds disagreement)")
-    down_by_gauge = ev.down_samples * options.scrape_interval
-    determined = clip(((o.determined, o.end) for o in ev.outages if o.determined), window)
-    tolerance = options.scrape_interval * (1 + len(ev.outages))
-    if abs(down_by_gauge - measure(determined)) > tolerance:
+    if ev.has_data:
+        expected = bounded + _edge_shift(ev.outages, ev.start) - _edge_shift(ev.outages, ev.end)
+        if abs(expected - ev.outage_counter) > interval:
+            review.append(f"{service}: outage counter says {_r(ev.outage_counter)} s but the outage runs say "
+                          f"{_r(bounded)} s in the month ({_r(expected)} s as the counter counts runs pending at a "
+                          "month edge): a counter/bounds disagreement")
+    inexact = [o for o in ev.outages if not o.end_exact and not o.open]
+    if inexact:
+        review.append(f"{service}: {len(inexact)} outage(s) with bounds known only to scrape resolution "
+                      f"(first at {_iso(min(o.start for o in inexact), zone)})")
+    down_by_gauge = ev.down_samples * interval
+    determined = intersect(pieces, [(o.determined, o.end) for o in ev.outages if o.determined])
+    tolerance = interval * (1 + len(ev.outages))
+    # Samples Prometheus never took can hide down time from the gauge, never add to it.
+    unsampled = max(0.0, length - ev.samples * interval)
+    if not -tolerance <= measure(determined) - down_by_gauge <= tolerance + unsampled:
         review.append(f"{service}: state gauge shows {_r(down_by_gauge)} s down, the determined outages "
                       f"{_r(measure(determined))} s (tolerance {_r(tolerance)} s)")
     return {
         "service": service,
         "raw_outage_seconds": _r(raw),
+        "counter_outage_seconds": _r(ev.outage_counter),
         "excluded_seconds": excluded,
         "excluded_total_seconds": _r(excluded_total),
         "counted_outage_seconds": _r(counted),
@@ -129,7 +153,7 @@ def _order(outage: Outage) -> tuple[float, str]:
 
 def _outage(o: Outage, window: Interval, excluded: dict[str, list[Interval]],
             ids: dict[str, list[tuple[str, Interval]]], zone: ZoneInfo) -> dict:
-    inside = clip([(o.start, o.end)], window)
+    inside = clip(o.outage_pieces(), window)
     per_reason = {r: _r(measure(intersect(inside, spans))) for r, spans in excluded.items()}
     per_reason = {r: v for r, v in per_reason.items() if v}
     seconds = measure(inside)
