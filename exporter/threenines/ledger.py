@@ -147,6 +147,12 @@ class Ledger:
         ).fetchall()
         return [OutageRecord(TargetKey(*row[:3]), row[3], row[4], row[5], row[6] or "") for row in rows]
 
+    def outage_gaps(self) -> list[tuple[TargetKey, float, float, float]]:
+        """(target, determined_at, gap_start, gap_end) of every stretch without evidence inside an outage."""
+        rows = self._db.execute("SELECT customer, service, target, determined_at, gap_start, gap_end FROM outage_gaps"
+                                " ORDER BY gap_start").fetchall()
+        return [(TargetKey(*row[:3]), row[3], row[4], row[5]) for row in rows]
+
     def open_outages(self) -> dict[TargetKey, tuple[float, float]]:
         rows = self._db.execute(
             "SELECT customer, service, target, first_failed_at, determined_at FROM outages WHERE ended_at IS NULL"

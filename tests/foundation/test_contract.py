@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from threenines.contract import OutageEvent, ServiceUnion, TargetKey, TargetMachine
 from threenines.engine import ContractEngine, TargetSpec
 from threenines.ledger import Ledger
+from threenines.report.collect import outages_from_ledger
 
 KEY = TargetKey("acme", "connectivity", "uplink")
 INTERVAL = 300.0
@@ -116,6 +117,12 @@ def test_restart_mid_outage_resumes_the_same_outage(tmp_path: Path) -> None:
     # [900, 2000) and [2000, 2100) are unknown.
     assert m.outage_seconds == 300
     assert m.unknown_seconds == 1100 + 100
+    # The ledger says which seconds of the outage were not outage: from the last heartbeat to the first probe
+    # after the restart. The report takes them out of the outage's pieces.
+    assert ledger.outage_gaps() == [(KEY, 600, 900, 2100)]
+    ledger.close()
+    [[outage]] = outages_from_ledger(tmp_path / "outages.sqlite", 0, 10_000).values()
+    assert outage.outage_pieces() == ((300, 900), (2100, 2400))
 
 
 def test_restart_mid_run_keeps_the_failures_consecutive(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from tests.promdata import serve_series
 from tests.report import monthgen
 from tests.report.monthgen import Customer, Run, Scenario, Service, ts
 from threenines.cli import main
+from threenines.contract import OutageEvent, TargetKey
+from threenines.ledger import Ledger
 from threenines.report.build import build_statement
 from threenines.report.exclusions import load_ledger
 from threenines.report.months import Month
@@ -193,3 +195,25 @@ def test_a_preview_says_so_in_every_format_and_cannot_be_closed(month, tmp_path:
                  str(closed)]) == 1
     assert "cannot be a preview" in capsys.readouterr().err
     assert not closed.exists()
+
+
+def test_the_outage_ledger_holds_the_seconds_before_a_crash_that_no_scrape_showed(month, tmp_path: Path) -> None:
+    _scenario_, prom, exclusions = month
+    # The exporter's own ledger: it lived 40 s past its last scrape at 06:00 (its last heartbeat) and, after
+    # the restart, first probed at 06:20; Prometheus' counters end at the 06:00 scrape.
+    [run] = RESTARTCO.services[0].outages
+    key = TargetKey("restartco", "connectivity", "p1")
+    crashed, resumed = DOWN[0] + 40, DOWN[1]
+    ledger = Ledger(tmp_path / "outages.sqlite")
+    ledger.record(OutageEvent("determined", key, run.determined, run.first_failed, run.determined))
+    ledger.record(OutageEvent("gap", key, resumed, run.first_failed, run.determined, gap_start=crashed))
+    ledger.record(OutageEvent("ended", key, run.recovered, run.first_failed, run.determined, "recovered"))
+    ledger.close()
+    got = _service(_statement(prom, exclusions, outage_ledger=tmp_path / "outages.sqlite"), "restartco")
+    # outage [05:30, 06:00:40) and [06:20, 07:00): 1840 + 2400 s; the maintenance window 06:00–06:30 holds
+    # 40 + 600 s of it
+    assert (got["raw_outage_seconds"], got["excluded_seconds"]["maintenance"], got["counted_outage_seconds"]) == (
+        1840 + 2400, 40 + 600, 1840 + 2400 - 640)
+    [outage] = got["outages"]
+    assert (outage["source"], outage["start_unix"], outage["end_unix"]) == ("ledger", run.first_failed,
+                                                                            run.recovered)
