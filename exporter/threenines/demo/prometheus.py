@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import threenines
+from threenines.demo import free_ports
 
 RULES_DIR = Path(threenines.__file__).resolve().parents[2] / "prometheus" / "rules"
 SCRAPE_SECONDS = 5
@@ -22,9 +23,7 @@ def available() -> bool:
 
 
 def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(socket.SOCK_STREAM, 1)[0]
 
 
 def config_text(exporter_listen: str) -> str:
@@ -44,12 +43,12 @@ def config_text(exporter_listen: str) -> str:
 def start(workdir: Path, exporter_listen: str, port: int) -> subprocess.Popen[bytes]:
     config = workdir / "prometheus.yml"
     config.write_text(config_text(exporter_listen))
-    log = open(workdir / "prometheus.log", "ab")  # noqa: SIM115 - handed to the child, closed with it
-    return subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    with open(workdir / "prometheus.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
 
 
 def dashboard_query_lines(prometheus_url: str) -> list[str]:
