@@ -62,6 +62,22 @@ CREATE TRIGGER IF NOT EXISTS dispatches_append_only_update BEFORE UPDATE ON disp
     BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS dispatches_append_only_delete BEFORE DELETE ON dispatches
     BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
+-- A missed notification deadline, decided when the deadline passed (threenines.deadlines): one per outage.
+CREATE TABLE IF NOT EXISTS misses (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    customer        TEXT    NOT NULL,
+    service         TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    determined_at   REAL    NOT NULL,
+    deadline_at     REAL    NOT NULL,   -- determined_at + the customer's deadline: when the miss happened
+    recorded_at     REAL    NOT NULL,   -- when the exporter wrote it (later if it was not running then)
+    reason          TEXT    NOT NULL    -- 'late' (a first dispatch came after the deadline) | 'not_notified'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_miss_per_outage ON misses (customer, service, target, determined_at);
+CREATE TRIGGER IF NOT EXISTS misses_append_only_update BEFORE UPDATE ON misses
+    BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS misses_append_only_delete BEFORE DELETE ON misses
+    BEGIN SELECT RAISE(ABORT, 'the audit ledger is append-only'); END;
 """
 
 _COLUMNS = ("dispatched_at", "receiver", "fingerprint", "alertname", "customer", "service", "target",
@@ -98,6 +114,26 @@ class Dispatch:
         return (self.customer, self.service, self.target, self.determined_at)
 
 
+@dataclass(frozen=True)
+class Miss:
+    """A notification deadline that passed without a first dispatch of the outage (threenines.deadlines)."""
+
+    customer: str
+    service: str
+    target: str
+    determined_at: float
+    deadline_at: float
+    recorded_at: float
+    reason: str  # "late" | "not_notified"
+
+    @property
+    def outage(self) -> tuple[str, str, str, float]:
+        return (self.customer, self.service, self.target, self.determined_at)
+
+
+_MISS_COLUMNS = ("customer", "service", "target", "determined_at", "deadline_at", "recorded_at", "reason")
+
+
 class AuditLedger:
     """Append-only SQLite (WAL, synchronous=FULL): a dispatch acknowledged to Alertmanager is on disk."""
 
@@ -116,10 +152,20 @@ class AuditLedger:
         """All of one delivery or none of it."""
         rows = [tuple(_to_sql(getattr(d, c)) for c in _COLUMNS) for d in dispatches]
         sql = f"INSERT INTO dispatches ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        self._transaction(lambda db: db.executemany(sql, rows))
+
+    def append_miss(self, miss: Miss) -> None:
+        """Once per outage: a retried write of the same miss is ignored."""
+        sql = (f"INSERT OR IGNORE INTO misses ({', '.join(_MISS_COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(_MISS_COLUMNS))})")
+        values = tuple(getattr(miss, c) for c in _MISS_COLUMNS)
+        self._transaction(lambda db: db.execute(sql, values))
+
+    def _transaction(self, write: Callable[[sqlite3.Connection], object]) -> None:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(sql, rows)
+                write(self._db)
                 self._db.execute("COMMIT")
             except sqlite3.Error:
                 if self._db.in_transaction:
@@ -127,6 +173,12 @@ class AuditLedger:
                 self.writes_failed += 1
                 raise
             self.writes_ok += 1
+
+    def misses(self) -> Iterator[Miss]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(_MISS_COLUMNS)} FROM misses ORDER BY id").fetchall()
+        for row in rows:
+            yield Miss(*row)
 
     def dispatches(self) -> Iterator[Dispatch]:
         with self._lock:
@@ -159,6 +211,9 @@ class AuditState:
         self.dispatches: dict[tuple[str, str], int] = {}
         self.last_determined: dict[tuple[str, str, str], float] = {}
         self.counted: set[tuple[str, str, str, float]] = set()
+        self.first_at: dict[tuple[str, str, str, float], float] = {}  # outage -> its first dispatch's arrival
+        self.missed_outages: set[tuple[str, str, str, float]] = set()
+        self.last_missed: dict[tuple[str, str, str], float] = {}  # target -> deadline instant of its latest miss
 
     def apply(self, dispatch: Dispatch) -> None:
         with self._lock:
@@ -172,14 +227,30 @@ class AuditState:
             self.last_determined[target] = max(self.last_determined.get(target, 0.0), d.determined_at)
         if d.first and d.delay is not None and d.outage is not None:
             self.counted.add(d.outage)
+            self.first_at.setdefault(d.outage, d.dispatched_at)
             delay = max(0.0, d.delay)
             buckets = self.delay_buckets.setdefault(d.customer, [0] * (len(DELAY_BUCKETS) + 1))
             index = next((i for i, bound in enumerate(DELAY_BUCKETS) if delay <= bound), len(DELAY_BUCKETS))
             buckets[index] += 1
             self.delay_sum[d.customer] = self.delay_sum.get(d.customer, 0.0) + delay
-            self.missed.setdefault(d.customer, 0)
-            if d.late:
-                self.missed[d.customer] += 1
+            self.missed.setdefault(d.customer, 0)  # the counter exists from the first dispatch; misses: apply_miss
+
+    def apply_miss(self, miss: Miss) -> None:
+        with self._lock:
+            if miss.outage in self.missed_outages:
+                return
+            self.missed_outages.add(miss.outage)
+            self.missed[miss.customer] = self.missed.get(miss.customer, 0) + 1
+            target = (miss.customer, miss.service, miss.target)
+            self.last_missed[target] = max(self.last_missed.get(target, 0.0), miss.deadline_at)
+
+    def is_missed(self, outage: tuple[str, str, str, float]) -> bool:
+        with self._lock:
+            return outage in self.missed_outages
+
+    def first_dispatch_at(self, outage: tuple[str, str, str, float]) -> float | None:
+        with self._lock:
+            return self.first_at.get(outage)
 
     def is_counted(self, outage: tuple[str, str, str, float]) -> bool:
         with self._lock:
@@ -193,6 +264,7 @@ class AuditState:
             out.missed = dict(self.missed)
             out.dispatches = dict(self.dispatches)
             out.last_determined = dict(self.last_determined)
+            out.last_missed = dict(self.last_missed)
             return out
 
 
@@ -220,11 +292,18 @@ class AuditCollector(Collector):
         yield delay
         missed = CounterMetricFamily(
             "threenines_notification_deadline_missed_total",
-            "Outages whose first audited dispatch came later than the customer's notification deadline.",
+            "Outages with no audited first dispatch by their notification deadline (counted when it passed).",
             labels=["customer"])
         for customer, count in sorted(state.missed.items()):
             missed.add_metric([customer], count)
         yield missed
+        missed_at = GaugeMetricFamily(
+            "threenines_notification_deadline_missed_timestamp_seconds",
+            "The deadline instant (determined_at + deadline) of this target's latest missed notification.",
+            labels=["customer", "service", "target"])
+        for (customer, service, target), value in sorted(state.last_missed.items()):
+            missed_at.add_metric([customer, service, target], value)
+        yield missed_at
         total = CounterMetricFamily(
             "threenines_notification_dispatches_total",
             "Alerts delivered to the audit webhook (every delivery, repeats included).",
@@ -323,7 +402,20 @@ class AuditWebhook:
         self.state = AuditState()
         for dispatch in ledger.dispatches():
             self.state.apply(dispatch)
+        for miss in ledger.misses():
+            self.state.apply_miss(miss)
         self.collector = AuditCollector(self.state)
+
+    def record_miss(self, miss: Miss) -> bool:
+        """Write a missed deadline (threenines.deadlines); False when the ledger refused it (retried later)."""
+        with self._lock:
+            try:
+                self.ledger.append_miss(miss)
+            except sqlite3.Error as err:
+                log.error("audit ledger write of a missed deadline failed, will retry: %s", err)
+                return False
+            self.state.apply_miss(miss)
+        return True
 
     def set_inventory(self, inventory: Inventory) -> None:
         """After a reload: new deadlines and contact versions apply to dispatches from now on."""

@@ -23,7 +23,8 @@ from prometheus_client.process_collector import ProcessCollector
 from threenines.audit import AuditLedger, AuditWebhook
 from threenines.collector import ExporterChanges, HealthView, SnapshotRenderer
 from threenines.configfile import ConfigError
-from threenines.contract import TargetKey
+from threenines.contract import OutageEvent, TargetKey
+from threenines.deadlines import DeadlineWatch
 from threenines.engine import ContractEngine, specs_from_inventory
 from threenines.httpserver import ExporterHTTPServer
 from threenines.inventory import Inventory, Port, load_inventory
@@ -90,7 +91,7 @@ class Exporter:
         state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
         self.ledger = Ledger(state_dir / "outages.sqlite")
         # An outage event is published promptly: alerts fire at the first evaluation after determination.
-        self.engine = ContractEngine(self.ledger, on_event=lambda event: self._dirty.set())
+        self.engine = ContractEngine(self.ledger, on_event=self._outage_event)
         self.engine.configure(specs_from_inventory(self.inventory), clock())
         self.scheduler = ProbeScheduler(lambda done: Pinger(done, privileged=options.privileged),
                                         self.engine.observe, self.inventory.exporter.max_concurrent_probes, clock)
@@ -124,6 +125,20 @@ class Exporter:
                                   self.inventory, clock, on_record=self._audit_recorded)
         self.registry.register(self.audit.collector)
         self.http.add_post("/alertmanager/webhook", self.audit.handle, own_auth=True)
+        # Each determination's notification deadline is decided when it passes (deadlines.py); outages whose
+        # deadline passed while the exporter was not running are decided now.
+        self.deadlines = DeadlineWatch(self.audit, self._notification_deadline)
+        self.deadlines.rebuild(self.ledger, clock())
+
+    def _outage_event(self, event: OutageEvent) -> None:
+        deadlines = getattr(self, "deadlines", None)  # events during the first configure precede the watch
+        if deadlines is not None:
+            deadlines.observe(event)
+        self._dirty.set()
+
+    def _notification_deadline(self, customer_id: str) -> float | None:
+        customer = next((c for c in self.inventory.customers if c.id == customer_id), None)
+        return customer.notification_deadline if customer is not None else None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -227,6 +242,7 @@ class Exporter:
     def _tick(self) -> None:
         now = self._clock()
         self.engine.tick(now)
+        self.deadlines.check(now)
         self._last_tick = now
         scheduler = self.scheduler
         lag = scheduler.lag

@@ -12,7 +12,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from threenines.audit import AuditLedger, AuditWebhook
+from threenines.contract import OutageEvent, TargetKey
+from threenines.deadlines import DeadlineWatch
 from threenines.inventory import parse_inventory_text
+from threenines.ledger import Ledger
 
 INVENTORY = """
 customers:
@@ -101,15 +104,63 @@ def test_first_dispatch_records_delay_contact_version_and_metrics(tmp_path: Path
               (("customer", "acme"), ("service", "connectivity"), ("target", "uplink-a")))] == 1_000_000.0
 
 
-def test_a_dispatch_after_the_customers_deadline_is_a_miss(tmp_path: Path) -> None:
+def watch(hook: AuditWebhook) -> DeadlineWatch:
+    deadlines = {c.id: c.notification_deadline for c in parse_inventory_text(INVENTORY).customers}
+    return DeadlineWatch(hook, deadlines.get)
+
+
+def determined(customer: str, target: str, at: float) -> OutageEvent:
+    return OutageEvent("determined", TargetKey(customer, "connectivity", target), at, at - 300, at)
+
+
+def test_a_dispatch_after_the_customers_deadline_is_a_miss_decided_at_the_deadline(tmp_path: Path) -> None:
     clock = Clock(2_000_000.0 + 301)  # globex has a 5-minute deadline
     hook = make_webhook(tmp_path / "audit.sqlite", clock)
+    deadlines = watch(hook)
+    deadlines.observe(determined("globex", "cc-7", 2_000_000.0))
+    deadlines.observe(determined("acme", "uplink-a", 2_000_000.0))
     assert hook.handle(payload("customer-globex", alert("globex", "cc-7", 2_000_000.0)), AUTH)[0] == 200
     clock.now += 1
     assert hook.handle(payload("customer-acme", alert("acme", "uplink-a", 2_000_000.0)), AUTH)[0] == 200
+    deadlines.check(2_000_000.0 + 900)  # both deadlines have passed
     m = metrics(hook)
     assert m[("threenines_notification_deadline_missed_total", (("customer", "globex"),))] == 1
     assert m[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 0
+    # the miss is dated when the deadline passed, not when the late dispatch came or the check ran
+    target = (("customer", "globex"), ("service", "connectivity"), ("target", "cc-7"))
+    assert m[("threenines_notification_deadline_missed_timestamp_seconds", target)] == 2_000_000.0 + 300
+    [miss] = hook.ledger.misses()
+    assert (miss.deadline_at, miss.reason) == (2_000_000.0 + 300, "late")
+
+
+def test_an_outage_never_notified_is_a_miss_when_its_deadline_passes(tmp_path: Path) -> None:
+    hook = make_webhook(tmp_path / "audit.sqlite", Clock(2_500_000.0))
+    deadlines = watch(hook)
+    deadlines.observe(determined("acme", "uplink-a", 2_500_000.0))
+    deadlines.check(2_500_000.0 + 899)
+    assert list(hook.ledger.misses()) == []  # not yet: 15 minutes have not passed
+    deadlines.check(2_500_000.0 + 960)
+    [miss] = hook.ledger.misses()
+    assert (miss.customer, miss.deadline_at, miss.recorded_at, miss.reason) == (
+        "acme", 2_500_000.0 + 900, 2_500_000.0 + 960, "not_notified")
+    assert metrics(hook)[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 1
+    # a dispatch that finally comes does not count it again
+    hook.handle(payload("customer-acme", alert("acme", "uplink-a", 2_500_000.0)), AUTH)
+    deadlines.check(2_500_000.0 + 2000)
+    assert metrics(hook)[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 1
+
+
+def test_a_deadline_that_passed_while_the_exporter_was_down_is_decided_at_start(tmp_path: Path) -> None:
+    outages = Ledger(tmp_path / "outages.sqlite")
+    outages.record(determined("globex", "cc-7", 2_700_000.0))
+    hook = make_webhook(tmp_path / "audit.sqlite", Clock(2_700_000.0 + 3600))
+    deadlines = watch(hook)
+    deadlines.rebuild(outages, 2_700_000.0 + 3600)
+    [miss] = hook.ledger.misses()
+    assert (miss.deadline_at, miss.reason) == (2_700_000.0 + 300, "not_notified")
+    deadlines.rebuild(outages, 2_700_000.0 + 7200)  # the next start: decided once
+    assert len(list(hook.ledger.misses())) == 1
+    outages.close()
 
 
 def test_repeats_and_resolved_notifications_are_recorded_but_never_counted_twice(tmp_path: Path) -> None:
@@ -132,11 +183,15 @@ def test_restart_rebuilds_every_count_from_the_ledger(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
     clock = Clock(4_000_000.0)
     hook = make_webhook(path, clock)
+    deadlines = watch(hook)
+    deadlines.observe(determined("acme", "uplink-a", 4_000_000.0))
     clock.now = 4_000_000.0 + 1000  # late for acme (15 min)
     hook.handle(payload("customer-acme", alert("acme", "uplink-a", 4_000_000.0)), AUTH)
+    deadlines.check(clock.now)
     clock.now = 4_000_000.0 + 1100
     hook.handle(payload("customer-globex", alert("globex", "cc-7", 4_000_000.0 + 1000, fingerprint="g")), AUTH)
     before = metrics(hook)
+    assert before[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 1
     hook.ledger.close()
 
     restarted = make_webhook(path, clock)
@@ -144,6 +199,7 @@ def test_restart_rebuilds_every_count_from_the_ledger(tmp_path: Path) -> None:
     # the same outage delivered again after the restart (Alertmanager restarted too) is not a new notification
     clock.now += 600
     restarted.handle(payload("customer-acme", alert("acme", "uplink-a", 4_000_000.0)), AUTH)
+    watch(restarted).observe(determined("acme", "uplink-a", 4_000_000.0))  # already decided: not watched again
     after = metrics(restarted)
     assert after[("threenines_notification_delay_seconds_count", (("customer", "acme"),))] == 1
     assert after[("threenines_notification_deadline_missed_total", (("customer", "acme"),))] == 1

@@ -95,7 +95,8 @@ def series(scenario: Scenario) -> list[Series]:
     out: list[Series] = []
     if scenario.accounting_gauge:
         # This model's exporter restarts from scratch (no heartbeat to resume from): it counts from `started`.
-        out.append(Series("threenines_exporter_accounting_start_timestamp_seconds", {}, list(zip(grid, starts))))
+        out.append(Series("threenines_exporter_accounting_start_timestamp_seconds", {},
+                          list(zip(grid, starts, strict=True))))
     for customer in scenario.customers:
         for svc in customer.services:
             labels = {"customer": customer.id, "service": svc.service}
@@ -131,6 +132,10 @@ def series(scenario: Scenario) -> list[Series]:
                     samples.append((g, sum(1 for m in customer.misses if r <= m < g)))
             out.append(Series("threenines_notification_deadline_missed_total", {"customer": customer.id}, samples,
                               "counter"))
+            # the deadline instant of the latest miss (kept across restarts: rebuilt from the audit ledger)
+            instants = [(g, max(m for m in customer.misses if m < g)) for g in grid if g > first]
+            out.append(Series("threenines_notification_deadline_missed_timestamp_seconds",
+                              {"customer": customer.id, "service": "connectivity", "target": "p1"}, instants))
         info = {"customer": customer.id, "name": customer.id.title(), "site": "dc1", "timezone": customer.timezone,
                 "contacts_version": "1"}
         out.append(Series("threenines_customer_info", info, [(g, 1) for g in grid[::5]]))

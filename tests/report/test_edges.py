@@ -44,7 +44,10 @@ IN_MONTH = _run("2026-10-10T10:00:00+00:00", "2026-10-10T10:11:08+00:00")  # 668
 ACROSS_END = _run("2026-10-31T23:56:00+00:00", "2026-11-01T00:20:00+00:00")
 # October: 1800 + 668 + 240 = 2708 s > 2678.4 s (99.9% of 744 h): rent waived. Counting each run in the month
 # of its determination would give 1980 + 668 = 2648 s: objective met — the waiver flips.
-EDGECO = Customer("edgeco", "UTC", [Service("edgeco", "connectivity", ("p1",), [ACROSS_START, IN_MONTH, ACROSS_END])])
+# Its notification deadline for ACROSS_END passes at 00:06 on 1 November; another outage's passed 10 s before
+# midnight on the 31st (the late dispatch, if any, came after midnight): one deduction day in each month.
+EDGECO = Customer("edgeco", "UTC", [Service("edgeco", "connectivity", ("p1",), [ACROSS_START, IN_MONTH, ACROSS_END])],
+                  misses=[ts("2026-10-31T23:59:50+00:00"), ACROSS_END.determined + 300])
 # Midnight in the contract's zone, not UTC's: 23:58 Berlin summer time on 30 September is 21:58 UTC.
 BERLINCO = Customer("berlinco", "Europe/Berlin", [Service("berlinco", "connectivity", ("p1",), [
     _run("2026-09-30T23:58:00+02:00", "2026-10-01T00:10:00+02:00")])])
@@ -107,7 +110,7 @@ def _service(statement: dict, customer: str) -> dict:
 
 @pytest.fixture(scope="module")
 def october(month) -> dict:
-    _scenario_, prom, ledger = month
+    _, prom, ledger = month
     return _statement(prom, ledger)
 
 
@@ -134,8 +137,17 @@ def test_a_run_across_a_month_edge_is_split_at_local_midnight_and_flips_the_waiv
     assert _service(october, "berlinco")["raw_outage_seconds"] == 600  # midnight in Berlin, not UTC
 
 
+def test_a_missed_deadline_counts_on_the_day_it_passed(month, october: dict) -> None:
+    _, prom, ledger = month
+    [c] = [c for c in october["customers"] if c["customer"] == "edgeco"]
+    assert (c["notification"]["days"], c["notification"]["exact"]) == (["2026-10-31"], True)
+    november = _statement(prom, ledger, NOVEMBER, now=ts("2026-12-02T00:00:00+00:00"))
+    [c] = [c for c in november["customers"] if c["customer"] == "edgeco"]
+    assert c["notification"]["days"] == ["2026-11-01"]
+
+
 def test_the_later_month_gets_only_its_own_seconds(month) -> None:
-    _scenario_, prom, ledger = month
+    _, prom, ledger = month
     # November is over at `now`; the data end on 1 November (coverage review), the run is whole in it.
     november = _statement(prom, ledger, NOVEMBER, now=ts("2026-12-02T00:00:00+00:00"))
     got = _service(november, "edgeco")
@@ -175,7 +187,7 @@ def test_the_scrape_interval_is_learned_and_a_wrong_flag_is_overridden_with_a_wa
 
 
 def test_a_preview_says_so_in_every_format_and_cannot_be_closed(month, tmp_path: Path, capsys) -> None:
-    _scenario_, prom, ledger = month
+    _, prom, ledger = month
     preview = _statement(prom, ledger, NOVEMBER, now=ts("2026-11-01T05:00:00+00:00"), allow_incomplete=True)
     assert preview["status"] == "preview" and "2026-11 in UTC is not over" in preview["preview_reasons"]
     # September is over, but the data begin on its last day: a preview too, whatever the clock says
@@ -198,7 +210,7 @@ def test_a_preview_says_so_in_every_format_and_cannot_be_closed(month, tmp_path:
 
 
 def test_the_outage_ledger_holds_the_seconds_before_a_crash_that_no_scrape_showed(month, tmp_path: Path) -> None:
-    _scenario_, prom, exclusions = month
+    _, prom, exclusions = month
     # The exporter's own ledger: it lived 40 s past its last scrape at 06:00 (its last heartbeat) and, after
     # the restart, first probed at 06:20; Prometheus' counters end at the 06:00 scrape.
     [run] = RESTARTCO.services[0].outages

@@ -18,7 +18,7 @@ import pytest
 from tests.promdata import serve_series
 from tests.report import monthgen
 from tests.report.monthgen import Customer, Run, Scenario, Service, ts
-from threenines.audit import AuditLedger, Dispatch
+from threenines.audit import AuditLedger, Dispatch, Miss
 from threenines.cli import main
 from threenines.report.build import build_statement
 from threenines.report.exclusions import Ledger, load_ledger
@@ -242,12 +242,17 @@ def _dispatch(customer: str, dispatched_at: int, delay: float, first: bool = Tru
                     contact_version="1", deadline=900.0, delay=delay, first=first, late=delay > 900, group_key="g")
 
 
+def _miss(customer: str, deadline_at: int) -> Miss:
+    return Miss(customer, "connectivity", "p1", deadline_at - 900.0, deadline_at, deadline_at + 10.0, "late")
+
+
 def test_audit_ledger_gives_the_misses_and_disagreements_with_the_metric_are_reviewed(prom, tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
     ledger = AuditLedger(path)
-    for c in SCENARIO.customers:
-        ledger.append([_dispatch(c.id, m, 1000) for m in c.misses])  # the misses the metric also shows
-    ledger.append([_dispatch("globex", ts("2026-10-05T12:00:00+00:00"), 1200)])  # not in the metric
+    for c in SCENARIO.customers:  # the misses the metric also shows, as the exporter's deadline watch writes them
+        for m in c.misses:
+            ledger.append_miss(_miss(c.id, m))
+    ledger.append_miss(_miss("globex", ts("2026-10-05T12:00:00+00:00")))  # not in the metric
     ledger.append([_dispatch("globex", ts("2026-10-06T12:00:00+00:00"), 1200, first=False)])  # a repeat
     ledger.append([_dispatch("globex", ts("2026-10-07T12:00:00+00:00"), 300)])  # in time
     ledger.close()
@@ -262,9 +267,28 @@ def test_audit_ledger_gives_the_misses_and_disagreements_with_the_metric_are_rev
         want = monthgen.missed_days(c, start, end) + (["2026-10-05"] if c.id == "globex" else [])
         assert got["notification"]["days"] == want
     review = [item for item in statement["review"] if "notifications:" in item]
-    assert review == ['globex: notifications: the audit ledger has 1 late first dispatch(es) in the month, '
-                      'threenines_notification_deadline_missed_total{customer="globex"} rose by 0: check the '
-                      'ledger file and the exporter that wrote it']
+    assert len(review) == 1 and review[0].startswith(
+        "globex: notifications: the audit ledger has 1 missed deadline(s) in the month, "
+        'threenines_notification_deadline_missed_timestamp_seconds{customer="globex"} shows 0'), review
+
+
+def test_the_metric_and_the_audit_ledger_give_the_same_days_to_the_second(prom, statement: dict,
+                                                                          tmp_path: Path) -> None:
+    # A deadline that passed at 22:58:30 Berlin time on the 25th is that day's, however late the scrape.
+    path = tmp_path / "audit.sqlite"
+    ledger = AuditLedger(path)
+    for c in SCENARIO.customers:
+        for m in c.misses:
+            ledger.append_miss(_miss(c.id, m))
+    ledger.close()
+    specs = [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, tuple(s.service for s in c.services))
+             for c in SCENARIO.customers]
+    client = PrometheusClient(ClientConfig(prom.url, timeout=30))
+    by_ledger = build_statement(client, OCTOBER, specs, Ledger(), Options(), audit_ledger=path)
+    for a, b in zip(statement["customers"], by_ledger["customers"], strict=True):
+        assert a["notification"]["days"] == b["notification"]["days"]
+        assert a["notification"]["exact"] and b["notification"]["exact"]
+    assert not [item for item in by_ledger["review"] if "notifications:" in item]
 
 
 def test_cli_names_a_missing_audit_ledger(prom, tmp_path: Path, capsys) -> None:

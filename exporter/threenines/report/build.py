@@ -11,6 +11,8 @@ from pathlib import Path
 from threenines.inventory import Inventory
 from threenines.report.auditledger import cross_check, read_misses
 from threenines.report.collect import (
+    M_MISSED,
+    M_MISSED_AT,
     M_OUTAGE,
     M_UP,
     Evidence,
@@ -25,7 +27,7 @@ from threenines.report.promclient import PrometheusClient, PrometheusError
 from threenines.report.statement import CustomerSpec, Options, customer_statement
 
 SCHEMA = "threenines.statement/1"
-AUDIT_SOURCE = "audit-ledger: first late dispatches, at determined_at + deadline"
+AUDIT_SOURCE = "audit-ledger: missed deadlines, at determined_at + deadline"
 
 
 def specs_from_inventory(inventory: Inventory) -> list[CustomerSpec]:
@@ -118,8 +120,9 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         sampled = sampled or any(ev.samples for ev in evidence.values())
         bounds = (outages_from_ledger(outage_ledger, start, end, now) if outage_ledger
                   else outages_from_prometheus(client, evidence, start, end, options.scrape_interval))
-        misses = missed_notifications(client, ids, start, end, only_zone, options.scrape_interval,
-                                      options.samples_per_shard)
+        misses, exact = missed_notifications(client, ids, start, end, only_zone, options.scrape_interval,
+                                             options.samples_per_shard)
+        metric_source = f"prometheus:{M_MISSED_AT if exact else M_MISSED}"
         audit = read_misses(audit_ledger, start, end) if audit_ledger else None
         for spec in members:
             per_service: dict[str, Evidence] = {}
@@ -129,12 +132,13 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
                 per_service[service] = ev
             if audit is None:
                 customers.append(customer_statement(spec, month, per_service, ledger, misses.get(spec.id, []),
-                                                    options))
+                                                    options, metric_source, exact=exact))
                 continue
-            checks = cross_check(spec.id, audit[1].get(spec.id, []), misses.get(spec.id, []), start, end,
-                                 options.scrape_interval)
+            legacy = audit[1].get(spec.id, []) if audit[1] is not None else None
+            checks = cross_check(spec.id, audit[0].get(spec.id, []), misses.get(spec.id, []), exact, legacy, start,
+                                 end, options.scrape_interval or 60.0)
             customers.append(customer_statement(spec, month, per_service, ledger, audit[0].get(spec.id, []), options,
-                                                AUDIT_SOURCE, checks))
+                                                AUDIT_SOURCE, checks, exact=True))
     if not sampled:
         raise PrometheusError(f"Prometheus has no {M_UP} samples of these customers in the month at all: wrong "
                               "--prometheus, wrong tenant header, or retention does not cover the month")

@@ -57,6 +57,7 @@ M_T_OUTAGE = "threenines_service_outage_seconds_total"
 M_T_UNKNOWN = "threenines_service_unknown_seconds_total"
 M_MISSED = "threenines_notification_deadline_missed_total"
 M_ACCOUNTING = "threenines_exporter_accounting_start_timestamp_seconds"
+M_MISSED_AT = "threenines_notification_deadline_missed_timestamp_seconds"
 
 
 @dataclass
@@ -490,7 +491,35 @@ def outages_from_ledger(path: str | Path, start: int, end: int, now: float | Non
 
 def missed_notifications(client: PrometheusClient, customers: list[str], start: int, end: int, only_zone: bool,
                          scrape_interval: float = 60.0, budget: int = SHARD_SAMPLES
-                         ) -> dict[str, list[tuple[float, float]]]:
+                         ) -> tuple[dict[str, list[tuple[float, float]]], bool]:
+    """Missed notification deadlines of the month per customer: ([(instant, count)], exact).
+
+    The exporter decides a miss when its deadline passes and exports that instant per target
+    (threenines_notification_deadline_missed_timestamp_seconds): every distinct value in [start, end) is one
+    miss at that instant (exact: True). Read up to 6 hours past the month, since a deadline just before
+    midnight is scraped after it. For an exporter without that gauge, the counter's rises, at the scrape that
+    saw them (exact: False)."""
+    length = end - start
+    hi = end + OUTAGE_MARGIN
+    span = f"[{hi - start + LOOKBACK}s] @ {hi}"
+    # The instants come with the exporter that exports its accounting start; an older one has only the counter.
+    if not client.vector(f"count(count_over_time({M_ACCOUNTING}{span}))", hi):
+        return _missed_by_counter(client, customers, start, end, only_zone, scrape_interval, budget), False
+    calls = {str(i): (lambda sel=sel: client.vector(f"max_over_time({M_MISSED_AT}{sel}{span}) >= {start}", hi))
+             for i, sel in enumerate(shards([(c, ("",)) for c in customers], only_zone, length / scrape_interval,
+                                            budget))}
+    answers = parallel(client, calls)
+    candidates = {labels for answer in answers.values() for labels in answer}
+    raw = _raw_samples(client, M_MISSED_AT, candidates, hi - start + LOOKBACK, hi, scrape_interval)
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for labels, samples in raw.items():
+        for instant in sorted({value for _, value in samples if start <= value < end}):
+            out[dict(labels)["customer"]].append((instant, 1.0))
+    return out, True
+
+
+def _missed_by_counter(client: PrometheusClient, customers: list[str], start: int, end: int, only_zone: bool,
+                       scrape_interval: float, budget: int) -> dict[str, list[tuple[float, float]]]:
     """Raw (time, increase) of the missed-deadline counter inside (start, end] for customers that missed any:
     one fleet-wide query (per shard) finds them, batched range queries read their samples."""
     length = end - start

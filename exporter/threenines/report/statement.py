@@ -175,27 +175,29 @@ def _outage(o: Outage, window: Interval, excluded: dict[str, list[Interval]],
     }
 
 
-def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tuple[float, float]],
-                         source: str = "prometheus:threenines_notification_deadline_missed_total") -> dict:
-    """Days (contract calendar) with at least one missed deadline; one deduction per day at most."""
+def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tuple[float, float]], source: str,
+                         exact: bool) -> dict:
+    """Days (contract calendar) with at least one missed deadline; one deduction per day at most.
+
+    Exact misses are the instants the deadlines passed, each on the day [00:00, 24:00) that holds it; the
+    fallback (an older exporter) has only the scrape that saw the counter rise, in (previous scrape, t]."""
     days = month.days(spec.zone)
     hit: dict[str, float] = {}
     for t, count in misses:
         for name, start, end in days:
-            # a miss is counted at the scrape that saw the counter rise, i.e. in (previous scrape, t]
-            if start < t <= end:
+            if (start <= t < end) if exact else (start < t <= end):
                 hit[name] = hit.get(name, 0) + count
     return {"missed_deadlines": _r(sum(hit.values())), "days": sorted(hit), "deduction_days": len(hit),
-            "source": source}
+            "source": source, "exact": exact}
 
 
 def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evidence], ledger: Ledger,
-                       misses: Sequence[tuple[float, float]], options: Options, misses_source: str | None = None,
-                       notification_review: Sequence[str] = ()) -> dict:
+                       misses: Sequence[tuple[float, float]], options: Options,
+                       misses_source: str = "prometheus:threenines_notification_deadline_missed_total",
+                       notification_review: Sequence[str] = (), exact: bool = False) -> dict:
     start, end = month.window(spec.zone)
     services = [service_statement(spec, s, evidence[s], ledger, options) for s in spec.services]
-    notification = (notification_credits(spec, month, misses, misses_source) if misses_source
-                    else notification_credits(spec, month, misses))
+    notification = notification_credits(spec, month, misses, misses_source, exact)
     return {
         "customer": spec.id, "name": spec.name, "timezone": spec.timezone, "month": str(month),
         "start": _iso(start, spec.zone), "end": _iso(end, spec.zone), "start_unix": start, "end_unix": end,

@@ -1,0 +1,85 @@
+"""Notification deadlines: a missed deadline is a fact at the deadline, recorded when it passes.
+
+The contract owes a notification within the customer's deadline (15 minutes) of determining an outage, and
+each miss costs a day's rent, on the contract-calendar day the deadline passed. So the miss is decided at
+`determined_at + deadline`, by the outage alone: if no first dispatch of that outage reached the audit
+ledger by then, it is a miss — whether a late dispatch comes later or none ever does. It is written once to
+the audit ledger's `misses` table (append-only, one row per outage) with the deadline instant, and the
+metrics (`threenines_notification_deadline_missed_total`, and the deadline instant of each target's latest
+miss) are rebuilt from those rows. The report's two paths — the metric's instants and `--audit-ledger`'s
+rows — therefore read the same fact, to the second.
+
+Determinations come from the contract engine as they happen; at start, outages from the outage ledger whose
+deadline passed while the exporter was not running are decided then (with the instant they passed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from threenines.audit import AuditWebhook, Miss
+from threenines.contract import OutageEvent
+from threenines.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+Outage = tuple[str, str, str, float]  # customer, service, target, determined_at
+
+
+@dataclass(frozen=True)
+class _Pending:
+    outage: Outage
+    deadline_at: float
+
+
+class DeadlineWatch:
+    """Outages whose notification deadline has not passed yet; `check(now)` decides those whose has."""
+
+    def __init__(self, audit: AuditWebhook, deadline_of: Callable[[str], float | None]) -> None:
+        self._audit = audit
+        self._deadline_of = deadline_of  # customer id -> its deadline in seconds (None: not in the inventory)
+        self._pending: dict[Outage, _Pending] = {}
+
+    def observe(self, event: OutageEvent) -> None:
+        """From the contract engine: start watching a newly determined outage."""
+        if event.kind == "determined":
+            self._watch((*event.key, event.determined_at))
+
+    def rebuild(self, ledger: Ledger, now: float) -> None:
+        """At start: every outage the ledger has that is not decided yet (its deadline may have passed while
+        the exporter was not running: it is decided at the next check, with the instant it passed)."""
+        for record in ledger.outages():
+            self._watch((*record.key, record.determined_at))
+        self.check(now)
+
+    def _watch(self, outage: Outage) -> None:
+        if outage in self._pending or self._audit.state.is_missed(outage):
+            return
+        deadline = self._deadline_of(outage[0])
+        if deadline is None:
+            return
+        self._pending[outage] = _Pending(outage, outage[3] + deadline)
+
+    def check(self, now: float) -> None:
+        """Decide every watched outage whose deadline has passed by `now`."""
+        due = [p for p in self._pending.values() if p.deadline_at <= now]
+        for pending in due:
+            first = self._audit.state.first_dispatch_at(pending.outage)
+            if first is not None and first <= pending.deadline_at:
+                del self._pending[pending.outage]  # notified in time
+                continue
+            customer, service, target, determined_at = pending.outage
+            miss = Miss(customer, service, target, determined_at, pending.deadline_at, now,
+                        "late" if first is not None else "not_notified")
+            if self._audit.record_miss(miss):
+                del self._pending[pending.outage]
+                log.warning("notification deadline missed customer=%s service=%s target=%s determined_at=%.3f "
+                            "deadline_at=%.3f reason=%s", customer, service, target, determined_at,
+                            pending.deadline_at, miss.reason)
+            # else: the ledger refused the write; it stays pending and is retried at the next check
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
