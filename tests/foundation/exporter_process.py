@@ -8,11 +8,13 @@ from pathlib import Path
 from tests.support import VENV_BIN, free_port, http_get, running
 
 
-def inventory_text(ports: dict[str, str], interval: str = "2s", threshold: int = 2, customer: str = "acme") -> str:
+def inventory_text(ports: dict[str, str], interval: str = "2s", threshold: int = 2, customer: str = "acme",
+                   deadline: str | None = None) -> str:
     lines = [
         "customers:",
         f"  - id: {customer}",
         "    timezone: Europe/Amsterdam",
+        *([f"    notification_deadline: {deadline}"] if deadline else []),
         "    contacts: {version: '1', notify: [{email: noc@acme.example}]}",
         f"    ping: {{interval: {interval}, threshold: {threshold}, packets: 1, timeout: 500ms}}",
         "    ports:",

@@ -20,6 +20,12 @@ def ledger_rows(state_dir: Path) -> list[tuple]:
         ).fetchall()
 
 
+def _when(http_port: int, name: str, value: float, **labels: str) -> str | None:
+    """The exposition once the series has the value, else None (for wait_until)."""
+    text = scrape(http_port)
+    return text if sample(text, name, **labels) == value else None
+
+
 def test_a_cut_link_becomes_a_determined_outage_and_recovers(tmp_path: Path) -> None:
     with customer_port() as port:
         config = tmp_path / "inventory.yml"
@@ -96,3 +102,33 @@ def test_kill_9_mid_outage_then_restart_keeps_one_outage(tmp_path: Path) -> None
         assert len(rows) == 1
         assert rows[0][1:3] == (first_failed, determined)
         assert rows[0][3] > killed_at
+        # The seconds without evidence inside the outage are recorded: from the last heartbeat before the kill to
+        # the first probe after the restart (unknown, not outage; the report takes them out).
+        with sqlite3.connect(state_dir / "outages.sqlite") as db:
+            [(gap_start, gap_end)] = db.execute("SELECT gap_start, gap_end FROM outage_gaps").fetchall()
+        assert determined <= gap_start <= killed_at < gap_end < rows[0][3]
+
+
+def test_an_outage_nobody_notifies_is_a_missed_deadline_when_the_deadline_passes(tmp_path: Path) -> None:
+    # No Alertmanager at all: the deadline passes without a dispatch, and that is the miss, dated then.
+    with customer_port() as port:
+        config = tmp_path / "inventory.yml"
+        config.write_text(inventory_text({"ns": port.address}, interval=f"{INTERVAL:g}s", deadline="3s"))
+        proc, http_port = serve(tmp_path, config)
+        with proc:
+            wait_until(lambda: sample(scrape(http_port), "threenines_service_known", target="ns") == 1, 15,
+                       what="the namespace port to answer")
+            port.down()
+            text = wait_until(lambda: _when(http_port, "threenines_service_up", 0, target="ns"), 6 * INTERVAL,
+                              what="the outage to be determined")
+            determined = sample(text, "threenines_service_determined_timestamp_seconds", target="ns")
+            assert sample(text, "threenines_notification_deadline_missed_total", customer="acme") in (None, 0)
+            text = wait_until(lambda: _when(http_port, "threenines_notification_deadline_missed_total", 1,
+                                            customer="acme"), 10, what="the missed deadline")
+            assert sample(text, "threenines_notification_deadline_missed_timestamp_seconds", customer="acme",
+                          target="ns") == determined + 3
+        with sqlite3.connect(tmp_path / "state" / "audit.sqlite") as db:
+            [(deadline_at, recorded_at, reason)] = db.execute(
+                "SELECT deadline_at, recorded_at, reason FROM misses").fetchall()
+        assert (deadline_at, reason) == (determined + 3, "not_notified")
+        assert deadline_at <= recorded_at <= deadline_at + 2  # decided at the first tick after it passed

@@ -23,7 +23,7 @@ from threenines.report.collect import (
 )
 from threenines.report.exclusions import Ledger
 from threenines.report.months import Month
-from threenines.report.promclient import PrometheusClient, PrometheusError
+from threenines.report.promclient import PrometheusClient, PrometheusError, parallel
 from threenines.report.statement import CustomerSpec, Options, customer_statement
 
 SCHEMA = "threenines.statement/1"
@@ -74,8 +74,10 @@ def learn_scrape_interval(client: PrometheusClient, start: int, end: int) -> flo
     fleet's median is the month's. The range excludes its left edge, so an hour holds exactly 3600/interval.
     """
     counts: dict[tuple[tuple[str, str], ...], float] = {}
-    for at in sorted({min(start + 3600, end), (start + end) // 2, end}):
-        for labels, count in client.vector(f"count_over_time({M_UP}[3599999ms] @ {at})", at).items():
+    hours = {str(at): (lambda at=at: client.vector(f"count_over_time({M_UP}[3599999ms] @ {at})", at))
+             for at in sorted({min(start + 3600, end), (start + end) // 2, end})}
+    for answer in parallel(client, hours).values():
+        for labels, count in answer.items():
             counts[labels] = max(counts.get(labels, 0.0), count)
     intervals = sorted(round(3600 / count) for count in counts.values() if count >= 2)
     return float(intervals[len(intervals) // 2]) if intervals else None
