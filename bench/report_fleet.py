@@ -103,6 +103,19 @@ def write(path: Path, customers: int, step: int, restart: bool = False) -> int:
         family("threenines_notification_deadline_missed_total", "counter", (
             (f'customer="c{i:05d}"', ((t, int(m is not None and t >= m)) for t in grid))
             for i in range(customers) for m in [miss_of(i)]))
+        # What the current exporter exports besides (docs/metrics.md): the instant of each target's latest missed
+        # deadline (born at the first scrape after it), and the time its counters count from — the exporter
+        # resumed from its heartbeat at the scrape before the restart, so no second is in no counter.
+        out.write("# TYPE threenines_notification_deadline_missed_timestamp_seconds gauge\n")
+        for i in range(customers):
+            if (m := miss_of(i)) is not None:
+                labels = f'customer="c{i:05d}",service="connectivity",target="p1"'
+                out.writelines(f"threenines_notification_deadline_missed_timestamp_seconds{{{labels}}} {m} {t}\n"
+                               for t in grid if t >= m)
+        resumed = max(t for t in grid if t < RESTART)
+        out.write("# TYPE threenines_exporter_accounting_start_timestamp_seconds gauge\n")
+        out.writelines(f"threenines_exporter_accounting_start_timestamp_seconds "
+                       f"{resumed if restart and t >= RESTART else grid[0]} {t}\n" for t in grid)
         out.write("# EOF\n")
     return lines
 
@@ -153,7 +166,8 @@ def main() -> int:
         work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="report-bench-")))
         work.mkdir(parents=True, exist_ok=True)
         restart = "-restart" if args.restart else ""
-        marker = work / f"tsdb-{args.customers}-{args.scrape_interval}{restart}-v2.done"  # v2: missed counter
+        # v2: missed counter; v3: the accounting start and missed-deadline instants of the current exporter
+        marker = work / f"tsdb-{args.customers}-{args.scrape_interval}{restart}-v3.done"
         older = work / f"tsdb-{args.customers}-{args.scrape_interval}.done"  # v1: no missed counter series
         misses = not older.exists() or marker.exists()
         if older.exists() and not marker.exists():
@@ -178,6 +192,8 @@ def main() -> int:
             t3 = time.monotonic()
             statement = build_statement(client, MONTH, specs, Ledger(), Options(scrape_interval=args.scrape_interval))
             t4 = time.monotonic()
+        print(f"status {statement.get('status', 'final')}, scrape interval {statement['scrape_interval_seconds']:g} s,"
+              f" notification days exact: {all(c['notification'].get('exact') for c in statement['customers'])}")
         outages = sum(len(s["outages"]) for c in statement["customers"] for s in c["services"])
         print(f"report: {args.customers} customers, {outages} outages, {client.requests_made} HTTP requests, "
               f"{t4 - t3:.1f} s; review items {len(statement['review'])}")
