@@ -28,7 +28,8 @@ class ConfigError(Exception):
         self.path = path
         self.message = message
         where = f"{source}:{line}" if line else source
-        super().__init__(f"{where} {path}: {message}" if path else f"{where}: {message}")
+        head = " ".join(part for part in (where, path) if part)  # a secret built in code has no location
+        super().__init__(f"{head}: {message}" if head else message)
 
 
 _DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")

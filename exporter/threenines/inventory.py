@@ -1,7 +1,8 @@
 """The inventory: one YAML file → frozen dataclasses describing the contract and what to probe.
 
 Parsed once at load; everything downstream trusts these types. Secrets are never held inline: the file
-names an environment variable or a file, resolved only where the secret is used.
+names an environment variable or a file, resolved only where the secret is used. At load a secret that is
+already there is read once, only to refuse one that cannot work (empty, or an SNMPv3 key under 8 characters).
 """
 
 from __future__ import annotations
@@ -27,8 +28,19 @@ ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SERVICES = ("connectivity", "power")
 
 
-class SecretError(Exception):
-    """A secret reference could not be resolved; the message names the reference, never a value."""
+# RFC 3414 §11.2: a USM password shorter than 8 octets is refused (net-snmp and pysnmp refuse it too; pysnmp
+# does so with an exception whose message holds the key).
+V3_KEY_MIN_LENGTH = 8
+V3_KEY_RULE = "SNMPv3 keys need at least 8 characters (RFC 3414)"
+Location = tuple[str, int, str]  # (file, line, field path) of a reference in the inventory
+
+
+class SecretError(ConfigError):
+    """A secret reference could not be resolved or holds an unusable value; the message names the reference
+    (with its file, line and field when it came from the inventory), never a value."""
+
+    def __init__(self, message: str, at: Location = ("", 0, "")) -> None:
+        super().__init__(*at, message)
 
 
 @dataclass(frozen=True)
@@ -37,18 +49,47 @@ class SecretRef:
 
     env: str | None = None
     file: str | None = None
+    at: Location = field(default=("", 0, ""), compare=False, repr=False)
 
-    def resolve(self) -> str:
+    def resolve(self, min_length: int = 1, rule: str = "") -> str:
+        """The value; SecretError when it cannot be read, is blank (an empty token would turn authentication
+        off) or is shorter than min_length (rule says why)."""
+        return self._usable(self._read(), min_length, rule)
+
+    def check_at_load(self, min_length: int = 1, rule: str = "") -> None:
+        """Refuse at load a secret that is there but unusable; one not there yet (`check` on a build host, a
+        file only the service user reads) is resolved, and refused, where it is used."""
+        try:
+            value = self._read()
+        except SecretError:
+            return
+        self._usable(value, min_length, rule)
+
+    def _usable(self, value: str, min_length: int, rule: str) -> str:
+        if not value.strip():
+            where = f"environment variable {self.env}" if self.env is not None else f"secret file {self.file}"
+            raise SecretError(f"{where} is empty: an empty secret would turn authentication off; "
+                              f"put the secret in {self._home()}", self.at)
+        if len(value) < min_length:
+            raise SecretError(f"{self.describe()} holds fewer than {min_length} characters: {rule}; "
+                              f"put a longer one in {self._home()}", self.at)
+        return value
+
+    def _read(self) -> str:
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:
-                raise SecretError(f"environment variable {self.env} is not set")
+                raise SecretError(f"environment variable {self.env} is not set", self.at)
             return value
         assert self.file is not None
         try:
             return Path(self.file).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise SecretError(f"cannot read secret file {self.file}: {err.strerror or err}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else "not UTF-8 text"
+            raise SecretError(f"cannot read secret file {self.file}: {reason}", self.at) from None
+
+    def _home(self) -> str:
+        return self.env if self.env is not None else str(self.file)
 
     def describe(self) -> str:
         return f"env:{self.env}" if self.env is not None else f"file:{self.file}"
@@ -323,15 +364,19 @@ def _ident(node: Node) -> str:
     return node.string(ID_RE, ID_RULE)
 
 
-def _secret(node: Node) -> SecretRef:
+def _secret(node: Node, min_length: int = 1, rule: str = "") -> SecretRef:
     if not node.is_mapping:
         node.fail("secrets are never written inline: use {env: VARIABLE} or {file: /path/to/secret}")
     fields = node.mapping(("env", "file"))
     if len(fields) != 1:
         node.fail("give exactly one of env: or file:")
+    at = (node.source, node.line, node.path)
     if "env" in fields:
-        return SecretRef(env=fields["env"].string(ENV_RE, "an environment variable name"))
-    return SecretRef(file=fields["file"].string())
+        ref = SecretRef(env=fields["env"].string(ENV_RE, "an environment variable name"), at=at)
+    else:
+        ref = SecretRef(file=fields["file"].string(), at=at)
+    ref.check_at_load(min_length, rule)
+    return ref
 
 
 _PING_KEYS = ("interval", "threshold", "packets", "timeout", "packet_interval")
@@ -526,10 +571,10 @@ def _auth(node: Node) -> SnmpAuth:
         security_level=level,
         auth_protocol=f["auth_protocol"].choice(AUTH_PROTOCOLS) if "auth_protocol" in f
         else ("SHA" if "auth_key" in needs else None),
-        auth_key=_secret(f["auth_key"]) if "auth_key" in f else None,
+        auth_key=_secret(f["auth_key"], V3_KEY_MIN_LENGTH, V3_KEY_RULE) if "auth_key" in f else None,
         priv_protocol=f["priv_protocol"].choice(PRIV_PROTOCOLS) if "priv_protocol" in f
         else ("AES" if "priv_key" in needs else None),
-        priv_key=_secret(f["priv_key"]) if "priv_key" in f else None,
+        priv_key=_secret(f["priv_key"], V3_KEY_MIN_LENGTH, V3_KEY_RULE) if "priv_key" in f else None,
         context=f["context"].raw if "context" in f else "",
     )
 
@@ -607,6 +652,8 @@ def _exporter(node: Node) -> ExporterSettings:
 
 __all__ = [
     "SERVICES",
+    "V3_KEY_MIN_LENGTH",
+    "V3_KEY_RULE",
     "ConfigError",
     "Contact",
     "Contacts",
