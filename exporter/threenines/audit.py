@@ -15,6 +15,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
+import re
 import sqlite3
 import threading
 import time
@@ -34,6 +36,14 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY = 1024 * 1024
 DELAY_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 750.0, 900.0, 1200.0, 1800.0, 3600.0)
 RECEIVER_PREFIX = "customer-"
+# determined_at is stamped by the exporter's own clock, so it can never be after the dispatch; the allowance
+# covers an HA peer's clock (NTP keeps them within milliseconds). More than this is a forged or broken value:
+# a future (or +Inf) determination would satisfy ThreeninesNotificationOverdue for that target for good.
+MAX_CLOCK_SKEW = 10.0
+# The floor: no outage goes a year with its alert still firing; older values are garbage (a unit error, 0).
+MAX_DETERMINATION_AGE = 366 * 86400.0
+# Alerts the webhook does not record, by reason: they would create series the inventory does not have.
+REJECT_REASONS = ("unknown_customer", "unknown_target", "wrong_receiver")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dispatches (
@@ -167,7 +177,7 @@ class AuditLedger:
                 self._db.execute("BEGIN IMMEDIATE")
                 write(self._db)
                 self._db.execute("COMMIT")
-            except sqlite3.Error:
+            except Exception:  # not only sqlite3.Error: a transaction left open would refuse the next write
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 self.writes_failed += 1
@@ -214,16 +224,32 @@ class AuditState:
         self.first_at: dict[tuple[str, str, str, float], float] = {}  # outage -> its first dispatch's arrival
         self.missed_outages: set[tuple[str, str, str, float]] = set()
         self.last_missed: dict[tuple[str, str, str], float] = {}  # target -> deadline instant of its latest miss
+        self.rejected: dict[str, int] = {}
+        # What the inventory has (customer ids, (customer, service, target)); None: everything counts.
+        self.customers: frozenset[str] | None = None
+        self.targets: frozenset[tuple[str, str, str]] | None = None
 
     def apply(self, dispatch: Dispatch) -> None:
         with self._lock:
             self._apply(dispatch)
 
+    def reject(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self.rejected[reason] = self.rejected.get(reason, 0) + count
+
     def _apply(self, d: Dispatch) -> None:
+        # Rows already in the append-only ledger are neutralised here, at every rebuild: one for a customer the
+        # inventory lacks creates no series, and an impossible determined_at (+Inf, a year ahead, from an
+        # exporter before the webhook refused them) counts as no determination instead of disabling the
+        # overdue alert for its target for good.
+        if self.customers is not None and d.customer not in self.customers:
+            return
         key = (d.customer, d.receiver)
         self.dispatches[key] = self.dispatches.get(key, 0) + 1
-        if d.determined_at is not None and not d.resolved:
-            target = (d.customer, d.service, d.target)
+        if d.determined_at is None or determination_problem(d.determined_at, d.dispatched_at) is not None:
+            return
+        target = (d.customer, d.service, d.target)
+        if not d.resolved and (self.targets is None or target in self.targets):
             self.last_determined[target] = max(self.last_determined.get(target, 0.0), d.determined_at)
         if d.first and d.delay is not None and d.outage is not None:
             self.counted.add(d.outage)
@@ -265,6 +291,7 @@ class AuditState:
             out.dispatches = dict(self.dispatches)
             out.last_determined = dict(self.last_determined)
             out.last_missed = dict(self.last_missed)
+            out.rejected = dict(self.rejected)
             return out
 
 
@@ -318,6 +345,13 @@ class AuditCollector(Collector):
         for (customer, service, target), value in sorted(state.last_determined.items()):
             last.add_metric([customer, service, target], value)
         yield last
+        rejected = CounterMetricFamily(
+            "threenines_notification_rejected_alerts_total",
+            "Alerts the audit webhook did not record: their customer, target or receiver is not the inventory's.",
+            labels=["reason"])
+        for reason in REJECT_REASONS:
+            rejected.add_metric([reason], state.rejected.get(reason, 0))
+        yield rejected
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -345,18 +379,40 @@ class Payload:
     alerts: tuple[_Alert, ...]
 
 
+def _storable(text: str) -> bool:
+    # JSON may carry a lone surrogate (the escape \ud800 alone), a str but no UTF-8: refused here, before the
+    # ledger's transaction, where it failed and left the transaction open for the next delivery.
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _string_map(value: object, where: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise PayloadError(f"{where} must be an object of strings")
+    for key, text in value.items():
+        if not (_storable(key) and _storable(text)):
+            raise PayloadError(f"{where} holds a string that is not valid Unicode (a lone surrogate)")
     return value
 
 
+def _no_constant(name: str) -> object:
+    raise PayloadError(f"not JSON: {name} is not a JSON value")
+
+
 def parse_payload(body: bytes) -> Payload:
-    """Alertmanager webhook payload (version 4) → Payload; PayloadError names the first problem."""
+    """Alertmanager webhook payload (version 4) → Payload; PayloadError names the first problem, and nothing
+    else is ever raised (a 500 would make Alertmanager retry a bad delivery for ever)."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PayloadError(f"not JSON: {err}") from err
+        data = json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise PayloadError("not JSON that an Alertmanager sends: nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, and integers over 4300 digits
+        raise PayloadError(f"not JSON: {err}") from None
     if not isinstance(data, dict):
         raise PayloadError("the payload must be a JSON object")
     receiver, alerts = data.get("receiver"), data.get("alerts")
@@ -375,6 +431,9 @@ def parse_payload(body: bytes) -> Payload:
         for key in ("startsAt", "fingerprint"):
             if not isinstance(fields[key], str) or not fields[key]:
                 raise PayloadError(f"alerts[{i}].{key} must be a non-empty string")
+        for key, text in fields.items():
+            if isinstance(text, str) and not _storable(text):
+                raise PayloadError(f"alerts[{i}].{key} is not valid Unicode (a lone surrogate)")
         parsed.append(_Alert(
             status=status,
             labels=_string_map(alert.get("labels"), f"alerts[{i}].labels"),
@@ -384,7 +443,10 @@ def parse_payload(body: bytes) -> Payload:
             fingerprint=fields["fingerprint"],
         ))
     group_key = data.get("groupKey")
-    return Payload(receiver=receiver, group_key=group_key if isinstance(group_key, str) else "", alerts=tuple(parsed))
+    group_key = group_key if isinstance(group_key, str) else ""
+    if not (_storable(receiver) and _storable(group_key)):
+        raise PayloadError("receiver and groupKey must be valid Unicode (no lone surrogate)")
+    return Payload(receiver=receiver, group_key=group_key, alerts=tuple(parsed))
 
 
 class AuditWebhook:
@@ -392,14 +454,17 @@ class AuditWebhook:
 
     def __init__(self, ledger: AuditLedger, token: str | None, max_body: int, inventory: Inventory,
                  clock: Callable[[], float] = time.time, on_record: Callable[[], None] | None = None) -> None:
+        if token is not None and not token.strip():
+            # hmac.compare_digest(b"", b"") is True: "Authorization: Bearer" would then authenticate anyone.
+            raise ValueError("an empty audit token would turn authentication off")
         self.ledger = ledger
         self.max_body = max_body
         self._token = token.encode() if token is not None else None
-        self._inventory = inventory
         self._clock = clock
         self._on_record = on_record
         self._lock = threading.Lock()
         self.state = AuditState()
+        self.set_inventory(inventory)
         for dispatch in ledger.dispatches():
             self.state.apply(dispatch)
         for miss in ledger.misses():
@@ -418,8 +483,13 @@ class AuditWebhook:
         return True
 
     def set_inventory(self, inventory: Inventory) -> None:
-        """After a reload: new deadlines and contact versions apply to dispatches from now on."""
+        """After a reload: new deadlines, contact versions and targets apply to dispatches from now on."""
         self._inventory = inventory
+        self._targets = frozenset(
+            [(c.id, "connectivity", p.id) for c in inventory.customers for p in c.ports]
+            + [(c.id, "power", "power") for c in inventory.customers if c.power is not None])
+        self.state.customers = frozenset(c.id for c in inventory.customers)
+        self.state.targets = self._targets
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         dispatched_at = self._clock()
@@ -432,17 +502,31 @@ class AuditWebhook:
         except PayloadError as err:
             return 400, f"{err}\n".encode()
         with self._lock:  # one delivery at a time, so "first dispatch of an outage" is decided exactly once
-            dispatches = self._dispatches(payload, dispatched_at)
             try:
-                self.ledger.append(dispatches)
-            except sqlite3.Error as err:
-                log.error("audit ledger write failed: %s", err)
-                return 500, b"audit ledger write failed\n"  # Alertmanager retries the delivery
+                dispatches, rejected = self._dispatches(payload, dispatched_at)
+            except PayloadError as err:  # an impossible determined_at: validated before anything is written
+                return 400, f"{err}\n".encode()
+            if dispatches:
+                try:
+                    self.ledger.append(dispatches)
+                except sqlite3.Error as err:
+                    log.error("audit ledger write failed: %s", err)
+                    return 500, b"audit ledger write failed\n"  # Alertmanager retries the delivery
             for dispatch in dispatches:
                 self.state.apply(dispatch)
+            for reason, alerts in rejected.items():
+                self.state.reject(reason, len(alerts))
+        if rejected:
+            reason, alerts = next(iter(rejected.items()))
+            log.warning("audit webhook: %d alert(s) of receiver %.80r not recorded, e.g. customer=%.80r "
+                        "service=%.40r target=%.80r (%s): not in the inventory this exporter runs",
+                        sum(len(a) for a in rejected.values()), payload.receiver, *alerts[0], reason)
         if self._on_record is not None:
             self._on_record()
-        return 200, json.dumps({"recorded": len(dispatches)}).encode() + b"\n"
+        answer: dict[str, int] = {"recorded": len(dispatches)}
+        if rejected:
+            answer["rejected"] = sum(len(a) for a in rejected.values())
+        return 200, json.dumps(answer).encode() + b"\n"
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
         assert self._token is not None
@@ -450,20 +534,35 @@ class AuditWebhook:
         scheme, _, credentials = value.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), self._token)
 
-    def _dispatches(self, payload: Payload, dispatched_at: float) -> list[Dispatch]:
+    def _dispatches(self, payload: Payload, dispatched_at: float
+                    ) -> tuple[list[Dispatch], dict[str, list[tuple[str, str, str]]]]:
+        """The delivery's rows, and the alerts left out by reason; PayloadError for an impossible time."""
         out: list[Dispatch] = []
+        rejected: dict[str, list[tuple[str, str, str]]] = {}
         seen_in_payload: set[tuple[str, str, str, float]] = set()
-        for alert in payload.alerts:
+        for i, alert in enumerate(payload.alerts):
             customer_id = alert.labels.get("customer") or payload.receiver.removeprefix(RECEIVER_PREFIX)
-            customer = next((c for c in self._inventory.customers if c.id == customer_id), None)
-            determined_at = _determined_at(alert)
-            resolved = alert.status == "resolved"
+            determined_at = _determined_at(alert, i, dispatched_at)
             service, target = alert.labels.get("service", ""), alert.labels.get("target", "")
+            try:
+                customer = self._inventory.customer(customer_id)
+            except KeyError:
+                customer = None
+            # Only what the inventory has becomes a row (and so a series): 2,400 invented targets in one post
+            # were 2,400 new series. The generated config routes a customer's alerts to its own receiver only.
+            reason = ("unknown_customer" if customer is None
+                      else "unknown_target" if (customer_id, service, target) not in self._targets
+                      else "wrong_receiver" if payload.receiver != RECEIVER_PREFIX + customer_id else None)
+            if reason is not None:
+                rejected.setdefault(reason, []).append((customer_id, service, target))
+                continue
+            resolved = alert.status == "resolved"
             outage = (customer_id, service, target, determined_at) if determined_at is not None else None
             first = (not resolved and outage is not None and outage not in seen_in_payload
                      and not self.state.is_counted(outage))
-            delay = dispatched_at - determined_at if first and determined_at is not None else None
-            deadline = customer.notification_deadline if customer else None
+            # Within the clock-skew allowance a dispatch may stamp a hair before its determination: delay 0.
+            delay = max(0.0, dispatched_at - determined_at) if first and determined_at is not None else None
+            deadline = customer.notification_deadline
             if first and outage is not None:
                 seen_in_payload.add(outage)
             out.append(Dispatch(
@@ -478,24 +577,44 @@ class AuditWebhook:
                 starts_at=alert.starts_at,
                 ends_at=alert.ends_at,
                 resolved=resolved,
-                contact_version=customer.contacts.version if customer else "",
+                contact_version=customer.contacts.version,
                 deadline=deadline,
                 delay=delay,
                 first=first,
                 late=bool(first and delay is not None and deadline is not None and delay > deadline),
                 group_key=payload.group_key,
             ))
-        return out
+        return out, rejected
 
 
-def _determined_at(alert: _Alert) -> float | None:
+# What the alert rule writes ({{ printf "%.3f" $value }}), with an exponent allowed for hand-made rules;
+# "inf", "nan", "0x..." and signs are not times.
+_TIME_RE = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?(?:[eE]\+?[0-9]{1,3})?")
+
+
+def determination_problem(determined_at: float, dispatched_at: float) -> str | None:
+    """Why determined_at cannot be the determination of an outage dispatched at dispatched_at, or None."""
+    if not math.isfinite(determined_at) or determined_at <= 0:
+        return "is not a time"
+    if determined_at > dispatched_at + MAX_CLOCK_SKEW:
+        return (f"is {determined_at - dispatched_at:.6g} s after this delivery arrived: a notification cannot "
+                f"precede its determination (allowance {MAX_CLOCK_SKEW:.0f} s)")
+    if determined_at < dispatched_at - MAX_DETERMINATION_AGE:
+        return "is more than a year before this delivery arrived"
+    return None
+
+
+def _determined_at(alert: _Alert, index: int, dispatched_at: float) -> float | None:
+    """The alert's determined_at, None when it has none; PayloadError (the delivery is refused with 400, and
+    ThreeninesNotificationOverdue still pages for the outage) when it is not a possible determination time."""
     raw = alert.annotations.get("determined_at")
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        # Recorded without a delay rather than refused: refusing would make Alertmanager retry forever.
-        log.warning("alert %s has an unreadable determined_at annotation", alert.fingerprint)
-        return None
-    return value if value > 0 else None
+    where = f"alerts[{index}].annotations.determined_at {raw[:40]!r}"
+    if not _TIME_RE.fullmatch(raw.strip()):
+        raise PayloadError(f"{where} is not a Unix time in seconds such as 1767225600.000")
+    value = float(raw)
+    problem = determination_problem(value, dispatched_at)
+    if problem is not None:
+        raise PayloadError(f"{where} {problem}")
+    return value
