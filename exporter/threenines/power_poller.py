@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -122,6 +123,13 @@ class PowerPoller:
             except KeyError as err:  # unknown profile name
                 reasons.append("no_profile")
                 log.warning("device=%s poll failed reason=no_profile: %s", device.id, err)
+            except Exception as err:
+                # What the client did not foresee is still a failed poll: counted, the device unknown. Only the
+                # type and where it was raised are logged: a library's message may quote a secret it refused.
+                reasons.append("protocol")
+                frame = traceback.extract_tb(err.__traceback__)[-1]
+                log.error("device=%s poll failed reason=protocol: unexpected %s at %s:%d", device.id,
+                          type(err).__name__, frame.filename, frame.lineno)
         if reading is not None:
             reasons.extend(p.reason for p in reading.problems)
             if energy_went_back(self._last_energy.get(device.id), reading):

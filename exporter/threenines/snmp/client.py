@@ -8,8 +8,9 @@ reason from readings.REASONS. Secrets are resolved here, handed to the wire, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyasn1.type import univ
 from pysnmp.entity import config as engine_config
@@ -28,8 +29,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import errind
 from pysnmp.proto.rfc1902 import ObjectName
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
+from pysnmp.smi import error as smi_error
 
-from threenines.inventory import SecretError, SnmpAuth
+from threenines.inventory import V3_KEY_MIN_LENGTH, V3_KEY_RULE, SecretError, SnmpAuth
 from threenines.snmp import ber
 from threenines.snmp.profiles import Oid, format_oid
 from threenines.snmp.transport import Timeout, UdpRequester
@@ -58,6 +60,8 @@ _AUTH_ERRORS = (
 )
 # A walk is bounded: no agent table we read has more rows than this many GETBULK rounds can carry.
 MAX_WALK_ROUNDS = 2000
+
+T = TypeVar("T")
 
 
 class SnmpFailure(Exception):
@@ -89,15 +93,39 @@ def _auth_data(auth: SnmpAuth) -> CommunityData | UsmUserData:
         kwargs: dict[str, object] = {}
         if level in ("authNoPriv", "authPriv"):
             assert auth.auth_key is not None
-            kwargs["authKey"] = auth.auth_key.resolve()
+            kwargs["authKey"] = auth.auth_key.resolve(V3_KEY_MIN_LENGTH, V3_KEY_RULE)
             kwargs["authProtocol"] = AUTH_PROTOCOLS[auth.auth_protocol or "SHA"]
         if level == "authPriv":
             assert auth.priv_key is not None
-            kwargs["privKey"] = auth.priv_key.resolve()
+            kwargs["privKey"] = auth.priv_key.resolve(V3_KEY_MIN_LENGTH, V3_KEY_RULE)
             kwargs["privProtocol"] = PRIV_PROTOCOLS[auth.priv_protocol or "AES"]
         return UsmUserData(auth.username or "", **kwargs)  # type: ignore[arg-type]
     except SecretError as err:
         raise SnmpFailure("config", f"auth {auth.id}: {err}") from None
+    except Exception as err:  # pysnmp/pyasn1 messages quote the values they refuse, keys included
+        raise SnmpFailure("config", f"auth {auth.id}: pysnmp refused the credentials ({type(err).__name__}): "
+                                    "check username, protocols and keys") from None
+
+
+async def _library(target: Target, what: str, call: Awaitable[T]) -> T:
+    """Await a pysnmp call; anything it raises becomes a SnmpFailure naming only the exception's type.
+
+    pysnmp and pyasn1 put the offending value in their messages (a key shorter than 8 characters comes back
+    verbatim in a ValueConstraintError), so neither the message nor the traceback may reach a log.
+    """
+    try:
+        return await call
+    except Exception as err:
+        reason = "config" if isinstance(err, smi_error.WrongValueError) else "protocol"
+        raise SnmpFailure(reason, f"{target}: {what} failed inside pysnmp ({type(err).__name__})") from None
+
+
+def _after(target: Target, asked: Oid, answered: Oid) -> None:
+    """GETNEXT and GETBULK answer the OID after the one asked; anything else is a broken agent, not the end of
+    a column (taking it as the end would publish a table cut short as if it were whole)."""
+    if answered <= asked:
+        raise SnmpFailure("protocol", f"{target}: agent returned a non-increasing OID {format_oid(answered)} "
+                                      f"after {format_oid(asked)}")
 
 
 def to_value(value: object) -> Value:
@@ -200,7 +228,9 @@ class SnmpClient:
                 continue
             if status:
                 raise SnmpFailure("protocol", f"{target}: GET answered error-status {status} at index {index}")
-            out.update((ber.decode_oid(name), _plain(value)) for name, value in varbinds)
+            if [name for name, _ in varbinds] != [self._oid(o) for o in pending]:
+                raise SnmpFailure("protocol", f"{target}: GET answered other OIDs than it was asked")
+            out.update((oid, _plain(value)) for oid, (_, value) in zip(pending, varbinds, strict=True))
             break
         return out
 
@@ -223,6 +253,12 @@ class SnmpClient:
             answers.update(zip(asked, varbinds, strict=True))
             break
         return [answers[i] for i in range(len(names))]
+
+    def _decode_name(self, target: Target, name: bytes) -> Oid:
+        try:
+            return ber.decode_oid(name)
+        except ber.BerError as err:
+            raise SnmpFailure("protocol", f"{target}: malformed OID in an answer: {err}") from None
 
     async def _walk_v12(self, target: Target, roots: Sequence[Oid], max_repetitions: int
                         ) -> dict[Oid, dict[Oid, Value]]:
@@ -258,6 +294,8 @@ class SnmpClient:
                     continue
                 prefix = prefixes[root]
                 if isinstance(value, Missing) or len(name) <= len(prefix) or not name.startswith(prefix):
+                    if not isinstance(value, Missing):  # an exception marker carries the name asked
+                        _after(target, root + last_index[root], self._decode_name(target, name))
                     finished.add(root)
                     continue
                 try:
@@ -288,7 +326,7 @@ class SnmpClient:
                     (target.host, target.port), timeout=target.timeout, retries=target.retries
                 )
             except Exception as err:  # pysnmp wraps resolver errors in its own exception types
-                raise SnmpFailure("timeout", f"{target}: cannot resolve address: {err}") from None
+                raise SnmpFailure("timeout", f"{target}: cannot resolve address ({type(err).__name__})") from None
             self._transports[key] = transport
         return auth, transport
 
@@ -312,9 +350,9 @@ class SnmpClient:
         out: dict[Oid, Value] = {}
         while pending:
             varbinds = [ObjectType(ObjectIdentity(ObjectName(o))) for o in pending]
-            indication, status, index, result = await get_cmd(
+            indication, status, index, result = await _library(target, "GET", get_cmd(
                 self.engine, auth, transport, self._context, *varbinds, lookupMib=False
-            )
+            ))
             if not indication and status and int(status) == 2 and target.auth.version == "1":
                 gone = pending.pop(int(index) - 1)
                 out[gone] = Missing.NO_SUCH_OBJECT
@@ -326,18 +364,25 @@ class SnmpClient:
 
     async def next(self, target: Target, oids: Sequence[Oid]) -> list[tuple[Oid, Value]]:
         if target.auth.version != "3":
-            answer = await self._next_v12(target, [self._oid(o) for o in oids])
-            return [(ber.decode_oid(name), _plain(value)) for name, value in answer]
-        auth, transport = await self._prepare(target)
-        varbinds = [ObjectType(ObjectIdentity(ObjectName(o))) for o in oids]
-        indication, status, index, result = await next_cmd(
-            self.engine, auth, transport, self._context, *varbinds, lookupMib=False
-        )
-        if not indication and status and int(status) == 2:  # v1: end of MIB for one varbind
-            return [(o, Missing.END_OF_MIB_VIEW) if i == int(index) - 1 else (o, Missing.NO_SUCH_OBJECT)
-                    for i, o in enumerate(oids)]
-        self._check(target, indication, status, index, "GETNEXT")
-        return [_varbind(vb) for vb in result]
+            raw = await self._next_v12(target, [self._oid(o) for o in oids])
+            answer = [(self._decode_name(target, name), _plain(value)) for name, value in raw]
+        else:
+            auth, transport = await self._prepare(target)
+            varbinds = [ObjectType(ObjectIdentity(ObjectName(o))) for o in oids]
+            indication, status, index, result = await _library(target, "GETNEXT", next_cmd(
+                self.engine, auth, transport, self._context, *varbinds, lookupMib=False
+            ))
+            if not indication and status and int(status) == 2:  # v1: end of MIB for one varbind
+                return [(o, Missing.END_OF_MIB_VIEW) if i == int(index) - 1 else (o, Missing.NO_SUCH_OBJECT)
+                        for i, o in enumerate(oids)]
+            self._check(target, indication, status, index, "GETNEXT")
+            answer = [_varbind(vb) for vb in result]
+        if len(answer) != len(oids):
+            raise SnmpFailure("protocol", f"{target}: GETNEXT answered {len(answer)} of {len(oids)} OIDs")
+        for asked, (oid, value) in zip(oids, answer, strict=True):
+            if not isinstance(value, Missing):
+                _after(target, asked, oid)
+        return answer
 
     async def walk(self, target: Target, roots: Sequence[Oid], max_repetitions: int = 10
                    ) -> dict[Oid, dict[Oid, Value]]:
@@ -355,9 +400,9 @@ class SnmpClient:
                 answer = await self.next(target, [last[r] for r in active])
             else:
                 varbinds = [ObjectType(ObjectIdentity(ObjectName(last[r]))) for r in active]
-                indication, status, index, result = await bulk_cmd(
+                indication, status, index, result = await _library(target, "GETBULK", bulk_cmd(
                     self.engine, auth, transport, self._context, 0, max_repetitions, *varbinds, lookupMib=False
-                )
+                ))
                 self._check(target, indication, status, index, "GETBULK")
                 answer = [_varbind(vb) for vb in result]
             if not answer:
@@ -367,7 +412,9 @@ class SnmpClient:
                 root = active[position % len(active)]
                 if root in finished:
                     continue
-                if isinstance(value, Missing) or oid[: len(root)] != root:
+                if isinstance(value, Missing) or oid[: len(root)] != root or len(oid) == len(root):
+                    if not isinstance(value, Missing):
+                        _after(target, last[root], oid)
                     finished.add(root)
                     continue
                 if oid <= last[root]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 
 from threenines.snmp.profiles import Field, Oid, Profile, Table, format_oid
@@ -9,6 +11,13 @@ from threenines.snmp.readings import DeviceReading, OutletReading, PhaseReading,
 from threenines.snmp.values import Missing, Value
 
 Columns = Mapping[Oid, Mapping[Oid, Value]]  # walked column OID → {row index: value}
+
+
+# A number sent as a DisplayString: decimal digits only. float() alone would also take "inf", "nan",
+# "1_000" and "1e400" (= inf), and an infinite reading then crashed the enum lookup outside the poll's
+# error handling: the device stayed up with no error counted.
+_BLANK = " \t\r\n\x0b\x0c\x00"  # whitespace and the NUL padding some agents send
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 
 
 def _to_number(raw: Value) -> int | float | None:
@@ -19,9 +28,13 @@ def _to_number(raw: Value) -> int | float | None:
     if isinstance(raw, bytes):
         # Some agents (e.g. Delta's RFC 1628 implementation) send numbers as DisplayStrings.
         try:
-            return float(raw.decode("ascii").strip())
-        except (UnicodeDecodeError, ValueError):
+            text = raw.decode("ascii").strip(_BLANK)
+        except UnicodeDecodeError:
             return None
+        if len(text) > 64 or not _DECIMAL.fullmatch(text):
+            return None
+        number = float(text)
+        return number if math.isfinite(number) else None
     return None
 
 
