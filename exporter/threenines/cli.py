@@ -21,6 +21,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("alertmanager-config", "threenines.commands.alertmanager_config",
      "generate Alertmanager routes and receivers from the inventory"),
     ("maintenance", "threenines.commands.maintenance", "sync agreed maintenance windows to Alertmanager silences"),
+    ("status", "threenines.commands.status",
+     "each customer's services now, open outages and their notification, the month so far"),
     ("report", "threenines.commands.report", "monthly SLA statement for billing (months, exclusions, credits)"),
     ("poll", "threenines.commands.poll", "read one UPS/PDU once over SNMP and print its normalised readings"),
     ("zabbix-sync", "threenines.commands.zabbix_sync", "create/update Zabbix hosts, services and SLAs (inventory)"),

@@ -17,6 +17,7 @@ def test_datasource_is_prometheus_with_the_scrape_interval():
     assert fields["type"].string() == "prometheus"
     assert fields["access"].string() == "proxy"
     assert fields["url"].string().startswith("http://")
+    assert fields["isDefault"].boolean() is False  # the NOC's Grafana keeps its own default datasource
     json_data = fields["jsonData"].mapping({"timeInterval", "httpMethod", "prometheusType"})
     assert json_data["timeInterval"].duration() > 0
 

@@ -15,9 +15,13 @@ EXIT = {"timeout": 2, "auth": 3, "no_profile": 4}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", required=True, help="HOST or HOST:PORT (default port 161)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--address", help="HOST or HOST:PORT (default port 161)")
+    where.add_argument("--device", metavar="ID", help="a device of the inventory (--config): its address, "
+                       "credentials (by reference), profile, timeout and retries, as the exporter polls it")
+    parser.add_argument("--config", help="inventory YAML, with --device")
     parser.add_argument("--snmp-version", choices=("1", "2c"), default="2c", help="with --community")
-    who = parser.add_mutually_exclusive_group(required=True)
+    who = parser.add_mutually_exclusive_group()
     who.add_argument("--community", help="SNMP v1/v2c community (or set THREENINES_COMMUNITY and pass '-')")
     who.add_argument("--v3-user", help="SNMP v3 user name")
     parser.add_argument("--v3-level", choices=("noAuthNoPriv", "authNoPriv", "authPriv"), default="authPriv")
@@ -80,11 +84,38 @@ def run(args: argparse.Namespace) -> int:
     from threenines.snmp.profiles import get_profile
     from threenines.snmp.reader import detect_profile, read_device
 
-    match = HOSTPORT_RE.fullmatch(args.address.strip())
-    if not match:
-        print(f"error: --address {args.address!r} is not HOST or HOST:PORT", file=sys.stderr)
-        return 1
-    target = Target(match["host"].strip("[]"), int(match["port"] or 161), _auth(args), args.timeout, args.retries)
+    if args.device:
+        from threenines.configfile import ConfigError
+        from threenines.inventory import load_inventory
+        from threenines.power_poller import target_for
+
+        if not args.config:
+            print("error: --device needs --config inventory.yml", file=sys.stderr)
+            return 1
+        try:
+            inventory = load_inventory(args.config)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        device = next((d for d in inventory.devices if d.id == args.device), None)
+        if device is None:
+            known = ", ".join(sorted(d.id for d in inventory.devices)) or "none"
+            print(f"error: {args.config}: no device {args.device!r} (devices: {known})", file=sys.stderr)
+            return 1
+        target = target_for(device, inventory)
+        if args.profile == "auto" and device.profile != "auto":
+            args.profile = device.profile
+        args.kind = args.kind or device.kind
+    else:
+        if args.community is None and args.v3_user is None:
+            print("error: --address needs --community or --v3-user", file=sys.stderr)
+            return 1
+        match = HOSTPORT_RE.fullmatch(args.address.strip())
+        if not match:
+            print(f"error: --address {args.address!r} is not HOST or HOST:PORT", file=sys.stderr)
+            return 1
+        target = Target(match["host"].strip("[]"), int(match["port"] or 161), _auth(args), args.timeout,
+                        args.retries)
 
     async def poll():
         client = SnmpClient()
