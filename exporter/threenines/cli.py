@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from threenines import __version__
+from threenines.logs import FORMATS, LEVELS, configure
 
 # (name, module, one-line help). Add a command by adding a line here and a module beside this one.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -32,7 +32,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threenines", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"threenines {__version__}")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log.level", "--log-level", dest="log_level", default="info", choices=LEVELS,
+                        help="only log messages with this severity or above (default info)")
+    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=FORMATS,
+                        help="output format of log messages (default logfmt)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
         module = importlib.import_module(module_name)
@@ -44,11 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
-        stream=sys.stderr,
-    )
+    configure(args.log_level, args.log_format)
     return int(args.run(args) or 0)
 
 

@@ -262,7 +262,7 @@ class ContractEngine:
     def _on_event(self, event: OutageEvent) -> None:
         if event.kind == "determined":
             log.warning(
-                "outage determined customer=%s service=%s target=%s first_failed_at=%.0f determined_at=%.0f",
+                "outage determined customer=%s service=%s target=%s first_failed_at=%.3f determined_at=%.3f",
                 *event.key, event.first_failed_at, event.determined_at,
             )
         elif event.kind == "gap":
@@ -272,7 +272,7 @@ class ContractEngine:
             )
         else:
             log.warning(
-                "outage ended customer=%s service=%s target=%s ended_at=%.0f reason=%s",
+                "outage ended customer=%s service=%s target=%s ended_at=%.3f reason=%s",
                 *event.key, event.at, event.end_reason,
             )
         if self._ledger is not None:
