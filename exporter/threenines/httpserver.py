@@ -33,7 +33,12 @@ class ExporterHTTPServer:
         self._max_post_bytes = max_post_bytes
         self._web = web or WebConfig()
         handler = self._handler_class()
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as err:  # say which address, and what to change: the errno alone names neither
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise OSError(err.errno, f"cannot listen on {where}: {err.strerror} (set exporter.listen or "
+                          "--listen to a free address)") from err
         self._server.daemon_threads = True
         if self._web.tls is not None:
             # The handshake happens on the handler thread's first read: a slow client never blocks accept().
