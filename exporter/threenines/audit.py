@@ -471,16 +471,27 @@ class AuditWebhook:
             self.state.apply_miss(miss)
         self.collector = AuditCollector(self.state)
 
-    def record_miss(self, miss: Miss) -> bool:
-        """Write a missed deadline (threenines.deadlines); False when the ledger refused it (retried later)."""
+    def decide_deadline(self, outage: tuple[str, str, str, float], deadline_at: float, now: float
+                        ) -> Miss | bool:
+        """Decide an outage whose notification deadline passed by `now` (threenines.deadlines).
+
+        True: a first dispatch reached the ledger by the deadline, nothing to record. A Miss: it did not, and
+        the miss is now in the ledger. False: the ledger refused the write (decided again at the next check).
+        Decided under the lock that records dispatches, whose arrival is stamped under it too: a dispatch and
+        a miss of one outage are ordered, so a dispatch recorded after a miss is late by construction.
+        """
         with self._lock:
+            first = self.state.first_dispatch_at(outage)
+            if first is not None and first <= deadline_at:
+                return True
+            miss = Miss(*outage, deadline_at, now, "late" if first is not None else "not_notified")
             try:
                 self.ledger.append_miss(miss)
             except sqlite3.Error as err:
                 log.error("audit ledger write of a missed deadline failed, will retry: %s", err)
                 return False
             self.state.apply_miss(miss)
-        return True
+        return miss
 
     def set_inventory(self, inventory: Inventory) -> None:
         """After a reload: new deadlines, contact versions and targets apply to dispatches from now on."""
@@ -492,7 +503,6 @@ class AuditWebhook:
         self.state.targets = self._targets
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
-        dispatched_at = self._clock()
         if self._token is not None and not self._authorized(headers):
             return 401, b"missing or wrong bearer token\n"
         if len(body) > self.max_body:
@@ -502,6 +512,9 @@ class AuditWebhook:
         except PayloadError as err:
             return 400, f"{err}\n".encode()
         with self._lock:  # one delivery at a time, so "first dispatch of an outage" is decided exactly once
+            # Stamped under the lock that also decides missed deadlines (decide_deadline): whichever of the two
+            # comes first, the other sees it.
+            dispatched_at = self._clock()
             try:
                 dispatches, rejected = self._dispatches(payload, dispatched_at)
             except PayloadError as err:  # an impossible determined_at: validated before anything is written
@@ -581,7 +594,11 @@ class AuditWebhook:
                 deadline=deadline,
                 delay=delay,
                 first=first,
-                late=bool(first and delay is not None and deadline is not None and delay > deadline),
+                # A miss already decided for this outage makes its first dispatch late, whatever the
+                # arithmetic says at the edge (one fact, the ledger's misses row).
+                late=bool(first and outage is not None and (
+                    self.state.is_missed(outage)
+                    or (delay is not None and deadline is not None and delay > deadline))),
                 group_key=payload.group_key,
             ))
         return out, rejected

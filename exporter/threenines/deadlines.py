@@ -66,19 +66,14 @@ class DeadlineWatch:
         """Decide every watched outage whose deadline has passed by `now`."""
         due = [p for p in self._pending.values() if p.deadline_at <= now]
         for pending in due:
-            first = self._audit.state.first_dispatch_at(pending.outage)
-            if first is not None and first <= pending.deadline_at:
-                del self._pending[pending.outage]  # notified in time
-                continue
-            customer, service, target, determined_at = pending.outage
-            miss = Miss(customer, service, target, determined_at, pending.deadline_at, now,
-                        "late" if first is not None else "not_notified")
-            if self._audit.record_miss(miss):
-                del self._pending[pending.outage]
+            decided = self._audit.decide_deadline(pending.outage, pending.deadline_at, now)
+            if decided is False:
+                continue  # the ledger refused the write: it stays pending and is retried at the next check
+            del self._pending[pending.outage]
+            if isinstance(decided, Miss):
                 log.warning("notification deadline missed customer=%s service=%s target=%s determined_at=%.3f "
-                            "deadline_at=%.3f reason=%s", customer, service, target, determined_at,
-                            pending.deadline_at, miss.reason)
-            # else: the ledger refused the write; it stays pending and is retried at the next check
+                            "deadline_at=%.3f reason=%s", decided.customer, decided.service, decided.target,
+                            decided.determined_at, decided.deadline_at, decided.reason)
 
     @property
     def pending(self) -> int:

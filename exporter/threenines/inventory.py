@@ -418,8 +418,10 @@ def _objective(node: Node) -> float:
 def _timezone(node: Node) -> str:
     name = node.string()
     try:
+        # zoneinfo opens a file named after the key: a 300-character name is an OSError (ENAMETOOLONG), and
+        # IsADirectoryError for "Europe"; all of them mean "no such zone".
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         close = sorted(z for z in available_timezones() if z.lower().endswith(name.lower().split("/")[-1]))[:3]
         hint = f" (did you mean {', '.join(close)}?)" if close else " (an IANA name such as Europe/Amsterdam)"
         node.fail(f"{name!r} is not a known time zone{hint}")

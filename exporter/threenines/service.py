@@ -8,24 +8,29 @@ in its HTTP thread, under a lock, and never touches the loop's objects. Nothing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from threenines.audit import AuditLedger, AuditWebhook
 from threenines.collector import ExporterChanges, HealthView, SnapshotRenderer
 from threenines.configfile import ConfigError
 from threenines.contract import OutageEvent, TargetKey
 from threenines.deadlines import DeadlineWatch
-from threenines.engine import ContractEngine, specs_from_inventory
+from threenines.engine import ContractEngine, TargetSpec, specs_from_inventory
 from threenines.httpserver import ExporterHTTPServer
 from threenines.inventory import Inventory, Port, load_inventory
 from threenines.ledger import Ledger
@@ -35,6 +40,9 @@ from threenines.report.exclusions import load_ledger as load_exclusions
 from threenines.scheduler import ProbeScheduler
 from threenines.sharding import shard_inventory
 from threenines.webconfig import load_web_config
+
+if TYPE_CHECKING:
+    from threenines.power_poller import PowerPoller
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,58 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class LoopFaults(Collector):
+    """Exceptions the loop caught instead of dying: `threenines_tick_errors_total{stage}`.
+
+    A tick has stages that fail alone: `contract` (time accrual, unions, heartbeat), `exclusions` (which
+    exclusion windows are active) and `publish` (the views for the next scrape); `loop` is an exception in any
+    other callback of the event loop (asyncio would only log it). Each distinct fault (stage, exception type,
+    the line that raised) is logged once with its traceback and then only counted, so a fault that repeats
+    every tick cannot flood the log; when its stage succeeds again that is logged, and a recurrence is logged
+    anew.
+    """
+
+    STAGES = ("contract", "exclusions", "publish", "loop")
+    _MAX_DISTINCT = 64  # distinct faults remembered per stage; beyond, each is logged (they are not repeats)
+
+    def __init__(self) -> None:
+        self.errors = dict.fromkeys(self.STAGES, 0)
+        self._failing: dict[str, set[tuple[str, str, int]]] = {stage: set() for stage in self.STAGES}
+
+    @contextlib.contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        """Run a stage: an exception is logged (once), counted and swallowed; success ends a failing streak."""
+        try:
+            yield
+        except Exception as err:
+            self.failed(stage, err)
+        else:
+            if self._failing[stage]:
+                log.warning("tick stage %s works again (%d errors so far)", stage, self.errors[stage])
+                self._failing[stage].clear()
+
+    def failed(self, stage: str, err: BaseException, what: str = "") -> None:
+        self.errors[stage] += 1
+        frames = traceback.extract_tb(err.__traceback__)
+        where = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("", 0)
+        key = (type(err).__name__, *where)
+        failing = self._failing[stage]
+        if key in failing:
+            return
+        if len(failing) < self._MAX_DISTINCT:
+            failing.add(key)
+        log.error("tick stage %s failed%s, the loop goes on (threenines_tick_errors_total counts each; "
+                  "logged once until the stage works again): %s: %s",
+                  stage, f" ({what})" if what else "", type(err).__name__, err, exc_info=err)
+
+    def collect(self) -> Iterator[Any]:
+        family = CounterMetricFamily("threenines_tick_errors", "Exceptions a tick (or another loop callback) "
+                                     "caught and counted instead of stopping, by stage.", labels=["stage"])
+        for stage, count in list(self.errors.items()):
+            family.add_metric([stage], count)
+        yield family
+
+
 class Exporter:
     def __init__(self, options: ServeOptions, clock: Callable[[], float] = time.time) -> None:
         self.options = options
@@ -100,6 +160,9 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self._renderer = SnapshotRenderer()
         ProcessCollector(registry=self.registry)
+        self.faults = LoopFaults()
+        self.registry.register(self.faults)
+        self._exclusion_states: tuple[tuple[str, str, str, bool], ...] = ()
         self._pending: ExporterChanges | None = None  # published by the loop, taken by the next render
         self._pending_lock = threading.Lock()
         self._render_lock = threading.Lock()
@@ -110,8 +173,9 @@ class Exporter:
         self._last_tick = 0.0
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._power: tuple[object, asyncio.Task[None], asyncio.Event] | None = None
+        self._power: tuple[PowerPoller, asyncio.Task[None], asyncio.Event] | None = None
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
         web = load_web_config(options.web_config) if options.web_config else None
         self.http = ExporterHTTPServer(host, port, self._exposition, self._health,
@@ -144,8 +208,9 @@ class Exporter:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(self._loop_fault)
         self.pinger.open(ip_versions(self.inventory))
-        self._start_power(self.inventory)
+        self._start_power(self._power_poller(self.inventory))
         self._tick()
         await self._loop.run_in_executor(None, self._exposition)  # the first scrape finds it rendered
         _settle_heap()
@@ -205,13 +270,17 @@ class Exporter:
 
     # -- power (SNMP) --------------------------------------------------------------------------------
 
-    def _start_power(self, inventory: Inventory) -> None:
-        """Poll the inventory's UPSes and PDUs; pysnmp is imported only when there are devices."""
+    def _power_poller(self, inventory: Inventory) -> PowerPoller | None:
+        """A poller for the inventory's UPSes and PDUs (not started); pysnmp is imported only for devices."""
         if not inventory.devices:
-            return
+            return None
         from threenines.power_poller import PowerPoller
 
-        poller = PowerPoller(inventory, self.engine.observe, self._clock)
+        return PowerPoller(inventory, self.engine.observe, self._clock)
+
+    def _start_power(self, poller: PowerPoller | None) -> None:
+        if poller is None:
+            return
         stop = asyncio.Event()
         task = asyncio.create_task(poller.run(stop), name="power")
         self.registry.register(poller.collector)
@@ -227,7 +296,7 @@ class Exporter:
             await asyncio.wait_for(task, timeout=10)
         except TimeoutError:
             task.cancel()
-        self.registry.unregister(poller.collector)  # type: ignore[attr-defined]
+        self.registry.unregister(poller.collector)
 
     def _audit_recorded(self) -> None:
         # Called from an HTTP thread: ask the loop to re-render so the delay metrics show promptly.
@@ -240,10 +309,24 @@ class Exporter:
         return tuple(ports)
 
     def _tick(self) -> None:
+        """Advance time and publish; each stage that raises is logged and counted, and the others still run.
+
+        /healthz counts a tick only when accounting and publishing both succeeded, so a contract that stopped
+        advancing shows as stalled; failing exclusions keep the states last computed.
+        """
         now = self._clock()
-        self.engine.tick(now)
-        self.deadlines.check(now)
-        self._last_tick = now
+        advanced = False
+        with self.faults.stage("contract"):
+            self.engine.tick(now)
+            advanced = True
+        with self.faults.stage("exclusions"):
+            self._exclusion_states = self._active_exclusions(now)
+        with self.faults.stage("publish"):
+            self._publish(now)
+            if advanced:
+                self._last_tick = now
+
+    def _publish(self, now: float) -> None:
         scheduler = self.scheduler
         lag = scheduler.lag
         changes = ExporterChanges(
@@ -262,11 +345,19 @@ class Exporter:
                 render_seconds=self._render_seconds,
                 wire=self.pinger.wire_kind,
             ),
-            exclusions=self._active_exclusions(now),
+            exclusions=self._exclusion_states,
         )
         self._probe_layout = None
         with self._pending_lock:
             self._pending = changes if self._pending is None else self._pending.merge(changes)
+
+    def _loop_fault(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's handler for exceptions no task or caller took (a timer callback's, a dropped task's)."""
+        err = context.get("exception")
+        if err is None:
+            loop.default_exception_handler(context)
+            return
+        self.faults.failed("loop", err, context.get("message", ""))
 
     def _exposition(self) -> list[bytes]:
         """/metrics: apply what the loop published since the last scrape, render, add the small collectors."""
@@ -314,36 +405,85 @@ class Exporter:
         return (200 if ok else 500), (message + "\n").encode()
 
     async def reload(self) -> tuple[bool, str]:
-        """Load the inventory again; a bad one is refused and the running one stays."""
+        """Load the inventory and the exclusions again: all of it or none.
+
+        Everything that can fail (parsing, time zones, the ICMP socket a new address family needs, the power
+        poller, the ledger rows of new targets) is done before anything running changes; then the new inventory
+        is applied in memory. Any exception refuses the reload: the running inventory and exclusions stay,
+        entirely, threenines_config_last_reload_successful is 0 and the log and the reply say why.
+        """
         assert self._loop is not None
-        try:
-            # Parsing a large inventory takes seconds: keep the probe loop running meanwhile.
-            inventory = await self._loop.run_in_executor(None, self._load_inventory)
-            exclusions = await self._loop.run_in_executor(None, self._load_exclusions, inventory)
-        except ConfigError as err:
-            self._reload_ok = False
-            log.error("reload refused, keeping the running inventory: %s", err)
+        async with self._reload_lock:  # a SIGHUP and a POST at once must not interleave
+            try:
+                loaded = await self._prepare_reload()
+            except Exception as err:
+                return self._refuse(err, "reload refused, keeping the running inventory")
+            previous = _Loaded(self.inventory, self.exclusions, specs_from_inventory(self.inventory))
+            now = self._clock()
+            try:
+                await self._apply(loaded, now)
+            except Exception as err:
+                # Only a bug gets here (what can fail was done above): put the previous inventory back, whole.
+                try:
+                    await self._apply(previous, now)
+                    if self._power is None:
+                        self._start_power(self._power_poller(previous.inventory))
+                except Exception:
+                    log.critical("restoring the previous inventory failed too: restart the exporter", exc_info=True)
+                return self._refuse(err, "reload failed while applying it, the previous inventory runs again")
+            self._reload_ok = True
+            self._reload_at = now
             self._tick()
-            return False, f"reload refused, keeping the running inventory: {err}"
+            await self._loop.run_in_executor(None, self._exposition)
+            _settle_heap()
+            message = (f"reloaded {self.options.config}: {len(loaded.inventory.customers)} customers, "
+                       f"{len(self.engine.keys)} targets")
+            log.info(message)
+            return True, message
+
+    async def _prepare_reload(self) -> _Loaded:
+        assert self._loop is not None
+        # Parsing a large inventory takes seconds: keep the probe loop running meanwhile.
+        inventory = await self._loop.run_in_executor(None, self._load_inventory)
+        exclusions = await self._loop.run_in_executor(None, self._load_exclusions, inventory)
+        specs = specs_from_inventory(inventory)
+        power_changed = (inventory.devices, inventory.auths, [c.power for c in inventory.customers]) != (
+            self.inventory.devices, self.inventory.auths, [c.power for c in self.inventory.customers])
+        poller = self._power_poller(inventory) if power_changed else None
         if inventory.exporter != self.inventory.exporter:
             log.warning("exporter: settings (listen, state_dir, ...) take effect only at restart")
-        self.pinger.open(ip_versions(inventory))
-        previous, self.inventory = self.inventory, inventory
-        self.exclusions = exclusions
-        self.audit.set_inventory(inventory)
-        now = self._clock()
-        self.engine.configure(specs_from_inventory(inventory), now)
-        self._probe_layout = self._configure_probes(inventory)
-        if (inventory.devices, inventory.auths, [c.power for c in inventory.customers]) != (
-                previous.devices, previous.auths, [c.power for c in previous.customers]):
+        self.pinger.open(ip_versions(inventory))  # one more family socket leaves the running ports alone
+        # The one durable write, last: new targets' rows (the engine finds them known and writes nothing).
+        known = self.ledger.known_targets()
+        new = [spec.key for spec in specs if spec.key not in known]
+        if new:
+            self.ledger.add_targets(new, self._clock())
+        return _Loaded(inventory, exclusions, specs, power_changed, poller)
+
+    async def _apply(self, loaded: _Loaded, now: float) -> None:
+        self._probe_layout = self._configure_probes(loaded.inventory)
+        self.engine.configure(loaded.specs, now)
+        self.audit.set_inventory(loaded.inventory)
+        self.inventory, self.exclusions = loaded.inventory, loaded.exclusions
+        if loaded.power_changed:
             await self._stop_power()
-            self._start_power(inventory)
-        self._reload_ok = True
-        self._reload_at = now
+            self._start_power(loaded.power)
+
+    def _refuse(self, err: Exception, what: str) -> tuple[bool, str]:
+        self._reload_ok = False
+        # A ConfigError names file, line and field; anything else is unexpected and gets its traceback.
+        detail = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+        log.error("%s: %s", what, detail, exc_info=None if isinstance(err, ConfigError) else err)
         self._tick()
-        await self._loop.run_in_executor(None, self._exposition)
-        _settle_heap()
-        message = (f"reloaded {self.options.config}: {len(inventory.customers)} customers, "
-                   f"{len(self.engine.keys)} targets")
-        log.info(message)
-        return True, message
+        return False, f"{what}: {detail}"
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """An inventory ready to apply: everything about it that can fail already done."""
+
+    inventory: Inventory
+    exclusions: ExclusionLedger | None
+    specs: list[TargetSpec]
+    power_changed: bool = False
+    power: PowerPoller | None = None  # the new poller when the power configuration changed (None: no devices)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -245,3 +248,65 @@ def test_the_ledger_is_append_only(tmp_path: Path) -> None:
             db.execute("UPDATE dispatches SET delay = 1")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             db.execute("DELETE FROM dispatches")
+
+
+@given(events=st.lists(st.tuples(st.sampled_from(["check", "dispatch"]), st.floats(0, 1800)), max_size=8),
+       stamp_lag=st.floats(0, 5))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_miss_and_the_first_dispatchs_late_flag_agree_for_any_interleaving(
+        tmp_path_factory: pytest.TempPathFactory, events: list[tuple[str, float]], stamp_lag: float) -> None:
+    # The deadline check runs on the loop with its tick's `now`; the webhook runs in an HTTP thread. In CI a
+    # dispatch arriving a hair before the deadline was stamped before the check wrote the miss and recorded
+    # after it: late=0 in the dispatch row, a miss counted anyway. Whatever the order and the tick's lag
+    # (`now` older than the clock by stamp_lag), one outage has one verdict: missed exactly when its first
+    # dispatch is late or absent.
+    path = tmp_path_factory.mktemp("audit") / "audit.sqlite"
+    determined_at, deadline_at = 3_000_000.0, 3_000_000.0 + 900
+    clock = Clock(determined_at)
+    hook = make_webhook(path, clock)
+    deadlines = watch(hook)
+    deadlines.observe(determined("acme", "uplink-a", determined_at))
+    for kind, offset in sorted(events, key=lambda e: e[1]):
+        clock.now = determined_at + offset
+        if kind == "check":
+            deadlines.check(clock.now - stamp_lag)
+        else:
+            hook.handle(payload("customer-acme", alert("acme", "uplink-a", determined_at)), AUTH)
+    clock.now = deadline_at + 60
+    deadlines.check(clock.now)
+    first = [r for r in rows(path) if r[7] == 1]
+    missed = [m for m in hook.ledger.misses()]
+    assert len(first) <= 1 and len(missed) <= 1
+    late_or_absent = not first or first[0][9] == 1
+    assert bool(missed) == late_or_absent, (first, missed)
+    if first:
+        assert (first[0][3] > deadline_at) <= (first[0][9] == 1)  # a dispatch after the deadline is late
+
+
+def test_a_deadline_decided_while_a_dispatch_is_being_recorded_agrees_with_it(tmp_path: Path) -> None:
+    # The race CI hit: the HTTP thread reads the clock for a dispatch 0.1 s before the deadline, the loop's
+    # deadline check runs before that dispatch is recorded. The loop's check is made to run at that moment
+    # (from inside the clock read); whichever order the lock gives, the two must agree.
+    determined_at = 3_100_000.0
+    deadline_at = determined_at + 900
+    path = tmp_path / "audit.sqlite"
+    checks: list[threading.Thread] = []
+
+    class RacingClock(Clock):
+        def __call__(self) -> float:
+            if not checks:
+                check = threading.Thread(target=deadlines.check, args=(deadline_at + 0.5,))
+                checks.append(check)
+                check.start()
+                check.join(0.5)  # the loop gets its turn (it waits for the webhook's lock if the webhook holds it)
+            return self.now
+
+    hook = make_webhook(path, RacingClock(deadline_at - 0.1))
+    deadlines = watch(hook)
+    deadlines.observe(determined("acme", "uplink-a", determined_at))
+    assert hook.handle(payload("customer-acme", alert("acme", "uplink-a", determined_at)), AUTH)[0] == 200
+    checks[0].join(10)
+    assert not checks[0].is_alive()
+    [first] = [r for r in rows(path) if r[7] == 1]
+    missed = list(hook.ledger.misses())
+    assert bool(missed) == (first[9] == 1), (first, missed)

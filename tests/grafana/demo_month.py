@@ -334,9 +334,19 @@ def _notifications() -> Iterator[Series]:
         observations = [(round(d.when), d.delay) for d in first.values() if d.customer == customer]
         yield from _histogram("threenines_notification_delay_seconds", {"customer": customer}, observations,
                               DELAY_BUCKETS)
-        late = [when for when, delay in observations if delay > DEADLINE]
+        # A miss is a fact when its deadline passes (late dispatch or none at all), not when a dispatch comes.
+        missed = _missed_deadlines(customer, first)
         yield _series("threenines_notification_deadline_missed_total", {"customer": customer},
-                      _from_list(_counts(late)), "counter")
+                      _from_list(_counts([deadline for _, deadline in missed])), "counter")
+        for target_name in sorted({name for name, _ in missed}):
+            instants = sorted(deadline for name, deadline in missed if name == target_name)
+
+            def latest(t: int, instants: list[float] = instants) -> float | None:
+                passed = [deadline for deadline in instants if deadline <= t]
+                return passed[-1] if passed else None
+
+            yield _series("threenines_notification_deadline_missed_timestamp_seconds",
+                          {"customer": customer, "service": "connectivity", "target": target_name}, latest)
     receivers = sorted({(d.customer, d.receiver) for d in DISPATCHES} | {("initech", "initech-email")})
     for customer, receiver in receivers:
         times = [d.when for d in DISPATCHES if (d.customer, d.receiver) == (customer, receiver)]
@@ -353,7 +363,26 @@ def _notifications() -> Iterator[Series]:
                       {"customer": target.customer, "service": target.service, "target": target.name}, last_audited)
 
 
+def _missed_deadlines(customer: str, first: dict[tuple[str, str, str, int], Dispatch]
+                      ) -> list[tuple[str, float]]:
+    """(target, deadline instant) of each connectivity outage of customer notified late or never, by END."""
+    missed = []
+    for target in TARGETS:
+        if target.customer != customer or target.service != "connectivity":
+            continue
+        for run in target.down:
+            determined = _determined(run)
+            if run.end <= determined or determined + DEADLINE > END:
+                continue  # never determined, or its deadline has not passed yet
+            dispatch = first.get((customer, target.service, target.name, determined))
+            if dispatch is None or dispatch.delay > DEADLINE:
+                missed.append((target.name, determined + DEADLINE))
+    return missed
+
+
 def _health(rng: random.Random) -> Iterator[Series]:
+    # The process started at the beginning of the month and never restarted.
+    yield _series("threenines_exporter_accounting_start_timestamp_seconds", {}, lambda t: float(START))
     yield _series("threenines_build_info", {"version": "0.1.0"}, lambda t: 1)
     yield _series("threenines_config_last_reload_successful", {}, lambda t: 1)
     yield _series("threenines_config_last_reload_success_timestamp_seconds", {}, lambda t: float(START + 3600))
