@@ -391,6 +391,10 @@ def _health(rng: random.Random) -> Iterator[Series]:
             for _ in range(probes_per_step)]
     yield from _histogram("threenines_probe_schedule_lag_seconds", {}, lags, LAG_BUCKETS)
     yield _series("threenines_probes_in_flight", {}, lambda t: float(rng.randint(0, probes_per_step)))
+    # One publish failed on the 20th (the same incident as the outage ledger's write error).
+    for stage in ("contract", "exclusions", "publish", "loop"):
+        yield _series("threenines_tick_errors_total", {"stage": stage},
+                      lambda t, s=stage: float(s == "publish" and t >= at(20, 9, 30)), "counter")
     yield _series("threenines_metrics_render_seconds", {}, lambda t: 0.002 + rng.random() * 0.001)
     writes = [when for target in TARGETS for run in target.down for when in (run.start, run.end) if when <= END]
     for ledger, result in (("outage", "ok"), ("outage", "error"), ("audit", "ok"), ("audit", "error")):
