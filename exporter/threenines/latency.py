@@ -63,7 +63,8 @@ def _list(node: Node, raw: yaml.Node) -> list[tuple[Node, yaml.Node]]:
 def _load(path: str | Path) -> tuple[Node, yaml.Node]:
     root = load(path)
     raw = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    return root, raw
+    # An empty file composes to no node: the same as an empty mapping to the readers below.
+    return root, raw if raw is not None else yaml.MappingNode("tag:yaml.org,2002:map", [])
 
 
 # ---------------------------------------------------------------------------------------------------

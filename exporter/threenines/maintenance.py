@@ -14,6 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import requests
 
@@ -80,7 +81,7 @@ class SilenceClient:
         self.session = session or requests.Session()
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, **kwargs: object) -> requests.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
             response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
         except requests.RequestException as err:

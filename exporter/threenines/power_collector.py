@@ -27,8 +27,8 @@ _PHASE_GAUGES = (
 _OUTLET_LABELS = ["device", "outlet", "customer"]
 
 
-def _families() -> dict[str, Metric]:
-    families: dict[str, Metric] = {
+def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
         "source": GaugeMetricFamily(
             "threenines_ups_output_source",
             "UPS output source as a state set: exactly one source is 1 while known, all 0 while unknown.",

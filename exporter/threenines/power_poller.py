@@ -183,7 +183,7 @@ class PowerPoller:
     def _offset(key: str, interval: float) -> float:
         return interval * (zlib.crc32(key.encode()) / 2**32)
 
-    async def _every(self, key: str, interval: float, stop: asyncio.Event, job: Callable[[], object],
+    async def _every(self, key: str, interval: float, stop: asyncio.Event, job: Callable[..., object],
                      first: float) -> None:
         start = time.monotonic() + first
         tick = 0

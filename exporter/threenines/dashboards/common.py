@@ -6,6 +6,8 @@ reads the raw contract metrics with `increase(...[$__range])`, so dashboards nev
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus as pq
@@ -85,7 +87,7 @@ def query(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A",
               .editor_mode(prom_models.QueryEditorMode.CODE))
     target = target.instant() if instant else target.range()
     if table:
-        target = target.format("table")
+        target = target.format(prom_models.PromQueryFormat.TABLE)
     return target
 
 
@@ -159,7 +161,7 @@ def dashboard(key: str, title: str, description: str) -> db.Dashboard:
     """A dashboard with the shared uid scheme, tags, links and the datasource variable first."""
     return (db.Dashboard(title).uid(UIDS[key]).version(VERSION).description(description).tags([TAG])
             .editable().timezone("").week_start("").refresh("1m")
-            .tooltip(dm.DashboardCursorSync.CROSSHAIR).links(links())
+            .tooltip(dm.DashboardCursorSync.CROSSHAIR).links(cast(list[Any], links()))
             .with_variable(datasource_variable()))
 
 
@@ -179,6 +181,11 @@ class DataLink:
 
     def to_json(self) -> dict[str, object]:
         return {"title": self.title, "url": self.url, "targetBlank": False}
+
+
+def data_links(*links: DataLink) -> list[Any]:
+    """Data links for a panel's data_links(): the SDK types them as DashboardLink builders (see DataLink)."""
+    return list(links)
 
 
 def customer_data_link(dashboard_key: str, title: str) -> DataLink:

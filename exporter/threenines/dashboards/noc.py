@@ -19,6 +19,7 @@ from threenines.dashboards.common import (
     customer_data_link,
     customer_variable,
     dashboard,
+    data_links,
     fixed_colour,
     query,
     reduce_last,
@@ -69,7 +70,7 @@ def _tiles() -> stat.Panel:
             .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
             .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).graph_mode(cm.BigValueGraphMode.NONE)
             .justify_mode(cm.BigValueJustifyMode.CENTER).orientation(cm.VizOrientation.AUTO)
-            .data_links([customer_data_link("sla", "SLA month of ${__field.labels.customer}")]))
+            .data_links(data_links(customer_data_link("sla", "SLA month of ${__field.labels.customer}"))))
 
 
 def _open_outages() -> table.Panel:

@@ -118,11 +118,11 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         options = replace(given, scrape_interval=interval)
         ids = [m.id for m in members]
         evidence = service_evidence(client, [(m.id, m.services) for m in members], start, end,
-                                    options.scrape_interval, only_zone, options.samples_per_shard)
+                                    interval, only_zone, options.samples_per_shard)
         sampled = sampled or any(ev.samples for ev in evidence.values())
         bounds = (outages_from_ledger(outage_ledger, start, end, now) if outage_ledger
-                  else outages_from_prometheus(client, evidence, start, end, options.scrape_interval))
-        misses, exact = missed_notifications(client, ids, start, end, only_zone, options.scrape_interval,
+                  else outages_from_prometheus(client, evidence, start, end, interval))
+        misses, exact = missed_notifications(client, ids, start, end, only_zone, interval,
                                              options.samples_per_shard)
         metric_source = f"prometheus:{M_MISSED_AT if exact else M_MISSED}"
         audit = read_misses(audit_ledger, start, end) if audit_ledger else None

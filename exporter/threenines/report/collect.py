@@ -233,7 +233,7 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
         "unknown": lambda: _raw_samples(client, M_UNKNOWN, unknown[1], length + LOOKBACK, end, scrape_interval)})
     for (fast, wanted), raw, attr in ((outage, slow["outage"], "outage_counter"),
                                       (unknown, slow["unknown"], "unknown_counter")):
-        figures = {labels: (delta, []) for labels, delta in fast.items()}
+        figures: dict[LabelKey, tuple[float, list[str]]] = {labels: (delta, []) for labels, delta in fast.items()}
         # a series only the state gauge has (no counter samples at all) stays without data, and says so
         figures.update({labels: raw_delta(raw[labels], start, end) for labels in wanted if raw.get(labels)})
         for labels, (delta, notes) in figures.items():
@@ -406,7 +406,7 @@ def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, f
     return out
 
 
-def _run_samples(client: PrometheusClient, runs: dict[int, tuple[dict[str, str], int, int]]
+def _run_samples(client: PrometheusClient, runs: dict[int, tuple[dict[str, str], float, float]]
                  ) -> dict[int, tuple[list[tuple[float, float]], list[tuple[float, float]]]]:
     """Raw samples of a target's outage and unknown counters over [t_prev, t_next] of each run (only runs with
     a counter reset in them: an exporter restart inside an outage, which is rare)."""

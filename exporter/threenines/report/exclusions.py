@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from dateutil import rrule as rrulelib
@@ -122,7 +122,8 @@ class Rule:
                 implicit["bymonthday"] = first.day
             elif self.freq == rrulelib.WEEKLY:
                 implicit["byweekday"] = first.weekday()
-        return rrulelib.rrule(self.freq, dtstart=dtstart, interval=self.interval, count=count, until=until,
+        # dateutil's stubs type freq as Literal[0..6]; self.freq holds one of rrulelib's constants (validated).
+        return rrulelib.rrule(cast(Any, self.freq), dtstart=dtstart, interval=self.interval, count=count, until=until,
                               **{**implicit, **given})
 
     def moved_start(self, first: datetime, target: datetime) -> datetime:

@@ -156,7 +156,8 @@ class PrometheusClient:
             decoding = time.perf_counter()
             data = self._decode(response, params.get("query", ""))
             done = time.perf_counter()
-            stats = data.get("stats") if isinstance(data.get("stats"), dict) else {}
+            raw_stats = data.get("stats")
+            stats: dict[str, Any] = raw_stats if isinstance(raw_stats, dict) else {}
             with self._lock:
                 self.trace.append(Trace(path, params.get("query", ""), done - began, done - decoding,
                                         len(response.content), stats.get("timings", {}).get("execTotalTime"),
@@ -215,7 +216,7 @@ def _error_text(response: requests.Response) -> str:
         return response.text[:200]
 
 
-def parallel(client: PrometheusClient, calls: dict[str, Callable[[], T]]) -> dict[str, T]:
+def parallel(client: PrometheusClient, calls: Mapping[str, Callable[..., T]]) -> dict[str, T]:
     """Run independent queries at once: Prometheus evaluates each query on one core, so the month-long scans
     of one report step overlap instead of queueing. The first failure is raised (nothing is half-answered)."""
     workers = max(1, min(client.config.concurrency, len(calls)))
