@@ -438,9 +438,9 @@ def parse_payload(body: bytes) -> Payload:
             status=status,
             labels=_string_map(alert.get("labels"), f"alerts[{i}].labels"),
             annotations=_string_map(alert.get("annotations", {}), f"alerts[{i}].annotations"),
-            starts_at=fields["startsAt"],
+            starts_at=str(fields["startsAt"]),  # checked above: a non-empty string
             ends_at=fields["endsAt"] if isinstance(fields["endsAt"], str) else "",
-            fingerprint=fields["fingerprint"],
+            fingerprint=str(fields["fingerprint"]),
         ))
     group_key = data.get("groupKey")
     group_key = group_key if isinstance(group_key, str) else ""
@@ -566,8 +566,8 @@ class AuditWebhook:
             reason = ("unknown_customer" if customer is None
                       else "unknown_target" if (customer_id, service, target) not in self._targets
                       else "wrong_receiver" if payload.receiver != RECEIVER_PREFIX + customer_id else None)
-            if reason is not None:
-                rejected.setdefault(reason, []).append((customer_id, service, target))
+            if reason is not None or customer is None:
+                rejected.setdefault(reason or "unknown_customer", []).append((customer_id, service, target))
                 continue
             resolved = alert.status == "resolved"
             outage = (customer_id, service, target, determined_at) if determined_at is not None else None
