@@ -9,13 +9,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BASE_PYTHON ?= /usr/bin/python3
 
 # Real components the tests start as their own processes on 127.0.0.1.
-APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping snmp snmpd \
+APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping faketime snmp snmpd snmptrapd nut-server \
 	prometheus prometheus-alertmanager prometheus-snmp-exporter prometheus-blackbox-exporter \
-	postgresql php-cli php-pgsql zabbix-server-pgsql zabbix-frontend-php
+	postgresql php-cli php-pgsql zabbix-server-pgsql zabbix-frontend-php \
+	debhelper dh-python help2man pybuild-plugin-pyproject python3-setuptools python3-pip dpkg-dev fakeroot systemd \
+	python3-bcrypt python3-cryptography python3-dateutil python3-prometheus-client python3-pyasn1 python3-requests \
+	python3-yaml
 DEMO_APT_PACKAGES := python3-venv iproute2 fping snmp prometheus prometheus-alertmanager
+# APT_PACKAGES' last lines are for tests/packaging: the .deb's build dependencies, then its Depends (as in
+# debian/control), installed up front so that the test's `apt-get install ./threenines_*.deb` fetches nothing.
+DEB_APT_PACKAGES := debhelper dh-python help2man pybuild-plugin-pyproject python3-dev python3-setuptools python3-pip \
+	dpkg-dev fakeroot gcc
+DEB_DIR ?= build/deb
 
 STAMP := .make
 .PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance \
+	deb deb-system-deps \
 	zabbix-templates
 
 $(STAMP):
@@ -48,6 +57,16 @@ test: system-deps venv lint
 
 demo: demo-system-deps venv
 	$(VENV)/bin/threenines demo
+
+# The Debian package (README "Install"), built from a copy of the tree (packaging/build-deb):
+# $(DEB_DIR)/threenines_VERSION_ARCH.deb. Needs only the build dependencies, not the test suite's.
+deb-system-deps:
+	@if ! dpkg-checkbuilddeps >/dev/null 2>&1 || ! $(BASE_PYTHON) -m pip --version >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_APT_PACKAGES) >/dev/null; fi
+
+deb: deb-system-deps
+	PIP="$(BASE_PYTHON) -m pip" packaging/build-deb $(DEB_DIR)
 
 # Regenerate grafana/dashboards/*.json from exporter/threenines/dashboards/ (tests/grafana fails until committed).
 dashboards: venv
