@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.promdata import serve_series
+from tests.promdata import Series, serve_series
 from tests.report import monthgen
 from tests.report.monthgen import Customer, Run, Scenario, Service, ts
 from threenines.cli import main
 from threenines.contract import OutageEvent, TargetKey
 from threenines.ledger import Ledger
-from threenines.report.build import build_statement
+from threenines.report.build import build_statement, learn_scrape_interval
 from threenines.report.exclusions import load_ledger
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
@@ -229,3 +229,18 @@ def test_the_outage_ledger_holds_the_seconds_before_a_crash_that_no_scrape_showe
     [outage] = got["outages"]
     assert (outage["source"], outage["start_unix"], outage["end_unix"]) == ("ledger", run.first_failed,
                                                                             run.recovered)
+
+
+@pytest.mark.parametrize("step", [1, 15, 30])
+def test_the_scrape_interval_of_series_younger_than_an_hour_is_their_spacing(tmp_path: Path, step: int) -> None:
+    # A new exporter's first report: 20 minutes of samples. Counting samples per hour read 1,200 samples of a
+    # 1 s scrape as a 3 s interval (and 30 s of data as 120 s); the spacing of the samples is the interval.
+    first = ts("2026-10-31T23:40:00+00:00")  # it started 20 minutes before the month's end
+    samples = [(first + i * step + 0.137 * (i % 3), 1.0) for i in range(1200 // step)]
+    series = [Series("threenines_customer_service_up", {"customer": c, "service": "connectivity",
+                                                        "instance": "ex:9839", "job": "threenines"}, samples)
+              for c in ("a", "b", "c")]
+    with serve_series(series, tmp_path) as prom:
+        client = PrometheusClient(ClientConfig(prom.url))
+        start, end = OCTOBER.window(ZoneInfo("UTC"))
+        assert learn_scrape_interval(client, start, end) == step

@@ -3,6 +3,7 @@ evidence with a handful of fleet-wide queries per zone, and assemble the per-cus
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -16,6 +17,7 @@ from threenines.report.collect import (
     M_OUTAGE,
     M_UP,
     Evidence,
+    exact_selector,
     missed_notifications,
     outages_from_ledger,
     outages_from_prometheus,
@@ -66,21 +68,35 @@ def _utc():
     return ZoneInfo("UTC")
 
 
+LEARN_SERIES = 5  # series whose raw samples give the scrape interval (the densest ones of the densest hour)
+
+
 def learn_scrape_interval(client: PrometheusClient, start: int, end: int) -> float | None:
-    """The exporter's scrape interval, read from the data: samples per hour of the state gauge.
+    """The exporter's scrape interval, read from the data: the spacing of the state gauge's samples.
 
     Every figure computed as samples × interval depends on it, and a flag that says 60 s over 30 s scrapes
-    doubles them. Each series' densest of three hours (a gap only thins an hour) gives its interval; the
-    fleet's median is the month's. The range excludes its left edge, so an hour holds exactly 3600/interval.
+    doubles them. Samples per hour alone are not enough: a series younger than the hour (a new exporter, a
+    month's first report) has fewer, and 3600/count read a 1 s scrape as 120 s. So the hour with the most
+    samples (of three: a gap only thins an hour) names its densest series, and the median spacing of their
+    raw samples is the interval — a few series, one hour: at most a few thousand samples.
     """
-    counts: dict[tuple[tuple[str, str], ...], float] = {}
-    hours = {str(at): (lambda at=at: client.vector(f"count_over_time({M_UP}[3599999ms] @ {at})", at))
+    counts: dict[float, dict[tuple[tuple[str, str], ...], float]] = {}
+    hours = {at: (lambda at=at: client.vector(f"count_over_time({M_UP}[3599999ms] @ {at})", at))
              for at in sorted({min(start + 3600, end), (start + end) // 2, end})}
-    for answer in parallel(client, hours).values():
-        for labels, count in answer.items():
-            counts[labels] = max(counts.get(labels, 0.0), count)
-    intervals = sorted(round(3600 / count) for count in counts.values() if count >= 2)
-    return float(intervals[len(intervals) // 2]) if intervals else None
+    for hour, answer in parallel(client, {str(at): call for at, call in hours.items()}).items():
+        counts[float(hour)] = answer
+    at, answer = max(counts.items(), key=lambda item: (sum(item[1].values()), item[0]))
+    densest = sorted((labels for labels, count in answer.items() if count >= 2), key=lambda lab: -answer[lab])
+    raw = parallel(client, {str(i): (lambda labels=labels: client.matrix(
+        f"{M_UP}{exact_selector(dict(labels))}[3599999ms] @ {int(at)}", at))
+        for i, labels in enumerate(densest[:LEARN_SERIES])})
+    spacings = sorted(b[0] - a[0] for series in raw.values() for samples in series.values()
+                      for a, b in itertools.pairwise(samples))
+    if not spacings:
+        return None
+    median = spacings[len(spacings) // 2]
+    # Prometheus scrapes on whole seconds (or milliseconds below one); jitter is well under half a second.
+    return float(round(median)) if median >= 1 else round(median, 3)
 
 
 def build_statement(client: PrometheusClient, month: Month, specs: list[CustomerSpec], ledger: Ledger,
@@ -109,7 +125,8 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
             preview.append(f"{month} in {timezone} is not over")
         if not _check_retention(client, start, end, allow_incomplete):
             preview.append(f"{month} in {timezone} is not retained from its first hour")
-        learned = learn_scrape_interval(client, start, end)
+        # a preview's last hour is the one before now: a new exporter's samples are there
+        learned = learn_scrape_interval(client, start, min(end, int(now)))
         interval = learned or given.scrape_interval or 60.0
         if learned and given.scrape_interval and abs(learned - given.scrape_interval) > 0.5:
             warnings.append(f"--scrape-interval {given.scrape_interval:g}s disagrees with the data ({learned:g}s "

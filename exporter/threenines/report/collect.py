@@ -45,6 +45,9 @@ SUSPECT_BATCH = 500  # customers per outage-run subquery
 RUN_BATCH = 100  # outage runs per bounds query
 RUN_LABEL = "threenines_report_run"
 LOOKBACK = 300  # Prometheus' default lookback delta: `x @ t` is the last sample in (t - 5m, t]
+# The exporter publishes the views of an outage event at most MIN_TICK_SPACING (1 s) after it, plus the time to
+# render under load: a scrape can show an ended outage's gauges that long after its end.
+PUBLISH_LAG = 5.0
 OUTAGE_MARGIN = 6 * 3600  # outages determined after month end but started before it are looked for this far
 
 M_OUTAGE = "threenines_customer_service_outage_seconds_total"
@@ -109,7 +112,7 @@ def selector(customers: Iterable[str], extra: str = "") -> str:
     return "{" + ",".join(part for part in (inner, extra) if part) + "}"
 
 
-def _exact(labels: dict[str, str]) -> str:
+def exact_selector(labels: dict[str, str]) -> str:
     """A selector matching exactly these labels (the metric name is given separately)."""
     return "{" + ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(labels.items()) if k != "__name__") + "}"
 
@@ -355,7 +358,7 @@ def _split_runs(points: list[tuple[float, float]], step: int) -> list[tuple[floa
             runs[-1][2] = t
         else:
             runs.append([value, t, t, False])
-    return [tuple(run) for run in runs]  # type: ignore[misc]
+    return [(run[0], run[1], run[2], run[3]) for run in runs]
 
 
 def _tag(expr: str, run: int, question: str) -> str:
@@ -368,12 +371,15 @@ def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, f
     run, resets in it), asked for RUN_BATCH runs per query (each tagged with a label) instead of per run."""
     exprs: list[str] = []
     for i, (lab, _first_failed, t_first, t_last, _gap) in enumerate(runs):
-        one = _exact(lab)
+        one = exact_selector(lab)
         t_prev, t_next = t_first - step, t_last + step
         exprs.append(_tag(f"{M_T_DETERMINED}{one} @ {t_first}", i, "determined"))
         if t_next <= hi:
             exprs.append(_tag(f"{M_T_OUTAGE}{one} @ {t_next} - {M_T_OUTAGE}{one} @ {t_prev}", i, "seconds"))
             exprs.append(_tag(f"resets({M_T_OUTAGE}{one}[{t_next - t_prev}s] @ {t_next})", i, "resets"))
+            # Did the exporter that wrote the run restart inside it? Its accounting start changes at a restart.
+            process = exact_selector({k: v for k, v in lab.items() if k not in ("customer", "service", "target")})
+            exprs.append(_tag(f"changes({M_ACCOUNTING}{process}[{t_next - t_prev}s] @ {t_next})", i, "restarts"))
     calls = {str(i): (lambda part=part: client.vector(" or ".join(part), hi))
              for i, part in enumerate(_chunks(exprs, 3 * RUN_BATCH))}
     answers: dict[tuple[int, str], float] = {}
@@ -398,9 +404,14 @@ def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, f
                 out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus", pieces=pieces))
                 continue
         seconds = answers.get((i, "seconds"))
+        restarts = answers.get((i, "restarts"))
         # A scrape gap inside the run does not matter: the counter kept counting while Prometheus did not look.
-        # The check against the last point of the run catches a counter that stopped (a restart with no drop).
-        exact = (seconds is not None and not answers.get((i, "resets")) and first_failed + seconds > t_last - step)
+        # A restart with no drop (the counter back above its old value by the next scrape) would make the
+        # increase short: the exporter's accounting start says whether one happened. Without it (an older
+        # exporter) the end must reach the run's last point but one, less the time the exporter may show an
+        # ended outage's gauge after its end (it publishes an event's views within PUBLISH_LAG).
+        exact = seconds is not None and not answers.get((i, "resets")) and (
+            restarts == 0 if restarts is not None else first_failed + seconds > t_last - step - PUBLISH_LAG)
         end = first_failed + seconds if exact and seconds is not None else t_last + step
         out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus"))
     return out
@@ -412,7 +423,7 @@ def _run_samples(client: PrometheusClient, runs: dict[int, tuple[dict[str, str],
     a counter reset in them: an exporter restart inside an outage, which is rare)."""
     calls = {}
     for i, (lab, t_prev, t_next) in runs.items():
-        one = _exact(lab)
+        one = exact_selector(lab)
         for metric, name in ((M_T_OUTAGE, "o"), (M_T_UNKNOWN, "u")):
             calls[f"{i}:{name}"] = (lambda q=f"{metric}{one}[{t_next - t_prev}s] @ {t_next}", t=t_next:
                                     client.matrix(q, t))
