@@ -30,6 +30,8 @@ class HealthView:
     ledger_writes: tuple[tuple[str, int, int], ...]  # (ledger, ok, error)
     render_seconds: float
     wire: str = "native"  # the prober's wire: "native" (C) or "python" (the reference; not built, or forced)
+    ledger_recovery_writes: tuple[tuple[str, str, int, int], ...] = ()  # (ledger, kind, ok, error)
+    ledger_pending: tuple[tuple[str, str, int], ...] = ()  # (ledger, kind, writes kept in memory)
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,15 @@ def _health(out: list[str], health: HealthView) -> None:
     _family(out, "threenines_ledger_writes_total", "counter", "Ledger writes by result.",
             [f'threenines_ledger_writes_total{{ledger="{name}",result="{result}"}} {count}'
              for name, ok, failed in health.ledger_writes for result, count in (("ok", ok), ("error", failed))])
+    _family(out, "threenines_ledger_recovery_writes_total", "counter",
+            "Writes of the ledger's recovery state (targets known, failure-run checkpoints, heartbeat) by result.",
+            [f'threenines_ledger_recovery_writes_total{{ledger="{name}",kind="{kind}",result="{result}"}} {count}'
+             for name, kind, ok, failed in health.ledger_recovery_writes
+             for result, count in (("ok", ok), ("error", failed))])
+    _family(out, "threenines_ledger_pending_writes", "gauge",
+            "Ledger writes the disk refused so far, kept in memory and retried at every tick.",
+            [f'threenines_ledger_pending_writes{{ledger="{name}",kind="{kind}"}} {count}'
+             for name, kind, count in health.ledger_pending])
     _family(out, "threenines_metrics_render_seconds", "gauge",
             "Seconds the last render took (a scrape renders the changes published since the previous one).",
             [f"threenines_metrics_render_seconds {number(health.render_seconds)}"])

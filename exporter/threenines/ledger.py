@@ -3,17 +3,25 @@
 `outage_events` is insert-only (triggers refuse UPDATE and DELETE); the `outages` view pairs each
 determination with its end. Recovery state (failure runs in progress, the heartbeat, the targets known)
 lives in separate small tables that are updated in place: they are checkpoints, not the record.
+
+`LedgerFile` opens an evidence file (this one and the audit ledger) the same way: refused at start when it is
+corrupt or cannot be written, opened later when the disk is full (docs/design.md, "Faults").
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 import json
 import logging
+import os
 import sqlite3
 import time
+import urllib.parse
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from threenines.contract import Checkpoint, OutageEvent, TargetKey
 
@@ -76,7 +84,180 @@ CREATE TABLE IF NOT EXISTS heartbeat (instance TEXT PRIMARY KEY, alive_at REAL N
 """
 
 
-@dataclass(frozen=True)
+# What SQLite calls a file it cannot read as a database (as opposed to a disk that refused a write).
+_CORRUPT_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+# A write refused for want of room, not of permission: the exporter starts and retries until there is room.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+RUNBOOK = "docs/alerting.md#a-ledger-refused-at-start"
+# What the outage ledger writes besides the record (outage events and gaps): the recovery state, in this order.
+RECOVERY_KINDS = ("target", "checkpoint", "heartbeat")
+
+
+class LedgerError(OSError):
+    """A ledger the exporter must not run on: corrupt, unreadable, or where it cannot write.
+
+    The message names the file and what to do. An OSError, so `threenines serve` prints it (`error: cannot
+    start: ...`) and exits 1, with no traceback.
+    """
+
+
+def _error_name(err: BaseException) -> str:
+    return getattr(err, "sqlite_errorname", "") or ""
+
+
+def _describe(err: BaseException) -> str:
+    name = _error_name(err)
+    return f"{err} ({name})" if name else str(err)
+
+
+class LedgerFile:
+    """One SQLite evidence file (WAL, synchronous=FULL), checked before the exporter relies on it.
+
+    At start the state directory and the ledger's files must be writable, or LedgerError: the exporter would
+    measure without recording. An existing file must pass `PRAGMA quick_check`, or LedgerError: the exporter
+    never starts over evidence it cannot read, and never deletes it. A full disk is not refused: a new ledger
+    needs room for its header and an existing WAL ledger for its `-shm` index, so `db` stays None until `open()`
+    succeeds (its owner retries), and `read()` meanwhile uses a connection in exclusive locking mode, which keeps
+    the WAL index in memory and needs no room.
+    """
+
+    def __init__(self, path: Path, schema: str, what: str) -> None:
+        self.path = path
+        self.what = what  # "outage ledger", "audit ledger"
+        self._schema = schema
+        self.db: sqlite3.Connection | None = None
+        self.error = ""  # why the last open() failed
+        self._check_writable()
+        if self._has_content():
+            self._check_intact()
+        if not self.open():
+            log.error("%s %s cannot be opened for writing: %s. The exporter runs and retries its writes until the "
+                      "disk takes them (threenines_ledger_pending_writes, threenines_ledger_writes_total); free "
+                      "space in %s", what, path, self.error, path.parent)
+
+    @property
+    def _wal(self) -> Path:
+        return Path(f"{self.path}-wal")
+
+    def _has_content(self) -> bool:
+        return any(p.is_file() and p.stat().st_size > 0 for p in (self.path, self._wal))
+
+    def _check_writable(self) -> None:
+        """LedgerError unless the directory takes a new file and every file of the ledger opens for writing. A
+        full disk passes: that is room, not permission, and open() is retried until there is some."""
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            if err.errno in _FULL_ERRNOS:
+                return  # nothing there yet to check
+            raise self._not_writable(err) from None
+        probe = directory / f".{self.path.name}.write-check"
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            probe.unlink()
+        except OSError as err:
+            if err.errno not in _FULL_ERRNOS:
+                raise self._not_writable(err) from None
+        for name in (self.path, self._wal, Path(f"{self.path}-shm"), Path(f"{self.path}-journal")):
+            try:
+                os.close(os.open(name, os.O_RDWR))
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise self._not_writable(err) from None
+
+    def _not_writable(self, err: OSError) -> LedgerError:
+        return LedgerError(
+            f"{self.path}: the {self.what} cannot be written ({err.strerror or err}: {err.filename or self.path})."
+            " The exporter does not start: it would measure without recording evidence. Make the state directory"
+            " and its ledger files writable by the user the exporter runs as (a read-only mount: remount it"
+            " read-write; an immutable file or directory: chattr -i; another owner: chown), or point --state-dir"
+            f" (exporter.state_dir) at a directory that is; see {RUNBOOK}")
+
+    def _check_intact(self) -> None:
+        try:
+            problems = self._quick_check()
+        except sqlite3.Error as err:
+            if _error_name(err).startswith(_CORRUPT_ERRORS):
+                raise LedgerError(self._corrupt(_describe(err))) from None
+            raise LedgerError(
+                f"{self.path}: the {self.what} cannot be read ({_describe(err)}). The exporter does not start on"
+                " evidence it cannot read: it would resume no open outage and count it again. Fix the cause (the"
+                f" system log, dmesg for I/O errors) and start it again; see {RUNBOOK}") from None
+        if problems != ["ok"]:
+            raise LedgerError(self._corrupt("quick_check: " + "; ".join(p.replace("\n", " ") for p in problems[:3])))
+
+    def _quick_check(self) -> list[str]:
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as db:
+                db.execute("PRAGMA busy_timeout=5000")
+                return [row[0] for row in db.execute("PRAGMA quick_check")]
+        except sqlite3.Error as err:
+            if _error_name(err).startswith(_CORRUPT_ERRORS):
+                raise
+        # A full disk: a WAL ledger needs room for its -shm index, and a snapshot does not.
+        with contextlib.closing(self._snapshot()) as db:
+            return [row[0] for row in db.execute("PRAGMA quick_check")]
+
+    def _corrupt(self, detail: str) -> str:
+        return (f"{self.path}: the {self.what} is corrupt ({detail}). The exporter does not start over evidence it"
+                f" cannot read, and never deletes it. Keep the file: copy {self.path.name}* aside, recover what"
+                f" SQLite can still read (sqlite3 {self.path} .recover | sqlite3 {self.path}.recovered), then"
+                f" follow {RUNBOOK}")
+
+    def _snapshot(self) -> sqlite3.Connection:
+        """A connection for reading that needs no room on the disk: in exclusive locking mode SQLite keeps the WAL
+        index in memory instead of the -shm file. (Not mode=ro: SQLite cannot lock a WAL file read-only without
+        the -shm.) query_only: it never writes a row."""
+        db = sqlite3.connect(f"file:{urllib.parse.quote(str(self.path))}?mode=rw", uri=True, isolation_level=None)
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA query_only=1")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def open(self) -> bool:
+        """Open for writing (WAL, synchronous=FULL, the schema); False, and `error` says why, if the disk refuses."""
+        if self.db is not None:
+            return True
+        db = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(f"BEGIN IMMEDIATE;\n{self._schema}\nCOMMIT;")  # all of the schema or none
+        except (sqlite3.Error, OSError) as err:
+            self.error = _describe(err)
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            return False
+        self.db, self.error = db, ""
+        return True
+
+    def read(self, sql: str, params: tuple[object, ...] = (), needs: str = "") -> list[tuple[Any, ...]]:
+        """A query's rows; while the file is not open for writing, from a snapshot (none without table `needs`)."""
+        if self.db is not None:
+            return self.db.execute(sql, params).fetchall()
+        if not self._has_content():
+            return []
+        with contextlib.closing(self._snapshot()) as db:
+            if needs and db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (needs,)).fetchone() is None:
+                return []
+            return db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+@dataclasses.dataclass(frozen=True)
 class OutageRecord:
     key: TargetKey
     first_failed_at: float
@@ -86,125 +267,231 @@ class OutageRecord:
 
 
 class Ledger:
-    """Opened once per process; used from one thread (the event loop)."""
+    """Opened once per process; used from one thread (the event loop).
+
+    Every write goes to memory first, then to disk in a fixed order of kinds: the record (outage events and gaps,
+    in the order they happened), new targets, checkpoints, the heartbeat; a kind is written only once the kinds
+    before it are. What the disk refuses (full, an I/O error, a file system turned read-only) stays queued and
+    `flush()` retries it at every tick; every write is idempotent (unique indexes, keyed upserts), so a retried
+    write lands exactly once. The heartbeat comes last because it claims that everything before it is on disk:
+    a restart that lost queued writes counts the time since the last heartbeat as unknown, never as up. Reads
+    include what is queued.
+    """
 
     def __init__(self, path: str | Path, instance: str = "default") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.instance = instance
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        self._unwritten: deque[OutageEvent] = deque()
-        self.writes_ok = 0
+        self._events: deque[OutageEvent] = deque()
+        self._targets: dict[TargetKey, float] = {}
+        self._checkpoints: dict[TargetKey, Checkpoint | None] = {}
+        self._alive_at: float | None = None
+        self.writes_ok = 0  # the record: threenines_ledger_writes_total
         self.writes_failed = 0
+        self.recovery_writes = {kind: [0, 0] for kind in RECOVERY_KINDS}  # [ok, error]
+        self._failing: tuple[str, str] | None = None  # (kind, error) of the failure logged, until writes work
+        self._file = LedgerFile(self.path, SCHEMA, "outage ledger")
 
     def close(self) -> None:
-        self._db.close()
-
-    # -- the record -------------------------------------------------------------------------------
-
-    def record(self, event: OutageEvent) -> None:
-        """Append an event; if the disk refuses, keep it in memory and retry on the next flush."""
-        self._unwritten.append(event)
+        """Close the file. Writes the disk still refuses are lost with the process: each is logged, so the
+        evidence survives in the log at least."""
         self.flush()
+        for event in self._events:
+            log.error("outage ledger: not written, lost with this process: kind=%s customer=%s service=%s target=%s"
+                      " at=%.3f first_failed_at=%.3f determined_at=%.3f end_reason=%s gap_start=%.3f",
+                      event.kind, *event.key, event.at, event.first_failed_at, event.determined_at,
+                      event.end_reason, event.gap_start)
+        if any(self.pending().values()):
+            log.error("outage ledger %s closed with writes the disk refused (%s): %s", self.path,
+                      self._file.error or (self._failing or ("", ""))[1], self._queued())
+        self._file.close()
 
-    def flush(self) -> None:
-        while self._unwritten:
-            event = self._unwritten[0]
-            try:
-                if event.kind == "gap":
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO outage_gaps (customer, service, target, determined_at, gap_start,"
-                        " gap_end, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (*event.key, event.determined_at, event.gap_start, event.at, time.time()))
-                else:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO outage_events (kind, customer, service, target, at, first_failed_at,"
-                        " determined_at, end_reason, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (event.kind, *event.key, event.at, event.first_failed_at, event.determined_at,
-                         event.end_reason, time.time()))
-            except sqlite3.Error as err:
-                self.writes_failed += 1
-                log.error("outage ledger write failed, will retry: %s (ledger %s)", err, self.path)
-                return
-            self.writes_ok += 1
-            self._unwritten.popleft()
+    def pending(self) -> dict[str, int]:
+        """Writes kept in memory, by kind (threenines_ledger_pending_writes)."""
+        return {"record": len(self._events), "target": len(self._targets), "checkpoint": len(self._checkpoints),
+                "heartbeat": int(self._alive_at is not None)}
 
     @property
     def unwritten(self) -> int:
-        return len(self._unwritten)
+        return len(self._events)
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def record(self, event: OutageEvent) -> None:
+        """Append an event; if the disk refuses, keep it in memory and retry on the next flush."""
+        self._events.append(event)
+        self.flush()
+
+    def add_targets(self, keys: list[TargetKey], at: float) -> None:
+        for key in keys:
+            self._targets.setdefault(key, at)
+        self.flush()
+
+    def save_checkpoint(self, key: TargetKey, checkpoint: Checkpoint | None) -> None:
+        self._checkpoints[key] = checkpoint  # the latest state of a target's run is the one that counts
+        self._write(open_file=False)
+
+    def heartbeat(self, at: float) -> None:
+        self._alive_at = at
+        self._write(open_file=False)
+
+    def flush(self) -> None:
+        """Write what is queued, opening the file first if the disk refused it so far (at every tick)."""
+        self._write(open_file=True)
+
+    def _write(self, open_file: bool) -> None:
+        if not (self._events or self._targets or self._checkpoints or self._alive_at is not None):
+            return
+        db = self._file.db
+        if db is None:
+            if not open_file:
+                return  # a checkpoint or heartbeat while the file is not open: the next flush opens it
+            if not self._file.open():
+                self._failed(next(k for k, n in self.pending().items() if n), self._file.error)
+                return
+            db = self._file.db
+            assert db is not None
+        kind = "record"
+        try:
+            while self._events:
+                self._insert(db, self._events[0])
+                self._events.popleft()
+                self.writes_ok += 1
+            if self._targets:
+                kind = "target"
+                rows = [(*key, at) for key, at in self._targets.items()]
+                db.execute("BEGIN")
+                db.executemany("INSERT OR IGNORE INTO targets VALUES (?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+                self._targets.clear()
+                self.recovery_writes["target"][0] += len(rows)
+            kind = "checkpoint"
+            while self._checkpoints:
+                key, checkpoint = next(iter(self._checkpoints.items()))
+                if checkpoint is None or checkpoint.fail_start is None:
+                    db.execute("DELETE FROM checkpoints WHERE customer = ? AND service = ? AND target = ?",
+                               tuple(key))
+                else:
+                    db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (*key, checkpoint.fail_start, checkpoint.fail_count, checkpoint.last_probe_at,
+                                json.dumps(checkpoint.pending)))
+                del self._checkpoints[key]
+                self.recovery_writes["checkpoint"][0] += 1
+            if self._alive_at is not None:
+                kind = "heartbeat"
+                db.execute("INSERT OR REPLACE INTO heartbeat VALUES (?, ?)", (self.instance, self._alive_at))
+                self._alive_at = None
+                self.recovery_writes["heartbeat"][0] += 1
+        except sqlite3.Error as err:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            self._failed(kind, _describe(err))
+            return
+        if self._failing is not None:
+            self._failing = None
+            log.warning("outage ledger writes work again: everything queued is on disk (ledger %s)", self.path)
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, event: OutageEvent) -> None:
+        if event.kind == "gap":
+            db.execute(
+                "INSERT OR IGNORE INTO outage_gaps (customer, service, target, determined_at, gap_start,"
+                " gap_end, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*event.key, event.determined_at, event.gap_start, event.at, time.time()))
+        else:
+            db.execute(
+                "INSERT OR IGNORE INTO outage_events (kind, customer, service, target, at, first_failed_at,"
+                " determined_at, end_reason, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (event.kind, *event.key, event.at, event.first_failed_at, event.determined_at,
+                 event.end_reason, time.time()))
+
+    def _failed(self, kind: str, error: str) -> None:
+        if kind == "record":
+            self.writes_failed += 1
+        else:
+            self.recovery_writes[kind][1] += 1
+        if self._failing == (kind, error):
+            return  # counted; logged when it began
+        self._failing = (kind, error)
+        log.error("outage ledger %s write failed: %s (ledger %s). Kept in memory and retried at every tick, in order"
+                  " (queued: %s); logged once until writes work again. Free space or fix the file system, and do"
+                  " not restart the exporter before they are on disk", kind, error, self.path, self._queued())
+
+    def _queued(self) -> str:
+        return ", ".join(f"{kind}={count}" for kind, count in self.pending().items() if count) or "nothing"
+
+    # -- the record -------------------------------------------------------------------------------
 
     def outages(self, since: float | None = None, until: float | None = None) -> list[OutageRecord]:
         """Outages overlapping [since, until) (all when both are None), oldest first."""
-        rows = self._db.execute(
+        rows = self._file.read(
             "SELECT customer, service, target, first_failed_at, determined_at, ended_at, end_reason FROM outages"
             " WHERE (? IS NULL OR ended_at IS NULL OR ended_at > ?) AND (? IS NULL OR first_failed_at < ?)"
             " ORDER BY first_failed_at",
-            (since, since, until, until),
-        ).fetchall()
-        return [OutageRecord(TargetKey(*row[:3]), row[3], row[4], row[5], row[6] or "") for row in rows]
+            (since, since, until, until), needs="outages")
+        records = [OutageRecord(TargetKey(*row[:3]), row[3], row[4], row[5], row[6] or "") for row in rows]
+        if not self._events:
+            return records
+        # As they will be once the queued events are on disk.
+        found = {(r.key, r.determined_at): r for r in records}
+        for event in self._events:
+            outage = (event.key, event.determined_at)
+            if event.kind == "determined":
+                found.setdefault(outage, OutageRecord(event.key, event.first_failed_at, event.determined_at,
+                                                      None, ""))
+            elif event.kind == "ended" and outage in found and found[outage].ended_at is None:
+                found[outage] = dataclasses.replace(found[outage], ended_at=event.at, end_reason=event.end_reason)
+        return sorted((r for r in found.values()
+                       if (since is None or r.ended_at is None or r.ended_at > since)
+                       and (until is None or r.first_failed_at < until)), key=lambda r: r.first_failed_at)
 
     def outage_gaps(self) -> list[tuple[TargetKey, float, float, float]]:
         """(target, determined_at, gap_start, gap_end) of every stretch without evidence inside an outage."""
-        rows = self._db.execute("SELECT customer, service, target, determined_at, gap_start, gap_end FROM outage_gaps"
-                                " ORDER BY gap_start").fetchall()
-        return [(TargetKey(*row[:3]), row[3], row[4], row[5]) for row in rows]
+        rows = self._file.read("SELECT customer, service, target, determined_at, gap_start, gap_end FROM outage_gaps"
+                               " ORDER BY gap_start", needs="outage_gaps")
+        gaps = [(TargetKey(*row[:3]), row[3], row[4], row[5]) for row in rows]
+        seen = {gap[:3] for gap in gaps}
+        queued = [(e.key, e.determined_at, e.gap_start, e.at) for e in self._events
+                  if e.kind == "gap" and (e.key, e.determined_at, e.gap_start) not in seen]
+        return sorted(gaps + queued, key=lambda gap: gap[2]) if queued else gaps
 
     def open_outages(self) -> dict[TargetKey, tuple[float, float]]:
-        rows = self._db.execute(
-            "SELECT customer, service, target, first_failed_at, determined_at FROM outages WHERE ended_at IS NULL"
-        ).fetchall()
-        return {TargetKey(*row[:3]): (row[3], row[4]) for row in rows}
+        rows = self._file.read("SELECT customer, service, target, first_failed_at, determined_at FROM outages"
+                               " WHERE ended_at IS NULL", needs="outages")
+        found = {(TargetKey(*row[:3]), row[4]): row[3] for row in rows}
+        for event in self._events:
+            if event.kind == "determined":
+                found.setdefault((event.key, event.determined_at), event.first_failed_at)
+            elif event.kind == "ended":
+                found.pop((event.key, event.determined_at), None)
+        return {key: (first_failed, determined) for (key, determined), first_failed in found.items()}
 
     # -- recovery state ---------------------------------------------------------------------------
 
-    def save_checkpoint(self, key: TargetKey, checkpoint: Checkpoint | None) -> None:
-        try:
-            if checkpoint is None or checkpoint.fail_start is None:
-                self._db.execute(
-                    "DELETE FROM checkpoints WHERE customer = ? AND service = ? AND target = ?", tuple(key)
-                )
-            else:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (*key, checkpoint.fail_start, checkpoint.fail_count, checkpoint.last_probe_at,
-                     json.dumps(checkpoint.pending)),
-                )
-        except sqlite3.Error as err:
-            # A lost checkpoint only shortens a failure run after a restart; the record is unaffected.
-            log.warning("checkpoint write failed: %s (ledger %s)", err, self.path)
-
     def checkpoints(self) -> dict[TargetKey, Checkpoint]:
-        open_outages = self.open_outages()
         found: dict[TargetKey, Checkpoint] = {
             key: Checkpoint(open_outage=bounds, fail_start=None, fail_count=0, last_probe_at=None, pending=())
-            for key, bounds in open_outages.items()
+            for key, bounds in self.open_outages().items()
         }
-        for row in self._db.execute("SELECT * FROM checkpoints").fetchall():
-            key = TargetKey(*row[:3])
-            if key in found:
-                continue
+        saved: dict[TargetKey, Checkpoint | None] = {}
+        for row in self._file.read("SELECT * FROM checkpoints", needs="checkpoints"):
             pending = tuple((float(a), float(b)) for a, b in json.loads(row[6]))
-            found[key] = Checkpoint(None, row[3], row[4], row[5], pending)
+            saved[TargetKey(*row[:3])] = Checkpoint(None, row[3], row[4], row[5], pending)
+        saved.update(self._checkpoints)
+        for key, checkpoint in saved.items():
+            if key in found or checkpoint is None or checkpoint.fail_start is None:
+                continue
+            found[key] = Checkpoint(None, checkpoint.fail_start, checkpoint.fail_count, checkpoint.last_probe_at,
+                                    tuple((float(a), float(b)) for a, b in checkpoint.pending))
         return found
 
     def known_targets(self) -> set[TargetKey]:
-        return {TargetKey(*row) for row in self._db.execute("SELECT customer, service, target FROM targets")}
-
-    def add_targets(self, keys: list[TargetKey], at: float) -> None:
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR IGNORE INTO targets VALUES (?, ?, ?, ?)", [(*k, at) for k in keys])
-        self._db.execute("COMMIT")
-
-    def heartbeat(self, at: float) -> None:
-        try:
-            self._db.execute("INSERT OR REPLACE INTO heartbeat VALUES (?, ?)", (self.instance, at))
-        except sqlite3.Error as err:
-            log.warning("heartbeat write failed: %s (ledger %s)", err, self.path)
+        rows = self._file.read("SELECT customer, service, target FROM targets", needs="targets")
+        return {TargetKey(*row) for row in rows} | set(self._targets)
 
     def last_alive(self) -> float | None:
-        row = self._db.execute("SELECT alive_at FROM heartbeat WHERE instance = ?", (self.instance,)).fetchone()
-        return row[0] if row else None
+        if self._alive_at is not None:
+            return self._alive_at
+        rows = self._file.read("SELECT alive_at FROM heartbeat WHERE instance = ?", (self.instance,),
+                               needs="heartbeat")
+        return rows[0][0] if rows else None
