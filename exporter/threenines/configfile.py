@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import yaml
 
@@ -32,15 +33,76 @@ class ConfigError(Exception):
         super().__init__(f"{head}: {message}" if head else message)
 
 
+class ConfigErrors(ConfigError):
+    """Every error found in one file, so a check reports them all at once, in the order found (a cause before
+    its consequence: an unknown key before the required key it misspells). Its source, line, path and message
+    are the first error's; str() lists them all, one located error a line."""
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        super().__init__(first.source, first.line, first.path, first.message)
+
+    def __str__(self) -> str:
+        return f"{self.source}: {len(self.errors)} errors\n" + "\n".join(f"  {err}" for err in self.errors)
+
+
+T = TypeVar("T")
+
+
+class Errors:
+    """Collects located errors while a file is parsed: a bad field is recorded and a stand-in value is used, so
+    the parse goes on and finds the next error. Nothing parsed from a file with errors is ever returned."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+        self._seen: set[tuple[str, int, str, str]] = set()
+
+    @property
+    def count(self) -> int:
+        return len(self.found)
+
+    def add(self, err: ConfigError) -> None:
+        for one in err.errors if isinstance(err, ConfigErrors) else (err,):
+            key = (one.source, one.line, one.path, one.message)
+            if key not in self._seen:  # a node checked twice (a reference re-reads its item) reports once
+                self._seen.add(key)
+                self.found.append(one)
+
+    def attempt(self, build: Callable[[], T], stand_in: T) -> T:
+        """build(), or stand_in when it raised a ConfigError (which is recorded)."""
+        try:
+            return build()
+        except ConfigError as err:
+            self.add(err)
+            return stand_in
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise ConfigErrors(self.found)
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A value quoted for an error message, cut short: a 10 MB value must not become a 10 MB message."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
+
+_DECIMAL_RE = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})")
+_LEADING_ZERO_RE = re.compile(r"[-+]?0[0-9_]{1,17}")
 _DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
 def parse_duration(text: str) -> float:
     """Parse a Prometheus duration ("90s", "5m", "1h30m", "250ms") into seconds; ValueError when invalid."""
-    match = _DURATION_RE.match(text.strip())
+    # The length bound keeps int() away from thousands of digits (Python refuses past 4300 of them).
+    match = _DURATION_RE.match(text.strip()) if len(text) <= 64 else None
     if not text.strip() or not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration: use a number with a unit, e.g. 30s, 5m, 1h30m, 250ms")
+        raise ValueError(f"{shown(text)} is not a duration: use a number with a unit, e.g. 30s, 5m, 1h30m, 250ms")
     return sum(int(part) * unit for part, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if part)
 
 
@@ -58,19 +120,32 @@ def format_duration(seconds: float) -> str:
 
 
 class Node:
-    """One YAML node with its location; typed accessors raise ConfigError naming the field."""
+    """One YAML node with its location; typed accessors raise ConfigError naming the field.
 
-    def __init__(self, node: yaml.Node, path: str, source: str) -> None:
+    With a sink (Errors), a mapping's unknown and duplicate keys are recorded there and the parse goes on (the
+    first of two duplicates is used); without one they raise. Children share their parent's sink.
+    """
+
+    def __init__(self, node: yaml.Node, path: str, source: str, sink: Errors | None = None) -> None:
         self._node = node
         self.path = path
         self.source = source
+        self.sink = sink
+
+    def collecting(self, sink: Errors) -> Node:
+        """This node, recording its descendants' key errors in sink."""
+        return Node(self._node, self.path, self.source, sink)
 
     @property
     def line(self) -> int:
         return self._node.start_mark.line + 1
 
+    def error(self, message: str) -> ConfigError:
+        """The located error, to record (Errors.add) rather than raise."""
+        return ConfigError(self.source, self.line, self.path, message)
+
     def fail(self, message: str) -> NoReturn:
-        raise ConfigError(self.source, self.line, self.path, message)
+        raise self.error(message)
 
     def _child_path(self, key: str | int) -> str:
         if isinstance(key, int):
@@ -84,34 +159,48 @@ class Node:
         return isinstance(self._node, yaml.MappingNode)
 
     @property
+    def is_scalar(self) -> bool:
+        return isinstance(self._node, yaml.ScalarNode) and not self.is_null
+
+    @property
     def is_null(self) -> bool:
         return isinstance(self._node, yaml.ScalarNode) and self._node.tag == "tag:yaml.org,2002:null"
 
-    def mapping(self, allowed: Iterable[str], required: Iterable[str] = ()) -> dict[str, Node]:
-        """The mapping's children by key; unknown, duplicate and missing keys are errors."""
+    def mapping(self, allowed: Iterable[str], required: Iterable[str] = (), partial: bool = False
+                ) -> dict[str, Node]:
+        """The mapping's children by key; unknown, duplicate and missing keys are errors. partial: with a sink,
+        missing required keys are recorded too and the children there are returned (the caller reads every
+        key with `in`), so the other fields are still checked."""
         if not isinstance(self._node, yaml.MappingNode):
             self.fail(f"expected a mapping (key: value), got {self._kind()}")
         allowed_keys = set(allowed)
         children: dict[str, Node] = {}
+        errors: list[ConfigError] = []
         for key_node, value_node in self._node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            key_path = self._child_path(str(key))
+            line = key_node.start_mark.line + 1
             if not isinstance(key, str):
-                raise ConfigError(self.source, key_node.start_mark.line + 1, self.path, "keys must be strings")
+                errors.append(ConfigError(self.source, line, self.path, "keys must be strings"))
+                continue
+            key_path = self._child_path(key)
             if key not in allowed_keys:
-                raise ConfigError(
-                    self.source, key_node.start_mark.line + 1, key_path,
-                    f"unknown key {key!r}; valid keys here: {', '.join(sorted(allowed_keys))}",
-                )
-            if key in children:
-                raise ConfigError(
-                    self.source, key_node.start_mark.line + 1, key_path,
-                    f"duplicate key {key!r} (first given on line {children[key].line})",
-                )
-            children[key] = Node(value_node, key_path, self.source)
+                errors.append(ConfigError(self.source, line, key_path, f"unknown key {shown(key)}; valid keys "
+                                          f"here: {', '.join(sorted(allowed_keys))}"))
+            elif key in children:
+                errors.append(ConfigError(self.source, line, key_path,
+                                          f"duplicate key {key!r} (first given on line {children[key].line})"))
+            else:
+                children[key] = Node(value_node, key_path, self.source, self.sink)
         missing = [key for key in required if key not in children]
         if missing:
-            self.fail(f"missing required key {missing[0]!r}")
+            errors.append(ConfigError(self.source, self.line, self.path, f"missing required key {missing[0]!r}"))
+        if errors and self.sink is None:
+            raise errors[0]
+        if missing and not partial:
+            raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+        for err in errors:  # recorded; the keys that were valid are still parsed
+            assert self.sink is not None
+            self.sink.add(err)
         return children
 
     def mapping_items(self) -> list[tuple[str, Node]]:
@@ -125,8 +214,8 @@ class Node:
                 raise ConfigError(self.source, key_node.start_mark.line + 1, self.path, "keys must be strings")
             if key in items:
                 raise ConfigError(self.source, key_node.start_mark.line + 1, self._child_path(key),
-                                  f"duplicate key {key!r} (first given on line {items[key].line})")
-            items[key] = Node(value_node, self._child_path(key), self.source)
+                                  f"duplicate key {shown(key)} (first given on line {items[key].line})")
+            items[key] = Node(value_node, self._child_path(key), self.source, self.sink)
         return list(items.items())
 
     def sequence(self) -> list[Node]:
@@ -134,14 +223,22 @@ class Node:
             return []
         if not isinstance(self._node, yaml.SequenceNode):
             self.fail(f"expected a list, got {self._kind()}")
-        return [Node(child, self._child_path(i), self.source) for i, child in enumerate(self._node.value)]
+        return [Node(child, self._child_path(i), self.source, self.sink) for i, child in enumerate(self._node.value)]
 
     def _kind(self) -> str:
         if isinstance(self._node, yaml.MappingNode):
             return "a mapping"
         if isinstance(self._node, yaml.SequenceNode):
             return "a list"
-        return f"{self._node.value!r}"
+        return shown(self._node.value)
+
+    def peek(self, key: str) -> str | None:
+        """The plain value under key when this is a mapping that has one; no validation, no error."""
+        if isinstance(self._node, yaml.MappingNode):
+            for key_node, value_node in self._node.value:
+                if getattr(key_node, "value", None) == key and isinstance(value_node, yaml.ScalarNode):
+                    return str(value_node.value)
+        return None
 
     # -- scalars ------------------------------------------------------------------------------------
 
@@ -163,26 +260,45 @@ class Node:
         if not value:
             self.fail("must not be empty")
         if pattern is not None and not pattern.fullmatch(value):
-            self.fail(f"{value!r} is not valid: {what}")
+            self.fail(f"{shown(value)} is not valid: {what}")
+        return value
+
+    def text(self, max_length: int) -> str:
+        """One line of printable text of at most max_length characters: a value that becomes a label value
+        (a name, an outlet) must not be empty, multi-line or unbounded."""
+        value = self.raw
+        if not value.strip():
+            self.fail("must not be empty")
+        if len(value) > max_length:
+            self.fail(f"{shown(value)} is longer than {max_length} characters: shorten it")
+        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs")), None)
+        if bad is not None:
+            self.fail(f"{shown(value)} contains the line break or control character U+{ord(bad):04X}: write one "
+                      "line of printable text")
         return value
 
     def integer(self, minimum: int | None = None, maximum: int | None = None) -> int:
         node = self._scalar()
-        try:
-            value = int(node.value, 0) if node.tag == "tag:yaml.org,2002:int" else int(node.value)
-        except ValueError:
-            self.fail(f"{node.value!r} is not a whole number")
+        text = node.value.strip()
+        # Only plain decimal: YAML 1.1 (PyYAML) reads 010 as octal 8 and 0x10 as 16, YAML 1.2 and most other
+        # tools read 010 as 10; a leading zero is refused rather than read either way behind the writer's back.
+        if _LEADING_ZERO_RE.fullmatch(text):
+            self.fail(f"{shown(node.value)} has a leading zero, which YAML 1.1 reads as octal (010 is 8) and "
+                      f"YAML 1.2 as decimal: write {int(text.replace('_', ''))} without it")
+        if not _DECIMAL_RE.fullmatch(text):
+            self.fail(f"{shown(node.value)} is not a whole number: write decimal digits, e.g. 2")
+        value = int(text)
         self._check_range(value, minimum, maximum)
         return value
 
     def number(self, minimum: float | None = None, maximum: float | None = None) -> float:
         node = self._scalar()
         try:
-            value = float(node.value)
+            value = float(node.value) if len(node.value) <= 64 else math.nan
         except ValueError:
-            self.fail(f"{node.value!r} is not a number")
+            self.fail(f"{shown(node.value)} is not a number")
         if not math.isfinite(value):
-            self.fail(f"{node.value!r} is not a finite number")
+            self.fail(f"{shown(node.value)} is not a finite number")
         self._check_range(value, minimum, maximum)
         return value
 
@@ -201,22 +317,31 @@ class Node:
     def duration(self, minimum: float = 0.0, maximum: float | None = None) -> float:
         node = self._scalar()
         if self._plain_number():
-            self.fail(f"{node.value!r} has no unit: write a duration such as {node.value}s or {node.value}m")
+            number = node.value if len(node.value) <= 20 else "30"
+            self.fail(f"{shown(node.value)} has no unit: write a duration such as {number}s or {number}m")
         try:
             seconds = parse_duration(node.value)
         except ValueError as err:
             self.fail(str(err))
         if seconds <= minimum:
-            self.fail(f"{node.value!r} must be longer than {format_duration(minimum)}")
+            self.fail(f"{shown(node.value)} must be longer than {format_duration(minimum)}")
         if maximum is not None and seconds > maximum:
-            self.fail(f"{node.value!r} must be at most {format_duration(maximum)}")
+            self.fail(f"{shown(node.value)} must be at most {format_duration(maximum)}")
+        return seconds
+
+    def duration_within(self, low: float, high: float, why: str = "") -> float:
+        """A duration from low to high, both included; why says where the bounds come from."""
+        seconds = self.duration(minimum=-1.0)
+        if not low <= seconds <= high:
+            self.fail(f"{shown(self.raw)} must be between {format_duration(low)} and {format_duration(high)}"
+                      + (f" ({why})" if why else ""))
         return seconds
 
     def choice(self, options: Iterable[str]) -> str:
         valid = list(options)
         value = self.raw
         if value not in valid:
-            self.fail(f"{value!r} is not one of: {', '.join(valid)}")
+            self.fail(f"{shown(value)} is not one of: {', '.join(valid)}")
         return value
 
     def ip_address(self) -> str:
@@ -224,7 +349,7 @@ class Node:
         try:
             return str(ipaddress.ip_address(value))
         except ValueError:
-            self.fail(f"{value!r} is not an IP address")
+            self.fail(f"{shown(value)} is not an IP address")
 
     def string_list(self) -> list[str]:
         node_list = self.sequence() if not isinstance(self._node, yaml.ScalarNode) or self.is_null else [self]
@@ -235,9 +360,16 @@ def load(path: str | Path) -> Node:
     """Compose a YAML file into a located node tree; a syntax error names the file and line."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as err:
         raise ConfigError(source, 0, "", f"cannot read: {err.strerror or err}") from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(source, line, "", f"byte 0x{data[err.start]:02x} in column {column} is not UTF-8: save "
+                          "the file as UTF-8 (YAML files are UTF-8 text)") from None
     return load_text(text, source)
 
 
@@ -248,6 +380,14 @@ def load_text(text: str, source: str) -> Node:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 0
         raise ConfigError(source, line, "", f"YAML syntax error: {err.problem or err}") from err
+    except yaml.reader.ReaderError as err:  # a character YAML does not allow (NUL, other control characters)
+        line = text.count("\n", 0, err.position) + 1 if isinstance(err.position, int) else 0
+        what = f"the character U+{err.character:04X}" if isinstance(err.character, int) else "a character"
+        raise ConfigError(source, line, "", f"YAML does not allow {what} ({err.reason}): remove it") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(source, 0, "", f"YAML error: {err}") from None
+    except RecursionError:
+        raise ConfigError(source, 0, "", "YAML nested too deeply") from None
     if root is None:
         raise ConfigError(source, 1, "", "the file is empty")
     return Node(root, "", source)

@@ -89,7 +89,7 @@ def test_unknown_keys_list_the_valid_ones(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("value", "expected"), [
     ("5", "'5' has no unit: write a duration such as 5s or 5m"),
     ("5 minutes", "is not a duration"),
-    ("0s", "must be longer than"),
+    ("0s", "'0s' must be between 1s and 1d"),
 ])
 def test_bad_durations_are_errors(tmp_path: Path, value: str, expected: str) -> None:
     err = error_of(tmp_path, BASE + f"        interval: {value}\n")
