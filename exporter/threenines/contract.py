@@ -1,6 +1,9 @@
 """The contract state machine (DESIGN.md §1), per target, and its exact union per customer and service.
 
-Time is injected: every method takes explicit Unix timestamps, so tests replay months in milliseconds.
+Time is injected: every method takes explicit Unix timestamps, so tests replay months in milliseconds. The
+timestamps are the exporter's anchored clock (clock.py): they advance with monotonic time, so a difference of two
+is elapsed time; when the stamps are moved onto a stepped system clock, `rebase` moves the machine's state with
+them.
 
 Accounting partitions wall time into four buckets: up, outage, unknown, and *pending* — the time since the
 first failed probe of a run that has not yet either recovered (→ up: a flap shorter than the threshold counts
@@ -99,8 +102,9 @@ class TargetMachine:
 
     # One per target, tens of thousands of them, touched by every probe: no per-instance dict.
     __slots__ = ("_on_checkpoint", "_on_event", "_view", "accrued_to", "determined_at", "down", "fail_count",
-                 "fail_start", "gap_start", "horizon", "key", "last_evidence", "last_probe_at", "outage_seconds",
-                 "outage_start", "pending", "segments", "threshold", "unknown_seconds", "up_seconds")
+                 "fail_start", "frame_lead", "gap_start", "horizon", "key", "last_evidence", "last_probe_at",
+                 "outage_seconds", "outage_start", "pending", "segments", "threshold", "unknown_seconds",
+                 "up_seconds")
 
     def __init__(
         self,
@@ -126,6 +130,9 @@ class TargetMachine:
         self.determined_at: float | None = None
         self.outage_start: float | None = None
         self.gap_start: float | None = None  # where the open outage's current stretch without evidence began
+        # How far the open outage's own stamps run ahead of this machine's, after the stamps were moved back
+        # (rebase): its end and gaps stay in the frame of its start, so it can never end before it began.
+        self.frame_lead = 0.0
         self.up_seconds = 0.0
         self.outage_seconds = 0.0
         self.unknown_seconds = 0.0
@@ -224,6 +231,37 @@ class TargetMachine:
         if self.down:
             self._end_outage(at, reason)
 
+    def rebase(self, shift: float, at: float) -> None:
+        """The exporter's stamps were moved by `shift` at `at` (the stamp of that moment, before the move).
+
+        Every time held in memory moves with them, so no duration, pending run or staleness includes the step.
+        What is recorded keeps its stamps: an open outage's start and determination are its ledger key and its
+        alert's annotation. Its later stamps (gaps, end) stay in its own frame when the stamps moved back; when
+        they moved forward past that frame, the stretch they skipped is recorded as a gap (no time passed in
+        it, so none of it is outage) and the outage goes on in the corrected stamps.
+        """
+        self.advance(at)  # the time up to the move is classified in the stamps it passed in
+        self.accrued_to += shift
+        if self.last_evidence is not None:
+            self.last_evidence += shift
+        if self.last_probe_at is not None:
+            self.last_probe_at += shift
+        if self.fail_start is not None:
+            self.fail_start += shift
+        self.pending = [(start + shift, end + shift) for start, end in self.pending]
+        if self.segments:
+            self.segments = deque(Segment(s.start + shift, s.end + shift, s.bucket) for s in self.segments)
+        if self.down:
+            lead = self.frame_lead - shift
+            if lead < 0.0:
+                if self.gap_start is None:  # (an open gap already covers the skipped stretch when it ends)
+                    skipped_from = at + self.frame_lead
+                    self._emit_gap(skipped_from, skipped_from - lead)
+                lead = 0.0
+            self.frame_lead = lead
+        if self.fail_count:
+            self._on_checkpoint(self.key, self.checkpoint())  # a restart resumes the run in the moved stamps
+
     # -- views ----------------------------------------------------------------------------------------
 
     @property
@@ -293,7 +331,8 @@ class TargetMachine:
             self._add(bucket, end - start)
             self._emit(start, end, bucket)
             if bucket is Bucket.UNKNOWN and self.down and self.gap_start is None:
-                self.gap_start = start  # the outage goes on, but these seconds are not outage: the ledger says so
+                # The outage goes on, but these seconds are not outage: the ledger says so (in the outage's frame).
+                self.gap_start = start + self.frame_lead
         self.accrued_to = end
 
     def _add(self, bucket: Bucket, seconds: float) -> None:
@@ -338,20 +377,27 @@ class TargetMachine:
         self._on_event(OutageEvent("determined", self.key, at, first_failed_at, at))
 
     def _end_gap(self, at: float) -> None:
-        assert self.gap_start is not None and self.outage_start is not None and self.determined_at is not None
-        if at > self.gap_start:
-            self._on_event(OutageEvent("gap", self.key, at, self.outage_start, self.determined_at,
-                                       gap_start=self.gap_start))
+        assert self.gap_start is not None
+        self._emit_gap(self.gap_start, at + self.frame_lead)
         self.gap_start = None
+
+    def _emit_gap(self, start: float, end: float) -> None:
+        """A gap [start, end) of the open outage, in the outage's stamps."""
+        assert self.outage_start is not None and self.determined_at is not None
+        if end > start:
+            self._on_event(OutageEvent("gap", self.key, end, self.outage_start, self.determined_at,
+                                       gap_start=start))
 
     def _end_outage(self, at: float, reason: str) -> None:
         assert self.outage_start is not None and self.determined_at is not None
         if self.gap_start is not None:
             self._end_gap(at)
-        self._on_event(OutageEvent("ended", self.key, at, self.outage_start, self.determined_at, reason))
+        self._on_event(OutageEvent("ended", self.key, at + self.frame_lead, self.outage_start, self.determined_at,
+                                   reason))
         self.down = False
         self.determined_at = None
         self.outage_start = None
+        self.frame_lead = 0.0
         self._view = None
 
 
@@ -425,6 +471,10 @@ class ServiceUnion:
             machine.segments = deque(s for s in machine.segments if s.end > watermark)
         else:
             machine.segments.clear()
+
+    def rebase(self, shift: float) -> None:
+        """The stamps were moved by `shift` (its members' `rebase`): the watermark moves with them."""
+        self.counted_until += shift
 
     @staticmethod
     def _bucket_at(machine: TargetMachine, instant: float) -> Bucket:

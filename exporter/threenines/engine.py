@@ -232,6 +232,21 @@ class ContractEngine:
             self._ledger.flush()
             self._ledger.heartbeat(now)
 
+    def rebase(self, shift: float, at: float) -> None:
+        """The exporter's stamps are moved by `shift` at `at` (clock.py): move every target and union with them.
+
+        A tick at `at` first classifies everything up to the move in the stamps it passed in. Nothing exported
+        changes (counters are elapsed time; an open outage keeps its start and determination stamps), and the
+        fresh lanes keep their order: every target moves by the same amount. Called on the loop, between ticks.
+        """
+        self.tick(at)
+        for key, machine in self._machines.items():
+            machine.rebase(shift, at)
+            if machine._view is None:
+                self._changed[key] = machine
+        for union in self._unions.values():
+            union.rebase(shift)
+
     def changes(self, now: float) -> ContractChanges:
         """Views of what changed since the last call; the first call after configure has everything."""
         layout = service_layout = None

@@ -2,7 +2,9 @@
 
 Each target gets a stable phase inside its interval (a hash of its key), so N ports are spread evenly and
 restarts do not line them up. A probe due at t is followed by one due at t + interval, whatever the
-probe took; a probe that could not start for longer than an interval is skipped, not bunched.
+probe took; a probe that could not start for longer than an interval is skipped, not bunched. The schedule runs
+on the monotonic clock: a step of the system clock (NTP, a VM restore) never moves a due probe. Results are
+stamped by the exporter's anchored clock (clock.py).
 
 One timer drives everything (the "pump"): it starts the probes that are due, sends follow-up echo requests,
 expires the unanswered ones and reads replies, then sleeps until the next of those is due, but at least the
@@ -23,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from threenines.clock import AnchoredClock
 from threenines.contract import TargetKey
 from threenines.inventory import Port
 from threenines.probes.ping import Pinger, Probe
@@ -67,7 +70,8 @@ class ProbeStatsView(NamedTuple):
         total, failures, errors, last_at, rtt, loss = _RECORD.unpack(record)
         return cls(key, total, failures, errors, last_at, None if rtt != rtt else rtt, None if loss != loss else loss)
 
-    encode = _record_of
+    def encode(self) -> ProbeRecord:
+        return _record_of(self)
 
 
 class ProbeStats:
@@ -83,7 +87,7 @@ class ProbeStats:
         self.key = key
         self.address = port.address
         self.policy = port.policy
-        self.due = 0.0  # wall-clock time its next probe is due (its place in the schedule lane)
+        self.due = 0.0  # monotonic time its next probe is due (its place in the schedule lane)
         self.probe: Probe | None = None  # the last probe, reused by the next one once it has finished
         self.retired = False  # removed by a reload: a probe still in flight is dropped
         self.total = 0
@@ -131,12 +135,17 @@ Observer = Callable[[TargetKey, float, bool | None], None]
 
 class ProbeScheduler:
     def __init__(self, pinger_factory: Callable[[Callable[[Probe], None]], Pinger], observe: Observer,
-                 max_concurrent: int, clock: Callable[[], float] = time.time) -> None:
+                 max_concurrent: int, clock: Callable[[], float] | None = None) -> None:
         self.pinger = pinger_factory(self._finished)
         self._observe = observe
-        self._clock = clock
+        # Results are stamped by `clock` (the exporter's AnchoredClock); the schedule runs on its monotonic base,
+        # so a step of the system clock never delays or bunches probes. A plain callable (a test's fake time)
+        # does both.
+        stamps = clock if clock is not None else AnchoredClock()
+        self._clock = stamps
+        self._schedule_clock: Callable[[], float] = getattr(stamps, "monotonic", stamps)
         self._max_concurrent = max_concurrent
-        # interval -> deque of ports, in order of their due time (wall clock)
+        # interval -> deque of ports, in order of their due time (schedule clock)
         self._lanes: dict[float, deque[ProbeStats]] = {}
         # packet_interval -> deque of (monotonic send time, probe): follow-up echo requests
         self._follow_ups: dict[float, deque[tuple[float, Probe]]] = {}
@@ -156,7 +165,7 @@ class ProbeScheduler:
 
     def configure(self, ports: dict[TargetKey, Port]) -> None:
         """Adopt a (re)loaded set of ports; kept ports keep their place in the schedule."""
-        now = self._clock()
+        now = self._schedule_clock()
         for key in list(self.stats):
             if key not in ports:
                 self.stats.pop(key).retired = True
@@ -180,7 +189,7 @@ class ProbeScheduler:
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = False
-        self._rearm(self._clock())
+        self._rearm(self._schedule_clock())
         try:
             await stop.wait()
         finally:
@@ -196,11 +205,11 @@ class ProbeScheduler:
         pinger = self.pinger
         mono = time.monotonic()
         pinger.expire(mono)  # reads the replies that arrived since the last wake-up first
-        for lane in self._follow_ups.values():
-            while lane and lane[0][0] <= mono:
-                _, probe = lane.popleft()
-                self._send(probe, mono)
-        now = self._clock()
+        for follow_ups in self._follow_ups.values():
+            while follow_ups and follow_ups[0][0] <= mono:
+                _, queued = follow_ups.popleft()
+                self._send(queued, mono)
+        now = self._schedule_clock()
         limit = self._max_concurrent
         observe_lag = self.lag.observe
         started = 0
@@ -212,14 +221,14 @@ class ProbeScheduler:
                     break
                 lane.rotate(-1)  # to the back of the lane, due one interval later
                 observe_lag(now - due if now > due else 0.0)
-                # Far behind (overload, or the clock jumped): realign instead of a burst of catch-up probes.
+                # Far behind (overload): realign instead of a burst of catch-up probes.
                 port.due = due + interval if due + interval > now else now + interval
                 started += 1
                 self.in_flight += 1
                 probe = port.probe
                 if probe is not None and probe.finished:
                     probe.restart()
-                else:  # the first, or the last one is still running (a wrong clock step brought this one early)
+                else:  # the first, or the last one is still running (a probe that outlasts its interval)
                     policy = port.policy
                     probe = port.probe = Probe(port, port.address, policy.packets, policy.timeout,
                                                policy.packet_interval)
@@ -237,7 +246,7 @@ class ProbeScheduler:
             lane.append((mono + probe.packet_interval, probe))
 
     def _rearm(self, now: float) -> None:
-        """Sleep until the earliest due probe, follow-up or expiry (wall and monotonic deadlines mixed)."""
+        """Sleep until the earliest due probe, follow-up or expiry (`now` is the schedule clock's)."""
         if self._loop is None or self._stopped:
             return
         mono = time.monotonic()

@@ -122,6 +122,7 @@ static PyTypeObject ProbeCountersType = {
 typedef struct {
     PyObject *probe; /* NULL: free */
     double sent_at; /* wall clock: the kernel stamps replies in wall-clock time */
+    double sent_mono; /* monotonic: times the reply when the wall clock stepped in between */
     uint32_t generation; /* tells this request from an older one that used the same sequence number */
     unsigned char address[16]; /* the destination: only a reply from it counts */
 } Slot;
@@ -374,7 +375,8 @@ static PyObject *Wire_send(Wire *self, PyObject *const *args, Py_ssize_t nargs) 
         }
         return give_up(self, probe, reason_send_failed, PyLong_FromLong(err));
     }
-    Expiry entry = {clock_seconds(CLOCK_MONOTONIC) + probe->timeout, ++self->generation, (uint16_t)seq};
+    double sent_mono = clock_seconds(CLOCK_MONOTONIC);
+    Expiry entry = {sent_mono + probe->timeout, ++self->generation, (uint16_t)seq};
     lane->ring[(lane->head + lane->count) & (lane->capacity - 1)] = entry;
     lane->count++;
     probe->sent += 1;
@@ -382,6 +384,7 @@ static PyObject *Wire_send(Wire *self, PyObject *const *args, Py_ssize_t nargs) 
     Slot *slot = &self->slots[seq];
     slot->probe = Py_NewRef((PyObject *)probe);
     slot->sent_at = sent_at;
+    slot->sent_mono = sent_mono;
     slot->generation = entry.generation;
     if (self->version == 4)
         memcpy(slot->address, &((const struct sockaddr_in *)destination)->sin_addr, 4);
@@ -435,9 +438,11 @@ static int take_reply(Wire *self, const unsigned char *data, size_t size, const 
     self->in_flight--;
     probe->outstanding -= 1;
     double rtt = arrived - slot->sent_at;
+    if (!is_error && !(rtt >= 0.0 && rtt <= probe->timeout)) /* the wall clock stepped meanwhile, or it is late */
+        rtt = clock_seconds(CLOCK_MONOTONIC) - slot->sent_mono; /* as read: an upper bound */
     if (!is_error && rtt <= probe->timeout) {
         probe->received += 1;
-        probe->rtt_total += rtt > 0.0 ? rtt : 0.0; /* a wall-clock step backwards: not a negative RTT */
+        probe->rtt_total += rtt;
     }
     int status = finished(probe) ? call_done(self, (PyObject *)probe) : 0;
     Py_DECREF(probe);

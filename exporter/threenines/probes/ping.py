@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import SocketPermissionError
@@ -35,9 +35,9 @@ from icmplib.exceptions import SocketPermissionError
 from threenines.probes import wire as python_wire
 
 try:
-    from threenines.probes import _wire as native_wire
+    from threenines.probes import _wire as native_wire  # type: ignore[attr-defined]  # C extension, no stub
 except ImportError:  # installed without a C compiler: the reference wire does the same work in Python
-    native_wire = None  # type: ignore[assignment]
+    native_wire = None
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,10 @@ class PingSetupError(Exception):
     """No ICMP socket can be opened; the message says how to fix it."""
 
 
-_Counters: Any = native_wire.ProbeCounters if native_wire is not None else python_wire.ProbeCounters
+if TYPE_CHECKING:  # the type checker reads the reference wire; _wire.c's ProbeCounters has the same members
+    _Counters = python_wire.ProbeCounters
+else:
+    _Counters = native_wire.ProbeCounters if native_wire is not None else python_wire.ProbeCounters
 
 
 class Probe(_Counters):
@@ -197,7 +200,7 @@ class Pinger:
         host, _, zone = address.partition("%")
         ip = ipaddress.ip_address(host)
         wire = self._wires.get(ip.version)
-        route = None
+        route: tuple[Any, object] | None = None
         if wire is not None:
             if self.wire_kind == "python":
                 route = (wire, (address, 0))

@@ -31,7 +31,9 @@ DRAIN_LIMIT = 1024  # replies read per call: one busy socket cannot starve the e
 RECEIVE_BYTES = 256
 # The kernel stamps each reply on arrival (SO_TIMESTAMPNS, linux/asm-generic/socket.h; Python has no name for
 # it). Requests go out in batches and replies are read after the batch, so a clock read at recv would add the
-# rest of the batch (milliseconds) to every RTT. The stamp is CLOCK_REALTIME, a struct timespec.
+# rest of the batch (milliseconds) to every RTT. The stamp is CLOCK_REALTIME, a struct timespec: when the wall
+# clock steps between a request and its reply, the wall-clock RTT is negative or beyond any timeout, and the reply
+# is timed on the monotonic clock instead, as it is read (an upper bound: it includes the wait to be read).
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@ll")
 _ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
@@ -107,9 +109,10 @@ class Wire:
         self.next_seq = 0
         self.unmatched = 0
         self._on_done = on_done
-        self._waiting: dict[int, tuple[Any, float, str]] = {}  # seq -> (probe, wall-clock send time, address)
+        # seq -> (probe, wall-clock send time, address, monotonic send time)
+        self._waiting: dict[int, tuple[Any, float, str, float]] = {}
         # Expiry lanes, one per timeout value: appended in send order, so each stays sorted by deadline.
-        self._expiries: dict[float, deque[tuple[float, int, tuple[Any, float, str]]]] = {}
+        self._expiries: dict[float, deque[tuple[float, int, tuple[Any, float, str, float]]]] = {}
         self._header_skip = version == 4 and self.privileged  # raw IPv4 sockets deliver the IP header too
         # Only the sequence number changes between IPv4 requests: sum the rest of the checksum once.
         header = _HEADER.pack(_ECHO_REQUEST[version], 0, 0, self.ident, 0) + PAYLOAD
@@ -131,9 +134,10 @@ class Wire:
         seq = self.next_seq
         self.next_seq = (seq + 1) & 0xFFFF
         if seq in waiting:  # still in flight after a wrap-around: look further
-            seq = self._claim_sequence()
-            if seq is None:
+            claimed = self._claim_sequence()
+            if claimed is None:
                 return self._give_up(probe, "send_failed", -1)
+            seq = claimed
         if self.version == 4:  # the kernel computes ICMPv6 checksums itself
             total = self._checksum_base + seq
             total = (total >> 16) + (total & 0xFFFF)
@@ -153,12 +157,13 @@ class Wire:
             return self._give_up(probe, "send_failed", err.errno)
         probe.sent += 1
         probe.outstanding += 1
-        entry = (probe, sent_at, destination[0])
+        sent_mono = time.monotonic()
+        entry = (probe, sent_at, destination[0], sent_mono)
         waiting[seq] = entry
         lane = self._expiries.get(probe.timeout)
         if lane is None:
             lane = self._expiries[probe.timeout] = deque()
-        lane.append((time.monotonic() + probe.timeout, seq, entry))
+        lane.append((sent_mono + probe.timeout, seq, entry))
         return None
 
     def _give_up(self, probe: Any, reason: str, result: int | None) -> int | None:
@@ -249,12 +254,14 @@ class Wire:
             self.unmatched += 1
             return
         del self._waiting[seq]  # its expiry-lane entry is skipped when it comes due
-        probe, sent_at, _ = entry
+        probe, sent_at, _, sent_mono = entry
         probe.outstanding -= 1
         rtt = arrived - sent_at
+        if not is_error and not 0.0 <= rtt <= probe.timeout:  # the wall clock stepped meanwhile, or it is late
+            rtt = time.monotonic() - sent_mono
         if not is_error and rtt <= probe.timeout:
             probe.received += 1
-            probe.rtt_total += rtt if rtt > 0.0 else 0.0  # a wall-clock step backwards: not a negative RTT
+            probe.rtt_total += rtt
         if probe.finished:
             self._on_done(probe)
 
