@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
      "each customer's services now, open outages and their notification, the month so far"),
     ("report", "threenines.commands.report", "monthly SLA statement for billing (months, exclusions, credits)"),
     ("poll", "threenines.commands.poll", "read one UPS/PDU once over SNMP and print its normalised readings"),
+    ("trap", "threenines.commands.trap", "snmptrapd traphandle: have the exporter poll the trapping UPS at once"),
     ("zabbix-sync", "threenines.commands.zabbix_sync", "create/update Zabbix hosts, services and SLAs (inventory)"),
 )
 

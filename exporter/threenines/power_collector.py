@@ -13,9 +13,14 @@ from threenines.snmp.readings import OUTPUT_SOURCES
 _UPS_GAUGES = (
     ("threenines_ups_battery_charge_ratio", "Battery charge, 0-1.", "battery_charge_ratio"),
     ("threenines_ups_battery_runtime_seconds", "Estimated battery runtime left.", "battery_runtime_seconds"),
-    ("threenines_ups_input_voltage_volts", "UPS input (mains) voltage, line 1.", "input_voltage_volts"),
-    ("threenines_ups_output_load_ratio", "UPS output load, 0-1 of rated capacity.", "output_load_ratio"),
 )
+# Per input/output line (label `phase`: the line number, "1" on a single-phase UPS).
+_UPS_LINE_GAUGES = (
+    ("threenines_ups_input_voltage_volts", "UPS input (mains) voltage per line.", "input_voltage_volts"),
+    ("threenines_ups_output_load_ratio", "UPS output load per line, 0-1 of its rated capacity.", "output_load_ratio"),
+    ("threenines_ups_output_voltage_volts", "UPS output voltage per line.", "output_voltage_volts"),
+)
+_INFERRED_LABELS = ["customer", "device", "evidence"]
 _OUTLET_GAUGES = (
     ("threenines_pdu_outlet_current_amperes", "Outlet current.", "current_amperes"),
     ("threenines_pdu_outlet_power_watts", "Outlet active power.", "power_watts"),
@@ -36,6 +41,20 @@ def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
     }
     for name, doc, _ in _UPS_GAUGES:
         families[name] = GaugeMetricFamily(name, doc, labels=["device"])
+    for name, doc, _ in _UPS_LINE_GAUGES:
+        families[name] = GaugeMetricFamily(name, doc, labels=["device", "phase"])
+    families["inferred"] = GaugeMetricFamily(
+        "threenines_power_inferred_down",
+        "1 while the customer's power is down only by the blackout rule: UPS `device` announced its end "
+        "(`evidence`), then it and every PDU it feeds went silent.", labels=_INFERRED_LABELS)
+    families["inferred_since"] = GaugeMetricFamily(
+        "threenines_power_inferred_down_since_timestamp_seconds",
+        "Unix time from which the blackout rule holds the UPS without output (see docs/power.md).",
+        labels=_INFERRED_LABELS)
+    families["triggered"] = CounterMetricFamily(
+        "threenines_power_triggered_polls",
+        "Polls of a UPS and the PDUs it feeds outside their schedule, by trigger (trap, exhaustion).",
+        labels=["device", "trigger"])
     families["on"] = GaugeMetricFamily("threenines_pdu_outlet_on", "1 when the outlet is on, 0 when off; "
                                        "absent while unknown.", labels=_OUTLET_LABELS)
     for name, doc, _ in _OUTLET_GAUGES:
@@ -84,6 +103,9 @@ class PowerCollector(Collector):
                     value = getattr(ups, attr)
                     if value is not None:
                         f[name].add_metric([device], value)
+                for name, _, attr in _UPS_LINE_GAUGES:
+                    for line, value in ups.line_values(attr):
+                        f[name].add_metric([device, line], value)
             for outlet in reading.outlets:
                 customer = snap.outlet_customers.get((device, outlet.id)) \
                     or snap.outlet_customers.get((device, outlet.name or "")) or ""
@@ -101,4 +123,9 @@ class PowerCollector(Collector):
                     value = getattr(phase, attr)
                     if value is not None:
                         f[name].add_metric([device, phase.id], value)
+        for customer, e in snap.inferred:
+            f["inferred"].add_metric([customer, e.ups, e.evidence], 1.0)
+            f["inferred_since"].add_metric([customer, e.ups, e.evidence], e.since)
+        for ups_id, trigger, count in snap.triggered:
+            f["triggered"].add_metric([ups_id, trigger], count)
         yield from f.values()

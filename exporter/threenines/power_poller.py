@@ -4,6 +4,11 @@ Each device has its own task: polls are spread over the interval (stable offset 
 by a shared semaphore and a per-device deadline, so a dead or slow device only ever delays itself. Results
 go into an immutable snapshot swapped in one assignment; the collector reads it without I/O. Each customer
 with power feeds is evaluated once per its policy interval and handed to `observe` (the contract engine).
+
+Besides its schedule, a UPS and the PDUs it feeds are polled at once, and their customers evaluated, when
+(a) a trap from the UPS says so (`trap()`: the trap is a hint, the poll is the evidence), and (b) a UPS on
+battery announced a runtime shorter than its poll interval: at the moment that runtime runs out, so that the
+blackout rule (power.py) decides when the evidence says, not a poll interval later.
 """
 
 from __future__ import annotations
@@ -16,16 +21,21 @@ import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from threenines.contract import TargetKey
 from threenines.inventory import Customer, Device, Inventory
-from threenines.power import customer_powered
+from threenines.power import DeviceHistory, Exhaustion, PowerVerdict, customer_verdict, devices_of, exhaustions, fed_by
 from threenines.snmp.client import SnmpClient, SnmpFailure, Target
 from threenines.snmp.profiles import Profile, get_profile
 from threenines.snmp.reader import detect_profile, read_device
 from threenines.snmp.readings import DeviceReading
 
 log = logging.getLogger(__name__)
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 Observe = Callable[[TargetKey, float, "bool | None"], None]
 
@@ -39,6 +49,8 @@ class DeviceStatus:
     last_success: float = 0.0
     duration: float = 0.0
     errors: tuple[tuple[str, int], ...] = ()  # reason → count since start
+    last_reading: DeviceReading | None = None  # the reading of the last poll that answered (the history)
+    silent_since: float | None = None  # the first failed poll after the last answer; None while it answers
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,15 @@ class PowerSnapshot:
     # (device id, outlet id or name) → customer id, from the inventory's feeds
     outlet_customers: dict[tuple[str, str], str] = field(default_factory=dict)
     customers: tuple[tuple[str, bool | None], ...] = ()  # last evaluated power state per customer
+    # (customer, the exhaustion it rests on) while a customer is down by the blackout rule only
+    inferred: tuple[tuple[str, Exhaustion], ...] = ()
+    triggered: tuple[tuple[str, str, int], ...] = ()  # (ups, trigger, count) of extra group polls
+
+
+# A trap storm must not become a poll storm: one group poll per UPS at most this often.
+TRIGGER_MIN_SPACING = 5.0
+# An exhaustion poll waits this long after the announced end of the battery (cards die a little after).
+EXHAUSTION_MARGIN = 1.0
 
 
 def deadline_for(device: Device) -> float:
@@ -56,6 +77,16 @@ def deadline_for(device: Device) -> float:
 
 def target_for(device: Device, inventory: Inventory) -> Target:
     return Target(device.host, device.port, inventory.auth(device.auth), device.timeout, device.retries)
+
+
+def exhaustion_poll_delay(reading: DeviceReading, interval: float) -> float | None:
+    """Seconds until the battery a UPS on battery announced runs out, when that comes before its next poll."""
+    ups = reading.ups
+    if ups is None or ups.output_source != "battery" or ups.battery_runtime_seconds is None:
+        return None
+    # Not sooner than a trap may trigger: a UPS that keeps announcing 0 s must not be polled in a loop.
+    delay = max(ups.battery_runtime_seconds + EXHAUSTION_MARGIN, TRIGGER_MIN_SPACING)
+    return delay if delay < interval else None
 
 
 def energy_went_back(before: DeviceReading | None, after: DeviceReading) -> bool:
@@ -76,6 +107,11 @@ class PowerPoller:
         self._devices = {d.id: d for d in inventory.devices}
         self._profiles: dict[str, Profile] = {}
         self._last_energy: dict[str, DeviceReading] = {}
+        self._running = False
+        self._extra: set[asyncio.Task[None]] = set()  # trap and exhaustion group polls in flight
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # ups → its pending exhaustion poll
+        self._last_group_poll: dict[str, float] = {}  # ups → monotonic time of its last extra group poll
+        self._logged: dict[str, tuple[str, ...]] = {}  # customer → the inferences last logged for it
         outlet_customers = {
             (feed.pdu, outlet): c.id
             for c in inventory.customers if c.power is not None
@@ -109,10 +145,8 @@ class PowerPoller:
         reasons: list[str] = []
         async with self._slots:
             try:
-                target = target_for(device, self.inventory)
                 async with asyncio.timeout(deadline_for(device)):
-                    profile = await self._profile(device, target)
-                    reading = await read_device(self._client, target, profile)
+                    reading = await self._read(device)
             except SnmpFailure as err:
                 reasons.append(err.reason)
                 log.warning("device=%s poll failed reason=%s: %s", device.id, err.reason, err)
@@ -137,6 +171,15 @@ class PowerPoller:
             self._last_energy[device.id] = reading
         return self._publish(device, reading, time.monotonic() - started, reasons)
 
+    async def _read(self, device: Device) -> DeviceReading:
+        if device.nut is not None:
+            from threenines.nut import read_nut
+
+            return await read_nut(device.host, device.port, device.nut, device.timeout)
+        target = target_for(device, self.inventory)
+        profile = await self._profile(device, target)
+        return await read_device(self._client, target, profile)
+
     def _publish(self, device: Device, reading: DeviceReading | None, duration: float,
                  reasons: list[str]) -> DeviceStatus:
         now = self._clock()
@@ -147,35 +190,121 @@ class PowerPoller:
         errors = dict(old.errors)
         for reason in reasons:
             errors[reason] = errors.get(reason, 0) + 1
+        silent_since = None if reading is not None else (old.silent_since if old.silent_since is not None else now)
         status = DeviceStatus(
             device=device, reading=reading, up=reading is not None, polled_at=now,
             last_success=now if reading is not None else old.last_success, duration=duration,
             errors=tuple(sorted(errors.items())),
+            last_reading=reading if reading is not None else old.last_reading, silent_since=silent_since,
         )
         statuses[index] = status
         self._snapshot = replace(snap, devices=tuple(statuses))  # one assignment: scrapes see old or new
+        if reading is not None and device.kind == "ups":
+            self._schedule_exhaustion_poll(device, reading)
         return status
 
     # -- customers ----------------------------------------------------------------------------------
 
-    def evaluate(self, customer: Customer) -> bool | None:
-        """The customer's power state from the latest readings that are still fresh (≤ 1.5 × interval old)."""
+    def verdict(self, customer: Customer) -> PowerVerdict:
+        """The customer's power state from the latest readings that are still fresh (≤ 1.5 × interval old),
+        and the blackout rule over the devices' histories (a silence counts only while its poll is fresh)."""
         now = self._clock()
-        readings = {
-            s.device.id: s.reading if s.up and now - s.polled_at <= 1.5 * s.device.interval else None
-            for s in self._snapshot.devices
-        }
-        return customer_powered(customer, self._devices, readings)
+        readings: dict[str, DeviceReading | None] = {}
+        history: dict[str, DeviceHistory] = {}
+        for s in self._snapshot.devices:
+            fresh = s.polled_at > 0 and now - s.polled_at <= 1.5 * s.device.interval
+            readings[s.device.id] = s.reading if s.up and fresh else None
+            history[s.device.id] = DeviceHistory(s.last_reading, s.last_success or None,
+                                                 s.silent_since if fresh and not s.up else None)
+        return customer_verdict(customer, self._devices, readings, exhaustions(self._devices, history))
+
+    def evaluate(self, customer: Customer) -> bool | None:
+        return self.verdict(customer).state
 
     def observe_customer(self, customer: Customer) -> bool | None:
-        state = self.evaluate(customer)
+        verdict = self.verdict(customer)
         at = self._clock()
-        self._observe(TargetKey(customer.id, "power", "power"), at, state)
+        self._observe(TargetKey(customer.id, "power", "power"), at, verdict.state)
         snap = self._snapshot
         customers = dict(snap.customers)
-        customers[customer.id] = state
-        self._snapshot = replace(snap, customers=tuple(sorted(customers.items())))
-        return state
+        customers[customer.id] = verdict.state
+        inferred = [(c, e) for c, e in snap.inferred if c != customer.id]
+        inferred.extend((customer.id, e) for e in verdict.inferred)
+        self._snapshot = replace(snap, customers=tuple(sorted(customers.items())),
+                                 inferred=tuple(sorted(inferred, key=lambda item: (item[0], item[1].ups))))
+        self._log_inference(customer, verdict)
+        return verdict.state
+
+    def _log_inference(self, customer: Customer, verdict: PowerVerdict) -> None:
+        """One line when a customer's down state starts (or stops) resting on the blackout rule: the review
+        trail beside the ledger's outage row."""
+        key = tuple(f"{e.ups}:{e.evidence}:{e.since!r}" for e in verdict.inferred)
+        if self._logged.get(customer.id, ()) == key:
+            return
+        self._logged[customer.id] = key
+        for e in verdict.inferred:
+            log.warning(
+                "customer=%s power=down inferred=blackout ups=%s evidence=%s since=%s last_reading=%s "
+                "silent_since=%s runtime_seconds=%s", customer.id, e.ups, e.evidence, _iso(e.since),
+                _iso(e.last_reading_at), _iso(e.silent_since),
+                "unknown" if e.runtime_seconds is None else f"{e.runtime_seconds:g}")
+        if not key:
+            log.info("customer=%s power inference ended: state=%s", customer.id,
+                     {True: "up", False: "down", None: "unknown"}[verdict.state])
+
+    # -- polls the schedule does not make: traps and the announced end of a battery ----------------------------
+
+    def ups_at(self, address: str) -> list[Device]:
+        """The UPSes polled at this address (a trap's source)."""
+        return [d for d in self.inventory.devices if d.kind == "ups" and d.host == address]
+
+    def trap(self, address: str) -> list[str]:
+        """A trap came from `address`: poll each UPS there and the PDUs it feeds now, then evaluate their
+        customers. Returns the UPS ids a group poll was started for (rate-limited per UPS). Call it on the
+        poller's event loop."""
+        return [ups.id for ups in self.ups_at(address) if self._start_group_poll(ups, "trap")]
+
+    def _start_group_poll(self, ups: Device, trigger: str) -> bool:
+        last = self._last_group_poll.get(ups.id)
+        if last is not None and time.monotonic() - last < TRIGGER_MIN_SPACING:
+            return False
+        self._last_group_poll[ups.id] = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self.poll_group(ups, trigger),
+                                                      name=f"power-{trigger}-{ups.id}")
+        self._extra.add(task)
+        task.add_done_callback(self._extra.discard)
+        return True
+
+    async def poll_group(self, ups: Device, trigger: str) -> None:
+        """Poll a UPS and every PDU it feeds at once, then evaluate the customers they power."""
+        group = [ups, *(self._devices[d] for d in sorted(fed_by(ups.id, self._devices)))]
+        log.info("device=%s polled on %s with %d device(s) it feeds", ups.id, trigger, len(group) - 1)
+        await asyncio.gather(*(self.poll_once(d) for d in group))
+        snap = self._snapshot
+        counts = {(u, t): n for u, t, n in snap.triggered}
+        counts[(ups.id, trigger)] = counts.get((ups.id, trigger), 0) + 1
+        self._snapshot = replace(snap, triggered=tuple((u, t, n) for (u, t), n in sorted(counts.items())))
+        ids = {d.id for d in group}
+        for customer in self.inventory.customers:
+            if customer.power is not None and devices_of(customer, self._devices) & ids:
+                self.observe_customer(customer)
+
+    def _schedule_exhaustion_poll(self, ups: Device, reading: DeviceReading) -> None:
+        if not self._running:
+            return
+        previous = self._timers.pop(ups.id, None)
+        if previous is not None:
+            previous.cancel()
+        delay = exhaustion_poll_delay(reading, ups.interval)
+        if delay is None:
+            return
+
+        def fire() -> None:
+            self._timers.pop(ups.id, None)
+            if self._running:
+                self._start_group_poll(ups, "exhaustion")
+
+        self._timers[ups.id] = asyncio.get_running_loop().call_later(delay, fire)
 
     # -- schedule -----------------------------------------------------------------------------------
 
@@ -220,9 +349,15 @@ class PowerPoller:
                 self._every(f"customer:{c.id}", interval, stop, lambda c=c: self.observe_customer(c), first),
                 name=f"power-customer-{c.id}",
             ))
+        self._running = True
         try:
             await stop.wait()
         finally:
+            self._running = False
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+            tasks.extend(list(self._extra))
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

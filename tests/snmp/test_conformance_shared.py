@@ -22,7 +22,7 @@ import pytest
 
 from tests.snmp.agents import SHARED, Agent, snmpget, snmpsim
 from tests.snmp.helpers import read
-from threenines.snmp.profiles import Oid, Profile, Table, format_oid, get_profile, parse_oid
+from threenines.snmp.profiles import LINE_FIELDS, Oid, Profile, Table, format_oid, get_profile, parse_oid
 from threenines.snmp.readings import DeviceReading
 
 pytestmark = pytest.mark.conformance
@@ -39,8 +39,8 @@ RECORDINGS: dict[str, tuple[str, tuple[str, ...], int]] = {
     "deltaups_rfc1628string": ("ups-mib", (), 10),
     "eaton-93e-80": ("eaton-xups", ("ups-mib",), 6),
     "eatonpdu_2": ("eaton-epdu", (), 74),
-    "eatonups": ("eaton-xups", (), 7),
-    "generex-ups_cs141": ("ups-mib", (), 10),
+    "eatonups": ("eaton-xups", (), 9),  # + input phases 2 and 3
+    "generex-ups_cs141": ("ups-mib", (), 14),  # + lines 2, 3
     "raritan-pdu_px3": ("raritan-pdu2", (), 98),
     "sentry4": ("sentry4", (), 12),
 }
@@ -96,7 +96,7 @@ PEER_WRONG: dict[tuple[str, str], PeerWrong] = {
 class Target:
     """Where the project keeps the reading of one OID: ups scalar, or an outlet/phase row, and its field."""
 
-    section: str  # ups | outlets | phases
+    section: str  # ups | lines | outlets | phases
     ident: str    # row id as the reading names it ("" for ups)
     field: str
 
@@ -121,8 +121,9 @@ def target_of(profile: Profile, oid: str) -> Target | None:
     parsed = parse_oid(oid)
     for name, alternatives in profile.scalars.items():
         if any(f.oid == parsed for f in alternatives):
-            return Target("ups", "", name)
-    for section, table in (("outlets", profile.outlets), ("phases", profile.phases)):
+            # A per-line quantity read as a scalar is the UPS's line 1 (docs/power.md).
+            return Target("lines", "1", name) if name in LINE_FIELDS else Target("ups", "", name)
+    for section, table in (("lines", profile.lines), ("outlets", profile.outlets), ("phases", profile.phases)):
         if table is not None and (hit := _table_target(section, table, parsed)) is not None:
             return hit
     return None
@@ -132,7 +133,11 @@ def project_value(reading: DeviceReading, target: Target) -> object:
     if target.section == "ups":
         assert reading.ups is not None
         return getattr(reading.ups, target.field)
-    rows = reading.outlets if target.section == "outlets" else reading.phases
+    if target.section == "lines":
+        assert reading.ups is not None
+        rows = reading.ups.lines
+    else:
+        rows = reading.outlets if target.section == "outlets" else reading.phases
     row = next((r for r in rows if r.id == target.ident), None)
     assert row is not None, f"the project read no {target.section} row {target.ident!r}"
     value = getattr(row, target.field)
@@ -194,7 +199,8 @@ def compare_sensors(name: str, agent: Agent, profile: Profile, reading: DeviceRe
             by_mib = float(raw) * wrong.mib_unit_factor
             assert not wrong.plausible[0] <= by_mib <= wrong.plausible[1], what
             out.check(what + " (peer wrong: " + wrong.why + ")", None, got)
-            if (wrong.problem, target.field) not in {(p.reason, p.field) for p in reading.problems}:
+            field = target.field if target.section == "ups" else f"{target.section}[{target.ident}].{target.field}"
+            if (wrong.problem, field) not in {(p.reason, p.field) for p in reading.problems}:
                 out.failures.append(f"{what}: no {wrong.problem} problem reported")
             continue
         if sensor["sensor_class"] == "state":

@@ -288,12 +288,12 @@ def test_inf_and_nan_strings_are_bad_values_counted_and_unknown(own_agent: Agent
     status, _, text = poll(inventory)
     assert status.up and status.reading is not None and status.reading.ups is not None  # the agent did answer
     ups = status.reading.ups
-    assert (ups.output_source, ups.battery_status, ups.battery_charge_ratio, ups.input_voltage_volts) == (
-        None, None, None, None)
-    assert ups.output_load_ratio == 0.37  # a number sent as a string still reads
+    assert (ups.output_source, ups.battery_status, ups.battery_charge_ratio) == (None, None, None)
+    assert ups.line_values("input_voltage_volts") == ()
+    assert ups.line_values("output_load_ratio") == (("1", 0.37),)  # a number sent as a string still reads
     assert {(p.reason, p.field) for p in status.reading.problems} == {
         ("bad_value", "output_source"), ("bad_value", "battery_status"), ("bad_value", "battery_charge_ratio"),
-        ("bad_value", "input_voltage_volts")}
+        ("bad_value", "lines[1].input_voltage_volts")}
     assert status.errors == (("bad_value", 4),)
     assert 'threenines_device_poll_errors_total{device="dev",reason="bad_value"} 4.0' in text
     values = [sample.value for family in text_string_to_metric_families(text) for sample in family.samples]
@@ -302,4 +302,4 @@ def test_inf_and_nan_strings_are_bad_values_counted_and_unknown(own_agent: Agent
 
 def test_reasons_stay_the_small_fixed_set() -> None:
     assert REASONS == ("timeout", "auth", "protocol", "no_such_object", "bad_value", "counter_wrap", "no_profile",
-                       "config")
+                       "config", "stale")

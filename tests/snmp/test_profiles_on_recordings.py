@@ -74,8 +74,8 @@ def test_garbage_values_become_unknown_with_a_reason(own_agent: Agent) -> None:
     assert reading.ups.output_source is None          # 9 is outside the enum
     assert reading.ups.battery_charge_ratio is None   # -1 is outside 0..100
     assert reading.ups.battery_runtime_seconds is None  # 65535: placeholder, not an error
-    assert reading.ups.input_voltage_volts is None    # noSuchObject
-    assert reading.ups.output_load_ratio == 0.37
+    assert reading.ups.line_values("input_voltage_volts") == ()  # noSuchObject
+    assert reading.ups.line_values("output_load_ratio") == (("1", 0.37),)
     reasons = {(p.reason, p.field) for p in reading.problems}
     assert reasons == {("bad_value", "output_source"), ("bad_value", "battery_charge_ratio")}
 

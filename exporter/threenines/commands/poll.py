@@ -62,8 +62,13 @@ def _text(reading, profile) -> str:
         ups = reading.ups
         lines.append(f"ups: status={ups.status or 'unknown'} output_source={ups.output_source} "
                      f"battery={ups.battery_status}")
-        for name in ("battery_charge_ratio", "battery_runtime_seconds", "input_voltage_volts", "output_load_ratio"):
+        for name in ("battery_charge_ratio", "battery_runtime_seconds", "battery_low_runtime_seconds"):
             lines.append(f"  {name} = {getattr(ups, name)}")
+        for line in ups.lines:
+            lines.append(f"  line {line.id}: input_voltage_volts = {line.input_voltage_volts} "
+                         f"output_load_ratio = {line.output_load_ratio}")
+        if ups.alarms:
+            lines.append(f"  alarms = {' '.join(ups.alarms)}")
     for o in reading.outlets:
         state = {True: "on", False: "off", None: "unknown"}[o.on] if reading.switched else "unswitched"
         lines.append(f"outlet {o.id} {o.name or ''!r}: {state} current={o.current_amperes} A "
@@ -101,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         if device is None:
             known = ", ".join(sorted(d.id for d in inventory.devices)) or "none"
             print(f"error: {args.config}: no device {args.device!r} (devices: {known})", file=sys.stderr)
+            return 1
+        if device.nut is not None:
+            print(f"error: {args.device} is read from a NUT server: use upsc {device.nut.ups}@{device.host}",
+                  file=sys.stderr)
             return 1
         target = target_for(device, inventory)
         if args.profile == "auto" and device.profile != "auto":

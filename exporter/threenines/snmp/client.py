@@ -99,7 +99,7 @@ def _auth_data(auth: SnmpAuth) -> CommunityData | UsmUserData:
             assert auth.priv_key is not None
             kwargs["privKey"] = auth.priv_key.resolve(V3_KEY_MIN_LENGTH, V3_KEY_RULE)
             kwargs["privProtocol"] = PRIV_PROTOCOLS[auth.priv_protocol or "AES"]
-        return UsmUserData(auth.username or "", **kwargs)  # type: ignore[arg-type]
+        return UsmUserData(auth.username or "", **kwargs)
     except SecretError as err:
         raise SnmpFailure("config", f"auth {auth.id}: {err}") from None
     except Exception as err:  # pysnmp/pyasn1 messages quote the values they refuse, keys included
@@ -151,7 +151,7 @@ def _varbind(vb: ObjectType) -> tuple[Oid, Value]:
 
 
 def _plain(value: ber.Value) -> Value:
-    return Missing.NO_SUCH_OBJECT if value is ber.NULL else value  # type: ignore[return-value]
+    return Missing.NO_SUCH_OBJECT if value is ber.NULL else value
 
 
 class SnmpClient:

@@ -6,8 +6,8 @@ import math
 import re
 from collections.abc import Mapping
 
-from threenines.snmp.profiles import Field, Oid, Profile, Table, format_oid
-from threenines.snmp.readings import DeviceReading, OutletReading, PhaseReading, Problem, UpsReading
+from threenines.snmp.profiles import LINE_FIELDS, Alarms, Field, Oid, Profile, Table, format_oid, parse_oid
+from threenines.snmp.readings import DeviceReading, OutletReading, PhaseReading, Problem, UpsLine, UpsReading
 from threenines.snmp.values import Missing, Value
 
 Columns = Mapping[Oid, Mapping[Oid, Value]]  # walked column OID → {row index: value}
@@ -38,6 +38,15 @@ def _to_number(raw: Value) -> int | float | None:
     return None
 
 
+# 2^32 - 1: -1 sent in an unsigned type (Gauge32, Unsigned32, TimeTicks). Huawei's UPS2000 sends its runtime
+# placeholder so; a profile that lists -1 as a placeholder means these 32 bits too, unless its range holds them.
+GAUGE32_MAX = 2**32 - 1
+
+
+def _unsigned_minus_one(f: Field, number: float) -> bool:
+    return number == GAUGE32_MAX and -1 in f.unknown and (f.valid is None or number > f.valid[1])
+
+
 def decode_value(f: Field, raw: Value | None, digits: Value | None = None) -> tuple[object, str | None]:
     """(normalised value or None, problem reason or None) for one raw value."""
     if raw is None or isinstance(raw, Missing):
@@ -49,7 +58,7 @@ def decode_value(f: Field, raw: Value | None, digits: Value | None = None) -> tu
     number = _to_number(raw)
     if number is None:
         return None, "bad_value"
-    if number in f.unknown:
+    if number in f.unknown or _unsigned_minus_one(f, number):
         return None, None
     if f.enum:
         word = dict(f.enum).get(int(number)) if number == int(number) else None
@@ -111,6 +120,34 @@ def _decode_table(table: Table, columns: Columns, kind: str, problems: list[Prob
     return out
 
 
+def _lines(profile: Profile, values: dict[str, object], columns: Columns, problems: list[Problem]
+           ) -> tuple[UpsLine, ...]:
+    rows = _decode_table(profile.lines, columns, "lines", problems) if profile.lines is not None else []
+    for name in LINE_FIELDS:
+        scalar = values.pop(name, None)
+        if scalar is None or any(row.get(name) is not None for row in rows):
+            continue
+        # The profile's scalar is the UPS's line 1 (XUPS xupsOutputLoad, APC's single-phase upsHighPrec*).
+        line1 = next((row for row in rows if row["id"] == "1"), None)
+        if line1 is None:
+            rows.append(line1 := {"id": "1"})  # type: ignore[arg-type]  # the rows hold str ids and numbers
+        line1[name] = scalar
+    lines = [UpsLine(**row) for row in rows]  # type: ignore[arg-type]
+    return tuple(sorted((line for line in lines if line != UpsLine(line.id)), key=lambda line: _order(line.id)))
+
+
+def _order(ident: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else 0 for part in ident.split("."))
+
+
+def _alarms(alarms: Alarms | None, columns: Columns) -> tuple[str, ...]:
+    if alarms is None:
+        return ()
+    present = {alarms.words.get(parse_oid(value)) for value in columns.get(alarms.oid, {}).values()
+               if isinstance(value, str)}
+    return tuple(sorted(word for word in present if word is not None))
+
+
 def decode(profile: Profile, scalars: Mapping[Oid, Value], columns: Columns) -> DeviceReading:
     problems: list[Problem] = []
     ups = None
@@ -119,7 +156,8 @@ def decode(profile: Profile, scalars: Mapping[Oid, Value], columns: Columns) -> 
             name: _first_usable(alts, lambda f: (scalars.get(f.oid), None), name, problems)
             for name, alts in profile.scalars.items()
         }
-        ups = UpsReading(**values)  # type: ignore[arg-type]
+        lines = _lines(profile, values, columns, problems)
+        ups = UpsReading(**values, lines=lines, alarms=_alarms(profile.alarms, columns))  # type: ignore[arg-type]
     outlets: list[OutletReading] = []
     if profile.outlets is not None:
         for row in _decode_table(profile.outlets, columns, "outlets", problems):

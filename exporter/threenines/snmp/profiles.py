@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from threenines.configfile import ConfigError, Node, load
+from threenines.snmp.readings import ALARMS
 
 Oid = tuple[int, ...]
 
@@ -20,7 +21,10 @@ OID_RE = re.compile(r"\.?[0-9]+(\.[0-9]+)+")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 UPS_FIELDS = ("output_source", "battery_status", "battery_charge_ratio", "battery_runtime_seconds",
-              "input_voltage_volts", "output_load_ratio")
+              "battery_low_runtime_seconds", "input_voltage_volts", "output_load_ratio")
+# Per input/output line of a UPS (the `lines:` table). A UPS scalar of the same name is line "1" of a UPS
+# whose profile reads no table, or whose table has no value for it.
+LINE_FIELDS = ("input_voltage_volts", "output_load_ratio", "output_voltage_volts")
 OUTLET_FIELDS = ("name", "on", "current_amperes", "power_watts", "energy_joules")
 PHASE_FIELDS = ("name", "current_amperes", "voltage_volts")
 # Enumerated fields and the normalised words their enum may map to; "unknown" decodes to None.
@@ -74,6 +78,14 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Alarms:
+    """A table column whose values are alarm OIDs (RFC 1628 upsAlarmDescr): one row per alarm present."""
+
+    oid: Oid
+    words: dict[Oid, str] = field(default_factory=dict)  # alarm OID → a word of readings.ALARMS
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     kind: str  # ups | pdu
@@ -86,6 +98,9 @@ class Profile:
     outlets: Table | None
     phases: Table | None
     source: str
+    lines: Table | None = None    # UPS input/output lines (phases)
+    alarms: Alarms | None = None  # UPS alarms present
+
 
     @property
     def switched(self) -> bool:
@@ -96,9 +111,11 @@ class Profile:
 
     def walk_roots(self) -> list[Oid]:
         roots: list[Oid] = []
-        for table in (self.outlets, self.phases):
+        for table in (self.outlets, self.phases, self.lines):
             if table is not None:
                 roots.extend(r for r in table.roots() if r not in roots)
+        if self.alarms is not None and self.alarms.oid not in roots:
+            roots.append(self.alarms.oid)
         return roots
 
 
@@ -154,9 +171,19 @@ def _table(node: Node, allowed: tuple[str, ...]) -> Table:
     return Table(id=f["id"].choice(("index", "last")) if "id" in f else "index", columns=columns)
 
 
+def _alarms(node: Node) -> Alarms:
+    f = node.mapping(("oid", "map"), required=("oid", "map"))
+    words: dict[Oid, str] = {}
+    for key, value in f["map"].mapping_items():
+        if not OID_RE.fullmatch(key):
+            value.fail(f"{key!r} is not a numeric alarm OID such as 1.3.6.1.2.1.33.1.6.3.3")
+        words[parse_oid(key)] = value.choice(ALARMS)
+    return Alarms(oid=_oid(f["oid"]), words=words)
+
+
 def parse_profile(root: Node) -> Profile:
     f = root.mapping(
-        ("name", "kind", "description", "match", "max_repetitions", "ups", "outlets", "phases"),
+        ("name", "kind", "description", "match", "max_repetitions", "ups", "lines", "alarms", "outlets", "phases"),
         required=("name", "kind", "match"),
     )
     kind = f["kind"].choice(("ups", "pdu"))
@@ -167,6 +194,9 @@ def parse_profile(root: Node) -> Profile:
         root.fail("a ups profile needs ups: (at least output_source)")
     if kind == "pdu" and "outlets" not in f and "phases" not in f:
         root.fail("a pdu profile needs outlets: and/or phases:")
+    for key in ("lines", "alarms"):
+        if kind != "ups" and key in f:
+            f[key].fail(f"{key}: is for ups profiles")
     scalars = {name: _alternatives(n, name) for name, n in f["ups"].mapping(UPS_FIELDS).items()} \
         if "ups" in f else {}
     return Profile(
@@ -182,6 +212,8 @@ def parse_profile(root: Node) -> Profile:
         outlets=_table(f["outlets"], OUTLET_FIELDS) if "outlets" in f else None,
         phases=_table(f["phases"], PHASE_FIELDS) if "phases" in f else None,
         source=root.source,
+        lines=_table(f["lines"], LINE_FIELDS) if "lines" in f else None,
+        alarms=_alarms(f["alarms"]) if "alarms" in f else None,
     )
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 # The output-source vocabulary of the metric contract (DESIGN.md §4, `threenines_ups_output_source`).
 OUTPUT_SOURCES = ("normal", "battery", "bypass", "none", "other")
 BATTERY_STATES = ("normal", "low", "depleted", "fault", "unknown")
+# UPS alarms the power model reads (RFC 1628's well-known alarms, NUT's status words), normalised.
+ALARMS = ("on_battery", "low_battery", "depleted_battery", "output_off", "shutdown_pending", "shutdown_imminent")
 
 # Failure reasons: a small fixed set, used as the `reason` label of threenines_device_poll_errors_total.
 REASONS = (
@@ -22,7 +24,18 @@ REASONS = (
     "counter_wrap",     # an energy counter went backwards
     "no_profile",       # no profile matches the device (auto-detect failed)
     "config",           # a secret reference could not be resolved
+    "stale",            # a NUT server answered, but has no current data from the UPS (DATA-STALE, no driver)
 )
+
+
+@dataclass(frozen=True)
+class UpsLine:
+    """One input/output line (phase) of a UPS: RFC 1628's upsInputTable/upsOutputTable row, NUT's L1..L3."""
+
+    id: str
+    input_voltage_volts: float | None = None
+    output_load_ratio: float | None = None
+    output_voltage_volts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -31,8 +44,11 @@ class UpsReading:
     battery_status: str | None = None
     battery_charge_ratio: float | None = None
     battery_runtime_seconds: float | None = None
-    input_voltage_volts: float | None = None
-    output_load_ratio: float | None = None
+    # The runtime at which the UPS itself declares low battery (RFC 1628 upsConfigLowBattTime, NUT
+    # battery.runtime.low); None when the device does not say.
+    battery_low_runtime_seconds: float | None = None
+    lines: tuple[UpsLine, ...] = ()  # per input/output line; a single-line UPS has line "1"
+    alarms: tuple[str, ...] = ()     # words of ALARMS present now, sorted
 
     @property
     def status(self) -> str:
@@ -40,9 +56,13 @@ class UpsReading:
         words = {"normal": ["OL"], "battery": ["OB"], "bypass": ["BYPASS"], "none": ["OFF"]}.get(
             self.output_source or "", []
         )
-        if self.battery_status in ("low", "depleted"):
+        if self.battery_status in ("low", "depleted") or "low_battery" in self.alarms:
             words.append("LB")
         return " ".join(words)
+
+    def line_values(self, name: str) -> tuple[tuple[str, float], ...]:
+        """(line id, value) of one per-line reading, for the lines that have it."""
+        return tuple((line.id, value) for line in self.lines if (value := getattr(line, name)) is not None)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import random
 import socket
+from typing import Any
 
 from threenines.snmp import ber
 
@@ -25,7 +26,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, pending: dict[int, tuple[asyncio.Future[bytes], tuple[str, int]]]) -> None:
         self.pending = pending
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
             entry = self.pending.get(ber.request_id(data))
         except ber.BerError:
