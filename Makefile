@@ -23,7 +23,7 @@ DEB_APT_PACKAGES := debhelper dh-python help2man pybuild-plugin-pyproject python
 DEB_DIR ?= build/deb
 
 STAMP := .make
-.PHONY: demo test lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance \
+.PHONY: demo test check lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance \
 	deb deb-system-deps \
 	zabbix-templates
 
@@ -52,8 +52,21 @@ venv: $(VENV)/.installed
 lint: venv
 	$(VENV)/bin/ruff check exporter tests bench
 
-test: system-deps venv lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+# The pure tests: no root, no network, no real servers; seconds (the contract, intervals, parsers, the audit).
+UNIT_TESTS := tests/audit/test_webhook.py tests/audit/test_webhook_hardening.py tests/foundation/test_contract.py \
+	tests/foundation/test_inventory.py tests/foundation/test_inventory_fuzz.py tests/foundation/test_renderer.py \
+	tests/foundation/test_runbooks.py tests/foundation/test_scheduler.py tests/foundation/test_clock_steps.py \
+	tests/power/test_power_model.py tests/power/test_blackout_rule.py tests/report/test_exclusions.py \
+	tests/report/test_intervals.py tests/report/test_months.py tests/report/test_promclient.py tests/snmp/test_ber.py \
+	tests/zabbix/test_sync_plan.py
+
+# The fast loop (CONTRIBUTING.md): ruff, mypy, the pure tests.
+check: lint
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(UNIT_TESTS)
+
+test: system-deps venv check
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(UNIT_TESTS))
 
 demo: demo-system-deps venv
 	$(VENV)/bin/threenines demo

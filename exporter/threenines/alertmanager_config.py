@@ -1,5 +1,8 @@
-"""Generate Alertmanager routes and receivers from the inventory: one receiver per customer, each also posting
-to the audit webhook, so every dispatch to a customer's designated contacts lands in the audit ledger.
+"""Generate Alertmanager routes and receivers from the inventory: one receiver per customer whose only integration
+is the exporter's delivery webhook (`POST /alertmanager/deliver`, beside the audit webhook, same token): the
+exporter records the dispatch, sends the messages to the customer's designated contacts itself and proves each
+delivery (threenines.notify, docs/alerting.md). The NOC's receivers stay Alertmanager-native, with the templates
+this module also writes beside the config (`write`).
 
 Secrets are never written into the generated file. Alertmanager 0.25 (Debian 12) reads every secret we need
 from a file (`smtp_auth_password_file`, `routing_key_file`, `http_config.authorization.credentials_file`) but
@@ -11,23 +14,32 @@ orchestration (systemd LoadCredential=, a Kubernetes secret volume) puts them th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from threenines.configfile import format_duration
-from threenines.inventory import Contact, Customer, Inventory, SecretRef
+from threenines.inventory import Customer, Inventory, SecretRef
 
 AUDIENCE_CUSTOMER = 'audience="customer"'
 WATCHDOG_ALERT = "ThreeninesWatchdog"
 NOC_RECEIVER = "noc"
 WATCHDOG_RECEIVER = "watchdog"
 TEMPLATE_GLOB = "templates/*.tmpl"
+TEMPLATE_DIR = "templates"
+# The NOC's texts (package data) and the generated runbook base, written beside alertmanager.yml.
+TEMPLATE_FILE = "threenines.tmpl"
+RUNBOOK_TEMPLATE_FILE = "threenines-runbooks.tmpl"
+# Where the Debian package installs docs/*.md; a team publishes docs/ on its wiki and passes --runbook-base-url.
+DEFAULT_RUNBOOK_BASE = "file:///usr/share/doc/threenines/"
+DELIVERY_PATH = "deliver"  # beside the audit webhook: /alertmanager/webhook -> /alertmanager/deliver
 
 
 class GeneratorError(Exception):
@@ -48,8 +60,11 @@ class Options:
     # Changes to a group already notified (resolution, a second alert) go out after group_interval; it is also
     # the flush timeout within which a failing integration is retried.
     group_interval: float = 60.0
-    # Reminders while an outage stays open; the audit counts only the first dispatch of each outage.
+    # Reminders while an outage stays open (to the NOC; the exporter sends a customer one message per outage
+    # event and contact, so a repeat to the delivery webhook adds nothing).
     repeat_interval: float = 4 * 3600.0
+    # Runbook links in the NOC's messages: this base + the alert's runbook_url without its leading "docs/".
+    runbook_base_url: str = DEFAULT_RUNBOOK_BASE
 
 
 def receiver_name(customer_id: str) -> str:
@@ -71,74 +86,43 @@ def _bearer(ref: SecretRef | None, options: Options) -> dict[str, Any]:
     return {"http_config": {"authorization": authorization}}
 
 
-def gateway_url(base: str, contact: Contact) -> str:
-    """The SMS/voice gateway URL for one number: the number and kind travel as query parameters, because an
-    Alertmanager webhook posts the same body to every URL and cannot add per-contact fields."""
-    parts = urllib.parse.urlsplit(base)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    query += [("to", contact.target), ("kind", contact.kind)]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def contact_integrations(customer: Customer, inventory: Inventory, options: Options) -> dict[str, list[dict]]:
-    """The customer's designated contacts as Alertmanager integrations (without the audit webhook)."""
-    out: dict[str, list[dict]] = {}
+def check_contacts(customer: Customer, inventory: Inventory) -> None:
+    """GeneratorError when a contact's channel has nothing to send through (the exporter would fail every time)."""
     for contact in customer.contacts.notify:
-        if contact.kind == "email":
-            if inventory.notification.smtp is None:
-                raise GeneratorError(
-                    f"customer {customer.id} has an e-mail contact but the inventory has no notification.smtp: add "
-                    "smtp: {smarthost: HOST:PORT, from: ADDRESS}"
-                )
-            out.setdefault("email_configs", []).append({
-                "to": contact.target,
-                "send_resolved": True,
-                "headers": {"Subject": '{{ template "threenines.subject" . }}'},
-                "text": '{{ template "threenines.text" . }}',
-            })
-        elif contact.kind in ("sms", "phone"):
-            gateway = inventory.notification.sms_gateway
-            if gateway is None:
-                raise GeneratorError(
-                    f"customer {customer.id} has a {contact.kind} contact but the inventory has no "
-                    "notification.sms_gateway: add sms_gateway: {url: URL, token: {env: VAR}}"
-                )
-            out.setdefault("webhook_configs", []).append({
-                "url": gateway_url(gateway.url, contact),
-                "send_resolved": True,
-                **_bearer(gateway.token, options),
-            })
-        elif contact.kind == "pagerduty":
-            assert contact.secret is not None  # the inventory requires a routing key
-            out.setdefault("pagerduty_configs", []).append({
-                "routing_key_file": secret_path(contact.secret, options.secrets_dir),
-                "url": contact.target,
-                "send_resolved": True,
-            })
-        else:
-            out.setdefault("webhook_configs", []).append({
-                "url": contact.target,
-                "send_resolved": True,
-                **_bearer(contact.secret, options),
-            })
-    return out
+        if contact.kind == "email" and inventory.notification.smtp is None:
+            raise GeneratorError(
+                f"customer {customer.id} has an e-mail contact but the inventory has no notification.smtp: add "
+                "smtp: {smarthost: HOST:PORT, from: ADDRESS}"
+            )
+        if contact.kind in ("sms", "phone") and inventory.notification.sms_gateway is None:
+            raise GeneratorError(
+                f"customer {customer.id} has a {contact.kind} contact but the inventory has no "
+                "notification.sms_gateway: add sms_gateway: {url: URL, token: {env: VAR}}"
+            )
 
 
-def audit_integration(inventory: Inventory, options: Options) -> dict[str, Any]:
+def delivery_url(inventory: Inventory) -> str:
+    """The exporter's delivery endpoint: beside the audit webhook (same exporter, same token)."""
     audit = inventory.notification.audit_webhook
     if audit is None:
         raise GeneratorError(
-            "the inventory has no notification.audit_webhook: every customer receiver must post to the audit "
-            "endpoint (add audit_webhook: {url: http://EXPORTER:9839/alertmanager/webhook, token: {env: VAR}})"
+            "the inventory has no notification.audit_webhook: every customer receiver posts to the exporter, which "
+            "records and delivers (add audit_webhook: {url: http://EXPORTER:9839/alertmanager/webhook, token: "
+            "{env: VAR}}; deliveries go to /alertmanager/deliver beside it)"
         )
-    # send_resolved: the ledger records the end of each notification too; max_alerts 0: never truncate.
-    return {"url": audit.url, "send_resolved": True, "max_alerts": 0, **_bearer(audit.token, options)}
+    return urllib.parse.urljoin(audit.url, DELIVERY_PATH)
+
+
+def delivery_integration(inventory: Inventory, options: Options) -> dict[str, Any]:
+    audit = inventory.notification.audit_webhook
+    # send_resolved: the customer is told when it ends; max_alerts 0: never truncate.
+    return {"url": delivery_url(inventory), "send_resolved": True, "max_alerts": 0,
+            **_bearer(audit.token if audit else None, options)}
 
 
 def customer_receiver(customer: Customer, inventory: Inventory, options: Options) -> dict[str, Any]:
-    integrations = contact_integrations(customer, inventory, options)
-    integrations.setdefault("webhook_configs", []).append(audit_integration(inventory, options))
-    return {"name": receiver_name(customer.id), **integrations}
+    check_contacts(customer, inventory)
+    return {"name": receiver_name(customer.id), "webhook_configs": [delivery_integration(inventory, options)]}
 
 
 def _noc_receiver(inventory: Inventory, options: Options) -> dict[str, Any]:
@@ -218,14 +202,48 @@ def render(inventory: Inventory, options: Options, source: str | None = None) ->
     return HEADER.format(source=source or inventory.source) + text
 
 
+def templates(options: Options) -> dict[str, str]:
+    """The template files Alertmanager loads through TEMPLATE_GLOB, by file name."""
+    static = resources.files("threenines").joinpath("templates", TEMPLATE_FILE).read_text(encoding="utf-8")
+    base = options.runbook_base_url.replace("{{", "").replace("}}", "")
+    runbooks = ("{{/* Generated by `threenines alertmanager-config` (--runbook-base-url); do not edit. */}}\n"
+                f'{{{{ define "threenines.runbook_base" }}}}{base}{{{{ end }}}}\n')
+    return {TEMPLATE_FILE: static, RUNBOOK_TEMPLATE_FILE: runbooks}
+
+
+def write(path: str | Path, text: str, options: Options) -> list[Path]:
+    """Write the config and, beside it in templates/, the templates it references (Alertmanager resolves
+    `templates:` relative to the config file; without them every NOC e-mail fails at run time). All or nothing:
+    GeneratorError, and nothing written, when any of it cannot be written."""
+    target = Path(path)
+    folder = target.parent / TEMPLATE_DIR
+    files = [(folder / name, content) for name, content in templates(options).items()] + [(target, text)]
+    staged: list[tuple[Path, Path]] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for final, content in files:
+            temporary = final.with_name(f".{final.name}.tmp")
+            temporary.write_text(content, encoding="utf-8")
+            staged.append((temporary, final))
+        for temporary, final in staged:
+            os.replace(temporary, final)
+    except OSError as err:
+        for temporary, _ in staged:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        raise GeneratorError(f"cannot write {err.filename or target}: {err.strerror or err}; nothing was written "
+                             f"(the config needs its templates in {folder})") from None
+    return [final for final, _ in files]
+
+
 def env_secrets(inventory: Inventory) -> Iterator[SecretRef]:
-    """Every environment-variable secret the generated config reads from a file."""
+    """Every environment-variable secret the generated config reads from a file: the exporter's webhook token and
+    the relay's password (the NOC's e-mail). The contacts' secrets and the gateway's token are the exporter's,
+    which reads them from its own environment or files when it delivers."""
     refs: list[SecretRef | None] = [
         inventory.notification.audit_webhook.token if inventory.notification.audit_webhook else None,
-        inventory.notification.sms_gateway.token if inventory.notification.sms_gateway else None,
         inventory.notification.smtp.password if inventory.notification.smtp else None,
     ]
-    refs += [contact.secret for customer in inventory.customers for contact in customer.contacts.notify]
     seen: set[str] = set()
     for ref in refs:
         if ref is not None and ref.env is not None and ref.env not in seen:

@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from threenines.inventory import Inventory
+from threenines.ledger import LedgerFile
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,17 @@ class Dispatch:
     def outage(self) -> tuple[str, str, str, float] | None:
         if self.determined_at is None:
             return None
-        return (self.customer, self.service, self.target, self.determined_at)
+        return outage_key(self.customer, self.service, self.target, self.determined_at)
+
+
+def outage_key(customer: str, service: str, target: str, determined_at: float) -> tuple[str, str, str, float]:
+    """One outage as the audit, the deadline watch and the notifier key it: determined_at to the millisecond.
+
+    The alert carries determined_at as an annotation printed to the millisecond, the engine holds it to the
+    microsecond: keyed by the engine's value, a dispatch of the outage was not found at its deadline (a miss
+    counted beside a dispatch on time) and a miss not found by a later dispatch (late=0 beside a miss).
+    """
+    return (customer, service, target, round(determined_at, 3))
 
 
 @dataclass(frozen=True)
@@ -134,26 +145,27 @@ class Miss:
     determined_at: float
     deadline_at: float
     recorded_at: float
-    reason: str  # "late" | "not_notified"
+    reason: str  # "late" | "not_notified" | "undelivered" (dispatched, not accepted by every contact)
 
     @property
     def outage(self) -> tuple[str, str, str, float]:
-        return (self.customer, self.service, self.target, self.determined_at)
+        return outage_key(self.customer, self.service, self.target, self.determined_at)
 
 
 _MISS_COLUMNS = ("customer", "service", "target", "determined_at", "deadline_at", "recorded_at", "reason")
 
 
 class AuditLedger:
-    """Append-only SQLite (WAL, synchronous=FULL): a dispatch acknowledged to Alertmanager is on disk."""
+    """Append-only SQLite (WAL, synchronous=FULL): a dispatch acknowledged to Alertmanager is on disk.
+
+    Opened like the outage ledger (threenines.ledger.LedgerFile): refused at start when corrupt or not writable;
+    on a full disk the exporter starts and each write opens the file first, so a delivery the disk refuses is a
+    500 that Alertmanager retries, and a miss is decided again at the next check: the callers are the queue.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = LedgerFile(self.path, _SCHEMA, "audit ledger")
         self._lock = threading.Lock()
         self.writes_ok = 0
         self.writes_failed = 0
@@ -173,26 +185,33 @@ class AuditLedger:
 
     def _transaction(self, write: Callable[[sqlite3.Connection], object]) -> None:
         with self._lock:
+            db = self._file.db
+            if db is None:
+                if not self._file.open():
+                    self.writes_failed += 1
+                    raise sqlite3.OperationalError(f"{self.path} is not open for writing: {self._file.error}")
+                db = self._file.db
+                assert db is not None
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                write(self._db)
-                self._db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                write(db)
+                db.execute("COMMIT")
             except Exception:  # not only sqlite3.Error: a transaction left open would refuse the next write
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 self.writes_failed += 1
                 raise
             self.writes_ok += 1
 
     def misses(self) -> Iterator[Miss]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_MISS_COLUMNS)} FROM misses ORDER BY id").fetchall()
+            rows = self._file.read(f"SELECT {', '.join(_MISS_COLUMNS)} FROM misses ORDER BY id", needs="misses")
         for row in rows:
             yield Miss(*row)
 
     def dispatches(self) -> Iterator[Dispatch]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM dispatches ORDER BY id").fetchall()
+            rows = self._file.read(f"SELECT {', '.join(_COLUMNS)} FROM dispatches ORDER BY id", needs="dispatches")
         for row in rows:
             values = dict(zip(_COLUMNS, row, strict=True))
             for flag in ("resolved", "first", "late"):
@@ -201,7 +220,7 @@ class AuditLedger:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._file.close()
 
 
 def _to_sql(value: object) -> object:
@@ -471,7 +490,8 @@ class AuditWebhook:
             self.state.apply_miss(miss)
         self.collector = AuditCollector(self.state)
 
-    def decide_deadline(self, outage: tuple[str, str, str, float], deadline_at: float, now: float
+    def decide_deadline(self, outage: tuple[str, str, str, float], deadline_at: float, now: float,
+                        delivered_at: Callable[[tuple[str, str, str, float]], float | None] | None = None
                         ) -> Miss | bool:
         """Decide an outage whose notification deadline passed by `now` (threenines.deadlines).
 
@@ -479,12 +499,18 @@ class AuditWebhook:
         the miss is now in the ledger. False: the ledger refused the write (decided again at the next check).
         Decided under the lock that records dispatches, whose arrival is stamped under it too: a dispatch and
         a miss of one outage are ordered, so a dispatch recorded after a miss is late by construction.
+        With `delivered_at` (threenines.notify: when every designated contact's channel accepted the
+        notification) the promise is measured to delivery: a dispatch that no channel accepted is no
+        notification (reason `undelivered`).
         """
         with self._lock:
-            first = self.state.first_dispatch_at(outage)
+            outage = outage_key(*outage)
+            dispatched = self.state.first_dispatch_at(outage)
+            first = dispatched if delivered_at is None else delivered_at(outage)
             if first is not None and first <= deadline_at:
                 return True
-            miss = Miss(*outage, deadline_at, now, "late" if first is not None else "not_notified")
+            reason = "late" if first is not None else "undelivered" if dispatched is not None else "not_notified"
+            miss = Miss(*outage, deadline_at, now, reason)
             try:
                 self.ledger.append_miss(miss)
             except sqlite3.Error as err:
@@ -570,7 +596,7 @@ class AuditWebhook:
                 rejected.setdefault(reason or "unknown_customer", []).append((customer_id, service, target))
                 continue
             resolved = alert.status == "resolved"
-            outage = (customer_id, service, target, determined_at) if determined_at is not None else None
+            outage = outage_key(customer_id, service, target, determined_at) if determined_at is not None else None
             first = (not resolved and outage is not None and outage not in seen_in_payload
                      and not self.state.is_counted(outage))
             # Within the clock-skew allowance a dispatch may stamp a hair before its determination: delay 0.

@@ -2,8 +2,9 @@
 
 The contract owes a notification within the customer's deadline (15 minutes) of determining an outage, and
 each miss costs a day's rent, on the contract-calendar day the deadline passed. So the miss is decided at
-`determined_at + deadline`, by the outage alone: if no first dispatch of that outage reached the audit
-ledger by then, it is a miss — whether a late dispatch comes later or none ever does. It is written once to
+`determined_at + deadline`, by the outage alone: if the notification was not delivered by then — accepted by
+the channel of every designated contact (threenines.notify) — it is a miss, whether it is delivered later or
+never. It is written once to
 the audit ledger's `misses` table (append-only, one row per outage) with the deadline instant, and the
 metrics (`threenines_notification_deadline_missed_total`, and the deadline instant of each target's latest
 miss) are rebuilt from those rows. The report's two paths — the metric's instants and `--audit-ledger`'s
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from threenines.audit import AuditWebhook, Miss
+from threenines.audit import AuditWebhook, Miss, outage_key
 from threenines.contract import OutageEvent
 from threenines.ledger import Ledger
 
@@ -37,9 +38,14 @@ class _Pending:
 class DeadlineWatch:
     """Outages whose notification deadline has not passed yet; `check(now)` decides those whose has."""
 
-    def __init__(self, audit: AuditWebhook, deadline_of: Callable[[str], float | None]) -> None:
+    def __init__(self, audit: AuditWebhook, deadline_of: Callable[[str], float | None],
+                 delivered_at: Callable[[Outage], float | None] | None = None) -> None:
         self._audit = audit
         self._deadline_of = deadline_of  # customer id -> its deadline in seconds (None: not in the inventory)
+        # threenines.notify.Notifier.delivered_at: with it, an outage is notified when every designated contact's
+        # channel accepted the notification (the exporter delivers); without it, when Alertmanager's first
+        # dispatch reached the audit ledger (a deployment whose Alertmanager delivers itself).
+        self._delivered_at = delivered_at
         self._pending: dict[Outage, _Pending] = {}
 
     def observe(self, event: OutageEvent) -> None:
@@ -55,18 +61,19 @@ class DeadlineWatch:
         self.check(now)
 
     def _watch(self, outage: Outage) -> None:
-        if outage in self._pending or self._audit.state.is_missed(outage):
+        key = outage_key(*outage)  # as the alert, the audit and the notifier know it
+        if key in self._pending or self._audit.state.is_missed(key):
             return
-        deadline = self._deadline_of(outage[0])
+        deadline = self._deadline_of(key[0])
         if deadline is None:
             return
-        self._pending[outage] = _Pending(outage, outage[3] + deadline)
+        self._pending[key] = _Pending(key, outage[3] + deadline)  # the deadline from the engine's exact value
 
     def check(self, now: float) -> None:
         """Decide every watched outage whose deadline has passed by `now`."""
         due = [p for p in self._pending.values() if p.deadline_at <= now]
         for pending in due:
-            decided = self._audit.decide_deadline(pending.outage, pending.deadline_at, now)
+            decided = self._audit.decide_deadline(pending.outage, pending.deadline_at, now, self._delivered_at)
             if decided is False:
                 continue  # the ledger refused the write: it stays pending and is retried at the next check
             del self._pending[pending.outage]

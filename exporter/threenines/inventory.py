@@ -7,15 +7,17 @@ already there is read once, only to refuse one that cannot work (empty, or an SN
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from threenines.configfile import ConfigError, Node, load, load_text, unique_ids
+from threenines.configfile import ConfigError, Errors, Node, format_duration, load, load_text, shown
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}")
 ID_RULE = "use letters, digits and _ . : - (start with a letter or digit, at most 63 characters)"
@@ -23,15 +25,19 @@ EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 PHONE_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 URL_RE = re.compile(r"https?://[^\s]+")
 HOSTPORT_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\s]+)(?::(?P<port>[0-9]{1,5}))?")
-ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+FILE_RE = re.compile(r"[^\x00]{1,4096}")  # PATH_MAX; a NUL cannot be in a file name
 
 SERVICES = ("connectivity", "power")
+CONTACT_LANGUAGES = ("en", "zh-CN")  # contacts.language: the message catalogues of threenines.notify
+T = TypeVar("T")
 
 
 # RFC 3414 §11.2: a USM password shorter than 8 octets is refused (net-snmp and pysnmp refuse it too; pysnmp
 # does so with an exception whose message holds the key).
 V3_KEY_MIN_LENGTH = 8
 V3_KEY_RULE = "SNMPv3 keys need at least 8 characters (RFC 3414)"
+MAX_SECRET_BYTES = 64 * 1024
 Location = tuple[str, int, str]  # (file, line, field path) of a reference in the inventory
 
 
@@ -83,10 +89,18 @@ class SecretRef:
             return value
         assert self.file is not None
         try:
-            return Path(self.file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as err:
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else "not UTF-8 text"
+            with open(self.file, "rb") as handle:  # a secret is small: /dev/zero or a log file is not read whole
+                data = handle.read(MAX_SECRET_BYTES + 1)
+        except (OSError, ValueError) as err:  # ValueError: a NUL in the name
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else "not a file name"
             raise SecretError(f"cannot read secret file {self.file}: {reason}", self.at) from None
+        if len(data) > MAX_SECRET_BYTES:
+            raise SecretError(f"secret file {self.file} holds more than {MAX_SECRET_BYTES} bytes: name the file "
+                              "that holds only the secret", self.at)
+        try:
+            return data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise SecretError(f"cannot read secret file {self.file}: not UTF-8 text", self.at) from None
 
     def _home(self) -> str:
         return self.env if self.env is not None else str(self.file)
@@ -139,6 +153,7 @@ class Contact:
 class Contacts:
     version: str
     notify: tuple[Contact, ...]
+    language: str = "en"  # of the messages threenines delivers to them (threenines.notify): en | zh-CN
 
 
 @dataclass(frozen=True)
@@ -198,6 +213,15 @@ class SnmpAuth:
 
 
 @dataclass(frozen=True)
+class NutSource:
+    """profile: nut: a UPS read from a NUT server (upsd), by its name there (threenines.nut)."""
+
+    ups: str
+    username: str | None = None
+    password: SecretRef | None = None
+
+
+@dataclass(frozen=True)
 class Device:
     id: str
     kind: str  # ups | pdu
@@ -210,6 +234,7 @@ class Device:
     interval: float
     timeout: float
     retries: int
+    nut: NutSource | None = None  # profile: nut (no auth:, port 3493 by default)
 
 
 @dataclass(frozen=True)
@@ -225,6 +250,7 @@ class Smtp:
     username: str | None = None
     password: SecretRef | None = None
     require_tls: bool = True
+    ca_file: str | None = None  # PEM bundle to verify the relay's certificate (default: the system's CAs)
 
 
 @dataclass(frozen=True)
@@ -273,6 +299,23 @@ class Inventory:
 
 # ---------------------------------------------------------------------------------------------------
 # Parsing
+#
+# Every error in the file is reported at once: each field is parsed on its own (errors.attempt), a bad one is
+# recorded and replaced by a stand-in, and an item (site, customer, port, device, ...) with any error is left
+# out of the checks that follow, so one mistake is reported once and not again as "unknown device". Nothing is
+# returned from a file with errors.
+
+# Bounds (seconds) for the durations an inventory gives; docs: examples/inventory.yml. Outside them a value is
+# a typo or cannot work: a 1 ms interval floods the port, a 1000-year one never probes, and a reply timeout
+# under 10 ms fails every probe of a port that answers.
+INTERVAL_BOUNDS = (1.0, 86400.0)  # ping, power and device poll intervals: 1s..1d
+TIMEOUT_BOUNDS = (0.01, 60.0)  # ping reply and SNMP request timeouts: 10ms..1m, and shorter than the interval
+PACKET_INTERVAL_BOUNDS = (0.01, 10.0)  # between the echo requests of one probe: 10ms..10s
+DEADLINE_BOUNDS = (1.0, 86400.0)  # notification_deadline: 1s..1d
+# Values that become Prometheus label values are bounded like ids (ID_RE: at most 63 characters).
+NAME_MAX_LENGTH = 256  # customer and site names
+LABEL_MAX_LENGTH = 128  # contacts version, outlet
+DEFAULT_LISTEN_PORT = 9839
 
 
 def load_inventory(path: str | Path) -> Inventory:
@@ -283,80 +326,136 @@ def parse_inventory_text(text: str, source: str = "<inventory>") -> Inventory:
     return parse(load_text(text, source))
 
 
+_TOP_KEYS = ("exporter", "notification", "defaults", "sites", "customers", "auth", "devices")
+
+
 def parse(root: Node) -> Inventory:
-    top = root.mapping(
-        ("exporter", "notification", "defaults", "sites", "customers", "auth", "devices"),
-        required=("customers",),
-    )
-    defaults = _defaults(top["defaults"]) if "defaults" in top else (ProbePolicy(), PowerPolicy())
-    sites = tuple(_site(n) for n in top["sites"].sequence()) if "sites" in top else ()
-    if sites:
-        unique_ids(((s.id, n) for s, n in zip(sites, top["sites"].sequence(), strict=True)), "site")
-    auths = tuple(_auth(n) for n in top["auth"].sequence()) if "auth" in top else ()
-    if auths:
-        unique_ids(((a.id, n) for a, n in zip(auths, top["auth"].sequence(), strict=True)), "auth")
-    devices = tuple(_device(n) for n in top["devices"].sequence()) if "devices" in top else ()
-    if devices:
-        unique_ids(((d.id, n) for d, n in zip(devices, top["devices"].sequence(), strict=True)), "device")
-    customer_nodes = top["customers"].sequence()
-    if not customer_nodes:
-        top["customers"].fail("at least one customer is needed")
-    customers = tuple(_customer(n, *defaults) for n in customer_nodes)
-    unique_ids(((c.id, n) for c, n in zip(customers, customer_nodes, strict=True)), "customer")
-    inventory = Inventory(
+    errors = Errors()
+    top = root.collecting(errors).mapping(_TOP_KEYS, required=("customers",))
+    ping, power = errors.attempt(lambda: _defaults(top["defaults"], errors), (ProbePolicy(), PowerPolicy())) \
+        if "defaults" in top else (ProbePolicy(), PowerPolicy())
+    lists = {key: errors.attempt(top[key].sequence, None) if key in top else []
+             for key in ("sites", "auth", "devices", "customers")}
+    if lists["customers"] == []:  # None: not a list, already reported
+        errors.add(top["customers"].error("at least one customer is needed"))
+    site_nodes, auth_nodes, device_nodes, customer_nodes = (nodes or [] for nodes in lists.values())
+    sites = _items(errors, site_nodes, _site, "site")
+    auths = _items(errors, auth_nodes, _auth, "auth")
+    devices = _items(errors, device_nodes, functools.partial(_device, errors=errors), "device")
+    customers = _items(errors, customer_nodes, functools.partial(_customer, ping=ping, power=power, errors=errors),
+                       "customer")
+    exporter = errors.attempt(lambda: _exporter(top["exporter"], errors), ExporterSettings()) \
+        if "exporter" in top else ExporterSettings()
+    notification = errors.attempt(lambda: _notification(top["notification"], errors), Notification()) \
+        if "notification" in top else Notification()
+    declared = _Declared(
+        sites=_declared(site_nodes), auths=_declared(auth_nodes), devices=_declared(device_nodes),
+        clean_devices={d.id: d for _, d in devices})
+    _check_references(errors, declared, customers, devices)
+    errors.raise_any()
+    return Inventory(
         source=root.source,
-        exporter=_exporter(top["exporter"]) if "exporter" in top else ExporterSettings(),
-        notification=_notification(top["notification"]) if "notification" in top else Notification(),
-        sites=sites,
-        customers=customers,
-        auths=auths,
-        devices=devices,
+        exporter=exporter,
+        notification=notification,
+        sites=tuple(s for _, s in sites),
+        customers=tuple(c for _, c in customers),
+        auths=tuple(a for _, a in auths),
+        devices=tuple(d for _, d in devices),
     )
-    _check_references(inventory, top)
-    return inventory
 
 
-def _check_references(inv: Inventory, top: dict[str, Node]) -> None:
-    site_ids = {s.id for s in inv.sites}
-    auth_ids = {a.id for a in inv.auths}
-    devices = {d.id: d for d in inv.devices}
-    for c_node, customer in zip(top["customers"].sequence(), inv.customers, strict=True):
+def _items(errors: Errors, nodes: list[Node], build: Callable[[Node], T], what: str | None) -> list[tuple[Node, T]]:
+    """The items of a list that parsed without any error (errors recorded); with what, their ids are unique."""
+    clean: list[tuple[Node, T]] = []
+    for node in nodes:
+        mark = errors.count
+        item = errors.attempt(functools.partial(build, node), None)
+        if item is not None and errors.count == mark:
+            clean.append((node, item))
+    if what is not None:
+        _unique(errors, ((getattr(item, "id", ""), node) for node, item in clean), what)
+    return clean
+
+
+def _unique(errors: Errors, pairs: Iterable[tuple[str, Node]], what: str) -> None:
+    seen: dict[str, Node] = {}
+    for ident, node in pairs:
+        if ident in seen:
+            errors.add(node.error(f"duplicate {what} id {ident!r} (first defined on line {seen[ident].line})"))
+        else:
+            seen[ident] = node
+
+
+def _declared(nodes: list[Node]) -> set[str]:
+    """Every id the file declares in a list, also of items with errors: a reference to one of those is not
+    reported again as unknown."""
+    return {ident for ident in (n.peek("id") for n in nodes) if ident is not None}
+
+
+@dataclass(frozen=True)
+class _Declared:
+    sites: set[str]
+    auths: set[str]
+    devices: set[str]
+    clean_devices: dict[str, Device]
+
+
+def _check_references(errors: Errors, declared: _Declared, customers: list[tuple[Node, Customer]],
+                      devices: list[tuple[Node, Device]]) -> None:
+    for c_node, customer in customers:
         fields = c_node.mapping(_CUSTOMER_KEYS)
-        if site_ids and customer.site not in site_ids:
-            fields["site"].fail(f"unknown site {customer.site!r}; defined sites: {', '.join(sorted(site_ids))}")
+        _check_site(errors, declared, c_node, fields, "customer")
         if customer.power is not None:
             feed_nodes = fields["power"].mapping(_POWER_KEYS)["feeds"].sequence()
             for f_node, feed in zip(feed_nodes, customer.power.feeds, strict=True):
-                pdu = devices.get(feed.pdu)
-                if pdu is None:
-                    f_node.mapping(_FEED_KEYS)["pdu"].fail(
-                        f"unknown device {feed.pdu!r}; define it under devices:"
-                    )
-                elif pdu.kind != "pdu":
-                    f_node.mapping(_FEED_KEYS)["pdu"].fail(f"device {feed.pdu!r} is a {pdu.kind}, not a pdu")
-    for d_node, device in zip(top["devices"].sequence() if "devices" in top else [], inv.devices, strict=True):
+                pdu_node = f_node.mapping(_FEED_KEYS)["pdu"]
+                pdu = declared.clean_devices.get(feed.pdu)
+                if feed.pdu not in declared.devices:
+                    errors.add(pdu_node.error(f"unknown device {feed.pdu!r}; define it under devices:"))
+                elif pdu is not None and pdu.kind != "pdu":
+                    errors.add(pdu_node.error(f"device {feed.pdu!r} is a {pdu.kind}, not a pdu"))
+    for d_node, device in devices:
         fields = d_node.mapping(_DEVICE_KEYS)
-        if device.auth not in auth_ids:
-            valid = ", ".join(sorted(auth_ids)) or "none defined: add an auth: section"
-            fields["auth"].fail(f"unknown auth {device.auth!r}; defined: {valid}")
-        if device.input != "mains" and device.input not in devices:
-            fields["input"].fail(f"unknown device {device.input!r}; use 'mains' or the id of a UPS or PDU")
-        if site_ids and device.site not in site_ids:
-            fields["site"].fail(f"unknown site {device.site!r}; defined sites: {', '.join(sorted(site_ids))}")
-    _check_input_cycles(inv, top)
+        if device.nut is None and device.auth not in declared.auths:
+            valid = _listing(declared.auths) or "none defined: add an auth: section"
+            errors.add(fields["auth"].error(f"unknown auth {device.auth!r}; defined: {valid}"))
+        if device.input != "mains" and device.input not in declared.devices:
+            errors.add(fields["input"].error(
+                f"unknown device {device.input!r}; use 'mains' or the id of a UPS or PDU"))
+        _check_site(errors, declared, d_node, fields, "device")
+    _check_input_cycles(errors, declared, devices)
 
 
-def _check_input_cycles(inv: Inventory, top: dict[str, Node]) -> None:
-    devices = {d.id: d for d in inv.devices}
-    for d_node, device in zip(top["devices"].sequence() if "devices" in top else [], inv.devices, strict=True):
+def _listing(ids: set[str], most: int = 10) -> str:
+    """Some of the valid ids for a message: a message never grows with the inventory."""
+    first = sorted(ids)[:most]
+    return ", ".join(first) + (f", … ({len(ids) - most} more)" if len(ids) > most else "")
+
+
+def _check_site(errors: Errors, declared: _Declared, node: Node, fields: dict[str, Node], what: str) -> None:
+    if not declared.sites:
+        return  # sites are optional; once there are any, everything says where it is
+    valid = _listing(declared.sites)
+    if "site" not in fields:
+        errors.add(node.error(f"missing site: the inventory defines sites ({valid}), so each {what} names "
+                              f"its own: add site: {min(declared.sites)} (or the right one)"))
+    elif fields["site"].raw not in declared.sites:
+        errors.add(fields["site"].error(f"unknown site {shown(fields['site'].raw)}; defined sites: {valid}"))
+
+
+def _check_input_cycles(errors: Errors, declared: _Declared, devices: list[tuple[Node, Device]]) -> None:
+    by_id = declared.clean_devices
+    for d_node, device in devices:
         chain = [device.id]
-        current = device
-        while current.input != "mains":
-            current = devices[current.input]
+        current: Device | None = device
+        while current is not None and current.input != "mains" and len(chain) <= len(by_id):
+            current = by_id.get(current.input)
+            if current is None:
+                break  # unknown or broken upstream device: reported where it is defined or referenced
             if current.id in chain:
-                d_node.mapping(_DEVICE_KEYS)["input"].fail(
-                    f"power inputs form a loop: {' -> '.join([*chain, current.id])}"
-                )
+                errors.add(d_node.mapping(_DEVICE_KEYS)["input"].error(
+                    f"power inputs form a loop: {' -> '.join([*chain, current.id])}"))
+                break
             chain.append(current.id)
 
 
@@ -374,7 +473,7 @@ def _secret(node: Node, min_length: int = 1, rule: str = "") -> SecretRef:
     if "env" in fields:
         ref = SecretRef(env=fields["env"].string(ENV_RE, "an environment variable name"), at=at)
     else:
-        ref = SecretRef(file=fields["file"].string(), at=at)
+        ref = SecretRef(file=fields["file"].string(FILE_RE, "a file name of at most 4096 characters"), at=at)
     ref.check_at_load(min_length, rule)
     return ref
 
@@ -382,25 +481,27 @@ def _secret(node: Node, min_length: int = 1, rule: str = "") -> SecretRef:
 _PING_KEYS = ("interval", "threshold", "packets", "timeout", "packet_interval")
 
 
-def _probe_policy(node: Node, base: ProbePolicy) -> ProbePolicy:
-    return _probe_policy_from_fields(node.mapping(_PING_KEYS), base, node)
+def _probe_policy(node: Node, base: ProbePolicy, errors: Errors) -> ProbePolicy:
+    return _probe_policy_from_fields(node.mapping(_PING_KEYS), base, node, errors)
 
 
-def _power_policy(node: Node, base: PowerPolicy) -> PowerPolicy:
-    return _power_policy_from_fields(node.mapping(("interval", "threshold")), base)
+def _power_policy(node: Node, base: PowerPolicy, errors: Errors) -> PowerPolicy:
+    return _power_policy_from_fields(node.mapping(("interval", "threshold")), base, errors)
 
 
-def _defaults(node: Node) -> tuple[ProbePolicy, PowerPolicy]:
+def _defaults(node: Node, errors: Errors) -> tuple[ProbePolicy, PowerPolicy]:
     f = node.mapping(("ping", "power"))
-    ping = _probe_policy(f["ping"], ProbePolicy()) if "ping" in f else ProbePolicy()
-    power = _power_policy(f["power"], PowerPolicy()) if "power" in f else PowerPolicy()
+    ping = errors.attempt(lambda: _probe_policy(f["ping"], ProbePolicy(), errors), ProbePolicy()) \
+        if "ping" in f else ProbePolicy()
+    power = errors.attempt(lambda: _power_policy(f["power"], PowerPolicy(), errors), PowerPolicy()) \
+        if "power" in f else PowerPolicy()
     return ping, power
 
 
 def _site(node: Node) -> Site:
     f = node.mapping(("id", "name"), required=("id",))
     ident = _ident(f["id"])
-    return Site(id=ident, name=f["name"].string() if "name" in f else ident)
+    return Site(id=ident, name=f["name"].text(NAME_MAX_LENGTH) if "name" in f else ident)
 
 
 def _objective(node: Node) -> float:
@@ -409,9 +510,9 @@ def _objective(node: Node) -> float:
         # round(): 99.9 / 100 is 0.9990000000000001 in binary floating point.
         value = round(float(raw[:-1]) / 100, 12) if raw.endswith("%") else float(raw)
     except ValueError:
-        node.fail(f"{raw!r} is not an objective: write 99.9% or 0.999")
+        node.fail(f"{shown(raw)} is not an objective: write 99.9% or 0.999")
     if not 0 < value < 1:
-        node.fail(f"{raw!r} must be between 0 and 100% (exclusive): write 99.9% or 0.999")
+        node.fail(f"{shown(raw)} must be between 0 and 100% (exclusive): write 99.9% or 0.999")
     return value
 
 
@@ -424,7 +525,7 @@ def _timezone(node: Node) -> str:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         close = sorted(z for z in available_timezones() if z.lower().endswith(name.lower().split("/")[-1]))[:3]
         hint = f" (did you mean {', '.join(close)}?)" if close else " (an IANA name such as Europe/Amsterdam)"
-        node.fail(f"{name!r} is not a known time zone{hint}")
+        node.fail(f"{shown(name)} is not a known time zone{hint}")
     return name
 
 
@@ -446,36 +547,66 @@ def _contact(node: Node) -> Contact:
     return Contact(kind, hook["url"].string(URL_RE, "an http(s) URL"), token)
 
 
-def _contacts(node: Node) -> Contacts:
-    f = node.mapping(("version", "notify"), required=("version", "notify"))
-    notify = tuple(_contact(n) for n in f["notify"].sequence())
-    if not notify:
-        f["notify"].fail("at least one designated contact is needed (the 15-minute promise is to them)")
-    return Contacts(version=f["version"].string(), notify=notify)
+def _contacts(node: Node, errors: Errors) -> Contacts:
+    f = node.mapping(("version", "notify", "language"), required=("version", "notify"))
+    version = errors.attempt(lambda: f["version"].text(LABEL_MAX_LENGTH), "")
+    notify_nodes: list[Node] = errors.attempt(f["notify"].sequence, [])
+    notify = tuple(contact for _, contact in _items(errors, notify_nodes, _contact, None))
+    if not notify_nodes:
+        errors.add(f["notify"].error("at least one designated contact is needed (the 15-minute promise is to them)"))
+    language = errors.attempt(lambda: f["language"].choice(CONTACT_LANGUAGES), "en") if "language" in f else "en"
+    return Contacts(version=version, notify=notify, language=language)
 
 
-def _port(node: Node, base: ProbePolicy) -> Port:
-    f = node.mapping(("id", "address", *_PING_KEYS), required=("id", "address"))
-    policy = _probe_policy_from_fields({k: f[k] for k in _PING_KEYS if k in f}, base, node)
-    return Port(id=_ident(f["id"]), address=f["address"].ip_address(), policy=policy)
+def _unicast(node: Node, address: str, what: str) -> None:
+    """Refuse an address that is not one host's: every probe of it would mean something else."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        node.fail(f"{address} is the unspecified address: what is sent to it reaches this host itself, so the "
+                  f"{what} would look up whenever this host is; give the {what}'s own address")
+    if ip.is_multicast:
+        node.fail(f"{address} is a multicast address: any member of the group (or none) would answer for the "
+                  f"{what}; give its own unicast address")
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        node.fail(f"{address} is the broadcast address: any host on the link (or none) would answer for the "
+                  f"{what}; give its own unicast address")
 
 
-def _probe_policy_from_fields(fields: dict[str, Node], base: ProbePolicy, node: Node) -> ProbePolicy:
-    values = {
-        "interval": fields["interval"].duration(0.0) if "interval" in fields else base.interval,
-        "threshold": fields["threshold"].integer(1, 100) if "threshold" in fields else base.threshold,
-        "packets": fields["packets"].integer(1, 20) if "packets" in fields else base.packets,
-        "timeout": fields["timeout"].duration(0.0, 60) if "timeout" in fields else base.timeout,
-        "packet_interval": fields["packet_interval"].duration(0.0, 10)
-        if "packet_interval" in fields else base.packet_interval,
-    }
-    policy = ProbePolicy(**values)
+def _probe_address(node: Node) -> str:
+    address = node.ip_address()
+    _unicast(node, address, "port")
+    return address
+
+
+def _port(node: Node, base: ProbePolicy, errors: Errors) -> Port:
+    f = node.mapping(("id", "address", *_PING_KEYS), required=("id", "address"), partial=True)
+    ident = errors.attempt(lambda: _ident(f["id"]), "") if "id" in f else ""
+    address = errors.attempt(lambda: _probe_address(f["address"]), "") if "address" in f else ""
+    policy = _probe_policy_from_fields({k: f[k] for k in _PING_KEYS if k in f}, base, node, errors)
+    return Port(id=ident, address=address, policy=policy)
+
+
+def _probe_policy_from_fields(fields: dict[str, Node], base: ProbePolicy, node: Node, errors: Errors) -> ProbePolicy:
+    def value(key: str, read: Callable[[Node], T], default: T) -> T:
+        return errors.attempt(lambda: read(fields[key]), default) if key in fields else default
+
+    mark = errors.count
+    policy = ProbePolicy(
+        interval=value("interval", lambda n: n.duration_within(*INTERVAL_BOUNDS), base.interval),
+        threshold=value("threshold", lambda n: n.integer(1, 100), base.threshold),
+        packets=value("packets", lambda n: n.integer(1, 20), base.packets),
+        timeout=value("timeout", lambda n: n.duration_within(*TIMEOUT_BOUNDS), base.timeout),
+        packet_interval=value("packet_interval", lambda n: n.duration_within(*PACKET_INTERVAL_BOUNDS),
+                              base.packet_interval),
+    )
     probe_time = policy.timeout + (policy.packets - 1) * policy.packet_interval
-    if probe_time >= policy.interval:
-        node.fail(
+    if errors.count == mark and probe_time >= policy.interval:
+        errors.add(node.error(
             f"a probe takes up to {probe_time:g}s (timeout + (packets-1) × packet_interval), which must be "
             f"shorter than the interval ({policy.interval:g}s): lower timeout/packets or raise interval"
-        )
+        ))
     return policy
 
 
@@ -487,52 +618,55 @@ _FEED_KEYS = ("id", "pdu", "outlets")
 
 def _feed(node: Node) -> Feed:
     f = node.mapping(_FEED_KEYS, required=("id", "pdu", "outlets"))
-    outlets = tuple(f["outlets"].string_list())
-    if not outlets:
+    outlet_nodes = f["outlets"].sequence() if not f["outlets"].is_scalar else [f["outlets"]]
+    if not outlet_nodes:
         f["outlets"].fail("a feed needs at least one outlet")
+    # An outlet is matched against the PDU's outlet id or name (Sentry: AA1) and becomes a label value.
+    outlets = tuple(n.text(LABEL_MAX_LENGTH) for n in outlet_nodes)
     return Feed(id=_ident(f["id"]), pdu=_ident(f["pdu"]), outlets=outlets)
 
 
-def _customer_power(node: Node, base: PowerPolicy) -> CustomerPower:
+def _customer_power(node: Node, base: PowerPolicy, errors: Errors) -> CustomerPower:
     f = node.mapping(_POWER_KEYS, required=("feeds",))
     feed_nodes = f["feeds"].sequence()
     if not feed_nodes:
         f["feeds"].fail("at least one feed is needed (A/B feeds: list both)")
-    feeds = tuple(_feed(n) for n in feed_nodes)
-    unique_ids(((x.id, n) for x, n in zip(feeds, feed_nodes, strict=True)), "feed")
-    policy = _power_policy_from_fields({k: f[k] for k in ("interval", "threshold") if k in f}, base)
+    feeds = tuple(feed for _, feed in _items(errors, feed_nodes, _feed, "feed"))
+    policy = _power_policy_from_fields({k: f[k] for k in ("interval", "threshold") if k in f}, base, errors)
     return CustomerPower(feeds=feeds, policy=policy)
 
 
-def _power_policy_from_fields(fields: dict[str, Node], base: PowerPolicy) -> PowerPolicy:
+def _power_policy_from_fields(fields: dict[str, Node], base: PowerPolicy, errors: Errors) -> PowerPolicy:
     return PowerPolicy(
-        interval=fields["interval"].duration(minimum=0.0) if "interval" in fields else base.interval,
-        threshold=fields["threshold"].integer(1, 100) if "threshold" in fields else base.threshold,
+        interval=errors.attempt(lambda: fields["interval"].duration_within(*INTERVAL_BOUNDS), base.interval)
+        if "interval" in fields else base.interval,
+        threshold=errors.attempt(lambda: fields["threshold"].integer(1, 100), base.threshold)
+        if "threshold" in fields else base.threshold,
     )
 
 
-def _customer(node: Node, ping: ProbePolicy, power: PowerPolicy) -> Customer:
-    f = node.mapping(_CUSTOMER_KEYS, required=("id", "timezone", "contacts"))
-    ident = _ident(f["id"])
-    customer_ping = _probe_policy(f["ping"], ping) if "ping" in f else ping
-    port_nodes = f["ports"].sequence() if "ports" in f else []
-    ports = tuple(_port(n, customer_ping) for n in port_nodes)
-    unique_ids(((p.id, n) for p, n in zip(ports, port_nodes, strict=True)), "port")
-    customer_power = _customer_power(f["power"], power) if "power" in f else None
-    if not ports and customer_power is None:
-        node.fail("a customer needs ports: (connectivity) or power: (feeds), or both")
-    return Customer(
-        id=ident,
-        name=f["name"].string() if "name" in f else ident,
-        site=_ident(f["site"]) if "site" in f else "",
-        timezone=_timezone(f["timezone"]),
-        objective=_objective(f["objective"]) if "objective" in f else 0.999,
-        notification_deadline=f["notification_deadline"].duration(0.0, 86400)
-        if "notification_deadline" in f else 900.0,
-        contacts=_contacts(f["contacts"]),
-        ports=ports,
-        power=customer_power,
-    )
+def _customer(node: Node, ping: ProbePolicy, power: PowerPolicy, errors: Errors) -> Customer:
+    f = node.mapping(_CUSTOMER_KEYS, required=("id", "timezone", "contacts"), partial=True)
+
+    def value(key: str, read: Callable[[Node], T], default: T) -> T:
+        return errors.attempt(lambda: read(f[key]), default) if key in f else default
+
+    # Fields in the order an inventory writes them (examples/inventory.yml), so errors are listed in that order.
+    ident = value("id", _ident, "")
+    name = value("name", lambda n: n.text(NAME_MAX_LENGTH), ident)
+    site = value("site", _ident, "")
+    timezone = value("timezone", _timezone, "UTC")
+    objective = value("objective", _objective, 0.999)
+    deadline = value("notification_deadline", lambda n: n.duration_within(*DEADLINE_BOUNDS), 900.0)
+    contacts = value("contacts", lambda n: _contacts(n, errors), Contacts("", ()))
+    customer_ping = value("ping", lambda n: _probe_policy(n, ping, errors), ping)
+    port_nodes: list[Node] = value("ports", Node.sequence, [])
+    ports = tuple(port for _, port in _items(errors, port_nodes, lambda n: _port(n, customer_ping, errors), "port"))
+    customer_power = value("power", lambda n: _customer_power(n, power, errors), None)
+    if not port_nodes and "power" not in f:
+        errors.add(node.error("a customer needs ports: (connectivity) or power: (feeds), or both"))
+    return Customer(id=ident, name=name, site=site, timezone=timezone, objective=objective,
+                    notification_deadline=deadline, contacts=contacts, ports=ports, power=customer_power)
 
 
 _AUTH_KEYS = ("id", "version", "community", "username", "security_level", "auth_protocol", "auth_key",
@@ -581,36 +715,110 @@ def _auth(node: Node) -> SnmpAuth:
     )
 
 
-_DEVICE_KEYS = ("id", "type", "site", "address", "auth", "profile", "input", "interval", "timeout", "retries")
+_DEVICE_KEYS = ("id", "type", "site", "address", "auth", "profile", "input", "interval", "timeout", "retries", "nut")
+NUT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
 
 
-def _host_port(node: Node, default_port: int) -> tuple[str, int]:
-    match = HOSTPORT_RE.fullmatch(node.raw.strip())
+def parse_host_port(text: str, default_port: int, port_zero: bool = False) -> tuple[str, int]:
+    """HOST, HOST:PORT, [IPv6] or [IPv6]:PORT → (host, port); ValueError saying what to write instead.
+    port_zero: port 0 is allowed (the kernel picks a free port)."""
+    value = text.strip()
+    match = HOSTPORT_RE.fullmatch(value)
     if not match:
-        node.fail(f"{node.raw!r} is not HOST or HOST:PORT")
-    host = match["host"].strip("[]")
+        if value.count(":") > 1 and not value.startswith("["):
+            raise ValueError(f"{shown(text)} is not HOST or HOST:PORT: write an IPv6 address in brackets, "
+                             f"e.g. [::1]:{default_port}")
+        raise ValueError(f"{shown(text)} is not HOST or HOST:PORT, e.g. 127.0.0.1:{default_port} or "
+                         f"[::1]:{default_port}")
+    host = match["host"]
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{shown(host)} in brackets is not an IPv6 address") from None
+    elif not _is_ip(host) and not _HOSTNAME_RE.fullmatch(host):
+        raise ValueError(f"{shown(host)} is neither an IP address nor a host name")
     port = int(match["port"]) if match["port"] else default_port
-    if not 0 < port < 65536:
-        node.fail(f"port {port} is out of range 1-65535")
+    if not (0 if port_zero else 1) <= port <= 65535:
+        raise ValueError(f"port {port} is out of range {0 if port_zero else 1}-65535")
     return host, port
 
 
-def _device(node: Node) -> Device:
-    f = node.mapping(_DEVICE_KEYS, required=("id", "type", "address", "auth"))
-    host, port = _host_port(f["address"], 161)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_port(node: Node, default_port: int) -> tuple[str, int]:
+    try:
+        return parse_host_port(node.raw, default_port)
+    except ValueError as err:
+        node.fail(str(err))
+
+
+def _device_address(node: Node, default_port: int = 161) -> tuple[str, int]:
+    host, port = _host_port(node, default_port)
+    if _is_ip(host):
+        _unicast(node, host, "device")
+    return host, port
+
+
+def _device(node: Node, errors: Errors) -> Device:
+    nut_profile = node.peek("profile") == "nut"
+    f = node.mapping(_DEVICE_KEYS, required=("id", "type", "address", *(() if nut_profile else ("auth",))),
+                     partial=True)
+
+    def value(key: str, read: Callable[[Node], T], default: T) -> T:
+        return errors.attempt(lambda: read(f[key]), default) if key in f else default
+
+    mark = errors.count
+    host, port = value("address", lambda n: _device_address(n, 3493 if nut_profile else 161), ("", 161))
+    interval = value("interval", lambda n: n.duration_within(*INTERVAL_BOUNDS), 60.0)
+    timeout = value("timeout", lambda n: n.duration_within(*TIMEOUT_BOUNDS), 2.0)
+    if errors.count == mark and timeout >= interval:
+        errors.add(f["timeout" if "timeout" in f else "interval"].error(
+            f"the SNMP timeout ({format_duration(timeout)}) must be shorter than the poll interval "
+            f"({format_duration(interval)}): lower timeout or raise interval"))
     return Device(
-        id=_ident(f["id"]),
-        kind=f["type"].choice(("ups", "pdu")),
-        site=_ident(f["site"]) if "site" in f else "",
+        id=value("id", _ident, ""),
+        kind=value("type", lambda n: n.choice(("ups", "pdu")), "pdu"),
+        site=value("site", _ident, ""),
         host=host,
         port=port,
-        auth=_ident(f["auth"]),
-        profile=f["profile"].string() if "profile" in f else "auto",
-        input=f["input"].string() if "input" in f else "mains",
-        interval=f["interval"].duration(0.0) if "interval" in f else 60.0,
-        timeout=f["timeout"].duration(0.0, 60) if "timeout" in f else 2.0,
-        retries=f["retries"].integer(0, 10) if "retries" in f else 1,
+        auth=value("auth", _ident, ""),
+        profile=value("profile", Node.string, "auto"),
+        input=value("input", Node.string, "mains"),
+        interval=interval,
+        timeout=timeout,
+        retries=value("retries", lambda n: n.integer(0, 10), 1),
+        nut=_nut(f, nut_profile, errors),
     )
+
+
+def _nut(f: dict[str, Node], nut_profile: bool, errors: Errors) -> NutSource | None:
+    """profile: nut takes nut: {ups: NAME, username: USER, password: {env: VAR}} (credentials optional)."""
+    if not nut_profile:
+        if "nut" in f:
+            errors.add(f["nut"].error("nut: is read only with profile: nut"))
+        return None
+    if "nut" not in f:
+        errors.add(f["profile"].error("profile: nut needs nut: {ups: NAME}, the UPS's name in upsd's ups.conf"))
+        return NutSource("")
+
+    def parse(node: Node) -> NutSource:
+        n = node.mapping(("ups", "username", "password"), required=("ups",))
+        if ("username" in n) != ("password" in n):
+            node.fail("give both username: and password: (upsd.users), or neither")
+        return NutSource(ups=n["ups"].string(NUT_NAME_RE, "a NUT UPS name (letters, digits, _ . -)"),
+                         username=n["username"].string(NUT_NAME_RE, "a upsd.users name") if "username" in n else None,
+                         password=_secret(n["password"]) if "password" in n else None)
+
+    return errors.attempt(lambda: parse(f["nut"]), NutSource(""))
 
 
 def _endpoint(node: Node) -> Endpoint:
@@ -618,37 +826,55 @@ def _endpoint(node: Node) -> Endpoint:
     return Endpoint(url=f["url"].string(URL_RE, "an http(s) URL"), token=_secret(f["token"]) if "token" in f else None)
 
 
-def _notification(node: Node) -> Notification:
-    f = node.mapping(("audit_webhook", "sms_gateway", "smtp"))
-    smtp = None
-    if "smtp" in f:
-        s = f["smtp"].mapping(("smarthost", "from", "username", "password", "require_tls"),
-                              required=("smarthost", "from"))
-        _host_port(s["smarthost"], 25)
-        smtp = Smtp(
-            smarthost=s["smarthost"].string(),
-            sender=s["from"].string(EMAIL_RE, "an e-mail address"),
-            username=s["username"].string() if "username" in s else None,
-            password=_secret(s["password"]) if "password" in s else None,
-            require_tls=s["require_tls"].boolean() if "require_tls" in s else True,
-        )
-    return Notification(
-        audit_webhook=_endpoint(f["audit_webhook"]) if "audit_webhook" in f else None,
-        sms_gateway=_endpoint(f["sms_gateway"]) if "sms_gateway" in f else None,
-        smtp=smtp,
+def _smtp(node: Node) -> Smtp:
+    s = node.mapping(("smarthost", "from", "username", "password", "require_tls", "ca_file"),
+                     required=("smarthost", "from"))
+    _host_port(s["smarthost"], 25)
+    return Smtp(
+        smarthost=s["smarthost"].string(),
+        sender=s["from"].string(EMAIL_RE, "an e-mail address"),
+        username=s["username"].string() if "username" in s else None,
+        password=_secret(s["password"]) if "password" in s else None,
+        require_tls=s["require_tls"].boolean() if "require_tls" in s else True,
+        ca_file=s["ca_file"].string() if "ca_file" in s else None,
     )
 
 
-def _exporter(node: Node) -> ExporterSettings:
+def _notification(node: Node, errors: Errors) -> Notification:
+    f = node.mapping(("audit_webhook", "sms_gateway", "smtp"))
+    return Notification(
+        audit_webhook=errors.attempt(lambda: _endpoint(f["audit_webhook"]), None) if "audit_webhook" in f else None,
+        sms_gateway=errors.attempt(lambda: _endpoint(f["sms_gateway"]), None) if "sms_gateway" in f else None,
+        smtp=errors.attempt(lambda: _smtp(f["smtp"]), None) if "smtp" in f else None,
+    )
+
+
+def parse_listen(text: str, port_zero: bool = False) -> tuple[str, int]:
+    """exporter.listen or --listen → (host, port) to bind: HOST:PORT, [IPv6]:PORT, HOST or [IPv6] (port 9839);
+    ValueError saying what to write instead."""
+    return parse_host_port(text, DEFAULT_LISTEN_PORT, port_zero)
+
+
+def _listen(node: Node) -> str:
+    try:
+        parse_listen(node.raw)
+    except ValueError as err:
+        node.fail(str(err))
+    return node.raw.strip()
+
+
+def _exporter(node: Node, errors: Errors) -> ExporterSettings:
     f = node.mapping(("listen", "state_dir", "max_concurrent_probes", "audit_token"))
-    if "listen" in f:
-        _host_port(f["listen"], 9839)
+
+    def value(key: str, read: Callable[[Node], T], default: T) -> T:
+        return errors.attempt(lambda: read(f[key]), default) if key in f else default
+
     return ExporterSettings(
-        listen=f["listen"].string() if "listen" in f else ExporterSettings.listen,
-        state_dir=f["state_dir"].string() if "state_dir" in f else ExporterSettings.state_dir,
-        max_concurrent_probes=f["max_concurrent_probes"].integer(1, 100_000)
-        if "max_concurrent_probes" in f else ExporterSettings.max_concurrent_probes,
-        audit_token=_secret(f["audit_token"]) if "audit_token" in f else None,
+        listen=value("listen", _listen, ExporterSettings.listen),
+        state_dir=value("state_dir", Node.string, ExporterSettings.state_dir),
+        max_concurrent_probes=value("max_concurrent_probes", lambda n: n.integer(1, 100_000),
+                                    ExporterSettings.max_concurrent_probes),
+        audit_token=value("audit_token", _secret, None),
     )
 
 
@@ -667,6 +893,7 @@ __all__ = [
     "Feed",
     "Inventory",
     "Notification",
+    "NutSource",
     "Port",
     "PowerPolicy",
     "ProbePolicy",

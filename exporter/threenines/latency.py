@@ -10,9 +10,12 @@
                                                   max(group_interval, 10 s) (+ peer_timeout × position in a cluster)
 
 It is a bound for one retry window: an integration still failing after it is retried at the next flush, which
-no configuration can bound; that is what the ThreeninesNotificationOverdue alert and the audit ledger are for.
-Also checked: every customer's alert routes to a receiver holding all of that customer's contacts and the
-audit webhook.
+no configuration can bound; that is what the ThreeninesNotificationOverdue alert and the delivery ledger are for.
+The bound ends where the exporter's delivery webhook takes the post; the delivery itself (a relay's 250, a
+gateway's 2xx) is measured, not bounded: threenines_notification_delivery_delay_seconds.
+Also checked: every customer's alert routes to a receiver posting to the exporter's delivery webhook with
+send_resolved, and every template file alertmanager.yml names exists (a glob matching nothing loads nothing,
+and every message using a template then fails at run time while `amtool check-config` passes).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from threenines.alertmanager_config import Options, audit_integration, contact_integrations
+from threenines.alertmanager_config import GeneratorError, delivery_url
 from threenines.configfile import ConfigError, Node, format_duration, load
 from threenines.inventory import Customer, Inventory
 
@@ -234,6 +237,21 @@ class AlertmanagerConfig:
     root: Route
     receivers: dict[str, dict]
     source: str
+    templates: tuple[str, ...] = ()
+
+
+def template_problems(am: AlertmanagerConfig) -> list[str]:
+    """Each `templates:` pattern that matches no file (relative ones resolve beside the config, as Alertmanager
+    resolves them)."""
+    base = Path(am.source).parent
+    problems = []
+    for pattern in am.templates:
+        full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+        if not glob.glob(full):
+            problems.append(f"{am.source}: templates: {pattern!r} matches no file ({full}): every notification "
+                            "using a template would fail at run time; write them with threenines alertmanager-config "
+                            "-o (it puts templates/ beside the config)")
+    return problems
 
 
 def load_alertmanager(path: str | Path) -> AlertmanagerConfig:
@@ -246,20 +264,8 @@ def load_alertmanager(path: str | Path) -> AlertmanagerConfig:
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     for receiver in data.get("receivers") or []:
         receivers[str(receiver.get("name"))] = receiver
-    return AlertmanagerConfig(route, receivers, str(path))
-
-
-def _signatures(integrations: dict[str, list[dict]]) -> set[tuple[str, str]]:
-    """What identifies a contact: e-mail address, webhook URL, PagerDuty URL + key reference."""
-    out = set()
-    for item in integrations.get("email_configs", []):
-        out.add(("email", str(item.get("to"))))
-    for item in integrations.get("webhook_configs", []):
-        out.add(("webhook", str(item.get("url"))))
-    for item in integrations.get("pagerduty_configs", []):
-        key = item.get("routing_key_file") or item.get("service_key_file") or ""
-        out.add(("pagerduty", f"{item.get('url')} key={Path(str(key)).name}"))
-    return out
+    patterns = tuple(str(p) for p in data.get("templates") or [])
+    return AlertmanagerConfig(route, receivers, str(path), patterns)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -295,17 +301,18 @@ def customer_latencies(inventory: Inventory, prom: PrometheusTimings, alerts: li
         raise ConfigError(prom.rule_files[0] if prom.rule_files else "rules", 0, "",
                           'no alert rule has the label audience: "customer": no customer would ever be notified')
     out = []
+    try:
+        delivery: str | None = delivery_url(inventory)
+    except GeneratorError:
+        delivery = None
     for customer in inventory.customers:
-        expected_contacts = _signatures(contact_integrations(customer, inventory, Options(secrets_dir="")))
-        audit = audit_integration(inventory, Options()) if inventory.notification.audit_webhook else None
         for service in customer.services:
             for alert in alerts:
                 worst: CustomerLatency | None = None
                 for target in _targets(customer, service):
                     labels = {**alert.labels, "alertname": alert.name, "customer": customer.id, "service": service,
                               "target": target}
-                    result = _one(customer, service, alert, labels, prom, am, expected_contacts, audit,
-                                  cluster_peer_wait)
+                    result = _one(customer, service, alert, labels, prom, am, delivery, cluster_peer_wait)
                     if worst is None or (result.problems, result.bound) > (worst.problems, worst.bound):
                         worst = result
                 assert worst is not None
@@ -314,8 +321,7 @@ def customer_latencies(inventory: Inventory, prom: PrometheusTimings, alerts: li
 
 
 def _one(customer: Customer, service: str, alert: CustomerAlert, labels: dict[str, str], prom: PrometheusTimings,
-         am: AlertmanagerConfig, expected: set[tuple[str, str]], audit: dict | None,
-         cluster_peer_wait: float) -> CustomerLatency:
+         am: AlertmanagerConfig, delivery: str | None, cluster_peer_wait: float) -> CustomerLatency:
     routes = match_routes(am.root, labels)
     problems = []
     holding = []
@@ -324,22 +330,16 @@ def _one(customer: Customer, service: str, alert: CustomerAlert, labels: dict[st
         if receiver is None:
             problems.append(f"route on line {route.line} names receiver {route.receiver!r}, which is not defined")
             continue
-        have = _signatures(receiver)
-        if expected <= have:
+        if delivery is not None and _sends_resolved(receiver, delivery):
             holding.append(route)
-    if not holding:
+    if delivery is None:
+        problems.append("the inventory has no notification.audit_webhook: nothing delivers to the customer's "
+                        "contacts (the delivery webhook is beside it)")
+    elif not holding:
         names = ", ".join(r.receiver for r in routes)
-        problems.append(f"its alerts route to {names}, which lack this customer's contacts "
-                        f"(regenerate with threenines alertmanager-config)")
-    elif audit is None:
-        problems.append("the inventory has no notification.audit_webhook: dispatches cannot be audited")
-    else:
-        audited = [r for r in holding if ("webhook", audit["url"]) in _signatures(am.receivers[r.receiver])
-                   and _sends_resolved(am.receivers[r.receiver], audit["url"])]
-        if not audited:
-            problems.append(f"receiver {holding[0].receiver} has no audit webhook {audit['url']} "
-                            "with send_resolved: true: its dispatches would not be audited")
-        holding = audited or holding
+        problems.append(f"its alerts route to {names}, which lack the exporter's delivery webhook {delivery} "
+                        "with send_resolved: true: nobody would deliver to this customer's contacts (regenerate "
+                        "with threenines alertmanager-config)")
     route = min(holding or routes, key=lambda r: max(r.group_wait, r.group_interval))
     evaluation = alert.group_interval
     terms = {
@@ -397,6 +397,11 @@ def run_check(inventory: Inventory, prometheus_config: str | None, rule_patterns
     for result in results:
         print(describe(result), file=sys.stdout if result.ok else sys.stderr)
     failed = [r for r in results if not r.ok]
+    templates = template_problems(load_alertmanager(alertmanager_config))
+    for problem in templates:
+        print(f"error: {problem}", file=sys.stderr)
+    if templates:
+        return 1
     if failed:
         print(f"error: {len(failed)} customer route(s) cannot keep the notification promise", file=sys.stderr)
         return 1

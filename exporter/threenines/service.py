@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from threenines.audit import AuditLedger, AuditWebhook
+from threenines.clock import AnchoredClock
 from threenines.collector import ExporterChanges, HealthView, SnapshotRenderer
 from threenines.configfile import ConfigError
 from threenines.contract import OutageEvent, TargetKey
@@ -33,7 +34,12 @@ from threenines.deadlines import DeadlineWatch
 from threenines.engine import ContractEngine, TargetSpec, specs_from_inventory
 from threenines.httpserver import ExporterHTTPServer
 from threenines.inventory import Inventory, Port, load_inventory
-from threenines.ledger import Ledger
+from threenines.ledger import Ledger, LedgerError
+from threenines.notify.channels import channels_for
+from threenines.notify.endpoint import CountedEndpoint, DeliveryEndpoint, OutageTimes
+from threenines.notify.ledger import DeliveryLedger
+from threenines.notify.worker import Notifier
+from threenines.power_trap import TRAP_PATH, trap_route
 from threenines.probes.ping import Pinger
 from threenines.report.exclusions import Ledger as ExclusionLedger
 from threenines.report.exclusions import load_ledger as load_exclusions
@@ -86,8 +92,16 @@ def _settle_heap() -> None:
 
 
 def split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    """exporter.listen or --listen → (host, port): HOST:PORT, [IPv6]:PORT, or HOST / [IPv6] on port 9839;
+    ":PORT" is 127.0.0.1. A value that is none of these is a ConfigError naming --listen (the inventory's own
+    value was already checked where it is written)."""
+    from threenines.inventory import parse_listen
+
+    value = listen.strip()
+    try:
+        return parse_listen("127.0.0.1" + value if value.startswith(":") else value, port_zero=True)
+    except ValueError as err:
+        raise ConfigError("--listen", 0, "", str(err)) from None
 
 
 class LoopFaults(Collector):
@@ -143,13 +157,23 @@ class LoopFaults(Collector):
 
 
 class Exporter:
-    def __init__(self, options: ServeOptions, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, options: ServeOptions, clock: AnchoredClock | None = None) -> None:
         self.options = options
-        self._clock = clock
+        # One clock for every stamp — probes, the contract, the ledgers, the audit webhook's dispatches — so a
+        # notification's delay and an outage's length are elapsed time (clock.py, docs/design.md "Clock steps").
+        self._clock = clock = clock if clock is not None else AnchoredClock()
         self.inventory = self._load_inventory()  # ConfigError propagates: fail fast at start
         self.exclusions = self._load_exclusions(self.inventory)
         state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
+        # Both ledgers before anything runs: a corrupt one, or one the exporter cannot write, refuses the start
+        # (LedgerError names the file and the fix); a full disk does not (docs/design.md, "Faults").
         self.ledger = Ledger(state_dir / "outages.sqlite")
+        try:
+            audit_ledger = AuditLedger(state_dir / "audit.sqlite")
+            delivery_ledger = DeliveryLedger(state_dir / "delivery.sqlite")
+        except LedgerError:
+            self.ledger.close()
+            raise
         # An outage event is published promptly: alerts fire at the first evaluation after determination.
         self.engine = ContractEngine(self.ledger, on_event=self._outage_event)
         self.engine.configure(specs_from_inventory(self.inventory), clock())
@@ -162,6 +186,7 @@ class Exporter:
         ProcessCollector(registry=self.registry)
         self.faults = LoopFaults()
         self.registry.register(self.faults)
+        self.registry.register(clock.collector())
         self._exclusion_states: tuple[tuple[str, str, str, bool], ...] = ()
         self._pending: ExporterChanges | None = None  # published by the loop, taken by the next render
         self._pending_lock = threading.Lock()
@@ -181,23 +206,36 @@ class Exporter:
         self.http = ExporterHTTPServer(host, port, self._exposition, self._health,
                                        max_post_bytes=MAX_AUDIT_BODY_BYTES, web=web)
         self.http.add_post("/-/reload", self._http_reload)
+        self.http.add_post(TRAP_PATH, trap_route(lambda: self._power[0] if self._power else None, lambda: self._loop))
         token_ref = self.inventory.exporter.audit_token
         token = token_ref.resolve() if token_ref is not None else None  # SecretError: fail at start
         if token is None:
             log.warning("exporter.audit_token is not set: the audit webhook accepts unauthenticated posts")
-        self.audit = AuditWebhook(AuditLedger(state_dir / "audit.sqlite"), token, MAX_AUDIT_BODY_BYTES,
+        self.audit = AuditWebhook(audit_ledger, token, MAX_AUDIT_BODY_BYTES,
                                   self.inventory, clock, on_record=self._audit_recorded)
         self.registry.register(self.audit.collector)
-        self.http.add_post("/alertmanager/webhook", self.audit.handle, own_auth=True)
+        # The exporter delivers the customers' notifications (threenines.notify, docs/alerting.md).
+        self.notifier = Notifier(delivery_ledger, channels_for(self.inventory.notification), self.inventory, clock)
+        self.registry.register(self.notifier.collector)
+        self.outage_times = OutageTimes()
+        self.outage_times.rebuild(self.ledger.outages(since=clock() - OutageTimes.KEEP))
+        self.delivery = DeliveryEndpoint(self.audit, self.notifier, self.inventory, clock, self.outage_times)
+        self.http.add_post("/alertmanager/webhook", CountedEndpoint("audit", self.audit.handle, self.notifier.state),
+                           own_auth=True)
+        self.http.add_post("/alertmanager/deliver", CountedEndpoint("deliver", self.delivery.handle,
+                                                                    self.notifier.state), own_auth=True)
         # Each determination's notification deadline is decided when it passes (deadlines.py); outages whose
         # deadline passed while the exporter was not running are decided now.
-        self.deadlines = DeadlineWatch(self.audit, self._notification_deadline)
+        self.deadlines = DeadlineWatch(self.audit, self._notification_deadline, self.notifier.delivered_at)
         self.deadlines.rebuild(self.ledger, clock())
 
     def _outage_event(self, event: OutageEvent) -> None:
         deadlines = getattr(self, "deadlines", None)  # events during the first configure precede the watch
         if deadlines is not None:
             deadlines.observe(event)
+        outage_times = getattr(self, "outage_times", None)
+        if outage_times is not None:
+            outage_times.observe(event)
         self._dirty.set()
 
     def _notification_deadline(self, customer_id: str) -> float | None:
@@ -222,7 +260,8 @@ class Exporter:
                             (signal.SIGINT, self._stop.set)):
             self._loop.add_signal_handler(sig, action)
         tasks = [asyncio.create_task(self.scheduler.run(self._stop), name="probes"),
-                 asyncio.create_task(self._ticker(), name="tick")]
+                 asyncio.create_task(self._ticker(), name="tick"),
+                 asyncio.create_task(self.notifier.run(self._stop), name="notify")]
         try:
             await self._stop.wait()
         finally:
@@ -235,6 +274,7 @@ class Exporter:
             self.pinger.close()
             self.ledger.close()
             self.audit.ledger.close()
+            self.notifier.ledger.close()
             log.info("stopped")
 
     def stop(self) -> None:
@@ -317,7 +357,9 @@ class Exporter:
         now = self._clock()
         advanced = False
         with self.faults.stage("contract"):
+            now = self._follow_clock(now)
             self.engine.tick(now)
+            self.deadlines.check(now)
             advanced = True
         with self.faults.stage("exclusions"):
             self._exclusion_states = self._active_exclusions(now)
@@ -325,6 +367,34 @@ class Exporter:
             self._publish(now)
             if advanced:
                 self._last_tick = now
+
+    def _follow_clock(self, now: float) -> float:
+        """Detect a step of the system clock; move the stamps onto it once no notification deadline is pending.
+
+        A notification's delay is its dispatch's stamp minus its determination's, and its deadline is decided on
+        the stamps too: moved while one is pending, a step would be in that difference (a false late dispatch or
+        miss, or a delivery refused as determined in the future). Until then the stamps go on from the old
+        anchor, on the monotonic clock; if the system clock comes back meanwhile, nothing moves at all. Returns
+        `now` in the stamps the tick goes on with.
+        """
+        clock = self._clock
+        step = clock.check()
+        if step is not None:
+            log.warning("system clock stepped by %+.3f s: durations stay monotonic; it is %+.3f s from the stamps "
+                        "until they are moved onto it", step, clock.unapplied)
+        if not clock.unapplied:
+            return now
+        if self.deadlines.pending:
+            if step is not None:
+                log.warning("the stamps move once no notification deadline is pending (%d now)",
+                            self.deadlines.pending)
+            return now
+        shift = clock.deviation()
+        self.engine.rebase(shift, now)
+        clock.reanchor(shift)
+        self._last_tick += shift
+        log.warning("stamps moved by %+.3f s onto the system clock (open outages keep their start stamps)", shift)
+        return now + shift
 
     def _publish(self, now: float) -> None:
         scheduler = self.scheduler
@@ -341,7 +411,11 @@ class Exporter:
                 lag_sum=lag.total,
                 in_flight=scheduler.in_flight,
                 ledger_writes=(("outage", self.ledger.writes_ok, self.ledger.writes_failed),
-                               ("audit", self.audit.ledger.writes_ok, self.audit.ledger.writes_failed)),
+                               ("audit", self.audit.ledger.writes_ok, self.audit.ledger.writes_failed),
+                               ("delivery", self.notifier.ledger.writes_ok, self.notifier.ledger.writes_failed)),
+                ledger_recovery_writes=tuple(("outage", kind, ok, failed)
+                                             for kind, (ok, failed) in self.ledger.recovery_writes.items()),
+                ledger_pending=tuple(("outage", kind, count) for kind, count in self.ledger.pending().items()),
                 render_seconds=self._render_seconds,
                 wire=self.pinger.wire_kind,
             ),
@@ -464,6 +538,8 @@ class Exporter:
         self._probe_layout = self._configure_probes(loaded.inventory)
         self.engine.configure(loaded.specs, now)
         self.audit.set_inventory(loaded.inventory)
+        self.notifier.set_inventory(loaded.inventory, channels_for(loaded.inventory.notification))
+        self.delivery.set_inventory(loaded.inventory)
         self.inventory, self.exclusions = loaded.inventory, loaded.exclusions
         if loaded.power_changed:
             await self._stop_power()

@@ -24,7 +24,7 @@ import yaml
 from tests.foundation.exporter_process import sample, scrape
 from tests.netns import customer_port
 from tests.support import REPO, VENV_BIN, RunningProcess, free_port, http_get, running, wait_until
-from threenines.alertmanager_config import Options, render
+from threenines.alertmanager_config import Options, render, write
 from threenines.inventory import load_inventory
 from threenines.latency import check_deployment
 
@@ -80,10 +80,9 @@ customers:
 """)
     am_dir = tmp / "alertmanager"
     am_dir.mkdir()
-    shutil.copytree(REPO / "alertmanager" / "templates", am_dir / "templates")
     am_config = am_dir / "alertmanager.yml"
-    am_config.write_text(render(load_inventory(inventory), Options(secrets_dir=str(tmp), group_wait=1,
-                                                                   group_interval=2, repeat_interval=3600)))
+    options = Options(secrets_dir=str(tmp), group_wait=1, group_interval=2, repeat_interval=3600)
+    write(am_config, render(load_inventory(inventory), options), options)  # and its templates beside it
     prom_config = tmp / "prometheus.yml"
     prom_config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -150,7 +149,11 @@ def test_determination_to_audited_dispatch_within_the_computed_bound(tmp_path: P
                                                   target="uplink")) < 0.001
                 print(f"determination → audited dispatch {delay:.3f}s, bound {bound.bound:.0f}s")
                 wait_until(lambda: contact_received, 5, what="the customer's own contact to receive it")
-                assert contact_received[0][1]["alerts"][0]["labels"]["customer"] == "acme"
+                # the exporter delivered its own document, not Alertmanager's payload
+                assert contact_received[0][1]["customer"]["id"] == "acme"
+                assert contact_received[0][1]["status"] == "firing"
+                wait_until(lambda: sample(scrape(exporter_port), "threenines_notification_delivery_delay_seconds_count",
+                                          customer="acme") == 1, 5, what="the delivery delay histogram")
                 wait_until(lambda: sample(scrape(exporter_port), "threenines_notification_delay_seconds_count",
                                           customer="acme") == 1, 5, what="the delay histogram")
                 text = scrape(exporter_port)

@@ -1,6 +1,6 @@
-"""The generated Alertmanager config with the real amtool: valid, every customer's alert reaches that customer's
-contacts and the audit webhook, no secret is written, and `threenines check` fails a config that breaks the
-promise."""
+"""The generated Alertmanager config with the real amtool: valid, every customer's alert reaches the exporter's
+delivery webhook (which delivers to that customer's contacts), no secret is written, the templates it names are
+written beside it, and `threenines check` fails a config that breaks the promise."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
-from threenines.alertmanager_config import GeneratorError, Options, render, write_secret_files
+from threenines.alertmanager_config import GeneratorError, Options, render, templates, write_secret_files
 from threenines.cli import main
 from threenines.inventory import load_inventory, parse_inventory_text
 from threenines.latency import check_deployment, load_alertmanager, match_routes
@@ -27,8 +27,10 @@ REGENERATE = ("make alertmanager-example (threenines alertmanager-config --confi
 
 
 def write_config(directory: Path, text: str) -> Path:
-    """The config beside a copy of templates/, as Alertmanager resolves templates: relative to the file."""
-    shutil.copytree(REPO / "alertmanager" / "templates", directory / "templates", dirs_exist_ok=True)
+    """The config beside its templates/, as Alertmanager resolves templates: relative to the file."""
+    (directory / "templates").mkdir(exist_ok=True)
+    for name, template in templates(EXAMPLE_OPTIONS).items():
+        (directory / "templates" / name).write_text(template)
     path = directory / "alertmanager.yml"
     path.write_text(text)
     return path
@@ -98,7 +100,8 @@ def test_no_secret_is_written_and_env_secrets_become_0600_files(tmp_path: Path,
     text = render(inventory, options)
     assert not any(value in text for value in secrets.values())
     written = write_secret_files(inventory, options)
-    assert sorted(Path(p).name for p in written) == sorted(secrets)
+    # The contacts' secrets are the exporter's now (it delivers): Alertmanager reads only the webhook token.
+    assert sorted(Path(p).name for p in written) == ["THREENINES_AUDIT_TOKEN"]
     for path in written:
         assert Path(path).read_text() == secrets[Path(path).name]
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -138,24 +141,73 @@ def test_check_fails_a_deadline_the_configs_cannot_meet(tmp_path: Path) -> None:
                  str(REPO / "prometheus" / "prometheus.yml"), "--alertmanager-config", str(EXAMPLE_CONFIG)]) == 1
 
 
-def test_check_fails_when_a_customer_falls_to_a_route_without_its_contacts(tmp_path: Path) -> None:
+def test_check_fails_when_a_customer_falls_to_a_route_without_the_delivery_webhook(tmp_path: Path) -> None:
     inventory = load_inventory(EXAMPLE_INVENTORY)
-    # an Alertmanager config generated before globex was added (or with acme's old contacts)
+    # an Alertmanager config generated before globex was added
     without_globex = EXAMPLE_CONFIG.read_text().replace('customer="globex"', 'customer="globex-old"')
-    changed_contacts = without_globex.replace("noc@acme.example", "old-noc@acme.example")
-    config = write_config(tmp_path, changed_contacts)
+    config = write_config(tmp_path, without_globex)
     results = {(r.customer, r.service): r for r in check_deployment(
         inventory, REPO / "prometheus" / "prometheus.yml", None, config)}
     assert not results[("globex", "connectivity")].ok
-    assert "route to noc, which lack this customer's contacts" in results[("globex", "connectivity")].problems[0]
-    assert not results[("acme", "power")].ok
+    assert "route to noc, which lack the exporter's delivery webhook" in results[("globex", "connectivity")].problems[0]
+    assert results[("acme", "power")].ok
 
 
-def test_check_fails_when_the_audit_webhook_is_missing(tmp_path: Path) -> None:
-    text = EXAMPLE_CONFIG.read_text().replace("http://127.0.0.1:9839/alertmanager/webhook", "http://127.0.0.1:1/x")
+def test_check_fails_a_config_where_alertmanager_still_delivers_itself(tmp_path: Path) -> None:
+    # The configs before: Alertmanager's own e-mail and a webhook to the audit path only. Its failed e-mails were
+    # invisible to the audit; such a config is refused now.
+    text = EXAMPLE_CONFIG.read_text().replace("http://127.0.0.1:9839/alertmanager/deliver",
+                                              "http://127.0.0.1:9839/alertmanager/webhook")
     results = check_deployment(load_inventory(EXAMPLE_INVENTORY), REPO / "prometheus" / "prometheus.yml", None,
                                write_config(tmp_path, text))
-    assert all(not r.ok and "no audit webhook" in r.problems[0] for r in results)
+    assert all(not r.ok and "lack the exporter's delivery webhook" in r.problems[0] for r in results)
+
+
+def test_output_writes_the_templates_beside_the_config_and_check_needs_them(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "am" / "alertmanager.yml"
+    target.parent.mkdir()
+    assert main(["alertmanager-config", "--config", str(EXAMPLE_INVENTORY), "--noc-email", "noc@provider.example",
+                 "--runbook-base-url", "https://wiki.provider.test/threenines/", "-o", str(target)]) == 0
+    assert sorted(p.name for p in (target.parent / "templates").iterdir()) == ["threenines-runbooks.tmpl",
+                                                                              "threenines.tmpl"]
+    result = amtool("check-config", str(target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    args = ["check", "--config", str(EXAMPLE_INVENTORY), "--prometheus-config",
+            str(REPO / "prometheus" / "prometheus.yml"), "--alertmanager-config", str(target)]
+    assert main(args) == 0
+    capsys.readouterr()
+    # the issue's case: the config without its templates/ folder passes amtool, and every e-mail failed
+    shutil.rmtree(target.parent / "templates")
+    assert amtool("check-config", str(target)).returncode == 0
+    assert main(args) == 1
+    assert "templates: 'templates/*.tmpl' matches no file" in capsys.readouterr().err
+
+
+def test_output_refuses_when_the_templates_cannot_be_written(tmp_path: Path) -> None:
+    target = tmp_path / "alertmanager.yml"
+    (tmp_path / "templates").write_text("a file where the folder should be")
+    assert main(["alertmanager-config", "--config", str(EXAMPLE_INVENTORY), "-o", str(target)]) == 1
+    assert not target.exists()
+
+
+def test_the_example_templates_are_what_the_generator_writes() -> None:
+    for name, text in templates(EXAMPLE_OPTIONS).items():
+        assert (REPO / "alertmanager" / "templates" / name).read_text() == text, f"regenerate with: {REGENERATE}"
+
+
+def test_the_noc_runbook_links_are_urls_under_the_configured_base(tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    for name, text in templates(Options(runbook_base_url="https://wiki.provider.test/threenines/")).items():
+        (folder / name).write_text(text)
+    alert = tmp_path / "alert.json"
+    alert.write_text('{"Alerts": [{"Status": "firing", "Annotations": {"summary": "s", "description": "d", '
+                     '"runbook_url": "docs/alerting.md#threeninesnotificationoverdue"}, "Labels": {}}]}')
+    result = amtool("template", "render", f"--template.glob={folder / '*.tmpl'}", f"--template.data={alert}",
+                    '--template.text={{ template "threenines.text" . }}')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Runbook: https://wiki.provider.test/threenines/alerting.md#threeninesnotificationoverdue" in result.stdout
 
 
 def test_the_notification_templates_render_with_amtool() -> None:

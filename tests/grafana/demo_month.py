@@ -275,9 +275,18 @@ def _power(rng: random.Random) -> Iterator[Series]:
                       lambda t, f=source: 1.0 - (t - ON_BATTERY.start) / 7200 if f(t) == "battery" else 1.0)
         yield _series("threenines_ups_battery_runtime_seconds", labels,
                       lambda t, f=source: 1800.0 - (t - ON_BATTERY.start) / 4 if f(t) == "battery" else 2400.0)
-        yield _series("threenines_ups_input_voltage_volts", labels,
+        line = {**labels, "phase": "1"}  # single-phase UPSes: their one line
+        yield _series("threenines_ups_input_voltage_volts", line,
                       lambda t, f=source: 0.0 if f(t) == "battery" else 229.0 + rng.random() * 3)
-        yield _series("threenines_ups_output_load_ratio", labels, lambda t: 0.42 + rng.random() * 0.05)
+        yield _series("threenines_ups_output_load_ratio", line, lambda t: 0.42 + rng.random() * 0.05)
+        yield _series("threenines_ups_output_voltage_volts", line, lambda t: 230.0 + rng.random())
+        # ups-b's on-battery trap made the exporter poll it and its PDU at once.
+        yield _series("threenines_power_triggered_polls_total", {**labels, "trigger": "trap"},
+                      lambda t, u=ups: float(u == "ups-b" and t >= ON_BATTERY.start), "counter")
+    # No blackout this month: the blackout rule never held a customer down (the families exist, empty).
+    evidence = {"customer": "acme", "device": "ups-b", "evidence": "low_battery"}
+    yield _series("threenines_power_inferred_down", evidence, lambda t: None)
+    yield _series("threenines_power_inferred_down_since_timestamp_seconds", evidence, lambda t: None)
     for pdu in PDUS:
         reachable: Callable[[int], bool] = (
             (lambda t: t not in PDU_B_UNREACHABLE) if pdu == "pdu-b" else (lambda t: True))
@@ -361,6 +370,51 @@ def _notifications() -> Iterator[Series]:
 
         yield _series("threenines_notification_last_dispatch_determined_timestamp_seconds",
                       {"customer": target.customer, "service": target.service, "target": target.name}, last_audited)
+    yield from _deliveries(first)
+
+
+def _deliveries(first: dict[tuple[str, str, str, int], Dispatch]) -> Iterator[Series]:
+    # The exporter delivers: each dispatch is a delivery a few seconds later, except globex's e-mail relay,
+    # which refused STARTTLS-less delivery for the first 20 minutes of its outage on day 12 (4 failed attempts).
+    accepted_after = 3.0
+    for customer in CUSTOMERS:
+        observations = [(round(d.when + accepted_after), d.delay + accepted_after)
+                        for d in first.values() if d.customer == customer]
+        yield from _histogram("threenines_notification_delivery_delay_seconds", {"customer": customer},
+                              observations, DELAY_BUCKETS)
+    channels = sorted({(d.customer, d.receiver.split("-")[-1]) for d in DISPATCHES})
+    failed_at = [at(12, 16) + offset for offset in (10, 30, 70, 150)]
+    for customer, channel in channels:
+        times = [d.when + accepted_after for d in DISPATCHES
+                 if (d.customer, d.receiver.split("-")[-1]) == (customer, channel)]
+        labels = {"customer": customer, "channel": channel}
+        yield _series("threenines_notification_deliveries_total", labels, _from_list(_counts(times)), "counter")
+        failing = (customer, channel) == ("globex", "email")
+        yield _series("threenines_notification_delivery_failures_total", {**labels, "reason": "tls_required"},
+                      _from_list(_counts(failed_at if failing else [])), "counter")
+        yield _series("threenines_notification_delivery_pending", labels,
+                      lambda t, failing=failing: 1.0 if failing and at(12, 16) <= t < at(12, 16) + 1200 else 0.0)
+    for target in TARGETS:
+        delivered = sorted((d.when + accepted_after, d.determined) for d in DISPATCHES
+                           if (d.customer, d.service, d.target) == (target.customer, target.service, target.name))
+
+        def last_delivered(t: int, delivered: list[tuple[float, int]] = delivered) -> float:
+            return float(max((determined for when, determined in delivered if when <= t), default=0))
+
+        yield _series("threenines_notification_last_delivery_determined_timestamp_seconds",
+                      {"customer": target.customer, "service": target.service, "target": target.name},
+                      last_delivered)
+    posts = [d.when for d in DISPATCHES]
+    for endpoint, code in (("deliver", "200"), ("deliver", "401"), ("audit", "200")):
+        events = posts if code == "200" and endpoint == "deliver" else []
+        yield _series("threenines_notification_webhook_requests_total", {"endpoint": endpoint, "code": code},
+                      _from_list(_counts(events)), "counter")
+
+
+def _rejected() -> Iterator[Series]:
+    # No delivery named a customer or target outside the inventory this month.
+    for reason in ("unknown_customer", "unknown_target", "wrong_receiver"):
+        yield _series("threenines_notification_rejected_alerts_total", {"reason": reason}, lambda t: 0.0, "counter")
 
 
 def _missed_deadlines(customer: str, first: dict[tuple[str, str, str, int], Dispatch]
@@ -395,6 +449,10 @@ def _health(rng: random.Random) -> Iterator[Series]:
     for stage in ("contract", "exclusions", "publish", "loop"):
         yield _series("threenines_tick_errors_total", {"stage": stage},
                       lambda t, s=stage: float(s == "publish" and t >= at(20, 9, 30)), "counter")
+    # A VM restored on the 12th came up an hour behind; NTP set it right ten minutes later (two steps, both seen).
+    for direction, when in (("backward", at(12, 3, 10)), ("forward", at(12, 3, 20))):
+        yield _series("threenines_clock_steps_total", {"direction": direction},
+                      lambda t, w=when: float(t >= w), "counter")
     yield _series("threenines_metrics_render_seconds", {}, lambda t: 0.002 + rng.random() * 0.001)
     writes = [when for target in TARGETS for run in target.down for when in (run.start, run.end) if when <= END]
     for ledger, result in (("outage", "ok"), ("outage", "error"), ("audit", "ok"), ("audit", "error")):
@@ -404,6 +462,26 @@ def _health(rng: random.Random) -> Iterator[Series]:
             events = [d.when for d in DISPATCHES] if result == "ok" else []
         yield _series("threenines_ledger_writes_total", {"ledger": ledger, "result": result},
                       lambda t, e=events: float(sum(1 for when in e if when <= t)), "counter")
+    # The same incident: from 09:30 to 09:45 on the 20th the disk refused the outage ledger's writes; the failed
+    # event and the heartbeat (one a 15 s tick) were kept in memory and landed when it took them again.
+    refused = Interval(at(20, 9, 30), at(20, 9, 45))
+
+    def ticks(since: float, until: float) -> float:
+        return float(max(0.0, until - since) // 15)
+
+    recovery: dict[tuple[str, str], Callable[[int], float]] = {
+        ("target", "ok"): lambda t: float(probes_per_step),
+        ("heartbeat", "ok"): lambda t: ticks(START, min(t, refused.start)) + ticks(refused.end, t),
+        ("heartbeat", "error"): lambda t: ticks(refused.start, min(t, refused.end)),
+    }
+    for kind in ("target", "checkpoint", "heartbeat"):
+        for result in ("ok", "error"):
+            yield _series("threenines_ledger_recovery_writes_total",
+                          {"ledger": "outage", "kind": kind, "result": result},
+                          recovery.get((kind, result), lambda t: 0.0), "counter")
+    for kind in ("record", "target", "checkpoint", "heartbeat"):
+        yield _series("threenines_ledger_pending_writes", {"ledger": "outage", "kind": kind},
+                      lambda t, k=kind: float(k in ("record", "heartbeat") and t in refused))
     # Prometheus' own series for the scrape of the exporter.
     yield Series("up", SCRAPE, [(t, 1.0) for t in TIMES])
     yield Series("scrape_duration_seconds", SCRAPE, [(t, 0.004 + rng.random() * 0.002) for t in TIMES])
@@ -412,4 +490,4 @@ def _health(rng: random.Random) -> Iterator[Series]:
 def demo_month(seed: int = 7) -> list[Series]:
     """Every metric family of docs/metrics.md (plus Prometheus' up and scrape_duration_seconds) for the month."""
     rng = random.Random(seed)
-    return [*_contract(), *_metadata(), *_probes(rng), *_power(rng), *_notifications(), *_health(rng)]
+    return [*_contract(), *_metadata(), *_probes(rng), *_power(rng), *_notifications(), *_rejected(), *_health(rng)]

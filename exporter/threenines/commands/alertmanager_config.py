@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from threenines.alertmanager_config import DEFAULT_RUNBOOK_BASE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-wait", default="30s", help="Alertmanager group_wait (default: %(default)s)")
     parser.add_argument("--group-interval", default="1m", help="Alertmanager group_interval (default: %(default)s)")
     parser.add_argument("--repeat-interval", default="4h", help="Alertmanager repeat_interval (default: %(default)s)")
+    parser.add_argument("--runbook-base-url", default=DEFAULT_RUNBOOK_BASE, metavar="URL",
+                        help="where docs/ is published: the NOC's messages link BASE + alerting.md#ALERT "
+                             "(default: %(default)s, where the Debian package installs the docs)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from threenines.alertmanager_config import GeneratorError, Options, render, write_secret_files
+    from threenines.alertmanager_config import GeneratorError, Options, render, write, write_secret_files
     from threenines.configfile import ConfigError, parse_duration
     from threenines.inventory import SecretError, load_inventory
 
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             group_wait=parse_duration(args.group_wait),
             group_interval=parse_duration(args.group_interval),
             repeat_interval=parse_duration(args.repeat_interval),
+            runbook_base_url=args.runbook_base_url,
         )
         text = render(inventory, options, source=args.config)
         if args.write_secret_files:
@@ -48,8 +53,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output} ({len(inventory.customers)} customer receivers)", file=sys.stderr)
+        try:
+            written = write(args.output, text, options)
+        except GeneratorError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.output} ({len(inventory.customers)} customer receivers) and its templates: "
+              f"{', '.join(str(p) for p in written[:-1])}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+        print("note: alertmanager.yml loads templates/*.tmpl beside it; -o FILE writes them too", file=sys.stderr)
     return 0

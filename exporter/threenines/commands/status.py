@@ -98,15 +98,18 @@ def _notification(audit: Path, customer: str, service: str, target: str, determi
                   now: float, iso) -> str:
     if not audit.is_file():
         return "unknown (no audit ledger)"
+    from threenines.audit import outage_key
+
+    # The audit keys an outage by determined_at to the millisecond (threenines.audit.outage_key), the outage
+    # ledger holds the engine's microseconds: the same outage within half a millisecond.
+    key = outage_key(customer, service, target, determined_at)
     with sqlite3.connect(f"file:{audit.resolve()}?mode=ro", uri=True) as db:
         first = db.execute("SELECT dispatched_at, late FROM dispatches WHERE first = 1 AND customer = ? AND "
-                           "service = ? AND target = ? AND determined_at = ?",
-                           (customer, service, target, determined_at)).fetchone()
+                           "service = ? AND target = ? AND abs(determined_at - ?) < 0.0005", key).fetchone()
         missed = None
         if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'misses'").fetchone():
             missed = db.execute("SELECT deadline_at, reason FROM misses WHERE customer = ? AND service = ? AND "
-                                "target = ? AND determined_at = ?",
-                                (customer, service, target, determined_at)).fetchone()
+                                "target = ? AND abs(determined_at - ?) < 0.0005", key).fetchone()
     if missed is not None:
         return f"MISSED at {iso(missed[0])} ({missed[1]})"
     if first is not None:

@@ -1,0 +1,302 @@
+"""The notifier: sends every notice the delivery ledger owes, retrying with backoff until its channel accepts it.
+
+One task per attempt, at most `max_concurrent` at a time, each bounded by its channel's timeout: a contact whose
+relay hangs for a minute delays nobody else. A failed attempt is retried after 10 s, 20 s, 40 s, … then every
+5 minutes, for 24 hours after the notice was taken; then it is given up (an `expired` row: the ledger says it
+was never delivered, and the deadline counted the miss long before). A contact's resolved message waits until
+its firing message is accepted (or given up), so nobody reads "restored" before "unavailable".
+
+An outage is *notified* when every designated contact's channel accepted its firing notice: `delivered_at`
+gives that instant (the latest acceptance), which the deadline decision (threenines.deadlines) and
+ThreeninesNotificationOverdue (through `…_last_delivery_determined_timestamp_seconds`) use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from threenines.audit import outage_key
+from threenines.inventory import Contact, Inventory
+from threenines.notify.channels import Channel, DeliveryError
+from threenines.notify.ledger import Attempt, DeliveryLedger, NoticeRow
+from threenines.notify.message import Notice
+from threenines.notify.metrics import DeliveryCollector, DeliveryState
+
+log = logging.getLogger(__name__)
+
+Outage = tuple[str, str, str, float]
+BACKOFF = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)  # then every 300 s
+GIVE_UP_AFTER = 24 * 3600.0
+MAX_CONCURRENT = 16
+IDLE_WAKE = 5.0  # at most this long between looks at the queue, even when nothing is due
+
+
+def contact_key(contact: Contact) -> str:
+    return f"{contact.kind}:{contact.target}"
+
+
+@dataclass
+class _Owed:
+    row: NoticeRow
+    failures: int = 0
+    next_at: float = 0.0
+
+
+class Notifier:
+    def __init__(self, ledger: DeliveryLedger, channels: dict[str, Channel], inventory: Inventory,
+                 clock: Callable[[], float] = time.time, backoff: tuple[float, ...] = BACKOFF,
+                 give_up_after: float = GIVE_UP_AFTER, max_concurrent: int = MAX_CONCURRENT) -> None:
+        self.ledger = ledger
+        self._channels = channels
+        self._inventory = inventory
+        self._clock = clock
+        self._backoff = backoff
+        self._give_up_after = give_up_after
+        self._max_concurrent = max_concurrent
+        self._lock = threading.Lock()  # notices arrive from HTTP threads; attempts finish on the loop
+        self._owed: dict[int, _Owed] = {}
+        self._in_flight: set[int] = set()
+        self._accepted: dict[int, float] = {}  # notice id -> acceptance time
+        self._firing: dict[Outage, list[int]] = {}  # outage -> its firing notices (one per contact)
+        self._delivered: dict[Outage, float] = {}
+        self._unwritten: list[Attempt] = []  # acceptances the disk refused: written again, never re-sent
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.state = DeliveryState()
+        self.collector = DeliveryCollector(self.state)
+        self._rebuild()
+
+    # -- the record -------------------------------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        # Every notice first, then the attempts in the order they happened: an outage is delivered when its
+        # last contact accepted, which needs all of its notices known.
+        rows = {row.id: row for row in self.ledger.notices()}
+        for row in rows.values():
+            self._take(row)
+        for attempt in self.ledger.attempts():
+            owner = rows.get(attempt.notice_id)
+            if owner is not None:
+                self._apply(owner, attempt)
+
+    def _take(self, row: NoticeRow) -> None:
+        self._owed[row.id] = _Owed(row, next_at=row.received_at)
+        if row.event == "firing":
+            self._firing.setdefault(row.outage, []).append(row.id)
+        self.state.owed(row.customer, row.channel, +1)
+
+    def _apply(self, row: NoticeRow, attempt: Attempt) -> None:
+        owed = self._owed.get(row.id)
+        if owed is None:
+            return  # already accepted or given up
+        if attempt.outcome == "failed":
+            owed.failures += 1
+            step = self._backoff[min(owed.failures - 1, len(self._backoff) - 1)]
+            owed.next_at = attempt.finished_at + step
+            self.state.failed(row.customer, row.channel, attempt.reason)
+            return
+        del self._owed[row.id]
+        if attempt.outcome == "expired":
+            self.state.owed(row.customer, row.channel, -1)
+            return
+        self._accepted[row.id] = attempt.finished_at
+        self.state.accepted(row.customer, row.channel)
+        if row.event == "firing" and row.outage not in self._delivered:
+            ids = self._firing.get(row.outage, [])
+            if ids and all(i in self._accepted for i in ids):
+                at = max(self._accepted[i] for i in ids)
+                self._delivered[row.outage] = at
+                self.state.outage_delivered(row.outage, at - row.determined_at)
+
+    def accept(self, rows: list[NoticeRow]) -> int:
+        """From the delivery endpoint (an HTTP thread): write the notices, then owe them. sqlite3.Error when the
+        disk refuses (the post is answered 500 and Alertmanager retries it). Returns how many were new."""
+        added = self.ledger.add_notices(rows)
+        with self._lock:
+            for row in added:
+                self._take(row)
+        loop, wake = self._loop, self._wake
+        if added and loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile: the next run() finds them owed
+                loop.call_soon_threadsafe(wake.set)
+        return len(added)
+
+    def delivered_at(self, outage: Outage) -> float | None:
+        """When every designated contact had accepted the outage's notification; None while one has not.
+        Keyed as the audit keys outages (threenines.audit.outage_key)."""
+        with self._lock:
+            return self._delivered.get(outage_key(*outage))
+
+    def set_inventory(self, inventory: Inventory, channels: dict[str, Channel]) -> None:
+        """After a reload: contacts' secrets and the relays as they are now (notices keep what they say)."""
+        with self._lock:
+            self._inventory, self._channels = inventory, channels
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._owed)
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                self._write_unwritten()
+                now = self._clock()
+                for owed in self._due(now, self._max_concurrent - len(tasks)):
+                    task = asyncio.create_task(self._attempt(owed.row), name=f"deliver-{owed.row.id}")
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                waiting = asyncio.create_task(self._wake.wait())
+                await asyncio.wait({waiting, stopper}, timeout=self._sleep(now),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+        finally:
+            stopper.cancel()
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._write_unwritten()
+            self._loop = self._wake = None
+
+    def _sleep(self, now: float) -> float:
+        with self._lock:
+            waiting = [o.next_at for i, o in self._owed.items() if i not in self._in_flight]
+        if not waiting:
+            return IDLE_WAKE
+        return min(IDLE_WAKE, max(0.05, min(waiting) - now))
+
+    def _due(self, now: float, room: int) -> list[_Owed]:
+        if room <= 0:
+            return []
+        with self._lock:
+            owed_firing = {(o.row.outage, o.row.contact) for o in self._owed.values() if o.row.event == "firing"}
+            due = []
+            for notice_id, owed in sorted(self._owed.items(), key=lambda item: item[1].next_at):
+                if owed.next_at > now or notice_id in self._in_flight:
+                    continue
+                if owed.row.event == "resolved" and (owed.row.outage, owed.row.contact) in owed_firing:
+                    continue  # "restored" never before "unavailable"
+                due.append(owed)
+                self._in_flight.add(notice_id)
+                if len(due) >= room:
+                    break
+            return due
+
+    def _contact(self, row: NoticeRow) -> Contact:
+        try:
+            customer = self._inventory.customer(row.customer)
+        except KeyError:
+            customer = None
+        for contact in customer.contacts.notify if customer is not None else ():
+            if contact_key(contact) == row.contact:
+                return contact
+        kind, _, target = row.contact.partition(":")
+        return Contact(kind, target)  # no longer in the inventory: owed all the same, without its secret
+
+    async def _attempt(self, row: NoticeRow) -> None:
+        started = self._clock()
+        if started - row.received_at > self._give_up_after:
+            self._finish(row, Attempt(row.id, started, started, "expired", "", "retries given up", ""))
+            return
+        channel = self._channels.get(row.channel)
+        try:
+            if channel is None:
+                raise DeliveryError("config", f"no channel for {row.channel} contacts")
+            async with asyncio.timeout(channel.timeout):
+                receipt = await channel.send(Notice.from_json(row.facts), self._contact(row))
+        except DeliveryError as err:
+            attempt = Attempt(row.id, started, self._clock(), "failed", err.reason, err.detail, "")
+        except TimeoutError:
+            attempt = Attempt(row.id, started, self._clock(), "failed", "timeout",
+                              f"no answer within {channel.timeout if channel else 0:g} s", "")
+        except asyncio.CancelledError:
+            with self._lock:
+                self._in_flight.discard(row.id)
+            raise
+        except Exception as err:  # a bug must not stop the other deliveries
+            log.exception("delivery to %s failed unexpectedly", row.contact)
+            attempt = Attempt(row.id, started, self._clock(), "failed", "error", type(err).__name__, "")
+        else:
+            attempt = Attempt(row.id, started, self._clock(), "accepted", "", "", receipt[:500])
+        self._finish(row, attempt)
+        if self._wake is not None:
+            self._wake.set()  # its next attempt (or a resolved notice waiting for it) is scheduled now
+
+    def _finish(self, row: NoticeRow, attempt: Attempt) -> None:
+        with self._lock:
+            self._in_flight.discard(row.id)
+            if row.id not in self._owed:
+                return
+            try:
+                written = self.ledger.add_attempt(attempt)
+            except sqlite3.Error as err:
+                log.error("delivery ledger write failed (%s): %s", attempt.outcome, err)
+                if attempt.outcome != "accepted":
+                    self._owed[row.id].next_at = self._clock() + self._backoff[0]
+                    return  # a failure not on disk is tried again: it is not evidence of anything
+                self._unwritten.append(attempt)  # delivered: never sent again, written when the disk takes it
+                written = True
+            if not written:
+                return
+            self._apply(row, attempt)
+        self._log(row, attempt)
+
+    def _write_unwritten(self) -> None:
+        with self._lock:
+            still: list[Attempt] = []
+            for attempt in self._unwritten:
+                try:
+                    self.ledger.add_attempt(attempt)
+                except sqlite3.Error:
+                    still.append(attempt)
+            self._unwritten = still
+
+    @staticmethod
+    def _log(row: NoticeRow, attempt: Attempt) -> None:
+        if attempt.outcome == "accepted":
+            log.info("notification delivered customer=%s service=%s target=%s event=%s contact=%s receipt=%r",
+                     row.customer, row.service, row.target, row.event, row.contact, attempt.receipt)
+        elif attempt.outcome == "expired":
+            log.error("notification never delivered, retries given up customer=%s target=%s event=%s contact=%s",
+                      row.customer, row.target, row.event, row.contact)
+        else:
+            log.warning("notification delivery failed, will retry customer=%s service=%s target=%s event=%s "
+                        "contact=%s reason=%s detail=%r", row.customer, row.service, row.target, row.event,
+                        row.contact, attempt.reason, attempt.detail)
+
+
+def drain(notifier: Notifier, until: Callable[[], bool], timeout: float) -> None:
+    """For tools and tests: run the notifier on a private loop until `until()` or `timeout` seconds."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(notifier.run(stop))
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def rows_for(notice: Notice, contacts: Iterable[Contact], received_at: float) -> list[NoticeRow]:
+    return [NoticeRow(received_at=received_at, customer=notice.customer, service=notice.service,
+                      target=notice.target, determined_at=notice.determined_at, event=notice.status,
+                      contact=contact_key(c), channel=c.kind, contact_version=notice.contacts_version,
+                      facts=notice.to_json()) for c in contacts]
