@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BASE_PYTHON ?= /usr/bin/python3
 
 # Real components the tests start as their own processes on 127.0.0.1.
-APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping faketime snmp snmpd snmptrapd nut-server \
+APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping faketime snmp snmpd snmptrapd nut-server nginx-light \
 	prometheus prometheus-alertmanager prometheus-snmp-exporter prometheus-blackbox-exporter \
 	postgresql php-cli php-pgsql zabbix-server-pgsql zabbix-frontend-php \
 	debhelper dh-python help2man pybuild-plugin-pyproject python3-setuptools python3-pip dpkg-dev fakeroot systemd \
@@ -83,7 +83,7 @@ deb: deb-system-deps
 
 # Regenerate grafana/dashboards/*.json from exporter/threenines/dashboards/ (tests/grafana fails until committed).
 dashboards: venv
-	$(PY) -m threenines.dashboards --write
+	$(VENV)/bin/threenines dashboards -o grafana/dashboards
 
 alertmanager-example: venv
 	$(VENV)/bin/threenines alertmanager-config --config examples/inventory.yml --noc-email noc@provider.example \
@@ -94,7 +94,7 @@ conformance: system-deps venv
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m conformance tests/snmp
 
 zabbix-templates: venv
-	$(PY) -m threenines.zabbix
+	$(VENV)/bin/threenines zabbix-templates -o zabbix_templates
 
 # Every generated artifact, from the code and the example inventory; tests fail until they are committed.
 regenerate: dashboards alertmanager-example zabbix-templates

@@ -27,6 +27,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("poll", "threenines.commands.poll", "read one UPS/PDU once over SNMP and print its normalised readings"),
     ("trap", "threenines.commands.trap", "snmptrapd traphandle: have the exporter poll the trapping UPS at once"),
     ("zabbix-sync", "threenines.commands.zabbix_sync", "create/update Zabbix hosts, services and SLAs (inventory)"),
+    ("dashboards", "threenines.commands.dashboards", "write the Grafana dashboards, or print their queries"),
+    ("zabbix-templates", "threenines.commands.zabbix_templates", "write the Zabbix 6.0 templates"),
 )
 
 

@@ -1,4 +1,4 @@
-"""The contract state machine (DESIGN.md §1), per target, and its exact union per customer and service.
+"""The contract state machine (docs/design.md §1), per target, and its exact union per customer and service.
 
 Time is injected: every method takes explicit Unix timestamps, so tests replay months in milliseconds. The
 timestamps are the exporter's anchored clock (clock.py): they advance with monotonic time, so a difference of two

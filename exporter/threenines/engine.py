@@ -26,7 +26,7 @@ from threenines.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
-# Evidence older than this many intervals is no evidence (DESIGN.md: "can't tell" is unknown).
+# Evidence older than this many intervals is no evidence (docs/design.md §1, time accounting: "can't tell" is unknown).
 HORIZON_INTERVALS = 1.5
 
 

@@ -114,7 +114,7 @@ class SecretRef:
 
 @dataclass(frozen=True)
 class ProbePolicy:
-    """How one port is pinged and when its failures become an outage (DESIGN.md §1)."""
+    """How one port is pinged and when its failures become an outage (docs/design.md §1)."""
 
     interval: float = 300.0
     threshold: int = 2

@@ -1,4 +1,6 @@
-"""Feed readings → customer power state (DESIGN.md §1: power interruption = mains AND UPS both absent).
+"""Feed readings → customer power state (docs/power.md, the power model).
+
+A power interruption is mains AND UPS both absent.
 
 Three-valued (Kleene) logic throughout: True = powered, False = not powered, None = cannot be told.
 - A UPS supplies power unless its output source is `none`; `other` or no reading is unknown.

@@ -1,4 +1,4 @@
-"""`--shard i/N`: one exporter instance watches the customers whose id hashes to i (DESIGN.md §7).
+"""`--shard i/N`: one exporter instance watches the customers whose id hashes to i (README, `serve --shard`).
 
 Sharding is by customer, not by port: a customer's billed union needs all of its targets in one process.
 A shard keeps the devices its customers' feeds need (with their upstream UPSes) and the auth they use; a

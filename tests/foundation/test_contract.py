@@ -1,4 +1,4 @@
-"""The contract state machine, read as the contract: DESIGN.md §1."""
+"""The contract state machine, read as the contract: docs/design.md §1."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from tests.support import REPO
+from threenines.cli import main as threenines
 from threenines.dashboards import DASHBOARDS, GRAFANA_VERSION, render_all
-from threenines.dashboards.__main__ import main
 
 COMMITTED = REPO / "grafana" / "dashboards"
 
@@ -28,17 +28,17 @@ def test_generating_twice_gives_identical_json():
 
 def test_check_mode_fails_on_a_hand_edited_dashboard(tmp_path: Path, capsys):
     shutil.copytree(COMMITTED, tmp_path, dirs_exist_ok=True)
-    assert main(["--check", "--out", str(tmp_path)]) == 0
+    assert threenines(["dashboards", "--check", "-o", str(tmp_path)]) == 0
     edited = tmp_path / "threenines-noc.json"
     model = json.loads(edited.read_text(encoding="utf-8"))
     model["title"] = "edited in the UI"
     edited.write_text(json.dumps(model, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    assert main(["--check", "--out", str(tmp_path)]) == 1
+    assert threenines(["dashboards", "--check", "-o", str(tmp_path)]) == 1
     assert "threenines-noc.json differs from the generator" in capsys.readouterr().err
 
 
 def test_write_mode_writes_every_dashboard(tmp_path: Path):
-    assert main(["--write", "--out", str(tmp_path)]) == 0
+    assert threenines(["dashboards", "-o", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(DASHBOARDS)
 
 
@@ -56,7 +56,7 @@ def test_uids_are_stable_and_distinct():
 
 
 def test_queries_mode_prints_a_graph_link_for_every_panel_query(capsys):
-    assert main(["--queries", "--prometheus", "http://127.0.0.1:9090"]) == 0
+    assert threenines(["dashboards", "--queries", "--prometheus", "http://127.0.0.1:9090"]) == 0
     lines = capsys.readouterr().out.splitlines()
     count = sum(len(panel.get("targets", [])) for text in render_all().values()
                 for panel in json.loads(text)["panels"])

@@ -124,7 +124,7 @@ def test_an_expression_without_data_is_caught(prom: Prom):
 
 
 def test_queries_printed_for_a_bare_prometheus_run_and_return_data(prom: Prom):
-    # `python -m threenines.dashboards --queries` (for `threenines demo`): variables as "all", default ranges.
+    # `threenines dashboards --queries` (for `threenines demo`): variables as "all", default ranges.
     span = window(MODELS["threenines-noc.json"])
     asked = 0
     for model in MODELS.values():

@@ -7,7 +7,7 @@ import re
 import yaml
 
 from tests.support import REPO
-from threenines.zabbix.__main__ import main as regenerate
+from threenines.cli import main as threenines
 from threenines.zabbix.templates import (
     DISCOVERIES,
     HTTP_TEMPLATE,
@@ -22,15 +22,15 @@ CONTRACT = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
 def test_checked_in_templates_match_the_generator() -> None:
     for template in template_files():
         checked_in = (REPO / "zabbix_templates" / template.filename).read_text(encoding="utf-8")
-        assert checked_in == template.text, f"run `python -m threenines.zabbix` to refresh {template.filename}"
+        assert checked_in == template.text, f"run `make zabbix-templates` to refresh {template.filename}"
 
 
 def test_check_mode_reports_a_stale_file(tmp_path) -> None:
-    assert regenerate([str(tmp_path)]) == 0
-    assert regenerate(["--check", str(tmp_path)]) == 0
+    assert threenines(["zabbix-templates", "-o", str(tmp_path)]) == 0
+    assert threenines(["zabbix-templates", "--check", "-o", str(tmp_path)]) == 0
     stale = tmp_path / template_files()[0].filename
     stale.write_text(stale.read_text() + "# edited by hand\n")
-    assert regenerate(["--check", str(tmp_path)]) == 1
+    assert threenines(["zabbix-templates", "--check", "-o", str(tmp_path)]) == 1
 
 
 def test_every_metric_the_templates_read_is_in_the_metric_contract() -> None:

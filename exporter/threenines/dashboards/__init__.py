@@ -1,8 +1,8 @@
 """Grafana dashboards as code: the NOC overview, SLA month, power and exporter health dashboards.
 
 Built with grafana-foundation-sdk (the build for Grafana 11.6, see docs/dashboards.md) into JSON committed under
-grafana/dashboards/; `python -m threenines.dashboards --write` regenerates it, and a test fails when the
-committed files differ from what this package produces.
+grafana/dashboards/; `threenines dashboards -o grafana/dashboards` (make dashboards) regenerates it, and a test
+fails when the committed files differ from what this package produces.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The output-source vocabulary of the metric contract (DESIGN.md §4, `threenines_ups_output_source`).
+# The output-source vocabulary of the metric contract (docs/metrics.md, `threenines_ups_output_source`).
 OUTPUT_SOURCES = ("normal", "battery", "bypass", "none", "other")
 BATTERY_STATES = ("normal", "low", "depleted", "fault", "unknown")
 # UPS alarms the power model reads (RFC 1628's well-known alarms, NUT's status words), normalised.
