@@ -34,7 +34,6 @@ from threenines.ledger import LedgerFile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY = 1024 * 1024
 DELAY_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 750.0, 900.0, 1200.0, 1800.0, 3600.0)
 RECEIVER_PREFIX = "customer-"
 # determined_at is stamped by the exporter's own clock, so it can never be after the dispatch; the allowance

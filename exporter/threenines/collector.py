@@ -32,6 +32,7 @@ class HealthView:
     wire: str = "native"  # the prober's wire: "native" (C) or "python" (the reference; not built, or forced)
     ledger_recovery_writes: tuple[tuple[str, str, int, int], ...] = ()  # (ledger, kind, ok, error)
     ledger_pending: tuple[tuple[str, str, int], ...] = ()  # (ledger, kind, writes kept in memory)
+    unmatched_replies: int = 0  # echo replies to no request in flight (the wires count them)
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,10 @@ def _health(out: list[str], health: HealthView) -> None:
             "How late probes start against their schedule.", buckets)
     _family(out, "threenines_probes_in_flight", "gauge", "ICMP probes in flight.",
             [f"threenines_probes_in_flight {health.in_flight}"])
+    _family(out, "threenines_probe_unmatched_replies_total", "counter",
+            "Echo replies that matched no request in flight (late past the timeout, duplicated, or from an "
+            "address not pinged): many of them mean probe timeouts are too short.",
+            [f"threenines_probe_unmatched_replies_total {health.unmatched_replies}"])
     _family(out, "threenines_ledger_writes_total", "counter", "Ledger writes by result.",
             [f'threenines_ledger_writes_total{{ledger="{name}",result="{result}"}} {count}'
              for name, ok, failed in health.ledger_writes for result, count in (("ok", ok), ("error", failed))])

@@ -310,10 +310,6 @@ class Ledger:
         return {"record": len(self._events), "target": len(self._targets), "checkpoint": len(self._checkpoints),
                 "heartbeat": int(self._alive_at is not None)}
 
-    @property
-    def unwritten(self) -> int:
-        return len(self._events)
-
     # -- writes -----------------------------------------------------------------------------------
 
     def record(self, event: OutageEvent) -> None:

@@ -418,6 +418,7 @@ class Exporter:
                 ledger_pending=tuple(("outage", kind, count) for kind, count in self.ledger.pending().items()),
                 render_seconds=self._render_seconds,
                 wire=self.pinger.wire_kind,
+                unmatched_replies=self.pinger.replies_unmatched,
             ),
             exclusions=self._exclusion_states,
         )

@@ -445,6 +445,8 @@ def _health(rng: random.Random) -> Iterator[Series]:
             for _ in range(probes_per_step)]
     yield from _histogram("threenines_probe_schedule_lag_seconds", {}, lags, LAG_BUCKETS)
     yield _series("threenines_probes_in_flight", {}, lambda t: float(rng.randint(0, probes_per_step)))
+    yield _series("threenines_probe_unmatched_replies_total", {},
+                  lambda t: float((t - START) // (6 * 3600)), "counter")  # a late reply every few hours
     # One publish failed on the 20th (the same incident as the outage ledger's write error).
     for stage in ("contract", "exclusions", "publish", "loop"):
         yield _series("threenines_tick_errors_total", {"stage": stage},
