@@ -411,17 +411,17 @@ def _check_references(errors: Errors, declared: _Declared, customers: list[tuple
                 pdu_node = f_node.mapping(_FEED_KEYS)["pdu"]
                 pdu = declared.clean_devices.get(feed.pdu)
                 if feed.pdu not in declared.devices:
-                    errors.add(pdu_node.error(f"unknown device {feed.pdu!r}; define it under devices:"))
+                    errors.add(pdu_node.error(f"unknown device {shown(feed.pdu)}; define it under devices:"))
                 elif pdu is not None and pdu.kind != "pdu":
                     errors.add(pdu_node.error(f"device {feed.pdu!r} is a {pdu.kind}, not a pdu"))
     for d_node, device in devices:
         fields = d_node.mapping(_DEVICE_KEYS)
         if device.nut is None and device.auth not in declared.auths:
             valid = _listing(declared.auths) or "none defined: add an auth: section"
-            errors.add(fields["auth"].error(f"unknown auth {device.auth!r}; defined: {valid}"))
+            errors.add(fields["auth"].error(f"unknown auth {shown(device.auth)}; defined: {valid}"))
         if device.input != "mains" and device.input not in declared.devices:
             errors.add(fields["input"].error(
-                f"unknown device {device.input!r}; use 'mains' or the id of a UPS or PDU"))
+                f"unknown device {shown(device.input)}; use 'mains' or the id of a UPS or PDU"))
         _check_site(errors, declared, d_node, fields, "device")
     _check_input_cycles(errors, declared, devices)
 
@@ -429,7 +429,9 @@ def _check_references(errors: Errors, declared: _Declared, customers: list[tuple
 def _listing(ids: set[str], most: int = 10) -> str:
     """Some of the valid ids for a message: a message never grows with the inventory."""
     first = sorted(ids)[:most]
-    return ", ".join(first) + (f", … ({len(ids) - most} more)" if len(ids) > most else "")
+    # each cut short too: an id the loader refused still names itself here, however long it is
+    return ", ".join(i if len(i) <= 64 else shown(i) for i in first) + (
+        f", … ({len(ids) - most} more)" if len(ids) > most else "")
 
 
 def _check_site(errors: Errors, declared: _Declared, node: Node, fields: dict[str, Node], what: str) -> None:
