@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from collections.abc import Iterator
 
 from threenines.configfile import ConfigError
-from threenines.inventory import load_inventory
+from threenines.inventory import Inventory, SecretError, SecretRef, load_inventory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +31,38 @@ def run(args: argparse.Namespace) -> int:
         f"{args.config}: OK — {len(inventory.customers)} customers, {ports} ports, "
         f"{len(inventory.devices)} SNMP devices"
     )
+    for warning in unresolved_secrets(inventory):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.prometheus_config or args.alertmanager_config or args.rules:
         from threenines.latency import run_check
 
         return run_check(inventory, args.prometheus_config, args.rules, args.alertmanager_config)
     return 0
+
+
+def unresolved_secrets(inventory: Inventory) -> Iterator[str]:
+    """Secret references that cannot be read where this check runs: `serve` would refuse them where it uses
+    them. A warning, not an error: `check` often runs on a build host without the service's secrets."""
+    seen: set[tuple[str | None, str | None]] = set()
+    for ref in _secret_refs(inventory):
+        if (ref.env, ref.file) in seen:
+            continue
+        seen.add((ref.env, ref.file))
+        try:
+            ref.resolve()
+        except SecretError as err:
+            yield f"{err} (where this check runs; serve needs it)"
+
+
+def _secret_refs(node: object) -> Iterator[SecretRef]:
+    if isinstance(node, SecretRef):
+        yield node
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for field in dataclasses.fields(node):
+            yield from _secret_refs(getattr(node, field.name))
+    elif isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _secret_refs(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _secret_refs(item)
