@@ -102,3 +102,27 @@ def test_a_scalar_where_a_vector_is_expected_is_refused() -> None:
     prom, _ = client()
     with pytest.raises(PrometheusBadResponse, match="expected a vector"):
         prom.vector("1", 0)
+
+
+@responses.activate
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_quoted() -> None:
+    # issue 22: `threenines report --prometheus http://user:password@…` echoed the password in its error.
+    responses.post(QUERY, status=500, body="boom")
+    responses.post(QUERY, json=OK)
+    secret_client = PrometheusClient(ClientConfig("http://ops:zq%2Fs3cret@prometheus.invalid:9090", retries=2,
+                                                  backoff=0.0), sleep=lambda _: None)
+    assert secret_client.vector("up", 1) == {(("customer", "c1"),): 42.0}
+    assert responses.calls[0].request.headers["Authorization"] == "Basic b3BzOnpxL3MzY3JldA=="  # ops:zq/s3cret
+    assert secret_client.base == URL
+
+
+def test_an_unreachable_prometheus_with_credentials_in_its_url_is_named_without_them(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from threenines.cli import main
+
+    # a real refused connection on loopback, through the command a user runs
+    code = main(["report", "--month", "2026-11", "--prometheus", "http://ops:zq-s3cret-4417@127.0.0.1:1",
+                 "--customer", "x"])
+    out = capsys.readouterr()
+    assert code != 0 and "http://127.0.0.1:1" in out.err
+    assert "zq-s3cret-4417" not in out.err + out.out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,14 +76,16 @@ class Trace:
 class PrometheusClient:
     def __init__(self, config: ClientConfig, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
-        self.base = config.url.rstrip("/")
+        # Credentials in the URL (http://user:password@host) become Basic auth and leave the URL, which every
+        # message and log line quotes: they would be echoed in errors otherwise.
+        self.base, url_auth = _without_userinfo(config.url.rstrip("/"))
         self._sleep = sleep
         self.session = requests.Session()
         self.session.headers.update(dict(config.headers))
         if config.bearer_token:
             self.session.headers["Authorization"] = f"Bearer {config.bearer_token}"
-        if config.basic_auth:
-            self.session.auth = config.basic_auth
+        if config.basic_auth or url_auth:
+            self.session.auth = config.basic_auth or url_auth
         self.session.verify = config.verify
         if config.cert:
             self.session.cert = config.cert
@@ -225,3 +228,14 @@ def parallel(client: PrometheusClient, calls: Mapping[str, Callable[..., T]]) ->
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {name: pool.submit(call) for name, call in calls.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+def _without_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without its user:password@ part, and that part as Basic-auth credentials (percent-decoded)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port is not None else "")
+    clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return clean, (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or ""))
