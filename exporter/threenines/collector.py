@@ -129,9 +129,14 @@ class SnapshotRenderer:
     Per-target families keep one formatted line per target; a render formats only the lines that changed
     since the last one and joins only the families they are in, so its cost follows the probes since the
     last scrape, not the size of the fleet. Used from one thread at a time (the service holds a lock).
+
+    `vantage` (serve --vantage, exporter.vantage) labels every contract family of a replica exporter: it is
+    part of the cached label strings, so it costs nothing per scrape (docs/design.md, "Replica exporters").
     """
 
-    def __init__(self) -> None:
+    def __init__(self, vantage: str = "") -> None:
+        self._vantage = {"vantage": vantage} if vantage else {}
+        self._own = labels(**self._vantage) if vantage else ""
         self._targets = _Families(_TARGET_FAMILIES)
         self._probes = _Families(_PROBE_FAMILIES)
         self._services = _Families(_SERVICE_FAMILIES)
@@ -164,7 +169,7 @@ class SnapshotRenderer:
         if changes.customers is not self._customers:
             self._customers = changes.customers
             out: list[str] = []
-            _customers(out, changes.customers)
+            _customers(out, changes.customers, self._vantage)
             self._customer_chunk = ("\n".join(out) + "\n").encode()
 
     def render(self, changes: ExporterChanges) -> list[bytes]:
@@ -173,11 +178,12 @@ class SnapshotRenderer:
         out: list[str] = []
         _family(out, "threenines_customer_service_excluded", "gauge",
                 "1 while an exclusion window of this reason is active (exclusions ledger).",
-                (f"threenines_customer_service_excluded{labels(customer=c, service=s, reason=r)} {'1' if on else '0'}"
+                (f"threenines_customer_service_excluded{labels(**self._vantage, customer=c, service=s, reason=r)} "
+                 f"{'1' if on else '0'}"
                  for c, s, r, on in changes.exclusions))
         _family(out, "threenines_exporter_accounting_start_timestamp_seconds", "gauge",
                 "Unix time from which this process's counters count (the heartbeat it resumed from, or its start).",
-                [f"threenines_exporter_accounting_start_timestamp_seconds {number(self._accounting_start)}"])
+                [f"threenines_exporter_accounting_start_timestamp_seconds{self._own} {number(self._accounting_start)}"])
         _health(out, changes.health)
         tail = ("\n".join(out) + "\n").encode()
         return [*self._targets.render(), *self._services.render(), self._customer_chunk, *self._probes.render(),
@@ -186,8 +192,8 @@ class SnapshotRenderer:
     def _target_lines(self, view: TargetView) -> tuple[str, ...]:
         n = self._target_labels.get(view.key)
         if n is None:
-            n = self._target_labels[view.key] = labels(customer=view.key[0], service=view.key[1],
-                                                       target=view.key[2])
+            n = self._target_labels[view.key] = labels(**self._vantage, customer=view.key[0],
+                                                       service=view.key[1], target=view.key[2])
         return (
             f"threenines_service_up{n} {'1' if view.up else '0'}\n",
             f"threenines_service_known{n} {'1' if view.known else '0'}\n",
@@ -201,7 +207,7 @@ class SnapshotRenderer:
         group = (s.customer, s.service)
         n = self._service_labels.get(group)
         if n is None:
-            n = self._service_labels[group] = labels(customer=s.customer, service=s.service)
+            n = self._service_labels[group] = labels(**self._vantage, customer=s.customer, service=s.service)
         return (
             f"threenines_customer_service_up{n} {'1' if s.up else '0'}\n",
             f"threenines_customer_service_known{n} {'1' if s.known else '0'}\n",
@@ -212,7 +218,7 @@ class SnapshotRenderer:
     def _probe_lines(self, p: ProbeStatsView) -> tuple[str, ...]:
         n = self._port_labels.get(p.key)
         if n is None:
-            n = self._port_labels[p.key] = labels(customer=p.key.customer, target=p.key.target)
+            n = self._port_labels[p.key] = labels(**self._vantage, customer=p.key.customer, target=p.key.target)
         answered = p.last_loss is not None
         return (
             f"threenines_probe_total{n} {float(p.total)!r}\n",
@@ -260,20 +266,21 @@ def _family(out: list[str], name: str, kind: str, help_text: str, lines: Iterabl
     out.extend(lines)
 
 
-def _customers(out: list[str], customers: tuple[Customer, ...]) -> None:
+def _customers(out: list[str], customers: tuple[Customer, ...], own: dict[str, str]) -> None:
     _family(out, "threenines_customer_info", "gauge", "Customer metadata from the inventory.",
-            ("threenines_customer_info" + labels(customer=c.id, name=c.name, site=c.site, timezone=c.timezone,
-                                                 contacts_version=c.contacts.version) + " 1" for c in customers))
+            ("threenines_customer_info" + labels(**own, customer=c.id, name=c.name, site=c.site,
+                                                 timezone=c.timezone, contacts_version=c.contacts.version) + " 1"
+             for c in customers))
     _family(out, "threenines_customer_objective_ratio", "gauge",
             "Contract availability objective per calendar month.",
-            (f"threenines_customer_objective_ratio{labels(customer=c.id, service=s)} {c.objective!r}"
+            (f"threenines_customer_objective_ratio{labels(**own, customer=c.id, service=s)} {c.objective!r}"
              for c in customers for s in c.services))
     _family(out, "threenines_customer_notification_deadline_seconds", "gauge",
             "Contracted time from determination to notification.",
-            (f"threenines_customer_notification_deadline_seconds{labels(customer=c.id)} "
+            (f"threenines_customer_notification_deadline_seconds{labels(**own, customer=c.id)} "
              f"{float(c.notification_deadline)!r}" for c in customers))
     _family(out, "threenines_port_info", "gauge", "Customer port addresses from the inventory.",
-            (f"threenines_port_info{labels(customer=c.id, target=p.id, address=p.address)} 1"
+            (f"threenines_port_info{labels(**own, customer=c.id, target=p.id, address=p.address)} 1"
              for c in customers for p in c.ports))
 
 

@@ -75,3 +75,22 @@ def test_a_reload_drops_the_lines_of_removed_targets_and_keeps_the_others() -> N
         ContractChanges(0.0, kept, GROUPS, {}, {}), {}, kept, (), HEALTH))).decode()
     assert 'target="p0"' in text and 'target="p1"' in text
     assert 'target="p2"' not in text and 'target="p4"' not in text
+
+
+def test_a_replica_exporter_labels_every_contract_series_with_its_vantage() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    plain = b"".join(SnapshotRenderer().render(changes(*initial(), first=True))).decode()
+    named = b"".join(SnapshotRenderer("fra-1").render(changes(*initial(), first=True))).decode()
+    contract = ("threenines_service_", "threenines_customer_", "threenines_probe_total", "threenines_probe_failures",
+                "threenines_probe_errors", "threenines_probe_rtt", "threenines_probe_loss", "threenines_probe_last",
+                "threenines_port_info", "threenines_exporter_accounting_start")
+    labelled = 0
+    for unlabelled, named_family in zip(text_string_to_metric_families(plain), text_string_to_metric_families(named),
+                                        strict=True):
+        for a, b in zip(unlabelled.samples, named_family.samples, strict=True):
+            mine = a.name.startswith(contract)  # the exporter's own health is not a vantage's evidence
+            assert (b.name, b.labels, b.value) == (a.name, {**a.labels, "vantage": "fra-1"} if mine else a.labels,
+                                                   a.value)
+            labelled += mine
+    assert labelled >= len(KEYS) * 6 + len(GROUPS) * 4 + 1

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exporter-toolkit web config: TLS and basic auth (same file format as node_exporter)")
     parser.add_argument("--shard", default="0/1", type=_shard,
                         help="INDEX/COUNT: watch only the customers whose id hashes to INDEX (default 0/1: all)")
+    parser.add_argument("--vantage", type=_vantage,
+                        help="NAME of this replica exporter: every contract family gets vantage=NAME (overrides "
+                             "exporter.vantage; give each replica its own --state-dir)")
     parser.add_argument("--tick", type=float, default=15.0,
                         help="seconds between counter updates and /metrics renders (default 15)")
     mode = parser.add_mutually_exclusive_group()
@@ -25,6 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="raw ICMP sockets only (root or CAP_NET_RAW)")
     mode.add_argument("--unprivileged", dest="privileged", action="store_false",
                       help="unprivileged ICMP datagram sockets only (net.ipv4.ping_group_range)")
+
+
+def _vantage(text: str) -> str:
+    from threenines.inventory import ID_RE, ID_RULE
+
+    if not ID_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a vantage name: {ID_RULE}")
+    return text
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -44,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = ServeOptions(config=args.config, listen=args.listen, state_dir=args.state_dir, tick=args.tick,
                            privileged=args.privileged, exclusions=args.exclusions,
-                           web_config=args.web_config, shard=args.shard)
+                           web_config=args.web_config, shard=args.shard, vantage=args.vantage)
     try:
         exporter = Exporter(options)
     except ConfigError as err:

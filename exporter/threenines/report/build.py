@@ -17,7 +17,10 @@ from threenines.report.collect import (
     M_OUTAGE,
     M_UP,
     Evidence,
+    blind_spots,
     exact_selector,
+    leaves,
+    merge_vantages,
     missed_notifications,
     outages_from_ledger,
     outages_from_prometheus,
@@ -26,7 +29,7 @@ from threenines.report.collect import (
 from threenines.report.exclusions import Ledger
 from threenines.report.months import Month
 from threenines.report.promclient import PrometheusClient, PrometheusError, parallel
-from threenines.report.statement import CustomerSpec, Options, customer_statement
+from threenines.report.statement import CustomerSpec, Options, customer_statement, service_statement
 
 SCHEMA = "threenines.statement/1"
 AUDIT_SOURCE = "audit-ledger: missed deadlines, at determined_at + deadline"
@@ -44,22 +47,27 @@ def specs_from_prometheus(client: PrometheusClient, month: Month) -> list[Custom
     objectives = client.vector(f"last_over_time(threenines_customer_objective_ratio[{span}s] @ {at})", at)
     services = client.vector(f"count by (customer, service) (last_over_time({M_OUTAGE}[{span}s] @ {at}))", at)
     objective: dict[str, float] = {}
+    billed_applications: set[str] = set()
     for labels, value in objectives.items():
-        objective[dict(labels)["customer"]] = value
+        lab = dict(labels)
+        objective[lab["customer"]] = value
+        if lab.get("service") == "application":  # exported only with applications_billable (docs/design.md)
+            billed_applications.add(lab["customer"])
     offered: dict[str, set[str]] = defaultdict(set)
     for labels in services:
         lab = dict(labels)
-        offered[lab["customer"]].add(lab["service"])
-    specs = []
-    for labels in info:
+        if lab["service"] != "application" or lab["customer"] in billed_applications:
+            offered[lab["customer"]].add(lab["service"])
+    specs: dict[str, CustomerSpec] = {}
+    for labels in sorted(info):  # replica exporters each describe the customer: one spec per customer
         lab = dict(labels)
         customer = lab["customer"]
-        specs.append(CustomerSpec(customer, lab.get("name", customer), lab.get("timezone", "UTC"),
-                                  objective.get(customer, 0.999), tuple(sorted(offered[customer]))))
+        specs.setdefault(customer, CustomerSpec(customer, lab.get("name", customer), lab.get("timezone", "UTC"),
+                                                objective.get(customer, 0.999), tuple(sorted(offered[customer]))))
     if not specs:
         raise PrometheusError(f"Prometheus has no threenines_customer_info series around {month}: pass --config "
                               "inventory.yml, or check that Prometheus scrapes the exporter and retains the month")
-    return sorted(specs, key=lambda s: s.id)
+    return sorted(specs.values(), key=lambda s: s.id)
 
 
 def _utc():
@@ -136,9 +144,15 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         ids = [m.id for m in members]
         evidence = service_evidence(client, [(m.id, m.services) for m in members], start, end,
                                     interval, only_zone, options.samples_per_shard)
-        sampled = sampled or any(ev.samples for ev in evidence.values())
+        sampled = sampled or any(ev.samples for ev in leaves(evidence))
         bounds = (outages_from_ledger(outage_ledger, start, end, now) if outage_ledger
                   else outages_from_prometheus(client, evidence, start, end, interval))
+        # Replica exporters: merge each service's vantages by the contract's rule (report.vantages). The outage
+        # ledger is one exporter's record, so with --ledger its runs are that vantage's (see docs/report.md).
+        blind = blind_spots(client, evidence, start, end, interval)
+        for key, ev in evidence.items():
+            if ev.vantages:
+                merge_vantages(ev, bounds.get(key, []), blind.get(key, {}), ledger.policy.merge)
         misses, exact = missed_notifications(client, ids, start, end, only_zone, interval,
                                              options.samples_per_shard)
         metric_source = f"prometheus:{M_MISSED_AT if exact else M_MISSED}"
@@ -147,7 +161,14 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
             per_service: dict[str, Evidence] = {}
             for service in spec.services:
                 ev = evidence[(spec.id, service)]
-                ev.outages = bounds.get((spec.id, service), [])
+                if ev.merged:
+                    # each vantage's own cross-checks (counter vs its runs, state gauge), under its name
+                    own = replace(options, min_coverage=0.0)
+                    ev.notes.extend(f"vantage {vantage!r}: {item.removeprefix(service + ': ')}"
+                                    for vantage, sub in ev.vantages.items()
+                                    for item in service_statement(spec, service, sub, ledger, own)["review"])
+                else:
+                    ev.outages = bounds.get((spec.id, service), [])
                 per_service[service] = ev
             if audit is None:
                 customers.append(customer_statement(spec, month, per_service, ledger, misses.get(spec.id, []),

@@ -32,9 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from threenines.report.intervals import Interval, measure, subtract
+from threenines.report.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.report.promclient import PrometheusClient, parallel
 from threenines.report.resets import corrections
+from threenines.report.vantages import View, identity, merge_views, vantage_of
 
 Key = tuple[str, str]  # (customer, service)
 LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them
@@ -80,6 +81,7 @@ class Outage:
     source: str  # "prometheus" | "ledger"
     open: bool = False
     pieces: tuple[Interval, ...] | None = None
+    vantage: str = ""  # the exporter whose evidence this is (report.vantages.vantage_of)
 
     def outage_pieces(self) -> tuple[Interval, ...]:
         return self.pieces if self.pieces is not None else ((self.start, self.end),)
@@ -102,6 +104,11 @@ class Evidence:
     rose_after_end: bool = False  # the outage counter rose in the hours after the month (determined later)
     outages: list[Outage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    vantage: str = ""
+    # Two or more exporters (vantages) export this customer/service: each one's evidence, merged by
+    # report.vantages into this one (`merged` then says the figures above are the merge's, not a counter's).
+    vantages: dict[str, Evidence] = field(default_factory=dict)
+    merged: bool = False
 
 
 def selector(customers: Iterable[str], extra: str = "") -> str:
@@ -213,10 +220,10 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
     got: dict[str, dict[LabelKey, float]] = defaultdict(dict)
     for key, answer in answers.items():
         got[key.split("#")[0]].update(answer)
-    evidence = {(c, s): Evidence(c, s, start, end) for c, services in customers for s in services}
+    slots = _slots(got, customers, start, end)
     processes = _process_changes(client, start, end)
     for labels, count in got["samples"].items():
-        ev = evidence.get(_customer_service(labels))
+        ev = slots.get(labels)
         if ev is not None:
             ev.samples = int(count)
             ev.down_samples = int(count - got["up_sum"].get(labels, count))
@@ -240,7 +247,7 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
         # a series only the state gauge has (no counter samples at all) stays without data, and says so
         figures.update({labels: raw_delta(raw[labels], start, end) for labels in wanted if raw.get(labels)})
         for labels, (delta, notes) in figures.items():
-            ev = evidence.get(_customer_service(labels))
+            ev = slots.get(labels)
             if ev is None:
                 continue
             setattr(ev, attr, delta)
@@ -248,14 +255,156 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
                 ev.notes.extend(notes)
                 ev.has_data = True
     for labels in got["outage_later"]:
-        ev = evidence.get(_customer_service(labels))
+        ev = slots.get(labels)
         if ev is not None:
             ev.rose_after_end = True
-    for ev in evidence.values():
+    by_service: dict[Key, dict[str, Evidence]] = defaultdict(dict)
+    for ev in slots.values():
+        by_service[(ev.customer, ev.service)][ev.vantage] = ev
+    evidence: dict[Key, Evidence] = {}
+    for c, services in customers:
+        for s in services:
+            mine = by_service.get((c, s), {})
+            if len(mine) == 1:
+                [evidence[(c, s)]] = mine.values()
+            else:  # none at all, or two or more vantages (merged once their outage runs are known)
+                evidence[(c, s)] = Evidence(c, s, start, end, vantages=dict(sorted(mine.items())))
+    for ev in leaves(evidence):
         if not ev.samples:
             ev.gap_seconds = float(length)
             ev.notes.append(f"no samples of {M_UP} in the month")
     return evidence
+
+
+def leaves(evidence: dict[Key, Evidence]) -> list[Evidence]:
+    """Every vantage's evidence (a service with one exporter is its own leaf)."""
+    return [leaf for ev in evidence.values() for leaf in (ev.vantages.values() if ev.vantages else [ev])]
+
+
+def blind_spots(client: PrometheusClient, evidence: dict[Key, Evidence], start: int, end: int,
+                scrape_interval: float) -> dict[Key, dict[str, list[Interval]]]:
+    """Where each vantage of a service with two or more vantages had no evidence in [start, end).
+
+    Exact, from the exporter's accounting start (docs/metrics.md): before a process's accounting start, and
+    from the old process's last scrape to the new one's accounting start across a restart (the time in no
+    counter). To scrape resolution: after a process's last scrape when it stopped being scraped before the
+    month's end (more than two scrape intervals before it), and the scrape intervals ending in a sample of
+    `threenines_customer_service_known` == 0 (the exporter's own unknown: stale or unsendable probes). A
+    vantage's HA replicas (same exporter, two Prometheus) have evidence when either does.
+    """
+    multi = {key: ev for key, ev in evidence.items() if ev.vantages}
+    if not multi:
+        return {}
+    length = end - start
+    step = int(scrape_interval)
+    per_vantage: dict[str, list[list[Interval]]] = defaultdict(list)
+    for labels, samples in client.matrix(f"{M_ACCOUNTING}[{length + LOOKBACK}s] @ {end}", end).items():
+        blind: list[Interval] = []
+        if not samples:
+            blind.append((start, end))
+        else:
+            first_at = samples[0][1]
+            if first_at > start:
+                blind.append((start, min(first_at, end)))
+            for (t_a, before), (_t_b, after) in itertools.pairwise(samples):
+                if after != before and after > t_a:
+                    blind.append((max(t_a, start), min(after, end)))
+            if samples[-1][0] < end - 2 * scrape_interval:
+                blind.append((max(samples[-1][0], start), end))
+        per_vantage[vantage_of(labels)].append(blind)
+    process_blind: dict[str, list[Interval]] = {}
+    for vantage, spans in per_vantage.items():
+        common = merge(spans[0])
+        for other in spans[1:]:
+            common = intersect(common, other)
+        process_blind[vantage] = common
+    customers = sorted({c for c, _ in multi})
+    unknown_points: dict[tuple[str, str, str], list[Interval]] = defaultdict(list)
+    calls = {str(i): (lambda part=part: client.matrix(
+        f"({M_KNOWN}{selector(part)} == 0)[{length}s:{step}s] @ {end}", end))
+        for i, part in enumerate(_chunks(customers, SUSPECT_BATCH))}
+    for answer in parallel(client, calls).values():
+        for labels, points in answer.items():
+            lab = dict(labels)
+            unknown_points[(lab.get("customer", ""), lab.get("service", ""), vantage_of(labels))].extend(
+                (t - step, t) for t, _ in points)
+    out: dict[Key, dict[str, list[Interval]]] = {}
+    for key, ev in multi.items():
+        out[key] = {vantage: clip([*process_blind.get(vantage, []), *unknown_points.get((*key, vantage), [])],
+                                  (start, end)) for vantage in ev.vantages}
+    return out
+
+
+def merge_vantages(ev: Evidence, outages: list[Outage], blind: dict[str, list[Interval]], policy: str) -> None:
+    """Turn a service's per-vantage evidence into the merged figures (report.vantages), in place: its outages
+    become the merged outages, its outage and unknown figures the merged seconds in the month. Each vantage
+    keeps its own runs (ev.vantages[v].outages) for its own cross-checks."""
+    runs: dict[str, list[Outage]] = defaultdict(list)
+    for outage in outages:
+        runs[outage.vantage].append(outage)
+    for vantage, sub in ev.vantages.items():
+        sub.outages = runs.get(vantage, [])
+    views = {vantage: View(tuple(p for o in runs.get(vantage, []) for p in o.outage_pieces()),
+                           tuple(blind.get(vantage, ()))) for vantage in set(ev.vantages) | set(runs)}
+    window = (min([ev.start, *(o.start for o in outages)]), max([ev.end, *(o.end for o in outages)]))
+    merged = merge_views(views, window, policy)
+    month = (ev.start, ev.end)
+    ev.outages = _merged_outages(merged.outage, outages)
+    ev.outage_counter = measure(clip(merged.outage, month))
+    ev.unknown_counter = measure(clip(merged.unknown, month))
+    ev.gap_seconds = 0.0
+    subs = list(ev.vantages.values())
+    ev.samples = max((sub.samples for sub in subs), default=0)
+    ev.has_data = any(sub.has_data for sub in subs)
+    ev.rose_after_end = any(sub.rose_after_end for sub in subs)
+    ev.merged = True
+
+
+def _merged_outages(pieces: list[Interval], outages: list[Outage]) -> list[Outage]:
+    """One outage per connected stretch of merged outage, described by the vantages' runs that overlap it."""
+    out = []
+    for start, end in merge(pieces):
+        mine = [o for o in outages if intersect(o.outage_pieces(), [(start, end)])]
+        inside = tuple(intersect(pieces, [(start, end)]))
+        determined = [o.determined for o in mine]
+        out.append(Outage(
+            ",".join(sorted({o.target for o in mine})), start, end,
+            None if None in determined or not determined else max(d for d in determined if d is not None),
+            all(o.end_exact for o in mine), mine[0].source if mine else "prometheus",
+            open=any(o.open and o.end >= end for o in mine), pieces=inside if inside != ((start, end),) else None,
+            vantage="+".join(sorted({o.vantage for o in mine}))))
+    return out
+
+
+def _slots(got: dict[str, dict[LabelKey, float]], customers: list[tuple[str, tuple[str, ...]]], start: int,
+           end: int) -> dict[LabelKey, Evidence]:
+    """The series each (customer, service, vantage) takes its figures from, and its Evidence.
+
+    An HA Prometheus pair stores one exporter twice (a `replica` label): those series are one vantage's, and
+    the one with the most samples gives the figures. Series of one vantage that differ otherwise (two jobs
+    scraping one exporter, a relabelling) cannot be attributed to one exporter: one is used and the statement
+    says so for review; they are never added or pooled.
+    """
+    wanted = {(c, s) for c, services in customers for s in services}
+    members: dict[tuple[str, str, str], set[LabelKey]] = defaultdict(set)
+    for answer in got.values():
+        for labels in answer:
+            key = _customer_service(labels)
+            if key in wanted:
+                members[(*key, vantage_of(labels))].add(labels)
+    out: dict[LabelKey, Evidence] = {}
+    for (customer, service, vantage), series in sorted(members.items()):
+        ev = Evidence(customer, service, start, end, vantage=vantage)
+        best = max(sorted(series), key=lambda labels: got["samples"].get(labels, -1.0))
+        out[best] = ev
+        identities = {identity(labels) for labels in series}
+        if len(identities) > 1:
+            differing = sorted({k for one in identities for k, v in one if any((k, v) not in other
+                                                                               for other in identities)})
+            ev.notes.append(f"{len(identities)} series of vantage {vantage or '(no instance label)'!r} overlap and "
+                            f"cannot be attributed to one exporter (they differ in {', '.join(differing)}): only "
+                            f"{exact_selector(dict(best))} is used")
+    return out
 
 
 def _process_changes(client: PrometheusClient, start: int, end: int) -> dict[LabelKey, list[Interval]]:
@@ -328,22 +477,25 @@ def outages_from_prometheus(client: PrometheusClient, evidence: dict[Key, Eviden
     step = int(scrape_interval)
     hi = end + OUTAGE_MARGIN
     span = hi - start + OUTAGE_MARGIN
-    suspects = sorted({ev.customer for ev in evidence.values()
+    suspects = sorted({ev.customer for ev in leaves(evidence)
                        if ev.outage_counter > 0 or ev.down_samples > 0 or ev.rose_after_end
                        or any("no sample" in note for note in ev.notes)})
     calls = {str(i): (lambda part=part: client.matrix(f"({M_T_START}{selector(part)} > 0)[{span}s:{step}s] @ {hi}",
                                                       hi))
              for i, part in enumerate(_chunks(suspects, SUSPECT_BATCH))}
     runs: list[tuple[dict[str, str], float, float, float, bool]] = []
+    found: set[tuple[tuple[tuple[str, str], ...], float]] = set()
     for answer in parallel(client, calls).values():
-        for labels, points in answer.items():
+        for labels, points in sorted(answer.items()):
             lab = dict(labels)
             for first_failed, t_first, t_last, gaps in _split_runs(points, step):
-                if first_failed >= end or t_last + step <= start:
-                    continue
+                if first_failed >= end or t_last + step <= start or (identity(labels), first_failed) in found:
+                    continue  # outside the month, or the same exporter's run seen through another HA replica
+                found.add((identity(labels), first_failed))
                 runs.append((lab, first_failed, t_first, t_last, gaps))
     out: dict[Key, list[Outage]] = defaultdict(list)
     for (lab, *_), outage in zip(runs, _bounded(client, runs, step, hi), strict=True):
+        outage.vantage = vantage_of(lab)
         out[(lab["customer"], lab["service"])].append(outage)
     return out
 

@@ -19,6 +19,8 @@ customer-report intake that the optional "unreported within 5 days" policy needs
     policy:
       unreported_outages_not_counted: false   # the SLA's optional clause; off by default
       report_within: 5d
+      merge: all                       # replica exporters: outage when every vantage with evidence says so
+                                       # (all, the default) or when any does (any); docs/design.md
 
 Recurring windows repeat in the customer's contract time zone (a 01:00 window stays at 01:00 local across a
 DST change). Overlapping exclusions are merged before subtraction, so no second is excluded twice.
@@ -50,6 +52,7 @@ from dateutil import rrule as rrulelib
 from threenines.configfile import Node, format_duration, load, unique_ids
 from threenines.inventory import ID_RE, ID_RULE, SERVICES
 from threenines.report.intervals import Interval
+from threenines.report.vantages import POLICIES
 
 REASONS = ("maintenance", "customer_fault", "force_majeure", "unreported")
 # Every time written in the ledger: a year outside is a typo (year 1 overflowed datetime in every tick).
@@ -395,6 +398,7 @@ class CustomerReport:
 class Policy:
     unreported_outages_not_counted: bool = False
     report_within: float = 5 * 86400
+    merge: str = "all"  # replica exporters (report.vantages): outage when all vantages with evidence say so
 
 
 @dataclass(frozen=True)
@@ -495,8 +499,9 @@ def _report(node: Node, customers: dict[str, ZoneInfo] | None) -> CustomerReport
 
 
 def _policy(node: Node) -> Policy:
-    f = node.mapping(allowed=("unreported_outages_not_counted", "report_within"))
+    f = node.mapping(allowed=("unreported_outages_not_counted", "report_within", "merge"))
     return Policy(
         unreported_outages_not_counted=f["unreported_outages_not_counted"].boolean()
         if "unreported_outages_not_counted" in f else False,
-        report_within=f["report_within"].duration() if "report_within" in f else 5 * 86400)
+        report_within=f["report_within"].duration() if "report_within" in f else 5 * 86400,
+        merge=f["merge"].choice(POLICIES) if "merge" in f else "all")
