@@ -523,7 +523,8 @@ class AuditWebhook:
         self._inventory = inventory
         self._targets = frozenset(
             [(c.id, "connectivity", p.id) for c in inventory.customers for p in c.ports]
-            + [(c.id, "power", "power") for c in inventory.customers if c.power is not None])
+            + [(c.id, "power", "power") for c in inventory.customers if c.power is not None]
+            + [(c.id, "application", a.id) for c in inventory.customers for a in c.applications])
         self.state.customers = frozenset(c.id for c in inventory.customers)
         self.state.targets = self._targets
 

@@ -67,6 +67,12 @@ def specs_from_inventory(inventory: Inventory) -> list[TargetSpec]:
                 customer.power.policy.threshold,
                 customer.power.policy.interval * HORIZON_INTERVALS,
             ))
+        for check in customer.applications:  # its own service: the connectivity and power unions stay as they are
+            specs.append(TargetSpec(
+                TargetKey(customer.id, "application", check.id),
+                check.policy.threshold,
+                check.policy.interval * HORIZON_INTERVALS,
+            ))
     return specs
 
 

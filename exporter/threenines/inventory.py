@@ -14,10 +14,13 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from threenines.configfile import ConfigError, Errors, Node, format_duration, load, load_text, shown
+
+if TYPE_CHECKING:
+    from threenines.applications import ApplicationCheck
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}")
 ID_RULE = "use letters, digits and _ . : - (start with a letter or digit, at most 63 characters)"
@@ -182,6 +185,10 @@ class Customer:
     contacts: Contacts
     ports: tuple[Port, ...]
     power: CustomerPower | None
+    # The customer's own applications (threenines.applications): notified like any outage, billed only when
+    # applications_billable says the contract makes them provider outage time (docs/design.md).
+    applications: tuple[ApplicationCheck, ...] = ()
+    applications_billable: bool = False
 
     @property
     def zone(self) -> ZoneInfo:
@@ -189,7 +196,9 @@ class Customer:
 
     @property
     def services(self) -> tuple[str, ...]:
-        return tuple(s for s, on in (("connectivity", bool(self.ports)), ("power", self.power is not None)) if on)
+        """The billed services: applications only where the customer's contract makes them billable."""
+        return tuple(s for s, on in (("connectivity", bool(self.ports)), ("power", self.power is not None),
+                                     ("application", self.applications_billable and bool(self.applications))) if on)
 
 
 @dataclass(frozen=True)
@@ -266,6 +275,7 @@ class ExporterSettings:
     state_dir: str = "/var/lib/threenines"
     max_concurrent_probes: int = 512
     audit_token: SecretRef | None = None
+    vantage: str = ""  # a replica exporter's name: label of every contract family (serve --vantage overrides)
 
 
 @dataclass(frozen=True)
@@ -613,7 +623,7 @@ def _probe_policy_from_fields(fields: dict[str, Node], base: ProbePolicy, node: 
 
 
 _CUSTOMER_KEYS = ("id", "name", "site", "timezone", "objective", "notification_deadline", "contacts",
-                  "ping", "ports", "power")
+                  "ping", "ports", "power", "applications", "applications_billable")
 _POWER_KEYS = ("feeds", "interval", "threshold")
 _FEED_KEYS = ("id", "pdu", "outlets")
 
@@ -665,10 +675,16 @@ def _customer(node: Node, ping: ProbePolicy, power: PowerPolicy, errors: Errors)
     port_nodes: list[Node] = value("ports", Node.sequence, [])
     ports = tuple(port for _, port in _items(errors, port_nodes, lambda n: _port(n, customer_ping, errors), "port"))
     customer_power = value("power", lambda n: _customer_power(n, power, errors), None)
+    from threenines.applications import parse_applications  # it builds on this module's parsers
+
+    no_applications: tuple[ApplicationCheck, ...] = ()
+    applications = value("applications", lambda n: parse_applications(n, customer_ping, errors), no_applications)
+    billable = value("applications_billable", Node.boolean, False)
     if not port_nodes and "power" not in f:
         errors.add(node.error("a customer needs ports: (connectivity) or power: (feeds), or both"))
     return Customer(id=ident, name=name, site=site, timezone=timezone, objective=objective,
-                    notification_deadline=deadline, contacts=contacts, ports=ports, power=customer_power)
+                    notification_deadline=deadline, contacts=contacts, ports=ports, power=customer_power,
+                    applications=applications, applications_billable=billable)
 
 
 _AUTH_KEYS = ("id", "version", "community", "username", "security_level", "auth_protocol", "auth_key",
@@ -866,7 +882,7 @@ def _listen(node: Node) -> str:
 
 
 def _exporter(node: Node, errors: Errors) -> ExporterSettings:
-    f = node.mapping(("listen", "state_dir", "max_concurrent_probes", "audit_token"))
+    f = node.mapping(("listen", "state_dir", "max_concurrent_probes", "audit_token", "vantage"))
 
     def value(key: str, read: Callable[[Node], T], default: T) -> T:
         return errors.attempt(lambda: read(f[key]), default) if key in f else default
@@ -877,7 +893,12 @@ def _exporter(node: Node, errors: Errors) -> ExporterSettings:
         max_concurrent_probes=value("max_concurrent_probes", lambda n: n.integer(1, 100_000),
                                     ExporterSettings.max_concurrent_probes),
         audit_token=value("audit_token", _secret, None),
+        vantage=value("vantage", _vantage, ""),
     )
+
+
+def _vantage(node: Node) -> str:
+    return node.string(ID_RE, f"a vantage name is the vantage label of every series: {ID_RULE}")
 
 
 __all__ = [

@@ -25,6 +25,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from threenines.application_collector import ApplicationCollector
+from threenines.application_poller import ApplicationPoller, applications_of
 from threenines.audit import AuditLedger, AuditWebhook
 from threenines.clock import AnchoredClock
 from threenines.collector import ExporterChanges, HealthView, SnapshotRenderer
@@ -69,6 +71,7 @@ class ServeOptions:
     exclusions: Path | None = None
     web_config: Path | None = None
     shard: tuple[int, int] = (0, 1)
+    vantage: str | None = None  # a replica exporter's name (overrides exporter.vantage; read at start only)
 
 
 def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
@@ -182,7 +185,7 @@ class Exporter:
         self.pinger = self.scheduler.pinger
         self._probe_layout: tuple[TargetKey, ...] | None = self._configure_probes(self.inventory)
         self.registry = CollectorRegistry(auto_describe=False)
-        self._renderer = SnapshotRenderer()
+        self._renderer = SnapshotRenderer(options.vantage or self.inventory.exporter.vantage)
         ProcessCollector(registry=self.registry)
         self.faults = LoopFaults()
         self.registry.register(self.faults)
@@ -201,6 +204,7 @@ class Exporter:
         self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._power: tuple[PowerPoller, asyncio.Task[None], asyncio.Event] | None = None
+        self._applications: tuple[ApplicationPoller, asyncio.Task[None], asyncio.Event] | None = None
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
         web = load_web_config(options.web_config) if options.web_config else None
         self.http = ExporterHTTPServer(host, port, self._exposition, self._health,
@@ -249,6 +253,7 @@ class Exporter:
         self._loop.set_exception_handler(self._loop_fault)
         self.pinger.open(ip_versions(self.inventory))
         self._start_power(self._power_poller(self.inventory))
+        self._start_applications(self.inventory)
         self._tick()
         await self._loop.run_in_executor(None, self._exposition)  # the first scrape finds it rendered
         _settle_heap()
@@ -269,6 +274,7 @@ class Exporter:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._stop_power()
+            await self._stop_applications()
             self._tick()
             self.http.stop()
             self.pinger.close()
@@ -337,6 +343,33 @@ class Exporter:
         except TimeoutError:
             task.cancel()
         self.registry.unregister(poller.collector)
+
+    # -- application checks ----------------------------------------------------------------------------
+
+    def _start_applications(self, inventory: Inventory) -> None:
+        """The customers' application checks on their own schedule (application_poller.py), beside the pings."""
+        if not applications_of(inventory):
+            return
+        poller = ApplicationPoller(inventory, self.engine.observe, self._clock,
+                                   min(256, inventory.exporter.max_concurrent_probes))
+        stop = asyncio.Event()
+        task = asyncio.create_task(poller.run(stop), name="applications")
+        collector = ApplicationCollector(poller.statuses)
+        self.registry.register(collector)
+        self._applications = (poller, task, stop)
+        self._application_collector = collector
+
+    async def _stop_applications(self) -> None:
+        if self._applications is None:
+            return
+        _, task, stop = self._applications
+        self._applications = None
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except TimeoutError:
+            task.cancel()
+        self.registry.unregister(self._application_collector)
 
     def _audit_recorded(self) -> None:
         # Called from an HTTP thread: ask the loop to re-render so the delay metrics show promptly.
@@ -545,6 +578,10 @@ class Exporter:
         if loaded.power_changed:
             await self._stop_power()
             self._start_power(loaded.power)
+        running = self._applications[0].checks if self._applications is not None else ()
+        if applications_of(loaded.inventory) != running:
+            await self._stop_applications()
+            self._start_applications(loaded.inventory)
 
     def _refuse(self, err: Exception, what: str) -> tuple[bool, str]:
         self._reload_ok = False

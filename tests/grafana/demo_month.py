@@ -489,7 +489,26 @@ def _health(rng: random.Random) -> Iterator[Series]:
     yield Series("scrape_duration_seconds", SCRAPE, [(t, 0.004 + rng.random() * 0.002) for t in TIMES])
 
 
+def _applications(rng: random.Random) -> Iterator[Series]:
+    """acme's web site (https) and mail server (smtp): the site's check failed for 20 minutes on the 9th."""
+    failed = Interval(at(9, 14), at(9, 14, 20))
+    for target, kind in (("www", "http"), ("mail", "smtp")):
+        labels = {"customer": "acme", "target": target}
+        yield _series("threenines_application_info", {**labels, "kind": kind}, lambda t: 1.0)
+        yield _series("threenines_application_checks_total", labels, lambda t: float((t - START) // STEP + 1),
+                      "counter")
+        fails = [t for t in TIMES if target == "www" and t in failed]
+        yield _series("threenines_application_check_failures_total", {**labels, "reason": "bad_status"},
+                      _from_list(_counts(fails)), "counter")
+        durations = {t: 0.02 + rng.random() * 0.05 for t in TIMES}
+        yield _series("threenines_application_check_duration_seconds", labels, lambda t, d=durations: d[t])
+        yield _series("threenines_application_check_last_timestamp_seconds", labels, lambda t: float(t))
+        yield _series("threenines_application_certificate_expiry_timestamp_seconds", labels,
+                      lambda t: float(END + 40 * DAY))
+
+
 def demo_month(seed: int = 7) -> list[Series]:
     """Every metric family of docs/metrics.md (plus Prometheus' up and scrape_duration_seconds) for the month."""
     rng = random.Random(seed)
-    return [*_contract(), *_metadata(), *_probes(rng), *_power(rng), *_notifications(), *_rejected(), *_health(rng)]
+    return [*_contract(), *_metadata(), *_probes(rng), *_power(rng), *_notifications(), *_rejected(), *_health(rng),
+            *_applications(rng)]

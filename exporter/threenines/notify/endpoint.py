@@ -162,6 +162,8 @@ class DeliveryEndpoint:
     def _has_target(customer: Customer, service: str, target: str) -> bool:
         if service == "connectivity":
             return any(p.id == target for p in customer.ports)
+        if service == "application":
+            return any(a.id == target for a in customer.applications)
         return service == "power" and target == "power" and customer.power is not None
 
     def _notice(self, customer: Customer, status: str, service: str, target: str, determined_at: float,
@@ -176,6 +178,8 @@ class DeliveryEndpoint:
             ended = _ends_at(ends_at)  # when Prometheus saw the end: later than the first successful probe
         if service == "connectivity":
             address = next(p.address for p in customer.ports if p.id == target)  # the inventory's, as billed
+        elif service == "application":
+            address = next(a.address for a in customer.applications if a.id == target)
         else:
             assert customer.power is not None
             address = ", ".join(f.id for f in customer.power.feeds)

@@ -1,0 +1,200 @@
+"""Real servers for the application checks, on 127.0.0.1 / ::1 and free ports: Debian's nginx (HTTP and HTTPS
+with a CA this module creates, an expired certificate, a wrong host name), aiosmtpd (SMTP, with and without
+STARTTLS), a socket that accepts and never answers, and a banner server. Every process is stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support import free_port, running, wait_until
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SERVER_NAME = "www.customer.test"  # never resolved: the checks connect to 127.0.0.1 and send it as SNI
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    good: tuple[Path, Path]  # (cert, key) for SERVER_NAME and 127.0.0.1, valid now
+    expired: tuple[Path, Path]  # for SERVER_NAME, expired yesterday
+    wrong_name: tuple[Path, Path]  # valid now, for other.test only
+    good_not_after: float
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def make_pki(directory: Path) -> Pki:
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("threenines test CA")
+    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=30)).not_valid_after(now + datetime.timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+               .sign(ca_key, hashes.SHA256()))
+    ca_path = directory / "ca.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    def leaf(stem: str, names: list[str], start: datetime.datetime, end: datetime.datetime) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+        alt.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")) if stem != "wrong" else x509.DNSName("x.test"))
+        cert = (x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(ca_cert.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(end)
+                .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_path, key_path
+
+    good_end = (now + datetime.timedelta(days=20)).replace(microsecond=0)
+    return Pki(
+        ca=ca_path,
+        good=leaf("good", [SERVER_NAME], now - datetime.timedelta(days=1), good_end),
+        expired=leaf("expired", [SERVER_NAME], now - datetime.timedelta(days=60), now - datetime.timedelta(days=1)),
+        wrong_name=leaf("wrong", ["other.test"], now - datetime.timedelta(days=1), good_end),
+        good_not_after=good_end.timestamp(),
+    )
+
+
+@dataclass(frozen=True)
+class Nginx:
+    http: int  # 127.0.0.1 and [::1]: /ok 200 "hello threenines", /fail 500, /moved 301
+    https: int  # good certificate
+    expired: int
+    wrong_name: int
+
+
+@contextlib.contextmanager
+def nginx(directory: Path, pki: Pki) -> Iterator[Nginx]:
+    ports = Nginx(free_port(), free_port(), free_port(), free_port())
+    directory.mkdir(parents=True, exist_ok=True)
+    locations = """
+        location = /ok { default_type text/plain; return 200 "hello threenines\\n"; }
+        location = /fail { return 500; }
+        location = /moved { return 301 /ok; }
+        location / { return 404; }"""
+
+    def tls_server(port: int, pair: tuple[Path, Path]) -> str:
+        return (f"server {{ listen 127.0.0.1:{port} ssl; server_name {SERVER_NAME}; "
+                f"ssl_certificate {pair[0]}; ssl_certificate_key {pair[1]}; {locations} }}")
+
+    user = "user root root;" if os.geteuid() == 0 else ""
+    conf = f"""
+{user}
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    server {{ listen 127.0.0.1:{ports.http}; listen [::1]:{ports.http}; {locations} }}
+    {tls_server(ports.https, pki.good)}
+    {tls_server(ports.expired, pki.expired)}
+    {tls_server(ports.wrong_name, pki.wrong_name)}
+}}
+"""
+    (directory / "nginx.conf").write_text(conf)
+    argv = [NGINX, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"]
+    with running(argv, directory / "nginx.out") as process:
+        def listening() -> bool:
+            if not process.alive():
+                raise AssertionError(f"nginx exited:\n{process.log()}\n{(directory / 'error.log').read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", ports.wrong_name), 1):
+                return True
+            return False
+
+        wait_until(listening, 20, 0.1, "nginx to listen")
+        yield ports
+
+
+@contextlib.contextmanager
+def silent_listener(host: str = "127.0.0.1") -> Iterator[int]:
+    """A socket that accepts (the kernel completes the handshake) and never answers."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def banner_server(banner: bytes) -> Iterator[int]:
+    """Answers every connection with `banner` and closes it (a thread, at most 50 connections, 30 s)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        for _ in range(150):  # 150 × 0.2 s accept timeouts at most
+            if done.is_set():
+                return
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(banner)
+                conn.settimeout(1)
+                conn.recv(1024)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(5)
+        sock.close()
+
+
+@contextlib.contextmanager
+def smtp_server(pki: Pki | None = None, pair: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """aiosmtpd on 127.0.0.1; with a certificate it offers STARTTLS."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    context = None
+    if pair is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*pair)
+    port = free_port()
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=context, ready_timeout=10)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
