@@ -120,6 +120,15 @@ class CustomerAlert:
     hold: float  # `for`
     group_interval: float  # the rule group's interval, or evaluation_interval
     source: str
+    # The rule's expression's matchers on `service` (e.g. service!="application"): the services it can fire for.
+    service_matchers: tuple[Matcher, ...] = ()
+
+    def fires_for(self, service: str) -> bool:
+        return all(m.matches({"service": service}) for m in self.service_matchers)
+
+
+# A label matcher on `service` inside a PromQL selector: {service="power"}, {service!~"app.*"}.
+_SERVICE_MATCHER_RE = re.compile(r'[{,]\s*service\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 
 
 def customer_alerts(rule_paths: Iterable[str | Path], evaluation_interval: float) -> list[CustomerAlert]:
@@ -137,7 +146,10 @@ def customer_alerts(rule_paths: Iterable[str | Path], evaluation_interval: float
                 if labels.get(CUSTOMER_AUDIENCE[0]) != CUSTOMER_AUDIENCE[1]:
                     continue
                 hold = rule["for"][0].duration(-1.0) if "for" in rule else 0.0
-                out.append(CustomerAlert(rule["alert"][0].raw, labels, hold, interval, f"{path}:{rule_node.line}"))
+                expr = rule["expr"][0].raw if "expr" in rule else ""
+                services = tuple(Matcher("service", op, value) for op, value in _SERVICE_MATCHER_RE.findall(expr))
+                out.append(CustomerAlert(rule["alert"][0].raw, labels, hold, interval, f"{path}:{rule_node.line}",
+                                         services))
     return out
 
 
@@ -308,6 +320,8 @@ def customer_latencies(inventory: Inventory, prom: PrometheusTimings, alerts: li
     for customer in inventory.customers:
         for service in customer.services:
             for alert in alerts:
+                if not alert.fires_for(service):
+                    continue  # its expression selects other services: it owes this one nothing
                 worst: CustomerLatency | None = None
                 for target in _targets(customer, service):
                     labels = {**alert.labels, "alertname": alert.name, "customer": customer.id, "service": service,
