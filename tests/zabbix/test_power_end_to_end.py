@@ -34,7 +34,9 @@ auth:
   - {{id: b, version: 2c, community: {{env: ZBX_PDU_B}}}}
   - {{id: u, version: 2c, community: {{env: ZBX_UPS}}}}
   - {{id: d, version: 2c, community: {{env: ZBX_DEAD}}}}
+  - {{id: t, version: 2c, community: {{env: ZBX_UPS3}}}}
 devices:
+  - {{id: ups-3p, type: ups, address: "{agent}", auth: t, interval: 1s, timeout: 300ms, retries: 0}}
   - {{id: ups-z, type: ups, address: "{agent}", auth: u, interval: 1s, timeout: 300ms, retries: 0}}
   - {{id: pdu-za, type: pdu, address: "{agent}", auth: a, input: ups-z, interval: 1s, timeout: 300ms, retries: 0}}
   - {{id: pdu-zb, type: pdu, address: "{agent}", auth: b, profile: apc-rpdu2, interval: 1s, timeout: 300ms,
@@ -74,9 +76,10 @@ def test_ups_on_battery_dead_device_and_customer_outlet_off_reach_zabbix(
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ZABBIX_PASSWORD", "zabbix")
     for name, community in (("ZBX_PDU_A", "pdu-a"), ("ZBX_PDU_B", "pdu-b"), ("ZBX_UPS", "ups-mib-on-battery"),
-                            ("ZBX_DEAD", "nobody")):
+                            ("ZBX_DEAD", "nobody"), ("ZBX_UPS3", "eaton-93ps")):
         monkeypatch.setenv(name, community)
-    recordings = [FIXTURES / "pdu-a.snmprec", FIXTURES / "pdu-b.snmprec", FIXTURES / "ups-mib-on-battery.snmprec"]
+    recordings = [FIXTURES / "pdu-a.snmprec", FIXTURES / "pdu-b.snmprec", FIXTURES / "ups-mib-on-battery.snmprec",
+                  FIXTURES / "eaton-93ps.snmprec"]
     with snmpsim(recordings, tmp_path) as agent:
         config = tmp_path / "inventory.yml"
         config.write_text(_inventory(agent.address, free_port(socket.SOCK_DGRAM)))
@@ -110,6 +113,18 @@ def test_ups_on_battery_dead_device_and_customer_outlet_off_reach_zabbix(
                 text, "threenines_ups_battery_runtime_seconds", device="ups-z")
             assert float(ups['threenines.ups.charge["ups-z"]']["lastvalue"]) == sample(
                 text, "threenines_ups_battery_charge_ratio", device="ups-z")
+
+            # A 3-phase UPS exports one series per line: Zabbix's items take the lowest input voltage and the
+            # highest load (a plain pattern matching three series made the items unsupported).
+            lines = wait_until(lambda: (lambda i: i if len(i) == 2 else None)(
+                {**_items(api, hostid, 'threenines.ups.input_voltage["ups-3p"]'),
+                 **_items(api, hostid, 'threenines.ups.load["ups-3p"]')}), 30, 1, "the 3-phase UPS's items")
+            text = _scrape(http_port)
+            volts = [sample(text, "threenines_ups_input_voltage_volts", device="ups-3p", phase=p) for p in "123"]
+            loads = [sample(text, "threenines_ups_output_load_ratio", device="ups-3p", phase=p) for p in "123"]
+            assert None not in volts and None not in loads and len(set(loads)) == 3, (volts, loads)
+            assert float(lines['threenines.ups.input_voltage["ups-3p"]']["lastvalue"]) == min(volts)
+            assert float(lines['threenines.ups.load["ups-3p"]']["lastvalue"]) == max(loads)
 
             # Only outlets the inventory maps to a customer get the customer-outlet item and trigger.
             outlet_key = f'threenines.pdu.customer_outlet.on["{CUSTOMER}","pdu-za","1"]'

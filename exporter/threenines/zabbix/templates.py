@@ -76,6 +76,7 @@ class Metric:
     description: str = ""
     fixed: tuple[tuple[str, str], ...] = ()  # label="literal" selectors
     output_label: str = ""  # take this label's value instead of the sample value
+    function: str = ""  # aggregate the matching series (sum|min|max|avg|count): a family with one series per line
     compare: str = ""  # e.g. "== 1" in the pattern
     tags: tuple[tuple[str, str], ...] = ()
     triggers: tuple[Trigger, ...] = ()
@@ -264,10 +265,13 @@ UPSES = Discovery(
                                  (*DEVICE_TAG, (KIND_TAG, "ups")), opdata="Runtime: {ITEM.LASTVALUE1}"),)),
         Metric("threenines_ups_battery_charge_ratio", "threenines.ups.charge", "UPS {#DEVICE}: battery charge",
                ("device",), tags=DEVICE_TAG),
-        Metric("threenines_ups_input_voltage_volts", "threenines.ups.input_voltage", "UPS {#DEVICE}: input voltage",
-               ("device",), units="V", tags=DEVICE_TAG),
-        Metric("threenines_ups_output_load_ratio", "threenines.ups.load", "UPS {#DEVICE}: output load",
-               ("device",), tags=DEVICE_TAG),
+        # One series per UPS line (label phase): with three, a plain pattern matches three and the item fails.
+        Metric("threenines_ups_input_voltage_volts", "threenines.ups.input_voltage",
+               "UPS {#DEVICE}: input voltage (lowest line)", ("device",), units="V", tags=DEVICE_TAG, function="min",
+               description="The lowest line's input voltage: a lost phase shows."),
+        Metric("threenines_ups_output_load_ratio", "threenines.ups.load", "UPS {#DEVICE}: output load (highest line)",
+               ("device",), tags=DEVICE_TAG, function="max",
+               description="The most loaded line's output load."),
     ),
 )
 
@@ -414,7 +418,9 @@ def _dependent(template: str, metric: Metric, scope: str) -> dict[str, Any]:
     item["preprocessing"] = [{
         "type": "PROMETHEUS_PATTERN",
         # 6.0 takes three parameters: pattern, what to output (value|label|function), and the label name.
-        "parameters": [metric.pattern(), "label" if metric.output_label else "value", metric.output_label],
+        "parameters": [metric.pattern(), *(("function", metric.function) if metric.function
+                                           else ("label", metric.output_label) if metric.output_label
+                                           else ("value", ""))],
     }]
     item["master_item"] = {"key": MASTER_KEY}
     if metric.tags:
