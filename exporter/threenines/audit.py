@@ -184,20 +184,9 @@ class AuditLedger:
 
     def _transaction(self, write: Callable[[sqlite3.Connection], object]) -> None:
         with self._lock:
-            db = self._file.db
-            if db is None:
-                if not self._file.open():
-                    self.writes_failed += 1
-                    raise sqlite3.OperationalError(f"{self.path} is not open for writing: {self._file.error}")
-                db = self._file.db
-                assert db is not None
             try:
-                db.execute("BEGIN IMMEDIATE")
-                write(db)
-                db.execute("COMMIT")
-            except Exception:  # not only sqlite3.Error: a transaction left open would refuse the next write
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                self._file.transaction(write)
+            except Exception:
                 self.writes_failed += 1
                 raise
             self.writes_ok += 1

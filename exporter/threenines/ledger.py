@@ -20,6 +20,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,23 @@ class LedgerFile:
             return False
         self.db, self.error = db, ""
         return True
+
+    def transaction(self, write: Callable[[sqlite3.Connection], object]) -> None:
+        """One write transaction, opening the file first if the disk refused it so far (OperationalError when it
+        still does). Any exception rolls back and is raised: a transaction left open would refuse the next write.
+        Callers hold their own lock and count the outcome."""
+        if not self.open():
+            raise sqlite3.OperationalError(f"{self.path} is not open for writing: {self.error}")
+        db = self.db
+        assert db is not None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            write(db)
+            db.execute("COMMIT")
+        except Exception:  # not only sqlite3.Error
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def read(self, sql: str, params: tuple[object, ...] = (), needs: str = "") -> list[tuple[Any, ...]]:
         """A query's rows; while the file is not open for writing, from a snapshot (none without table `needs`)."""
