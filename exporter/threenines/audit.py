@@ -219,11 +219,41 @@ def _to_sql(value: object) -> object:
 # Metrics, rebuilt from the ledger at start and then kept in memory (collect() does no I/O)
 
 
+class DelayHistograms:
+    """Notification delays per customer in DELAY_BUCKETS (the audit's dispatches, the notifier's deliveries).
+    Not locked: its owner's state object holds the lock."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+
+    def observe(self, customer: str, delay: float) -> None:
+        value = max(0.0, delay)
+        counts = self.buckets.setdefault(customer, [0] * (len(DELAY_BUCKETS) + 1))
+        counts[next((i for i, bound in enumerate(DELAY_BUCKETS) if value <= bound), len(DELAY_BUCKETS))] += 1
+        self.sums[customer] = self.sums.get(customer, 0.0) + value
+
+    def copy(self) -> DelayHistograms:
+        out = DelayHistograms()
+        out.buckets = {k: list(v) for k, v in self.buckets.items()}
+        out.sums = dict(self.sums)
+        return out
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, documentation, labels=["customer"])
+        for customer, counts in sorted(self.buckets.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*DELAY_BUCKETS, float("inf")), counts, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            family.add_metric([customer], buckets, self.sums[customer])
+        return family
+
+
 class AuditState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.delay_buckets: dict[str, list[int]] = {}
-        self.delay_sum: dict[str, float] = {}
+        self.delays = DelayHistograms()
         self.missed: dict[str, int] = {}
         self.dispatches: dict[tuple[str, str], int] = {}
         self.last_determined: dict[tuple[str, str, str], float] = {}
@@ -261,11 +291,7 @@ class AuditState:
         if d.first and d.delay is not None and d.outage is not None:
             self.counted.add(d.outage)
             self.first_at.setdefault(d.outage, d.dispatched_at)
-            delay = max(0.0, d.delay)
-            buckets = self.delay_buckets.setdefault(d.customer, [0] * (len(DELAY_BUCKETS) + 1))
-            index = next((i for i, bound in enumerate(DELAY_BUCKETS) if delay <= bound), len(DELAY_BUCKETS))
-            buckets[index] += 1
-            self.delay_sum[d.customer] = self.delay_sum.get(d.customer, 0.0) + delay
+            self.delays.observe(d.customer, d.delay)
             self.missed.setdefault(d.customer, 0)  # the counter exists from the first dispatch; misses: apply_miss
 
     def apply_miss(self, miss: Miss) -> None:
@@ -292,8 +318,7 @@ class AuditState:
     def copy(self) -> AuditState:
         with self._lock:
             out = AuditState()
-            out.delay_buckets = {k: list(v) for k, v in self.delay_buckets.items()}
-            out.delay_sum = dict(self.delay_sum)
+            out.delays = self.delays.copy()
             out.missed = dict(self.missed)
             out.dispatches = dict(self.dispatches)
             out.last_determined = dict(self.last_determined)
@@ -314,16 +339,8 @@ class AuditCollector(Collector):
 
     @staticmethod
     def _families(state: AuditState) -> Iterator[Any]:
-        delay = HistogramMetricFamily(
-            "threenines_notification_delay_seconds",
-            "Determination to the first audited Alertmanager dispatch of each outage.", labels=["customer"])
-        for customer, counts in sorted(state.delay_buckets.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip((*DELAY_BUCKETS, float("inf")), counts, strict=True):
-                cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))
-            delay.add_metric([customer], buckets, state.delay_sum[customer])
-        yield delay
+        yield state.delays.family("threenines_notification_delay_seconds",
+                                  "Determination to the first audited Alertmanager dispatch of each outage.")
         missed = CounterMetricFamily(
             "threenines_notification_deadline_missed_total",
             "Outages with no audited first dispatch by their notification deadline (counted when it passed).",

@@ -7,11 +7,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
-from threenines.audit import DELAY_BUCKETS
+from threenines.audit import DelayHistograms
 
 Outage = tuple[str, str, str, float]
 ENDPOINTS = ("audit", "deliver")
@@ -25,8 +24,7 @@ class DeliveryState:
         self.delivered: dict[tuple[str, str], int] = {}  # (customer, channel) -> accepted notices
         self.failures: dict[tuple[str, str, str], int] = {}  # (customer, channel, reason) -> failed attempts
         self.pending: dict[tuple[str, str], int] = {}  # (customer, channel) -> owed, not accepted yet
-        self.delay_buckets: dict[str, list[int]] = {}
-        self.delay_sum: dict[str, float] = {}
+        self.delays = DelayHistograms()
         self.last_delivered: dict[tuple[str, str, str], float] = {}  # target -> determined_at
         self.requests: dict[tuple[str, str], int] = {(e, c): 0 for e in ENDPOINTS for c in CODES}
 
@@ -50,11 +48,7 @@ class DeliveryState:
     def outage_delivered(self, outage: Outage, delay: float) -> None:
         customer, service, target, determined_at = outage
         with self._lock:
-            buckets = self.delay_buckets.setdefault(customer, [0] * (len(DELAY_BUCKETS) + 1))
-            value = max(0.0, delay)
-            index = next((i for i, bound in enumerate(DELAY_BUCKETS) if value <= bound), len(DELAY_BUCKETS))
-            buckets[index] += 1
-            self.delay_sum[customer] = self.delay_sum.get(customer, 0.0) + value
+            self.delays.observe(customer, delay)
             key = (customer, service, target)
             self.last_delivered[key] = max(self.last_delivered.get(key, 0.0), determined_at)
 
@@ -67,8 +61,7 @@ class DeliveryState:
         with self._lock:
             out = DeliveryState()
             out.delivered, out.failures, out.pending = dict(self.delivered), dict(self.failures), dict(self.pending)
-            out.delay_buckets = {k: list(v) for k, v in self.delay_buckets.items()}
-            out.delay_sum, out.last_delivered = dict(self.delay_sum), dict(self.last_delivered)
+            out.delays, out.last_delivered = self.delays.copy(), dict(self.last_delivered)
             out.requests = dict(self.requests)
             return out
 
@@ -106,17 +99,9 @@ class DeliveryCollector(Collector):
         for (customer, channel), count in sorted(state.pending.items()):
             pending.add_metric([customer, channel], count)
         yield pending
-        delay = HistogramMetricFamily(
+        yield state.delays.family(
             "threenines_notification_delivery_delay_seconds",
-            "Determination to the acceptance of an outage's notification by every designated contact.",
-            labels=["customer"])
-        for customer, counts in sorted(state.delay_buckets.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip((*DELAY_BUCKETS, float("inf")), counts, strict=True):
-                cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))
-            delay.add_metric([customer], buckets, state.delay_sum[customer])
-        yield delay
+            "Determination to the acceptance of an outage's notification by every designated contact.")
         last = GaugeMetricFamily(
             "threenines_notification_last_delivery_determined_timestamp_seconds",
             "determined_at of the latest outage whose notification every designated contact accepted.",
