@@ -54,7 +54,7 @@ lint: venv
 
 # The pure tests: no root, no network, no real servers; seconds (the contract, intervals, parsers, the audit).
 UNIT_TESTS := tests/audit/test_webhook.py tests/audit/test_webhook_hardening.py tests/foundation/test_contract.py \
-	tests/foundation/test_inventory.py tests/foundation/test_inventory_fuzz.py tests/foundation/test_renderer.py \
+	tests/foundation/test_inventory.py tests/foundation/test_layout.py tests/foundation/test_inventory_fuzz.py tests/foundation/test_renderer.py \
 	tests/foundation/test_runbooks.py tests/foundation/test_scheduler.py tests/foundation/test_clock_steps.py \
 	tests/power/test_power_model.py tests/power/test_blackout_rule.py tests/report/test_exclusions.py \
 	tests/report/test_intervals.py tests/report/test_months.py tests/report/test_promclient.py tests/snmp/test_ber.py \

@@ -89,7 +89,7 @@ print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": m
 
 def run_exporter(size: int, interval: float, duration: float, scrape_interval: float, offset: int = 0,
                  privileged: bool | None = None) -> dict[str, float]:
-    from threenines.service import Exporter, ServeOptions
+    from threenines.serve.process import Exporter, ServeOptions
 
     workdir = Path(tempfile.mkdtemp(prefix="threenines-bench-"))
     config = workdir / "inventory.yml"

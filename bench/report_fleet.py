@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.promdata import backfill, prometheus
+from threenines.config.exclusions import Exclusions
 from threenines.report.build import build_statement
-from threenines.report.exclusions import Ledger
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient, Trace
 from threenines.report.statement import CustomerSpec, Options
@@ -190,7 +190,8 @@ def main() -> int:
         with prometheus(work / "tsdb", work) as prom:
             client = PrometheusClient(ClientConfig(prom.url, timeout=300, stats=True, concurrency=args.concurrency))
             t3 = time.monotonic()
-            statement = build_statement(client, MONTH, specs, Ledger(), Options(scrape_interval=args.scrape_interval))
+            options = Options(scrape_interval=args.scrape_interval)
+            statement = build_statement(client, MONTH, specs, Exclusions(), options)
             t4 = time.monotonic()
         print(f"status {statement.get('status', 'final')}, scrape interval {statement['scrape_interval_seconds']:g} s,"
               f" notification days exact: {all(c['notification'].get('exact') for c in statement['customers'])}")

@@ -148,10 +148,10 @@ def proc_peak_rss_mib(pid: int | str = "self") -> float:
 # threenines: runs in a child process so its CPU and RSS are its own.
 
 async def _poll_fleet(ports: list[int], rounds: int, concurrency: int) -> dict[str, float]:
-    from threenines.inventory import SecretRef, SnmpAuth
-    from threenines.snmp.client import SnmpClient, Target
-    from threenines.snmp.decode import decode
-    from threenines.snmp.profiles import get_profile
+    from threenines.config.inventory import SecretRef, SnmpAuth
+    from threenines.probes.snmp.client import SnmpClient, Target
+    from threenines.probes.snmp.decode import decode
+    from threenines.probes.snmp.profiles import get_profile
 
     os.environ["BENCH_SNMP_COMMUNITY"] = COMMUNITY
     auth = SnmpAuth(id="bench", version="2c", community=SecretRef(env="BENCH_SNMP_COMMUNITY"))
@@ -218,7 +218,7 @@ def run_threenines(ports: list[int], rounds: int, concurrency: int, cprofile: st
 
 def exporter_config(module: str) -> str:
     """snmp.yml (snmp_exporter 0.21 format) walking exactly the profile's roots with its max_repetitions."""
-    from threenines.snmp.profiles import format_oid, get_profile
+    from threenines.probes.snmp.profiles import format_oid, get_profile
 
     profile = get_profile(PROFILE)
     roots = [format_oid(r) for r in profile.walk_roots()]

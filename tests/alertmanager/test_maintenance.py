@@ -12,10 +12,10 @@ import pytest
 import requests
 
 from tests.support import free_port, running
+from threenines.alerting.silences import SilenceClient, desired_silences, sync
 from threenines.cli import main
-from threenines.inventory import parse_inventory_text
-from threenines.maintenance import SilenceClient, desired_silences, sync
-from threenines.report.exclusions import load_ledger
+from threenines.config.exclusions import load_exclusions
+from threenines.config.inventory import parse_inventory_text
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 INVENTORY = """
@@ -81,7 +81,7 @@ def test_sync_creates_expires_and_is_idempotent(tmp_path: Path, alertmanager: st
         "matchers": [{"name": "alertname", "value": "X", "isRegex": False, "isEqual": True}],
         "startsAt": iso(now), "endsAt": iso(now + 600), "createdBy": "ops", "comment": "manual"}).raise_for_status()
 
-    first = sync(client, desired_silences(inventory, load_ledger(path, zones), now, 7 * 86400))
+    first = sync(client, desired_silences(inventory, load_exclusions(path, zones), now, 7 * 86400))
     # RUNNING, one WEEKLY occurrence within 7 days, GLOBEX-NEXT; never the customer fault or the past window
     assert sorted(k.split("/")[0] for k in first.created) == ["GLOBEX-NEXT", "RUNNING", "WEEKLY"]
     silences = active_silences(alertmanager)
@@ -92,11 +92,11 @@ def test_sync_creates_expires_and_is_idempotent(tmp_path: Path, alertmanager: st
         ("audience", "customer"), ("customer", "acme"), ("service", "connectivity")}
     assert running_one["status"]["state"] == "active"
 
-    again = sync(client, desired_silences(inventory, load_ledger(path, zones), now, 7 * 86400))
+    again = sync(client, desired_silences(inventory, load_exclusions(path, zones), now, 7 * 86400))
     assert (again.created, again.expired, len(again.kept)) == ((), (), 3)
 
     path.write_text(exclusions(now, with_globex=False))  # the change request was cancelled
-    cancelled = sync(client, desired_silences(inventory, load_ledger(path, zones), now, 7 * 86400))
+    cancelled = sync(client, desired_silences(inventory, load_exclusions(path, zones), now, 7 * 86400))
     assert [k.split("/")[0] for k in cancelled.expired] == ["GLOBEX-NEXT"] and cancelled.created == ()
     assert len(active_silences(alertmanager)) == 3  # the manual one is still there
 

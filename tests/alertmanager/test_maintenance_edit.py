@@ -13,7 +13,7 @@ from tests.alertmanager.test_maintenance import active_silences, alertmanager  #
 from tests.foundation.exporter_process import sample, scrape, serve
 from tests.support import wait_until
 from threenines.cli import main
-from threenines.report.exclusions import load_ledger
+from threenines.config.exclusions import load_exclusions
 
 INVENTORY = """\
 customers:
@@ -59,7 +59,7 @@ def test_add_writes_the_contract_zone_keeps_comments_and_remove_takes_only_that_
     text = path.read_text()
     assert "# Agreed with the customers" in text and "# the yearly generator test" in text
     assert "start: 2026-12-05T01:00:00+01:00" in text  # wall-clock time in Amsterdam, written with its offset
-    ledger = load_ledger(path, {"acme": ZoneInfo("Europe/Amsterdam")})
+    ledger = load_exclusions(path, {"acme": ZoneInfo("Europe/Amsterdam")})
     assert [ex.id for ex in ledger.exclusions] == ["OLD-1", "CHG-2026-1101"]
     assert ledger.policy.unreported_outages_not_counted is False  # the rest of the file is untouched
     capsys.readouterr()
@@ -67,7 +67,7 @@ def test_add_writes_the_contract_zone_keeps_comments_and_remove_takes_only_that_
     listed = capsys.readouterr().out
     assert "CHG-2026-1101  acme  connectivity  2026-12-05T01:00+01:00 – 2026-12-05T03:00+01:00  maintenance" in listed
     assert maintenance("remove", *base, "--id", "OLD-1") == 0
-    assert [ex.id for ex in load_ledger(path).exclusions] == ["CHG-2026-1101"]
+    assert [ex.id for ex in load_exclusions(path).exclusions] == ["CHG-2026-1101"]
     assert "# Agreed with the customers" in path.read_text() and "policy:" in path.read_text()
 
 

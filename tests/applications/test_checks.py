@@ -21,12 +21,11 @@ from tests.applications.servers import (
     smtp_server,
 )
 from tests.support import free_port
-from threenines.application_poller import ApplicationPoller
-from threenines.applications import ApplicationCheck
-from threenines.contract import TargetKey
-from threenines.engine import ContractEngine, specs_from_inventory
-from threenines.inventory import Inventory, parse_inventory_text
-from threenines.probes.apps import AppProber, CheckResult
+from threenines.config.applications import ApplicationCheck
+from threenines.config.inventory import Inventory, TargetKey, parse_inventory_text
+from threenines.contract.engine import ContractEngine, specs_from_inventory
+from threenines.probes.app_checks import AppProber, CheckResult
+from threenines.probes.app_poller import ApplicationPoller
 
 
 def inventory(*checks: str, billable: bool = False) -> Inventory:

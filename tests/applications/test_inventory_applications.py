@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from threenines.configfile import ConfigError
-from threenines.engine import specs_from_inventory
-from threenines.inventory import parse_inventory_text
+from threenines.config.configfile import ConfigError
+from threenines.config.inventory import parse_inventory_text
+from threenines.contract.engine import specs_from_inventory
 
 HEAD = """customers:
   - id: acme

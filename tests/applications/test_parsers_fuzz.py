@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threenines.probes.apps import NO_EVIDENCE_REASONS, REASONS, CheckFailure, dechunk, parse_reply, parse_response_head
+from threenines.probes.app_checks import (
+    NO_EVIDENCE_REASONS,
+    REASONS,
+    CheckFailure,
+    dechunk,
+    parse_reply,
+    parse_response_head,
+)
 
 lines = st.lists(st.one_of(st.binary(max_size=80), st.sampled_from(
     [b"HTTP/1.1 200 OK", b"Content-Length: 3", b"250-STARTTLS", b"250 OK", b"220 ready", b"0", b"5\r\nhello"])),

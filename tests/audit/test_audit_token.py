@@ -11,8 +11,8 @@ import pytest
 
 from tests.foundation.exporter_process import inventory_text
 from tests.support import VENV_BIN
-from threenines.configfile import ConfigError
-from threenines.inventory import SecretError, SecretRef, parse_inventory_text
+from threenines.config.configfile import ConfigError
+from threenines.config.inventory import SecretError, SecretRef, parse_inventory_text
 
 
 def config(tmp_path: Path, token_line: str) -> Path:

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from threenines.audit import AuditLedger, AuditWebhook
-from threenines.contract import OutageEvent, TargetKey
-from threenines.deadlines import DeadlineWatch
-from threenines.inventory import parse_inventory_text
-from threenines.ledger import Ledger
+from threenines.alerting.deadlines import DeadlineWatch
+from threenines.alerting.webhook import AuditWebhook
+from threenines.config.inventory import TargetKey, parse_inventory_text
+from threenines.contract.machine import OutageEvent
+from threenines.ledgers.audit import AuditLedger
+from threenines.ledgers.outages import OutageLedger
 
 INVENTORY = """
 customers:
@@ -154,7 +155,7 @@ def test_an_outage_never_notified_is_a_miss_when_its_deadline_passes(tmp_path: P
 
 
 def test_a_deadline_that_passed_while_the_exporter_was_down_is_decided_at_start(tmp_path: Path) -> None:
-    outages = Ledger(tmp_path / "outages.sqlite")
+    outages = OutageLedger(tmp_path / "outages.sqlite")
     outages.record(determined("globex", "cc-7", 2_700_000.0))
     hook = make_webhook(tmp_path / "audit.sqlite", Clock(2_700_000.0 + 3600))
     deadlines = watch(hook)

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 
 from tests.foundation.exporter_process import inventory_text
 from threenines.clock import AnchoredClock
-from threenines.contract import OutageEvent, TargetKey
-from threenines.engine import ContractEngine, TargetSpec
-from threenines.inventory import Port, ProbePolicy
-from threenines.ledger import Ledger
+from threenines.config.inventory import Port, ProbePolicy, TargetKey
+from threenines.contract.engine import ContractEngine, TargetSpec
+from threenines.contract.machine import OutageEvent
+from threenines.ledgers.outages import OutageLedger
 from threenines.probes.ping import Probe
+from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeScheduler, phase
 from threenines.report.collect import outages_from_ledger
-from threenines.scheduler import LAG_BUCKETS, ProbeScheduler, phase
-from threenines.service import Exporter, ServeOptions
+from threenines.serve.process import Exporter, ServeOptions
 
 HOUR = 3600.0
 INTERVAL = 300.0
@@ -184,7 +184,7 @@ def billed_seconds(path: Path) -> float:
 
 @pytest.mark.parametrize("step", [-HOUR, HOUR])
 def test_a_step_during_an_outage_adds_or_removes_no_outage_seconds(tmp_path: Path, step: float) -> None:
-    ledger = Ledger(tmp_path / "outages.sqlite")
+    ledger = OutageLedger(tmp_path / "outages.sqlite")
     engine = ContractEngine(ledger)
     engine.configure([TargetSpec(KEY, 2, HORIZON)], START)
     at = START

@@ -7,9 +7,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threenines.contract import OutageEvent, ServiceUnion, TargetKey, TargetMachine
-from threenines.engine import ContractEngine, TargetSpec
-from threenines.ledger import Ledger
+from threenines.config.inventory import TargetKey
+from threenines.contract.engine import ContractEngine, TargetSpec
+from threenines.contract.machine import OutageEvent, ServiceUnion, TargetMachine
+from threenines.ledgers.outages import OutageLedger
 from threenines.report.collect import outages_from_ledger
 
 KEY = TargetKey("acme", "connectivity", "uplink")
@@ -94,7 +95,7 @@ def test_the_union_counts_overlapping_outages_once() -> None:
 
 def test_restart_mid_outage_resumes_the_same_outage(tmp_path: Path) -> None:
     spec = [TargetSpec(KEY, 2, HORIZON)]
-    ledger = Ledger(tmp_path / "outages.sqlite")
+    ledger = OutageLedger(tmp_path / "outages.sqlite")
     engine = ContractEngine(ledger)
     engine.configure(spec, 0)
     for at, ok in ((0, True), (300, False), (600, False), (900, False)):
@@ -102,7 +103,7 @@ def test_restart_mid_outage_resumes_the_same_outage(tmp_path: Path) -> None:
         engine.tick(at)
     ledger.close()  # the process dies here (kill -9 leaves the same file behind)
 
-    ledger = Ledger(tmp_path / "outages.sqlite")
+    ledger = OutageLedger(tmp_path / "outages.sqlite")
     engine = ContractEngine(ledger)
     engine.configure(spec, 2000)  # down for 1100 s
     m = engine.machine(KEY)
@@ -127,14 +128,14 @@ def test_restart_mid_outage_resumes_the_same_outage(tmp_path: Path) -> None:
 
 def test_restart_mid_run_keeps_the_failures_consecutive(tmp_path: Path) -> None:
     spec = [TargetSpec(KEY, 2, HORIZON)]
-    ledger = Ledger(tmp_path / "outages.sqlite")
+    ledger = OutageLedger(tmp_path / "outages.sqlite")
     engine = ContractEngine(ledger)
     engine.configure(spec, 0)
     engine.observe(KEY, 0, True)
     engine.observe(KEY, 300, False)
     engine.tick(310)
     ledger.close()
-    ledger = Ledger(tmp_path / "outages.sqlite")
+    ledger = OutageLedger(tmp_path / "outages.sqlite")
     engine = ContractEngine(ledger)
     engine.configure(spec, 320)
     engine.observe(KEY, 600, False)

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from threenines.contract import ServiceUnion, TargetKey, TargetMachine
-from threenines.engine import ContractEngine, TargetSpec
+from threenines.config.inventory import TargetKey
+from threenines.contract.engine import ContractEngine, TargetSpec
+from threenines.contract.machine import ServiceUnion, TargetMachine
 
 INTERVAL = 300
 HORIZON = 1.5 * INTERVAL

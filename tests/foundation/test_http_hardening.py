@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from tests.foundation.exporter_process import inventory_text, serve
 from tests.support import VENV_BIN, free_port, running, wait_until
-from threenines import webconfig
-from threenines.httpserver import ExporterHTTPServer, listen_backlog
-from threenines.webconfig import WebConfig
+from threenines.config import webconfig
+from threenines.config.webconfig import WebConfig
+from threenines.serve.httpserver import ExporterHTTPServer, listen_backlog
 
 SMUGGLED = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
 STATUS_RE = re.compile(rb"HTTP/1\.[01] (\d{3}) [^\r\n]*\r\n")
@@ -306,7 +306,7 @@ class _Errors(logging.Handler):
 @pytest.fixture(scope="module")
 def fuzz_server() -> Iterator[tuple[int, _Errors]]:
     errors = _Errors()
-    logger = logging.getLogger("threenines.httpserver")
+    logger = logging.getLogger("threenines.serve.httpserver")
     logger.addHandler(errors)
     server = ExporterHTTPServer("127.0.0.1", 0, lambda: [b"a 1\n", b"b 2\n"], lambda: (True, "ok"),
                                 max_post_bytes=4096, web=WebConfig(users={"u": HASH}))

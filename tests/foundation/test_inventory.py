@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from threenines.cli import main
-from threenines.configfile import ConfigError, format_duration, parse_duration
-from threenines.inventory import load_inventory
+from threenines.config.configfile import ConfigError, format_duration, parse_duration
+from threenines.config.inventory import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from threenines.configfile import ConfigError
-from threenines.inventory import Inventory, load_inventory
+from threenines.config.configfile import ConfigError
+from threenines.config.inventory import Inventory, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = (REPO / "examples" / "inventory.yml").read_text(encoding="utf-8")

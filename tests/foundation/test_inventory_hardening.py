@@ -14,10 +14,10 @@ from tests.foundation.exporter_process import inventory_text
 from tests.foundation.test_inventory import BASE, error_of, write
 from tests.support import VENV_BIN, http_get, running
 from threenines.cli import main
-from threenines.configfile import ConfigError, ConfigErrors
-from threenines.httpserver import ExporterHTTPServer
-from threenines.inventory import load_inventory
-from threenines.service import split_listen
+from threenines.config.configfile import ConfigError, ConfigErrors
+from threenines.config.inventory import load_inventory
+from threenines.serve.httpserver import ExporterHTTPServer
+from threenines.serve.process import split_listen
 
 SITES = "sites:\n  - id: ams1\n"
 AUTH_AND_PDU = textwrap.dedent("""\

@@ -31,10 +31,12 @@ import yaml
 from tests.foundation.exporter_process import inventory_text, sample, scrape, serve
 from tests.foundation.faultinject import probing_goes_on
 from tests.support import REPO, VENV_BIN, free_port, http_get, http_post, running, wait_until
-from threenines.audit import AuditLedger, Dispatch
-from threenines.contract import Checkpoint, OutageEvent, TargetKey
-from threenines.engine import ContractEngine, TargetSpec
-from threenines.ledger import Ledger, LedgerError
+from threenines.config.inventory import TargetKey
+from threenines.contract.engine import ContractEngine, TargetSpec
+from threenines.contract.machine import Checkpoint, OutageEvent
+from threenines.ledgers.audit import AuditLedger, Dispatch
+from threenines.ledgers.outages import OutageLedger
+from threenines.ledgers.sqlite import LedgerError
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERT_RULES = REPO / "prometheus" / "rules" / "threenines.alerts.yml"
@@ -150,7 +152,7 @@ def determined(key: TargetKey, first_failed: float, at: float) -> OutageEvent:
     return OutageEvent("determined", key, at, first_failed, at)
 
 
-def pending(ledger: Ledger) -> int:
+def pending(ledger: OutageLedger) -> int:
     return sum(ledger.pending().values())
 
 
@@ -161,7 +163,7 @@ def test_a_new_ledger_on_a_full_disk_opens_later_and_its_queued_writes_land_once
     with small_fs(tmp_path / "fs") as fs:
         filler = fill(fs)
         path = fs / "state" / "outages.sqlite"
-        ledger = Ledger(path)  # raised "database or disk is full" at PRAGMA journal_mode=WAL
+        ledger = OutageLedger(path)  # raised "database or disk is full" at PRAGMA journal_mode=WAL
         try:
             ledger.add_targets([A, B], 100.0)
             ledger.record(determined(A, 300.0, 600.0))
@@ -194,7 +196,7 @@ def test_a_new_ledger_on_a_full_disk_opens_later_and_its_queued_writes_land_once
 def test_a_restart_on_a_full_disk_resumes_from_the_ledger_and_adds_a_new_port_later(tmp_path: Path) -> None:
     with small_fs(tmp_path / "fs") as fs:
         path = fs / "state" / "outages.sqlite"
-        ledger = Ledger(path)
+        ledger = OutageLedger(path)
         engine = ContractEngine(ledger)
         engine.configure([TargetSpec(A, 2, HORIZON)], 0)
         for at, ok in ((0, True), (300, False), (600, False)):
@@ -203,7 +205,7 @@ def test_a_restart_on_a_full_disk_resumes_from_the_ledger_and_adds_a_new_port_la
         ledger.close()  # a clean stop: the WAL is checkpointed and removed, so a restart needs room for -shm
         filler = fill(fs)
 
-        ledger = Ledger(path)  # raised "disk I/O error" (SQLITE_IOERR_SHMSIZE) here
+        ledger = OutageLedger(path)  # raised "disk I/O error" (SQLITE_IOERR_SHMSIZE) here
         try:
             assert ledger.open_outages() == {A: (300.0, 600.0)}
             assert ledger.last_alive() == 600.0
@@ -229,7 +231,7 @@ def test_a_restart_on_a_full_disk_resumes_from_the_ledger_and_adds_a_new_port_la
 def test_checkpoint_and_heartbeat_writes_the_disk_refuses_are_counted_and_retried(tmp_path: Path) -> None:
     with small_fs(tmp_path / "fs") as fs:
         path = fs / "state" / "outages.sqlite"
-        ledger = Ledger(path)
+        ledger = OutageLedger(path)
         try:
             ledger.heartbeat(10.0)
             filler = fill(fs)
@@ -255,7 +257,7 @@ def test_writes_still_refused_at_stop_are_each_logged_with_what_they_say(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with small_fs(tmp_path / "fs") as fs:
         fill(fs)
-        ledger = Ledger(fs / "state" / "outages.sqlite")
+        ledger = OutageLedger(fs / "state" / "outages.sqlite")
         ledger.record(determined(A, 300.0, 600.0))
         ledger.heartbeat(610.0)
         ledger.close()
@@ -303,7 +305,7 @@ def corrupt(path: Path, how: str) -> None:
 
 
 def a_written_outage_ledger(path: Path) -> None:
-    ledger = Ledger(path)
+    ledger = OutageLedger(path)
     ledger.add_targets([A, B], 0.0)
     ledger.record(determined(A, 300.0, 600.0))
     ledger.record(OutageEvent("gap", A, 900.0, 300.0, 600.0, gap_start=700.0))
@@ -318,7 +320,7 @@ def test_a_corrupt_outage_ledger_is_refused_and_kept_as_it_is(tmp_path: Path, ho
     corrupt(path, how)
     before = digest(path)
     with pytest.raises(LedgerError) as refused:
-        Ledger(path)  # outage_gaps, the index and checkpoints opened silently, the others raised a traceback
+        OutageLedger(path)  # outage_gaps, the index and checkpoints opened silently, the others raised a traceback
     assert str(path) in str(refused.value) and "is corrupt" in str(refused.value)
     assert "docs/alerting.md#a-ledger-refused-at-start" in str(refused.value)
     assert digest(path) == before  # not repaired, not replaced, not deleted
@@ -347,7 +349,7 @@ def test_a_ledger_that_cannot_be_written_is_refused_with_the_fix(tmp_path: Path,
     fault = (read_only(state) if where == "read-only mount" else
              immutable(state) if where == "immutable directory" else immutable(path))
     with fault, pytest.raises(LedgerError) as refused:
-        Ledger(path)  # a traceback (unable to open database file), or a silent start that wrote nothing
+        OutageLedger(path)  # a traceback (unable to open database file), or a silent start that wrote nothing
     message = str(refused.value)
     assert str(path) in message and "cannot be written" in message
     assert ("Read-only file system" if where == "read-only mount" else "Operation not permitted") in message

@@ -34,10 +34,11 @@ def test_values_are_quoted_only_where_logfmt_needs_it() -> None:
     assert quote("acme") == "acme"
     assert quote("") == '""'
     assert quote('a "b"=c\nd') == '"a \\"b\\"=c\\nd"'
-    record = logging.LogRecord("threenines.engine", logging.WARNING, "", 0, "outage determined customer=%s at=%.3f",
+    record = logging.LogRecord("threenines.contract.engine", logging.WARNING, "", 0,
+                               "outage determined customer=%s at=%.3f",
                                ("acme co", 1790812800.123), None)
     fields = parse_logfmt(LogfmtFormatter().format(record))
-    assert fields["level"] == "warn" and fields["logger"] == "threenines.engine"
+    assert fields["level"] == "warn" and fields["logger"] == "threenines.contract.engine"
     assert fields["msg"] == "outage determined customer=acme co at=1790812800.123"
     assert datetime.fromisoformat(fields["ts"]).utcoffset() is not None
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threenines.collector import ExporterChanges, HealthView, SnapshotRenderer
-from threenines.contract import CustomerServiceView, TargetKey, TargetView
-from threenines.engine import ContractChanges
-from threenines.scheduler import LAG_BUCKETS, ProbeStatsView
+from threenines.config.inventory import TargetKey
+from threenines.contract.engine import ContractChanges
+from threenines.contract.machine import CustomerServiceView, TargetView
+from threenines.exposition.contract import ExporterChanges, HealthView, SnapshotRenderer
+from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeStatsView
 
 KEYS = tuple(TargetKey(f"c{i % 3}", "connectivity", f"p{i}") for i in range(5))
 GROUPS = tuple(sorted({(k.customer, k.service) for k in KEYS}))

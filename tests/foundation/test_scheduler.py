@@ -6,10 +6,9 @@ import asyncio
 import itertools
 import time
 
-from threenines.contract import TargetKey
-from threenines.inventory import Port, ProbePolicy
+from threenines.config.inventory import Port, ProbePolicy, TargetKey
 from threenines.probes.ping import Pinger, Probe
-from threenines.scheduler import LAG_BUCKETS, ProbeScheduler, ProbeStatsView
+from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeScheduler, ProbeStatsView
 
 
 def run_scheduler(ports: dict[TargetKey, Port], max_concurrent: int, seconds: float, clock_offset: float = 0.0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.support import REPO
-from threenines.configfile import load
+from threenines.config.configfile import load
 
 PROVISIONING = REPO / "grafana" / "provisioning"
 

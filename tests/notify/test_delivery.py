@@ -15,13 +15,14 @@ import pytest
 
 from tests.audit.test_webhook import alert, payload
 from tests.notify.sinks import http_sink, make_ca, pagerduty_answer, smtp_relay
-from threenines.audit import AuditLedger, AuditWebhook
-from threenines.contract import OutageEvent, TargetKey
-from threenines.deadlines import DeadlineWatch
-from threenines.inventory import parse_inventory_text
+from threenines.alerting.deadlines import DeadlineWatch
+from threenines.alerting.webhook import AuditWebhook
+from threenines.config.inventory import TargetKey, parse_inventory_text
+from threenines.contract.machine import OutageEvent
+from threenines.ledgers.audit import AuditLedger
+from threenines.ledgers.delivery import DeliveryLedger
 from threenines.notify.channels import channels_for
 from threenines.notify.endpoint import DeliveryEndpoint
-from threenines.notify.ledger import DeliveryLedger
 from threenines.notify.worker import Notifier, drain
 
 TOKEN = "delivery-token-for-tests"

@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.audit.test_webhook import alert, payload
-from threenines.audit import AuditLedger, AuditWebhook
-from threenines.inventory import Contact, parse_inventory_text
+from threenines.alerting.webhook import AuditWebhook
+from threenines.config.inventory import Contact, parse_inventory_text
+from threenines.ledgers.audit import AuditLedger
+from threenines.ledgers.delivery import Attempt, DeliveryLedger
 from threenines.notify.channels import DeliveryError
 from threenines.notify.endpoint import DeliveryEndpoint
-from threenines.notify.ledger import Attempt, DeliveryLedger
 from threenines.notify.message import Notice
 from threenines.notify.worker import Notifier
 

@@ -23,8 +23,8 @@ from tests.foundation.exporter_process import sample, scrape
 from tests.foundation.test_ledger_faults import silent
 from tests.notify.sinks import make_ca, smtp_relay
 from tests.support import REPO, VENV_BIN, free_port, http_get, running, wait_until
-from threenines.alertmanager_config import Options, render, write
-from threenines.inventory import load_inventory
+from threenines.alerting.alertmanager_config import Options, render, write
+from threenines.config.inventory import load_inventory
 
 pytestmark = pytest.mark.netns  # root: nftables
 TOKEN = "e2e-delivery-token"

@@ -313,7 +313,7 @@ def test_the_private_libraries_run_on_bookworms_python(installed: Installed) -> 
     """The bundled pysnmp and icmplib, and bookworm's pyasn1, cryptography and prometheus-client, import together
     in the installed layout as the service user; SNMPv3 AES privacy is available (README.Debian)."""
     probe = ("import sys; sys.path.insert(0, '/usr/lib/threenines'); import icmplib, pysnmp, prometheus_client, "
-             "threenines.snmp.client, threenines.probes._wire; "
+             "threenines.probes.snmp.client, threenines.probes._wire; "
              "from pysnmp.proto.secmod.rfc3826.priv import aes; "
              "print(icmplib.__file__, pysnmp.__file__, prometheus_client.__file__, aes.PysnmpCryptoError)")
     result = run(["runuser", "-u", "threenines", "--", "/usr/bin/python3", "-I", "-c", probe], env=system_env())

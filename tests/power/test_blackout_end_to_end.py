@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.snmp.agents import FIXTURES, Agent, snmpset, snmpsim
-from threenines.contract import OutageEvent, TargetKey, TargetMachine
-from threenines.inventory import Inventory, parse_inventory_text
-from threenines.power_poller import PowerPoller
+from threenines.config.inventory import Inventory, TargetKey, parse_inventory_text
+from threenines.contract.machine import OutageEvent, TargetMachine
+from threenines.probes.power_poller import PowerPoller
 
 UPS_SOURCE = "1.3.6.1.2.1.33.1.4.1.0"       # upsOutputSource: normal(3) battery(5)
 UPS_BATTERY = "1.3.6.1.2.1.33.1.2.1.0"      # upsBatteryStatus: batteryNormal(2) batteryLow(3)
@@ -127,7 +127,7 @@ def test_a_blackout_is_an_interruption_with_its_evidence_and_mere_silence_stays_
         states.append(await step(T0 + 330))
         return states
 
-    with caplog.at_level(logging.INFO, logger="threenines.power_poller"):
+    with caplog.at_level(logging.INFO, logger="threenines.probes.power_poller"):
         states = asyncio.run(scenario())
 
     assert [s["acme"] for s in states] == [True, True, True, True, False, False]

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threenines.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed, PowerPolicy
-from threenines.power import (
+from threenines.config.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed, PowerPolicy
+from threenines.contract.power import (
     DEFAULT_LOW_RUNTIME_SECONDS,
     EVIDENCE,
     DeviceHistory,
@@ -21,7 +21,7 @@ from threenines.power import (
     exhaustions,
     fed_by,
 )
-from threenines.snmp.readings import DeviceReading, OutletReading, PhaseReading, UpsReading
+from threenines.probes.snmp.readings import DeviceReading, OutletReading, PhaseReading, UpsReading
 
 T0 = 1_800_000_000.0  # the UPS's last answered poll
 INTERVAL = 60.0

@@ -16,11 +16,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.support import RunningProcess, free_port, wait_until
-from threenines.configfile import ConfigError
-from threenines.inventory import NutSource, SecretRef, parse_inventory_text
-from threenines.nut import decode_vars, list_vars, read_nut
-from threenines.power_poller import PowerPoller
-from threenines.snmp.client import SnmpFailure
+from threenines.config.configfile import ConfigError
+from threenines.config.inventory import NutSource, SecretRef, parse_inventory_text
+from threenines.probes.nut import decode_vars, list_vars, read_nut
+from threenines.probes.power_poller import PowerPoller
+from threenines.probes.snmp.client import SnmpFailure
 
 DRIVER = Path("/lib/nut/dummy-ups")
 UPSD = Path("/lib/nut/upsd")
@@ -271,7 +271,7 @@ def test_a_ups_announcing_a_runtime_shorter_than_its_interval_is_polled_again_wh
 
 
 def test_the_exhaustion_poll_comes_only_for_a_battery_ending_before_the_next_poll() -> None:
-    from threenines.power_poller import exhaustion_poll_delay
+    from threenines.probes.power_poller import exhaustion_poll_delay
 
     def reading(source: str, runtime: float | None):
         return decode_vars({"ups.status": {"battery": "OB", "normal": "OL"}[source],

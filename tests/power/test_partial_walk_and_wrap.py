@@ -14,9 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.snmp.agents import FIXTURES, Agent, snmpget, snmpset, snmpsim
-from threenines.inventory import Inventory, parse_inventory_text
-from threenines.power_poller import PowerPoller
-from threenines.snmp.client import SnmpClient, Target
+from threenines.config.inventory import Inventory, parse_inventory_text
+from threenines.probes.power_poller import PowerPoller
+from threenines.probes.snmp.client import SnmpClient, Target
 
 WH_1 = "1.3.6.1.4.1.534.6.6.7.6.5.1.4.0.1"  # EATON-EPDU-MIB outletWh, outlet 1 (Unsigned32, watt-hours)
 

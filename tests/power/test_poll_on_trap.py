@@ -20,10 +20,10 @@ import pytest
 from tests.snmp.agents import FIXTURES, Agent, snmpsim
 from tests.support import VENV_BIN, RunningProcess, free_port
 from threenines.commands.trap import parse_traphandle
-from threenines.httpserver import ExporterHTTPServer
-from threenines.inventory import parse_inventory_text
-from threenines.power_poller import PowerPoller
-from threenines.power_trap import TRAP_PATH, parse_trap_body, trap_route
+from threenines.config.inventory import parse_inventory_text
+from threenines.probes.power_poller import PowerPoller
+from threenines.probes.power_trap import TRAP_PATH, parse_trap_body, trap_route
+from threenines.serve.httpserver import ExporterHTTPServer
 
 SNMPTRAPD = shutil.which("snmptrapd") or "/usr/sbin/snmptrapd"
 UPS_TRAP_ON_BATTERY = "1.3.6.1.2.1.33.2.1"

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.snmp.agents import FIXTURES, Agent, snmpset, snmpsim
 from tests.support import free_port
-from threenines.inventory import parse_inventory_text
-from threenines.power_poller import PowerPoller
+from threenines.config.inventory import parse_inventory_text
+from threenines.probes.power_poller import PowerPoller
 
 STATE = "1.3.6.1.4.1.318.1.1.26.9.2.3.1.5"  # rPDU2OutletSwitchedStatusState: off(1) on(2)
 

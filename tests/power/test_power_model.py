@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from threenines.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed, PowerPolicy
-from threenines.power import all3, any3, customer_powered, device_supplies, devices_of, feed_powered
-from threenines.snmp.readings import DeviceReading, OutletReading, PhaseReading, UpsReading
+from threenines.config.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed, PowerPolicy
+from threenines.contract.power import all3, any3, customer_powered, device_supplies, devices_of, feed_powered
+from threenines.probes.snmp.readings import DeviceReading, OutletReading, PhaseReading, UpsReading
 
 TRI = (True, False, None)
 

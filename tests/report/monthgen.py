@@ -79,7 +79,7 @@ class Scenario:
 
 
 def _union_len(spans: Iterable[tuple[int, int]], lo: int, hi: int) -> int:
-    # independent of threenines.report.intervals on purpose
+    # independent of threenines.intervals on purpose
     total, cursor = 0, lo
     for start, end in sorted(spans):
         start, end = max(start, cursor), min(end, hi)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from tests.promdata import Series, serve_series
+from threenines.config.exclusions import Exclusions
 from threenines.report.build import build_statement
-from threenines.report.exclusions import Ledger
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
 from threenines.report.statement import CustomerSpec, Options
@@ -69,7 +69,7 @@ def statement(tmp_path_factory: pytest.TempPathFactory) -> dict:
         names = ("fine", "liar", "phantom", "late-co.eu:1", "gauges_only")
         specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in names]
         client = PrometheusClient(ClientConfig(prom.url, timeout=30))
-        return build_statement(client, Month(2026, 10), specs, Ledger(), Options(scrape_interval=STEP))
+        return build_statement(client, Month(2026, 10), specs, Exclusions(), Options(scrape_interval=STEP))
 
 
 def _service(statement: dict, customer: str) -> dict:

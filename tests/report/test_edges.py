@@ -20,10 +20,11 @@ from tests.promdata import Series, serve_series
 from tests.report import monthgen
 from tests.report.monthgen import Customer, Run, Scenario, Service, ts
 from threenines.cli import main
-from threenines.contract import OutageEvent, TargetKey
-from threenines.ledger import Ledger
+from threenines.config.exclusions import load_exclusions
+from threenines.config.inventory import TargetKey
+from threenines.contract.machine import OutageEvent
+from threenines.ledgers.outages import Exclusions
 from threenines.report.build import build_statement, learn_scrape_interval
-from threenines.report.exclusions import load_ledger
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
 from threenines.report.statement import CustomerSpec, Options
@@ -100,7 +101,8 @@ def _specs() -> list[CustomerSpec]:
 
 def _statement(prom, ledger: Path, month: Month = OCTOBER, interval: float | None = None, **kwargs) -> dict:
     client = PrometheusClient(ClientConfig(prom.url, timeout=30))
-    return build_statement(client, month, _specs(), load_ledger(ledger), Options(scrape_interval=interval), **kwargs)
+    return build_statement(client, month, _specs(), load_exclusions(ledger), Options(scrape_interval=interval),
+                           **kwargs)
 
 
 def _service(statement: dict, customer: str) -> dict:
@@ -216,7 +218,7 @@ def test_the_outage_ledger_holds_the_seconds_before_a_crash_that_no_scrape_showe
     [run] = RESTARTCO.services[0].outages
     key = TargetKey("restartco", "connectivity", "p1")
     crashed, resumed = DOWN[0] + 40, DOWN[1]
-    ledger = Ledger(tmp_path / "outages.sqlite")
+    ledger = Exclusions(tmp_path / "outages.sqlite")
     ledger.record(OutageEvent("determined", key, run.determined, run.first_failed, run.determined))
     ledger.record(OutageEvent("gap", key, resumed, run.first_failed, run.determined, gap_start=crashed))
     ledger.record(OutageEvent("ended", key, run.recovered, run.first_failed, run.determined, "recovered"))

@@ -17,10 +17,10 @@ from dateutil import rrule as rrulelib
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from threenines.configfile import ConfigError
-from threenines.report import exclusions
+from threenines.config import exclusions
+from threenines.config.configfile import ConfigError
+from threenines.config.exclusions import load_exclusions
 from threenines.report.collect import Evidence, Outage
-from threenines.report.exclusions import load_ledger
 from threenines.report.months import Month
 from threenines.report.statement import CustomerSpec, Options, service_statement
 
@@ -45,7 +45,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_example_ledger_loads() -> None:
-    ledger = load_ledger(REPO / "examples" / "exclusions.yml", {"acme": BERLIN})
+    ledger = load_exclusions(REPO / "examples" / "exclusions.yml", {"acme": BERLIN})
     assert [e.id for e in ledger.exclusions] == ["CHG-2026-1042", "PWR-SUNDAYS", "CF-2026-10-10"]
     assert ledger.policy.unreported_outages_not_counted is False
 
@@ -61,14 +61,14 @@ def test_the_example_ledger_loads() -> None:
 def test_validation_errors_name_file_line_and_field(tmp_path: Path, change, where: str, message: str) -> None:
     path = write(tmp_path, ENTRY.replace(*change))
     with pytest.raises(ConfigError) as err:
-        load_ledger(path, {"acme": BERLIN})
+        load_exclusions(path, {"acme": BERLIN})
     assert f"{path}{where}" in str(err.value) and message in str(err.value)
 
 
 def test_a_bad_rrule_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, ENTRY + "    rrule: FREQ=SOMETIMES\n")
     with pytest.raises(ConfigError, match=r":10 exclusions\[0\]\.rrule: 'FREQ=SOMETIMES': FREQ=SOMETIMES is not one"):
-        load_ledger(path)
+        load_exclusions(path)
 
 
 def recurring(rule: str, entry: str = ENTRY) -> str:
@@ -119,7 +119,7 @@ def test_rules_that_cannot_be_expanded_are_refused_where_they_are_written(tmp_pa
                                                                           message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        load_ledger(path, {"acme": BERLIN})
+        load_exclusions(path, {"acme": BERLIN})
     assert f"{path}{where}: " in str(err.value) and message in str(err.value), str(err.value)
 
 
@@ -150,7 +150,7 @@ def expanded() -> Iterator[dict[str, int]]:
 
 def test_a_rule_expands_per_window_not_from_its_start(tmp_path: Path, expanded: dict[str, int]) -> None:
     text = recurring("FREQ=DAILY", ENTRY.replace("2026-10-07", "1970-01-07").replace("+02:00", "+01:00"))
-    [ex] = load_ledger(write(tmp_path, text), {"acme": BERLIN}).exclusions
+    [ex] = load_exclusions(write(tmp_path, text), {"acme": BERLIN}).exclusions
     work = []
     for month in (Month(1970, 2), Month(2199, 2)):
         expanded["occurrences"] = 0
@@ -168,7 +168,7 @@ def test_a_tick_reuses_the_expansion_and_an_ended_rule_costs_nothing(tmp_path: P
     hourly_from_2025 = ENTRY.replace("03:00:00+02:00", "01:30:00+02:00").replace("2026-10-07", "2025-01-01")
     four_weeks = recurring("FREQ=WEEKLY;COUNT=4").split("\n", 1)[1].replace("id: X1", "id: X2")
     path = write(tmp_path, recurring("FREQ=HOURLY", hourly_from_2025.replace("+02:00", "+01:00")) + four_weeks)
-    hourly, weekly = load_ledger(path, {"acme": BERLIN}).exclusions
+    hourly, weekly = load_exclusions(path, {"acme": BERLIN}).exclusions
     now = datetime(2026, 10, 20, 12, 10, tzinfo=BERLIN).timestamp()
     expanded["occurrences"] = 0
     assert hourly.occurrences((now, now + 1), BERLIN) == [(now - 600, now + 1200)]
@@ -186,12 +186,12 @@ def test_a_tick_reuses_the_expansion_and_an_ended_rule_costs_nothing(tmp_path: P
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, ENTRY + ENTRY.split("\n", 1)[1])
     with pytest.raises(ConfigError, match="duplicate exclusion id 'X1'"):
-        load_ledger(path)
+        load_exclusions(path)
 
 
 def test_recurring_windows_stay_at_local_time_across_the_dst_change(tmp_path: Path) -> None:
     path = write(tmp_path, ENTRY.replace("reason: maintenance", "reason: maintenance\n    rrule: FREQ=WEEKLY;COUNT=4"))
-    [ex] = load_ledger(path).exclusions
+    [ex] = load_exclusions(path).exclusions
     window = Month(2026, 10).window(BERLIN)
     starts = [s for s, _ in ex.occurrences(window, BERLIN)]
     local = [datetime.fromtimestamp(s, BERLIN).strftime("%m-%d %H:%M %z") for s in starts]
@@ -214,10 +214,10 @@ def test_unreported_outages_count_unless_the_policy_is_switched_on(tmp_path: Pat
     service: connectivity
     reported_at: {datetime.fromtimestamp(t + 4 * 86400, BERLIN).isoformat()}
 """
-    off = load_ledger(write(tmp_path, reported))
+    off = load_exclusions(write(tmp_path, reported))
     assert service_statement(spec, "connectivity", _evidence(outages, 1200), off, Options())[
         "counted_outage_seconds"] == 1200
-    on = load_ledger(write(tmp_path, reported + "policy:\n  unreported_outages_not_counted: true\n"))
+    on = load_exclusions(write(tmp_path, reported + "policy:\n  unreported_outages_not_counted: true\n"))
     got = service_statement(spec, "connectivity", _evidence(outages, 1200), on, Options())
     # the first outage was reported within 5 days, the second was not
     assert got["excluded_seconds"]["unreported"] == 600 and got["counted_outage_seconds"] == 600
@@ -297,7 +297,7 @@ def test_an_accepted_rule_expands_any_month_as_dateutil_does_from_its_start(
         path = Path(tmp) / "exclusions.yml"
         path.write_text(yaml.safe_dump({"exclusions": [entry(first, length, rule)]}))
         try:
-            [ex] = load_ledger(path, {"acme": zone}).exclusions
+            [ex] = load_exclusions(path, {"acme": zone}).exclusions
         except ConfigError as err:
             # a plausible rule is refused only for what the loader promises to refuse
             assert any(reason in str(err) for reason in ("UNTIL is before start", "not one of its occurrences",
@@ -411,7 +411,7 @@ def test_any_input_is_refused_with_its_location_or_expands_any_month(
         path = Path(tmp) / "exclusions.yml"
         path.write_text(text, encoding="utf-8")
         try:
-            ledger = load_ledger(path, {"acme": zone})
+            ledger = load_exclusions(path, {"acme": zone})
         except ConfigError as err:
             assert err.line >= 1 and str(err).startswith(f"{path}:{err.line}"), str(err)
             event("refused")

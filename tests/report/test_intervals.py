@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threenines.report.intervals import clip, intersect, measure, merge, subtract
+from threenines.intervals import clip, intersect, measure, merge, subtract
 
 span = st.tuples(st.integers(0, 200), st.integers(0, 60)).map(lambda p: (p[0], p[0] + p[1]))
 spans = st.lists(span, max_size=12)

@@ -18,10 +18,10 @@ import pytest
 from tests.promdata import serve_series
 from tests.report import monthgen
 from tests.report.monthgen import Customer, Run, Scenario, Service, ts
-from threenines.audit import AuditLedger, Dispatch, Miss
 from threenines.cli import main
+from threenines.config.exclusions import Exclusions, load_exclusions
+from threenines.ledgers.audit import AuditLedger, Dispatch, Miss
 from threenines.report.build import build_statement
-from threenines.report.exclusions import Ledger, load_ledger
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
 from threenines.report.statement import CustomerSpec, Options
@@ -133,7 +133,7 @@ def statement(prom, tmp_path_factory: pytest.TempPathFactory) -> dict:
     specs = [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, tuple(s.service for s in c.services))
              for c in SCENARIO.customers]
     client = PrometheusClient(ClientConfig(prom.url, timeout=30))
-    return build_statement(client, OCTOBER, specs, load_ledger(path), Options(scrape_interval=60))
+    return build_statement(client, OCTOBER, specs, load_exclusions(path), Options(scrape_interval=60))
 
 
 def _service(statement: dict, customer: str, service: str) -> dict:
@@ -226,7 +226,7 @@ def test_queries_split_by_customer_give_the_same_statement(prom, statement: dict
     specs = [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, tuple(s.service for s in c.services))
              for c in SCENARIO.customers]
     client = PrometheusClient(ClientConfig(prom.url, timeout=30, concurrency=3, stats=True))
-    sharded = build_statement(client, OCTOBER, specs, load_ledger(path),
+    sharded = build_statement(client, OCTOBER, specs, load_exclusions(path),
                               Options(scrape_interval=60, samples_per_shard=50_000))
     assert {**sharded, "exclusions": None} == {**statement, "exclusions": None}  # (the ledger's path differs)
     assert sharded["exclusions"]["sha256"] == statement["exclusions"]["sha256"]
@@ -259,7 +259,7 @@ def test_audit_ledger_gives_the_misses_and_disagreements_with_the_metric_are_rev
     specs = [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, tuple(s.service for s in c.services))
              for c in SCENARIO.customers]
     client = PrometheusClient(ClientConfig(prom.url, timeout=30))
-    statement = build_statement(client, OCTOBER, specs, Ledger(), Options(scrape_interval=60), audit_ledger=path)
+    statement = build_statement(client, OCTOBER, specs, Exclusions(), Options(scrape_interval=60), audit_ledger=path)
     for c in SCENARIO.customers:
         start, end = OCTOBER.window(ZoneInfo(c.timezone))
         [got] = [x for x in statement["customers"] if x["customer"] == c.id]
@@ -284,7 +284,7 @@ def test_the_metric_and_the_audit_ledger_give_the_same_days_to_the_second(prom, 
     specs = [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, tuple(s.service for s in c.services))
              for c in SCENARIO.customers]
     client = PrometheusClient(ClientConfig(prom.url, timeout=30))
-    by_ledger = build_statement(client, OCTOBER, specs, Ledger(), Options(), audit_ledger=path)
+    by_ledger = build_statement(client, OCTOBER, specs, Exclusions(), Options(), audit_ledger=path)
     for a, b in zip(statement["customers"], by_ledger["customers"], strict=True):
         assert a["notification"]["days"] == b["notification"]["days"]
         assert a["notification"]["exact"] and b["notification"]["exact"]

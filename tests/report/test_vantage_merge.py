@@ -9,8 +9,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threenines.report.intervals import Interval, intersect, measure, merge, subtract
-from threenines.report.vantages import View, identity, merge_views, vantage_of
+from threenines.contract.vantages import View, identity, merge_views, vantage_of
+from threenines.intervals import Interval, intersect, measure, merge, subtract
 
 WINDOW = (0, 200)
 spans = st.lists(st.tuples(st.integers(-20, 220), st.integers(0, 60)).map(lambda p: (p[0], p[0] + p[1])),

@@ -21,8 +21,8 @@ import pytest
 from tests.promdata import Series, serve_series
 from tests.report import monthgen
 from tests.report.monthgen import Customer, Run, Scenario, Service, ts
+from threenines.config.exclusions import load_exclusions
 from threenines.report.build import build_statement
-from threenines.report.exclusions import load_ledger
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
 from threenines.report.statement import CustomerSpec, Options
@@ -104,7 +104,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory):
 def _statement(url: str, exclusions: Path) -> dict:
     client = PrometheusClient(ClientConfig(url, timeout=60))
     specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in CUSTOMERS]
-    return build_statement(client, OCTOBER, specs, load_ledger(exclusions), Options())
+    return build_statement(client, OCTOBER, specs, load_exclusions(exclusions), Options())
 
 
 def _ledger(workdir: Path, policy: str | None) -> Path:

@@ -4,7 +4,7 @@ alert (applications) made every connectivity route count twice, and the end-to-e
 from __future__ import annotations
 
 from tests.support import REPO
-from threenines.latency import customer_alerts
+from threenines.alerting.notification_bound import customer_alerts
 
 RULES = REPO / "prometheus" / "rules" / "threenines.alerts.yml"
 

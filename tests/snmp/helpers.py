@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 
-from threenines.inventory import SecretRef, SnmpAuth
-from threenines.snmp.client import SnmpClient, Target
-from threenines.snmp.profiles import Profile, get_profile
-from threenines.snmp.reader import detect_profile, read_device
-from threenines.snmp.readings import DeviceReading
+from threenines.config.inventory import SecretRef, SnmpAuth
+from threenines.probes.snmp.client import SnmpClient, Target
+from threenines.probes.snmp.profiles import Profile, get_profile
+from threenines.probes.snmp.reader import detect_profile, read_device
+from threenines.probes.snmp.readings import DeviceReading
 
 
 def community_auth(community: str, version: str = "2c") -> SnmpAuth:

@@ -9,8 +9,8 @@ from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import univ
 from pysnmp.proto import api
 
-from threenines.snmp import ber
-from threenines.snmp.values import Missing
+from threenines.probes.snmp import ber
+from threenines.probes.snmp.values import Missing
 
 V2C = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
 V1 = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]

@@ -22,8 +22,8 @@ import pytest
 
 from tests.snmp.agents import SHARED, Agent, snmpget, snmpsim
 from tests.snmp.helpers import read
-from threenines.snmp.profiles import LINE_FIELDS, Oid, Profile, Table, format_oid, get_profile, parse_oid
-from threenines.snmp.readings import DeviceReading
+from threenines.probes.snmp.profiles import LINE_FIELDS, Oid, Profile, Table, format_oid, get_profile, parse_oid
+from threenines.probes.snmp.readings import DeviceReading
 
 pytestmark = pytest.mark.conformance
 

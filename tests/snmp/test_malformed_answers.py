@@ -23,11 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.snmp.agents import FIXTURES, Agent
 from tests.snmp.crafted import Craft, crafted_agent, oid_content, tlv
 from tests.snmp.test_ber import V2C, pysnmp_response
-from threenines.inventory import Inventory, parse_inventory_text
-from threenines.power_poller import DeviceStatus, PowerPoller
-from threenines.snmp import ber
-from threenines.snmp.readings import REASONS
-from threenines.snmp.values import Missing
+from threenines.config.inventory import Inventory, parse_inventory_text
+from threenines.probes.power_poller import DeviceStatus, PowerPoller
+from threenines.probes.snmp import ber
+from threenines.probes.snmp.readings import REASONS
+from threenines.probes.snmp.values import Missing
 
 PHASE_VOLTAGE = (1, 3, 6, 1, 4, 1, 318, 1, 1, 26, 6, 3, 1, 6, 1)  # rPDU2PhaseStatusVoltage.1 of pdu-a: 230 V
 OUTLET_CURRENT = (1, 3, 6, 1, 4, 1, 318, 1, 1, 26, 9, 4, 3, 1, 6)  # rPDU2OutletMeteredStatusCurrent

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.snmp.agents import Agent, snmpget
 from tests.snmp.helpers import read
-from threenines.inventory import Inventory, parse_inventory_text
-from threenines.power_poller import PowerPoller
-from threenines.snmp.decode import decode_value
-from threenines.snmp.profiles import get_profile
+from threenines.config.inventory import Inventory, parse_inventory_text
+from threenines.probes.power_poller import PowerPoller
+from threenines.probes.snmp.decode import decode_value
+from threenines.probes.snmp.profiles import get_profile
 
 
 def one_ups(agent: Agent, community: str, profile: str = "auto") -> Inventory:
@@ -124,7 +124,7 @@ def test_a_ups_in_economy_mode_is_on_mains_when_the_vendor_mib_says_so(own_agent
     if profile == "auto":
         assert reading.ups.battery_low_runtime_seconds == 120.0  # upsConfigLowBattTime 2 min
     # The power model: a silent PDU behind it is unknown either way; the UPS itself supplies or is unknown.
-    from threenines.power import device_supplies
+    from threenines.contract.power import device_supplies
 
     inventory = one_ups(own_agent, "tripplite-eco", profile)
     devices = {d.id: d for d in inventory.devices}

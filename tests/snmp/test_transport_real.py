@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import RunningProcess, free_port, wait_until
-from threenines.inventory import SecretRef, SnmpAuth
-from threenines.snmp.client import SnmpClient, Target
-from threenines.snmp.profiles import parse_oid
+from threenines.config.inventory import SecretRef, SnmpAuth
+from threenines.probes.snmp.client import SnmpClient, Target
+from threenines.probes.snmp.profiles import parse_oid
 
 COMMUNITY = "transport-test"
 SYSTEM = ["1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0", "1.3.6.1.2.1.1.4.0", "1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.6.0"]
@@ -89,7 +89,7 @@ def test_many_concurrent_requests_on_one_socket_each_get_their_own_answer(snmpd6
 
 
 def test_v4_port_with_nothing_listening_is_a_timeout_not_a_hang() -> None:
-    from threenines.snmp.client import SnmpFailure
+    from threenines.probes.snmp.client import SnmpFailure
 
     async def go() -> None:
         client = SnmpClient()

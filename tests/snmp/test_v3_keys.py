@@ -16,11 +16,11 @@ import pytest
 
 from tests.snmp.agents import V3_USER, Agent, snmpd_v3
 from tests.support import VENV_BIN
-from threenines.configfile import ConfigError
-from threenines.inventory import SecretRef, SnmpAuth, parse_inventory_text
-from threenines.power_poller import PowerPoller
-from threenines.snmp import client as client_module
-from threenines.snmp.client import SnmpClient, SnmpFailure, Target
+from threenines.config.configfile import ConfigError
+from threenines.config.inventory import SecretRef, SnmpAuth, parse_inventory_text
+from threenines.probes.power_poller import PowerPoller
+from threenines.probes.snmp import client as client_module
+from threenines.probes.snmp.client import SnmpClient, SnmpFailure, Target
 
 SHORT_AUTH, SHORT_PRIV = "Zq#5k7", "Xw!9p"  # distinctive, so a grep for them means a leak
 SYS_OBJECT_ID = (1, 3, 6, 1, 2, 1, 1, 2, 0)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.support import REPO
-from threenines.inventory import load_inventory, parse_inventory_text
-from threenines.report.exclusions import load_ledger
+from threenines.config.exclusions import load_exclusions
+from threenines.config.inventory import load_inventory, parse_inventory_text
 from threenines.zabbix.sync import (
     Change,
     ExcludedDowntime,
@@ -54,7 +54,7 @@ def test_one_sla_per_customer_and_service_with_the_contract_zone_and_objective()
 
 def test_exclusions_become_excluded_downtimes_only_for_the_services_they_name() -> None:
     inventory = load_inventory(REPO / "examples" / "inventory.yml")
-    ledger = load_ledger(REPO / "examples" / "exclusions.yml", {c.id: c.zone for c in inventory.customers})
+    ledger = load_exclusions(REPO / "examples" / "exclusions.yml", {c.id: c.zone for c in inventory.customers})
     downtimes = downtimes_from_ledger(inventory, ledger, (NOW - 90 * 86400, NOW + 90 * 86400))
     connectivity = [d.name for d in downtimes[("acme", "connectivity")]]
     assert connectivity == ["CHG-2026-1042 (maintenance)", "CF-2026-10-10 (customer_fault)"]

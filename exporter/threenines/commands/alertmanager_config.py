@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from threenines.alertmanager_config import DEFAULT_RUNBOOK_BASE
+from threenines.alerting.alertmanager_config import DEFAULT_RUNBOOK_BASE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from threenines.alertmanager_config import GeneratorError, Options, render, write, write_secret_files
-    from threenines.configfile import ConfigError, parse_duration
-    from threenines.inventory import SecretError, load_inventory
+    from threenines.alerting.alertmanager_config import GeneratorError, Options, render, write, write_secret_files
+    from threenines.config.configfile import ConfigError, parse_duration
+    from threenines.config.inventory import SecretError, load_inventory
 
     try:
         inventory = load_inventory(args.config)

@@ -7,8 +7,8 @@ import dataclasses
 import sys
 from collections.abc import Iterator
 
-from threenines.configfile import ConfigError
-from threenines.inventory import Inventory, SecretError, SecretRef, load_inventory
+from threenines.config.configfile import ConfigError
+from threenines.config.inventory import Inventory, SecretError, SecretRef, load_inventory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in unresolved_secrets(inventory):
         print(f"warning: {warning}", file=sys.stderr)
     if args.prometheus_config or args.alertmanager_config or args.rules:
-        from threenines.latency import run_check
+        from threenines.alerting.notification_bound import run_check
 
         return run_check(inventory, args.prometheus_config, args.rules, args.alertmanager_config)
     return 0

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # cli.build_parser imports every command module: heavy imports wait for run()
+    from threenines.config.inventory import Customer, Inventory
     from threenines.demo.portcut import PortCut
     from threenines.demo.simulator import Agent
-    from threenines.inventory import Customer, Inventory
 
 DEMO_INVENTORY = "inventory.yml"
 POWER_CUSTOMER = "hooli"
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, text: str, snmp_ports: Mapping[str, int] | None, started: _Started) -> int:
     from threenines.demo import portcut, prometheus, simulator
     from threenines.probes.ping import PingSetupError
-    from threenines.service import Exporter, ServeOptions
+    from threenines.serve.process import Exporter, ServeOptions
 
     workdir = started.workdir
     config = workdir / DEMO_INVENTORY

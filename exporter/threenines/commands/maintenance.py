@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from threenines.report.exclusions import REASONS
+from threenines.config.exclusions import REASONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +57,9 @@ def _after_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from threenines.configfile import ConfigError
-    from threenines.inventory import load_inventory
-    from threenines.maintenance import AlertmanagerError
+    from threenines.alerting.silences import AlertmanagerError
+    from threenines.config.configfile import ConfigError
+    from threenines.config.inventory import load_inventory
 
     try:
         inventory = load_inventory(args.config)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 def _edit(args: argparse.Namespace, zones) -> None:
     from pathlib import Path
 
-    from threenines import exclusions_file
+    from threenines.config import exclusions_file
 
     path = Path(args.exclusions)
     if args.action == "remove":
@@ -118,9 +118,9 @@ def _reload(url: str) -> None:
 def _list(args: argparse.Namespace, zones) -> int:
     from datetime import datetime
 
-    from threenines.report.exclusions import load_ledger
+    from threenines.config.exclusions import load_exclusions
 
-    ledger = load_ledger(args.exclusions, zones)
+    ledger = load_exclusions(args.exclusions, zones)
     wanted = set(args.customer)
     for ex in sorted(ledger.exclusions, key=lambda e: (e.customer, e.start, e.id)):
         if wanted and ex.customer not in wanted:
@@ -137,11 +137,11 @@ def _list(args: argparse.Namespace, zones) -> int:
 
 
 def _sync(args: argparse.Namespace, inventory, zones) -> int:
-    from threenines.configfile import parse_duration
-    from threenines.maintenance import SilenceClient, desired_silences, sync
-    from threenines.report.exclusions import load_ledger
+    from threenines.alerting.silences import SilenceClient, desired_silences, sync
+    from threenines.config.configfile import parse_duration
+    from threenines.config.exclusions import load_exclusions
 
-    ledger = load_ledger(args.exclusions, zones)
+    ledger = load_exclusions(args.exclusions, zones)
     desired = desired_silences(inventory, ledger, time.time(), parse_duration(args.horizon))
     result = sync(SilenceClient(args.alertmanager), desired)
     for key in result.created:

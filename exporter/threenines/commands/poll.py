@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _auth(args: argparse.Namespace):
-    from threenines.inventory import SecretRef, SnmpAuth
+    from threenines.config.inventory import SecretRef, SnmpAuth
 
     if args.community is not None:
         if args.community != "-":
@@ -84,15 +84,15 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
 
-    from threenines.inventory import HOSTPORT_RE
-    from threenines.snmp.client import SnmpClient, SnmpFailure, Target
-    from threenines.snmp.profiles import get_profile
-    from threenines.snmp.reader import detect_profile, read_device
+    from threenines.config.inventory import HOSTPORT_RE
+    from threenines.probes.snmp.client import SnmpClient, SnmpFailure, Target
+    from threenines.probes.snmp.profiles import get_profile
+    from threenines.probes.snmp.reader import detect_profile, read_device
 
     if args.device:
-        from threenines.configfile import ConfigError
-        from threenines.inventory import load_inventory
-        from threenines.power_poller import target_for
+        from threenines.config.configfile import ConfigError
+        from threenines.config.inventory import load_inventory
+        from threenines.probes.power_poller import target_for
 
         if not args.config:
             print("error: --device needs --config inventory.yml", file=sys.stderr)

@@ -51,12 +51,12 @@ def _secret(path: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from threenines.configfile import ConfigError, parse_duration
-    from threenines.inventory import load_inventory
+    from threenines.config.configfile import ConfigError, parse_duration
+    from threenines.config.exclusions import Exclusions, load_exclusions
+    from threenines.config.inventory import load_inventory
     from threenines.report import render
     from threenines.report.build import build_statement, specs_from_inventory, specs_from_prometheus
     from threenines.report.close import close_month, content_hash
-    from threenines.report.exclusions import Ledger, load_ledger
     from threenines.report.months import Month
     from threenines.report.promclient import ClientConfig, PrometheusClient, PrometheusError
     from threenines.report.statement import Options
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if args.customer:
             specs = [s for s in specs if s.id in set(args.customer)]
         zones = {s.id: s.zone for s in specs} if inventory else None
-        ledger = load_ledger(args.exclusions, zones) if args.exclusions else Ledger()
+        ledger = load_exclusions(args.exclusions, zones) if args.exclusions else Exclusions()
         statement = build_statement(client, month, specs, ledger, options, outage_ledger=args.ledger,
                                     allow_incomplete=args.allow_incomplete, audit_ledger=args.audit_ledger)
     except (ConfigError, ValueError, OSError, PrometheusError) as err:

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _vantage(text: str) -> str:
-    from threenines.inventory import ID_RE, ID_RULE
+    from threenines.config.inventory import ID_RE, ID_RULE
 
     if not ID_RE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a vantage name: {ID_RULE}")
@@ -39,7 +39,7 @@ def _vantage(text: str) -> str:
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from threenines.sharding import parse_shard
+    from threenines.config.sharding import parse_shard
 
     try:
         return parse_shard(text)
@@ -48,10 +48,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from threenines.configfile import ConfigError
-    from threenines.inventory import SecretError
+    from threenines.config.configfile import ConfigError
+    from threenines.config.inventory import SecretError
     from threenines.probes.ping import PingSetupError
-    from threenines.service import Exporter, ServeOptions
+    from threenines.serve.process import Exporter, ServeOptions
 
     options = ServeOptions(config=args.config, listen=args.listen, state_dir=args.state_dir, tick=args.tick,
                            privileged=args.privileged, exclusions=args.exclusions,

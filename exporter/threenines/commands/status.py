@@ -98,9 +98,9 @@ def _notification(audit: Path, customer: str, service: str, target: str, determi
                   now: float, iso) -> str:
     if not audit.is_file():
         return "unknown (no audit ledger)"
-    from threenines.audit import outage_key
+    from threenines.ledgers.audit import outage_key
 
-    # The audit keys an outage by determined_at to the millisecond (threenines.audit.outage_key), the outage
+    # The audit keys an outage by determined_at to the millisecond (threenines.ledgers.audit.outage_key), the outage
     # ledger holds the engine's microseconds: the same outage within half a millisecond.
     key = outage_key(customer, service, target, determined_at)
     with sqlite3.connect(f"file:{audit.resolve()}?mode=ro", uri=True) as db:
@@ -122,9 +122,9 @@ def _notification(audit: Path, customer: str, service: str, target: str, determi
 def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
     from datetime import datetime
 
-    from threenines.inventory import load_inventory
+    from threenines.config.inventory import load_inventory
+    from threenines.intervals import clip, measure
     from threenines.report.collect import outages_from_ledger
-    from threenines.report.intervals import clip, measure
     from threenines.report.months import Month, budget_seconds
 
     inventory = load_inventory(args.config)
@@ -182,7 +182,7 @@ def _table(statuses: list[CustomerStatus]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from threenines.configfile import ConfigError
+    from threenines.config.configfile import ConfigError
 
     try:
         statuses = collect(args, time.time())

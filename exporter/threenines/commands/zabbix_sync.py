@@ -43,8 +43,8 @@ def _secret_file(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from threenines.configfile import ConfigError
-    from threenines.inventory import load_inventory
+    from threenines.config.configfile import ConfigError
+    from threenines.config.inventory import load_inventory
     from threenines.zabbix.api import ZabbixApi, ZabbixError
     from threenines.zabbix.sync import Syncer, SyncOptions, desired_state, downtimes_from_ledger
 
@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
         inventory = load_inventory(args.config)
         downtimes = None
         if args.exclusions:
-            from threenines.report.exclusions import load_ledger
+            from threenines.config.exclusions import load_exclusions
 
-            ledger = load_ledger(args.exclusions, {c.id: c.zone for c in inventory.customers})
+            ledger = load_exclusions(args.exclusions, {c.id: c.zone for c in inventory.customers})
             span = args.months * 31 * 86400
             downtimes = downtimes_from_ledger(inventory, ledger, (now - span, now + span))
     except ConfigError as err:

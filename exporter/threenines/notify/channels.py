@@ -21,7 +21,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Protocol
 
-from threenines.inventory import HOSTPORT_RE, Contact, Notification, SecretError, SecretRef
+from threenines.config.inventory import HOSTPORT_RE, Contact, Notification, SecretError, SecretRef
 from threenines.notify import http, smtp
 from threenines.notify.message import Notice, render
 

@@ -1,6 +1,6 @@
 """`POST /alertmanager/deliver`: the customer receiver's only integration in the generated alertmanager.yml.
 
-Same token, limits and checks as the audit webhook, which records the dispatch first (threenines.audit). Then
+Same token, limits and checks as the audit webhook, which records the dispatch first (threenines.ledgers.audit). Then
 each alert becomes one notice per designated contact in the delivery ledger, on disk before the post is
 answered: a 500 makes Alertmanager retry, and a repeat (repeat_interval, a retried post, the other member of an
 Alertmanager cluster) adds nothing, because a notice is unique per outage event and contact.
@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
-from threenines.audit import RECEIVER_PREFIX, AuditWebhook, PayloadError, outage_key, parse_payload
-from threenines.contract import OutageEvent
-from threenines.inventory import Customer, Inventory
-from threenines.ledger import OutageRecord
-from threenines.notify.ledger import NoticeRow
+from threenines.alerting.alertmanager_config import RECEIVER_PREFIX
+from threenines.alerting.webhook import AuditWebhook, PayloadError, parse_payload
+from threenines.config.inventory import Customer, Inventory
+from threenines.contract.machine import OutageEvent
+from threenines.exposition.delivery import DeliveryState
+from threenines.ledgers.audit import outage_key
+from threenines.ledgers.delivery import NoticeRow
+from threenines.ledgers.outages import OutageRecord
 from threenines.notify.message import Notice
-from threenines.notify.metrics import DeliveryState
 from threenines.notify.worker import Notifier, rows_for
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ was never delivered, and the deadline counted the miss long before). A contact's
 its firing message is accepted (or given up), so nobody reads "restored" before "unavailable".
 
 An outage is *notified* when every designated contact's channel accepted its firing notice: `delivered_at`
-gives that instant (the latest acceptance), which the deadline decision (threenines.deadlines) and
+gives that instant (the latest acceptance), which the deadline decision (threenines.alerting.deadlines) and
 ThreeninesNotificationOverdue (through `…_last_delivery_determined_timestamp_seconds`) use.
 """
 
@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from threenines.audit import outage_key
-from threenines.inventory import Contact, Inventory
+from threenines.config.inventory import Contact, Inventory
+from threenines.exposition.delivery import DeliveryCollector, DeliveryState
+from threenines.ledgers.audit import outage_key
+from threenines.ledgers.delivery import Attempt, DeliveryLedger, NoticeRow
 from threenines.notify.channels import Channel, DeliveryError
-from threenines.notify.ledger import Attempt, DeliveryLedger, NoticeRow
 from threenines.notify.message import Notice
-from threenines.notify.metrics import DeliveryCollector, DeliveryState
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Notifier:
 
     def delivered_at(self, outage: Outage) -> float | None:
         """When every designated contact had accepted the outage's notification; None while one has not.
-        Keyed as the audit keys outages (threenines.audit.outage_key)."""
+        Keyed as the audit keys outages (threenines.ledgers.audit.outage_key)."""
         with self._lock:
             return self._delivered.get(outage_key(*outage))
 

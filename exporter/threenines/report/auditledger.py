@@ -2,7 +2,7 @@
 the metrics.
 
 The exporter decides a miss when an outage's deadline (`determined_at + deadline`) passes without a first
-dispatch, and writes it to the ledger's `misses` table with that instant (threenines.deadlines); it exports
+dispatch, and writes it to the ledger's `misses` table with that instant (threenines.alerting.deadlines); it exports
 the same instant per target (`threenines_notification_deadline_missed_timestamp_seconds`). So both sources
 give the same misses at the same instants by construction, and any difference between them goes to review
 (a ledger from another exporter, a lost scrape window). Billing may use either; `--audit-ledger` is the

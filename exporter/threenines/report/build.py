@@ -9,7 +9,8 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from threenines.inventory import Inventory
+from threenines.config.exclusions import Exclusions
+from threenines.config.inventory import Inventory
 from threenines.report.auditledger import cross_check, read_misses
 from threenines.report.collect import (
     M_MISSED,
@@ -26,7 +27,6 @@ from threenines.report.collect import (
     outages_from_prometheus,
     service_evidence,
 )
-from threenines.report.exclusions import Ledger
 from threenines.report.months import Month
 from threenines.report.promclient import PrometheusClient, PrometheusError, parallel
 from threenines.report.statement import CustomerSpec, Options, customer_statement, service_statement
@@ -107,7 +107,7 @@ def learn_scrape_interval(client: PrometheusClient, start: int, end: int) -> flo
     return float(round(median)) if median >= 1 else round(median, 3)
 
 
-def build_statement(client: PrometheusClient, month: Month, specs: list[CustomerSpec], ledger: Ledger,
+def build_statement(client: PrometheusClient, month: Month, specs: list[CustomerSpec], ledger: Exclusions,
                     options: Options, outage_ledger: str | Path | None = None, now: float | None = None,
                     allow_incomplete: bool = False, audit_ledger: str | Path | None = None) -> dict:
     """The month's statement. `options.scrape_interval` None: learned from the data (a given value that the

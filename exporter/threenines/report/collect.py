@@ -32,10 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from threenines.report.intervals import Interval, clip, intersect, measure, merge, subtract
+from threenines.contract.vantages import View, identity, merge_views, vantage_of
+from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.report.promclient import PrometheusClient, parallel
 from threenines.report.resets import corrections
-from threenines.report.vantages import View, identity, merge_views, vantage_of
 
 Key = tuple[str, str]  # (customer, service)
 LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them

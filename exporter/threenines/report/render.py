@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from threenines.report.exclusions import REASONS
+from threenines.config.exclusions import REASONS
 
 CSV_FIELDS = ("month", "status", "customer", "name", "timezone", "service", "minutes_in_month", "raw_outage_seconds",
               *(f"excluded_{r}_seconds" for r in REASONS), "counted_outage_seconds", "unknown_seconds",

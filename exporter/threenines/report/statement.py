@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from threenines.config.exclusions import REASONS, Exclusions
+from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.report.collect import Evidence, Outage
-from threenines.report.exclusions import REASONS, Ledger
-from threenines.report.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.report.months import Month, budget_seconds
 
 
@@ -57,7 +57,7 @@ def _edge_shift(outages: Sequence[Outage], edge: float) -> float:
                          for p in o.outage_pieces()), (float("-inf"), edge)))
 
 
-def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Ledger, options: Options
+def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Exclusions, options: Options
                       ) -> dict:
     window: Interval = (ev.start, ev.end)
     length = ev.end - ev.start
@@ -191,7 +191,7 @@ def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tupl
             "source": source, "exact": exact}
 
 
-def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evidence], ledger: Ledger,
+def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evidence], ledger: Exclusions,
                        misses: Sequence[tuple[float, float]], options: Options,
                        misses_source: str = "prometheus:threenines_notification_deadline_missed_total",
                        notification_review: Sequence[str] = (), exact: bool = False) -> dict:

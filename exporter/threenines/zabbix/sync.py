@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from threenines.inventory import Customer, Inventory, Port
+from threenines.config.inventory import Customer, Inventory, Port
 from threenines.zabbix.api import ZabbixApi, ZabbixError
 from threenines.zabbix.templates import HTTP_TEMPLATE, PING_TEMPLATE, SLA_TAG, template_files
 
@@ -176,7 +176,7 @@ def desired_state(inventory: Inventory, options: SyncOptions, now: float,
 
 def downtimes_from_ledger(inventory: Inventory, ledger: Any, window: tuple[float, float]
                           ) -> dict[tuple[str, str], list[ExcludedDowntime]]:
-    """Expand the exclusions ledger (threenines.report.exclusions.Ledger) into Zabbix excluded downtimes."""
+    """Expand the exclusions ledger (threenines.config.exclusions.Exclusions) into Zabbix excluded downtimes."""
     out: dict[tuple[str, str], list[ExcludedDowntime]] = {}
     for customer in inventory.customers:
         for service in customer.services:

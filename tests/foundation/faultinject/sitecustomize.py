@@ -32,10 +32,10 @@ def _raise_while(owner: type, name: str, fault: str, error: Callable[[], Excepti
 
 
 if FAULTS:
-    from threenines.audit import AuditWebhook
-    from threenines.engine import ContractEngine
-    from threenines.report.exclusions import Exclusion
-    from threenines.service import Exporter
+    from threenines.alerting.webhook import AuditWebhook
+    from threenines.config.exclusions import Exclusion
+    from threenines.contract.engine import ContractEngine
+    from threenines.serve.process import Exporter
 
     # what a year-1 start with an rrule raised in every tick before the loader refused it
     _raise_while(Exclusion, "occurrences", "exclusions", lambda: ValueError("year -7972 is out of range"))

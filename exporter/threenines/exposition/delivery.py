@@ -1,0 +1,118 @@
+"""What the delivery ledger says, as metrics: rebuilt from the ledger at start, then kept in memory (collect() does
+no I/O). One object, updated by the notifier on the event loop and read by scrapes under its lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from threenines.ledgers.audit import DelayHistograms
+
+Outage = tuple[str, str, str, float]
+ENDPOINTS = ("audit", "deliver")
+# Answered codes, each series present from the start at 0, so increase() sees the first refused post too.
+CODES = ("200", "400", "401", "413", "500")
+
+
+class DeliveryState:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.delivered: dict[tuple[str, str], int] = {}  # (customer, channel) -> accepted notices
+        self.failures: dict[tuple[str, str, str], int] = {}  # (customer, channel, reason) -> failed attempts
+        self.pending: dict[tuple[str, str], int] = {}  # (customer, channel) -> owed, not accepted yet
+        self.delays = DelayHistograms()
+        self.last_delivered: dict[tuple[str, str, str], float] = {}  # target -> determined_at
+        self.requests: dict[tuple[str, str], int] = {(e, c): 0 for e in ENDPOINTS for c in CODES}
+
+    def accepted(self, customer: str, channel: str) -> None:
+        with self._lock:
+            key = (customer, channel)
+            self.delivered[key] = self.delivered.get(key, 0) + 1
+            self.pending[key] = max(0, self.pending.get(key, 0) - 1)
+
+    def failed(self, customer: str, channel: str, reason: str) -> None:
+        with self._lock:
+            key = (customer, channel, reason)
+            self.failures[key] = self.failures.get(key, 0) + 1
+
+    def owed(self, customer: str, channel: str, change: int) -> None:
+        with self._lock:
+            key = (customer, channel)
+            self.pending[key] = max(0, self.pending.get(key, 0) + change)
+            self.delivered.setdefault(key, 0)
+
+    def outage_delivered(self, outage: Outage, delay: float) -> None:
+        customer, service, target, determined_at = outage
+        with self._lock:
+            self.delays.observe(customer, delay)
+            key = (customer, service, target)
+            self.last_delivered[key] = max(self.last_delivered.get(key, 0.0), determined_at)
+
+    def request(self, endpoint: str, code: int) -> None:
+        with self._lock:
+            key = (endpoint, str(code))
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def copy(self) -> DeliveryState:
+        with self._lock:
+            out = DeliveryState()
+            out.delivered, out.failures, out.pending = dict(self.delivered), dict(self.failures), dict(self.pending)
+            out.delays, out.last_delivered = self.delays.copy(), dict(self.last_delivered)
+            out.requests = dict(self.requests)
+            return out
+
+
+class DeliveryCollector(Collector):
+    def __init__(self, state: DeliveryState) -> None:
+        self._state = state
+
+    def describe(self) -> Iterator[Any]:
+        yield from self._families(DeliveryState())
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._families(self._state.copy())
+
+    @staticmethod
+    def _families(state: DeliveryState) -> Iterator[Any]:
+        delivered = CounterMetricFamily(
+            "threenines_notification_deliveries",
+            "Notifications a designated contact's channel accepted (SMTP 250, HTTP 2xx, PagerDuty 202).",
+            labels=["customer", "channel"])
+        for (customer, channel), count in sorted(state.delivered.items()):
+            delivered.add_metric([customer, channel], count)
+        yield delivered
+        failures = CounterMetricFamily(
+            "threenines_notification_delivery_failures",
+            "Delivery attempts a contact's channel did not accept, by reason; each is retried with backoff.",
+            labels=["customer", "channel", "reason"])
+        for (customer, channel, reason), count in sorted(state.failures.items()):
+            failures.add_metric([customer, channel, reason], count)
+        yield failures
+        pending = GaugeMetricFamily(
+            "threenines_notification_delivery_pending",
+            "Notifications owed to a designated contact and not accepted by its channel yet.",
+            labels=["customer", "channel"])
+        for (customer, channel), count in sorted(state.pending.items()):
+            pending.add_metric([customer, channel], count)
+        yield pending
+        yield state.delays.family(
+            "threenines_notification_delivery_delay_seconds",
+            "Determination to the acceptance of an outage's notification by every designated contact.")
+        last = GaugeMetricFamily(
+            "threenines_notification_last_delivery_determined_timestamp_seconds",
+            "determined_at of the latest outage whose notification every designated contact accepted.",
+            labels=["customer", "service", "target"])
+        for (customer, service, target), value in sorted(state.last_delivered.items()):
+            last.add_metric([customer, service, target], value)
+        yield last
+        requests = CounterMetricFamily(
+            "threenines_notification_webhook_requests",
+            "Posts to the exporter's Alertmanager webhooks (audit, deliver) by status code; 4xx were refused.",
+            labels=["endpoint", "code"])
+        for (endpoint, code), count in sorted(state.requests.items()):
+            requests.add_metric([endpoint, code], count)
+        yield requests

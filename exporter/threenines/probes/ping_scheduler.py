@@ -1,0 +1,308 @@
+"""Runs contract probes on their schedule: spread over the interval, bounded in concurrency, never late-drifting.
+
+Each target gets a stable phase inside its interval (a hash of its key), so N ports are spread evenly and
+restarts do not line them up. A probe due at t is followed by one due at t + interval, whatever the
+probe took; a probe that could not start for longer than an interval is skipped, not bunched. The schedule runs
+on the monotonic clock: a step of the system clock (NTP, a VM restore) never moves a due probe. Results are
+stamped by the exporter's anchored clock (clock.py).
+
+One timer drives everything (the "pump"): it starts the probes that are due, sends follow-up echo requests,
+expires the unanswered ones and reads replies, then sleeps until the next of those is due, but at least the
+batch window. Targets with the same interval share a FIFO lane that stays in due order by construction, so
+scheduling a probe costs O(1), with no heap, Task or timer per probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import hashlib
+import logging
+import math
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from threenines.clock import AnchoredClock
+from threenines.config.inventory import Port, TargetKey
+from threenines.probes.ping import Pinger, Probe
+
+log = logging.getLogger(__name__)
+
+# Wake-ups are at least a batch window apart; probes due meanwhile start together (lag ≤ the window, by
+# design). A timed wake-up of the event loop costs 25–150 µs of CPU on a VM, as much as several probes, so the
+# window is as wide as the cadence allows: 1/100 of the shortest interval, between these bounds (1 s at the
+# 5-minute contract cadence).
+MAX_BATCH_WINDOW = 1.0
+MIN_BATCH_WINDOW = 0.05
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+MAX_LAG_SAMPLES = 200_000
+
+
+# A port's counters as published for the renderer: packed bytes, not a tuple. A record is built per probe
+# and kept until a scrape renders it; as bytes it is one allocation the cyclic garbage collector never
+# tracks (a tuple of 8 was two, and every young-generation collection walked it and its cold members).
+# NaN stands for "none" (no answer yet).
+_RECORD = struct.Struct("=3q3d")
+ProbeRecord = bytes
+
+
+def _record_of(counters: ProbeStats | ProbeStatsView) -> ProbeRecord:
+    rtt, loss = counters.last_rtt, counters.last_loss
+    return _RECORD.pack(counters.total, counters.failures, counters.errors, counters.last_at,
+                        math.nan if rtt is None else rtt, math.nan if loss is None else loss)
+
+
+class ProbeStatsView(NamedTuple):
+    key: TargetKey
+    total: int
+    failures: int
+    errors: int
+    last_at: float
+    last_rtt: float | None
+    last_loss: float | None
+
+    @classmethod
+    def decode(cls, key: TargetKey, record: ProbeRecord) -> ProbeStatsView:
+        total, failures, errors, last_at, rtt, loss = _RECORD.unpack(record)
+        return cls(key, total, failures, errors, last_at, None if rtt != rtt else rtt, None if loss != loss else loss)
+
+    def encode(self) -> ProbeRecord:
+        return _record_of(self)
+
+
+class ProbeStats:
+    """One scheduled port: its probe policy and counters (mutated only on the event loop; published as records).
+
+    Schedule lanes and probes carry this record itself, so a probe costs no lookup by key.
+    """
+
+    __slots__ = ("address", "due", "errors", "failures", "key", "last_at", "last_loss", "last_rtt", "policy",
+                 "probe", "retired", "total")
+
+    def __init__(self, key: TargetKey, port: Port) -> None:
+        self.key = key
+        self.address = port.address
+        self.policy = port.policy
+        self.due = 0.0  # monotonic time its next probe is due (its place in the schedule lane)
+        self.probe: Probe | None = None  # the last probe, reused by the next one once it has finished
+        self.retired = False  # removed by a reload: a probe still in flight is dropped
+        self.total = 0
+        self.failures = 0
+        self.errors = 0
+        self.last_at = 0.0
+        self.last_rtt: float | None = None
+        self.last_loss: float | None = None
+
+    record = _record_of
+
+
+class LagHistogram:
+    """Cumulative histogram of schedule lag; plain counters because only the loop thread writes."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LAG_BUCKETS) + 1)
+        self.total = 0.0
+        self.samples: list[float] = []  # recent lags, bounded, for benchmark percentiles
+
+    def observe(self, lag: float) -> None:
+        self.counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
+        self.total += lag
+        samples = self.samples
+        samples.append(lag)
+        if len(samples) > MAX_LAG_SAMPLES:
+            del samples[:MAX_LAG_SAMPLES // 2]
+
+
+def _due(stats: ProbeStats) -> float:
+    return stats.due
+
+
+def batch_window(intervals: Iterable[float]) -> float:
+    return min(MAX_BATCH_WINDOW, max(MIN_BATCH_WINDOW, min(intervals, default=300.0) / 100))
+
+
+def phase(key: TargetKey, interval: float) -> float:
+    digest = hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * interval
+
+
+Observer = Callable[[TargetKey, float, bool | None], None]
+
+
+class ProbeScheduler:
+    def __init__(self, pinger_factory: Callable[[Callable[[Probe], None]], Pinger], observe: Observer,
+                 max_concurrent: int, clock: Callable[[], float] | None = None) -> None:
+        self.pinger = pinger_factory(self._finished)
+        self._observe = observe
+        # Results are stamped by `clock` (the exporter's AnchoredClock); the schedule runs on its monotonic base,
+        # so a step of the system clock never delays or bunches probes. A plain callable (a test's fake time)
+        # does both.
+        stamps = clock if clock is not None else AnchoredClock()
+        self._clock = stamps
+        self._schedule_clock: Callable[[], float] = getattr(stamps, "monotonic", stamps)
+        self._max_concurrent = max_concurrent
+        # interval -> deque of ports, in order of their due time (schedule clock)
+        self._lanes: dict[float, deque[ProbeStats]] = {}
+        # packet_interval -> deque of (monotonic send time, probe): follow-up echo requests
+        self._follow_ups: dict[float, deque[tuple[float, Probe]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self.window = MAX_BATCH_WINDOW
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = False
+        self._kicked = False
+        self.stats: dict[TargetKey, ProbeStats] = {}
+        # Records of the ports probed since the last snapshot, built as each probe finishes (its objects are in
+        # the cache then; a tick that built them would touch thousands of objects last used seconds ago).
+        self._records: dict[TargetKey, ProbeRecord] = {}
+        self.lag = LagHistogram()
+        self.in_flight = 0
+        self.probes_started = 0
+
+    def configure(self, ports: dict[TargetKey, Port]) -> None:
+        """Adopt a (re)loaded set of ports; kept ports keep their place in the schedule."""
+        now = self._schedule_clock()
+        for key in list(self.stats):
+            if key not in ports:
+                self.stats.pop(key).retired = True
+        lanes: dict[float, list[ProbeStats]] = {}
+        for key, port in ports.items():
+            stats = self.stats.get(key)
+            interval = port.policy.interval
+            new = stats is None
+            if stats is None:
+                stats = self.stats[key] = ProbeStats(key, port)
+            if new or stats.due > now + interval:  # new, or its interval shrank
+                stats.due = now + phase(key, interval)
+            stats.address, stats.policy = port.address, port.policy
+            stats.probe = None  # the next probe takes the (re)loaded address and policy
+            lanes.setdefault(interval, []).append(stats)
+        self._records = {key: stats.record() for key, stats in self.stats.items()}
+        self._lanes = {interval: deque(sorted(entries, key=_due)) for interval, entries in lanes.items()}
+        self.window = batch_window(self._lanes)
+        self._rearm(now)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = False
+        self._rearm(self._schedule_clock())
+        try:
+            await stop.wait()
+        finally:
+            self._stopped = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    # -- the pump --------------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._timer = None
+        pinger = self.pinger
+        mono = time.monotonic()
+        pinger.expire(mono)  # reads the replies that arrived since the last wake-up first
+        for follow_ups in self._follow_ups.values():
+            while follow_ups and follow_ups[0][0] <= mono:
+                _, queued = follow_ups.popleft()
+                self._send(queued, mono)
+        now = self._schedule_clock()
+        limit = self._max_concurrent
+        observe_lag = self.lag.observe
+        started = 0
+        for interval, lane in self._lanes.items():
+            while lane and self.in_flight < limit:
+                port = lane[0]
+                due = port.due
+                if due > now:
+                    break
+                lane.rotate(-1)  # to the back of the lane, due one interval later
+                observe_lag(now - due if now > due else 0.0)
+                # Far behind (overload): realign instead of a burst of catch-up probes.
+                port.due = due + interval if due + interval > now else now + interval
+                started += 1
+                self.in_flight += 1
+                probe = port.probe
+                if probe is not None and probe.finished:
+                    probe.restart()
+                else:  # the first, or the last one is still running (a probe that outlasts its interval)
+                    policy = port.policy
+                    probe = port.probe = Probe(port, port.address, policy.packets, policy.timeout,
+                                               policy.packet_interval)
+                self._send(probe, mono)
+        self.probes_started += started
+        pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
+        self._rearm(now)
+
+    def _send(self, probe: Probe, mono: float) -> None:
+        self.pinger.send(probe)
+        if probe.remaining:
+            lane = self._follow_ups.get(probe.packet_interval)
+            if lane is None:
+                lane = self._follow_ups[probe.packet_interval] = deque()
+            lane.append((mono + probe.packet_interval, probe))
+
+    def _rearm(self, now: float) -> None:
+        """Sleep until the earliest due probe, follow-up or expiry (`now` is the schedule clock's)."""
+        if self._loop is None or self._stopped:
+            return
+        mono = time.monotonic()
+        delays = [lane[0].due - now for lane in self._lanes.values() if lane]
+        if self.in_flight >= self._max_concurrent:
+            delays = []  # saturated: a finished probe wakes the pump
+        delays += [lane[0][0] - mono for lane in self._follow_ups.values() if lane]
+        expiry = self.pinger.next_expiry()
+        if expiry is not None:
+            delays.append(expiry - mono)
+        if not delays:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        at = self._loop.time() + max(self.window, min(delays))
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._pump)
+
+    # -- results ---------------------------------------------------------------------------------------
+
+    def _finished(self, probe: Probe) -> None:
+        stats: ProbeStats = probe.key  # type: ignore[assignment]
+        if self.in_flight >= self._max_concurrent and not self._kicked and self._loop is not None:
+            self._kicked = True  # a slot frees up: start the next due probe now, not at the next wake-up
+            self._loop.call_soon(self._kick)
+        self.in_flight -= 1
+        if stats.retired:
+            return
+        at = self._clock()
+        ok = probe.ok
+        if ok is None:
+            stats.errors += 1
+        else:
+            stats.total += 1
+            if not ok:
+                stats.failures += 1
+            stats.last_at = at
+            stats.last_rtt = probe.rtt_mean
+            stats.last_loss = probe.loss_ratio
+        key = stats.key
+        self._observe(key, at, ok)
+        self._records[key] = stats.record()
+
+    def _kick(self) -> None:
+        self._kicked = False
+        if self._stopped:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._pump()
+
+    def changed_stats(self) -> dict[TargetKey, ProbeRecord]:
+        """Records of the ports probed since the last call (all of them after configure)."""
+        records, self._records = self._records, {}
+        return records
