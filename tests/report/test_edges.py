@@ -23,7 +23,7 @@ from threenines.cli import main
 from threenines.config.exclusions import load_exclusions
 from threenines.config.inventory import TargetKey
 from threenines.contract.machine import OutageEvent
-from threenines.ledgers.outages import Exclusions
+from threenines.ledgers.outages import OutageLedger
 from threenines.report.build import build_statement, learn_scrape_interval
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
@@ -218,7 +218,7 @@ def test_the_outage_ledger_holds_the_seconds_before_a_crash_that_no_scrape_showe
     [run] = RESTARTCO.services[0].outages
     key = TargetKey("restartco", "connectivity", "p1")
     crashed, resumed = DOWN[0] + 40, DOWN[1]
-    ledger = Exclusions(tmp_path / "outages.sqlite")
+    ledger = OutageLedger(tmp_path / "outages.sqlite")
     ledger.record(OutageEvent("determined", key, run.determined, run.first_failed, run.determined))
     ledger.record(OutageEvent("gap", key, resumed, run.first_failed, run.determined, gap_start=crashed))
     ledger.record(OutageEvent("ended", key, run.recovered, run.first_failed, run.determined, "recovered"))
