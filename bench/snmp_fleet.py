@@ -148,7 +148,8 @@ def proc_peak_rss_mib(pid: int | str = "self") -> float:
 # threenines: runs in a child process so its CPU and RSS are its own.
 
 async def _poll_fleet(ports: list[int], rounds: int, concurrency: int) -> dict[str, float]:
-    from threenines.config.inventory import SecretRef, SnmpAuth
+    from threenines.config.inventory import SnmpAuth
+    from threenines.config.secrets import SecretRef
     from threenines.probes.snmp.client import SnmpClient, Target
     from threenines.probes.snmp.decode import decode
     from threenines.probes.snmp.profiles import get_profile

@@ -15,7 +15,7 @@ from tests.support import free_port, running
 from threenines.alerting.silences import SilenceClient, desired_silences, sync
 from threenines.cli import main
 from threenines.config.exclusions import load_exclusions
-from threenines.config.inventory import parse_inventory_text
+from threenines.config.inventory_load import parse_inventory_text
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 INVENTORY = """

@@ -12,7 +12,8 @@ import pytest
 from tests.foundation.exporter_process import inventory_text
 from tests.support import VENV_BIN
 from threenines.config.configfile import ConfigError
-from threenines.config.inventory import SecretError, SecretRef, parse_inventory_text
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.config.secrets import SecretError, SecretRef
 
 
 def config(tmp_path: Path, token_line: str) -> Path:

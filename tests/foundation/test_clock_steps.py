@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from tests.foundation.exporter_process import inventory_text
 from threenines.clock import AnchoredClock
-from threenines.config.inventory import Port, ProbePolicy, TargetKey
+from threenines.config.inventory import Port, TargetKey
+from threenines.config.policies import ProbePolicy
 from threenines.contract.engine import ContractEngine, TargetSpec
 from threenines.contract.machine import OutageEvent
 from threenines.ledgers.outages import OutageLedger

@@ -9,7 +9,7 @@ import pytest
 
 from threenines.cli import main
 from threenines.config.configfile import ConfigError, format_duration, parse_duration
-from threenines.config.inventory import load_inventory
+from threenines.config.inventory_load import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from threenines.config.configfile import ConfigError
-from threenines.config.inventory import Inventory, load_inventory
+from threenines.config.inventory import Inventory
+from threenines.config.inventory_load import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = (REPO / "examples" / "inventory.yml").read_text(encoding="utf-8")

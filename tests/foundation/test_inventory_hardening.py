@@ -15,7 +15,7 @@ from tests.foundation.test_inventory import BASE, error_of, write
 from tests.support import VENV_BIN, http_get, running
 from threenines.cli import main
 from threenines.config.configfile import ConfigError, ConfigErrors
-from threenines.config.inventory import load_inventory
+from threenines.config.inventory_load import load_inventory
 from threenines.serve.httpserver import ExporterHTTPServer
 from threenines.serve.process import split_listen
 

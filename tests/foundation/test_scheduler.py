@@ -6,9 +6,10 @@ import asyncio
 import itertools
 import time
 
-from threenines.config.inventory import Port, ProbePolicy, TargetKey
+from threenines.config.inventory import Port, TargetKey
+from threenines.config.policies import ProbePolicy
 from threenines.probes.ping import Pinger, Probe
-from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeScheduler, ProbeStatsView
+from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeScheduler, ScheduledPortView
 
 
 def run_scheduler(ports: dict[TargetKey, Port], max_concurrent: int, seconds: float, clock_offset: float = 0.0,
@@ -64,7 +65,7 @@ def test_every_port_is_probed_once_per_interval_on_its_phase() -> None:
     firsts = sorted(times[0] for times in per_port.values())
     assert firsts[-1] - firsts[0] > 0.5  # spread over the interval, not a thundering herd
     assert scheduler.lag.counts[-1] == 0  # nothing started more than 30 s late
-    stats = [ProbeStatsView.decode(key, record) for key, record in scheduler.changed_stats().items()]
+    stats = [ScheduledPortView.decode(key, record) for key, record in scheduler.changed_stats().items()]
     assert {view.total for view in stats} <= {3, 4} and all(v.failures == 0 for v in stats)
 
 
@@ -85,6 +86,6 @@ def test_a_multi_packet_probe_sends_every_packet_and_counts_the_answers() -> Non
     key = TargetKey("c", "connectivity", "v6")
     observed, scheduler, _ = run_scheduler({key: Port("v6", "::1", policy)}, max_concurrent=1, seconds=5.5)
     assert [ok for _, _, ok in observed] == [True]
-    view = ProbeStatsView.decode(key, scheduler.changed_stats()[key])
+    view = ScheduledPortView.decode(key, scheduler.changed_stats()[key])
     assert (view.total, view.failures, view.last_loss) == (1, 0, 0.0)
     assert 0 < view.last_rtt < 0.5

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.foundation.exporter_process import sample, scrape, serve
-from threenines.config.inventory import load_inventory, parse_inventory_text
+from threenines.config.inventory_load import load_inventory, parse_inventory_text
 from threenines.config.sharding import parse_shard, shard_inventory, shard_of
 
 REPO = Path(__file__).resolve().parents[2]

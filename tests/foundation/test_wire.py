@@ -75,7 +75,7 @@ def test_an_unanswered_request_expires_as_a_lost_packet(kind: str) -> None:
         pinger.send(Probe("ok", "127.0.0.1", 1, 1.0, 0.1))
         drain_until(pinger, finished, 2)
 
-    by_key = {probe.key: probe for probe in run(kind, body)}
+    by_key = {probe.port: probe for probe in run(kind, body)}
     assert (by_key["ok"].sent, by_key["ok"].received, by_key["ok"].ok) == (1, 1, True)
     assert (by_key["late"].sent, by_key["late"].received, by_key["late"].ok) == (1, 0, False)
     assert by_key["late"].loss_ratio == 1.0
@@ -106,7 +106,7 @@ def test_a_sequence_number_still_in_flight_is_not_reused(kind: str) -> None:
         drain_until(pinger, finished, 2, expire=False)
         assert wire.unmatched == 0
 
-    by_key = {probe.key: probe for probe in run(kind, body)}
+    by_key = {probe.port: probe for probe in run(kind, body)}
     assert by_key["first"].received == by_key["second"].received == 1
 
 
@@ -244,7 +244,7 @@ async def main():
         await asyncio.sleep(0.01)
     pinger.close()
     counters = type(finished[0]).__mro__[1].__module__
-    print(pinger.wire_kind, counters, sorted((p.key, p.sent, p.received) for p in finished))
+    print(pinger.wire_kind, counters, sorted((p.port, p.sent, p.received) for p in finished))
 asyncio.run(main())
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from threenines.config.inventory import SecretRef, SnmpAuth
+from threenines.config.inventory import SnmpAuth
+from threenines.config.secrets import SecretRef
 from threenines.probes.snmp.client import SnmpClient, Target
 from threenines.probes.snmp.profiles import Profile, get_profile
 from threenines.probes.snmp.reader import detect_profile, read_device

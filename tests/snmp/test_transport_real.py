@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import RunningProcess, free_port, wait_until
-from threenines.config.inventory import SecretRef, SnmpAuth
+from threenines.config.inventory import SnmpAuth
+from threenines.config.secrets import SecretRef
 from threenines.probes.snmp.client import SnmpClient, Target
 from threenines.probes.snmp.profiles import parse_oid
 

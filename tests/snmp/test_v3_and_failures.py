@@ -13,7 +13,8 @@ import pytest
 
 from tests.snmp.agents import V3_AUTH_KEY, V3_PRIV_KEY, V3_USER, Agent, snmpd_v3
 from tests.support import VENV_BIN, free_port
-from threenines.config.inventory import SecretRef, SnmpAuth
+from threenines.config.inventory import SnmpAuth
+from threenines.config.secrets import SecretRef
 from threenines.probes.snmp.client import SnmpClient, SnmpFailure, Target
 
 SYS_OBJECT_ID = (1, 3, 6, 1, 2, 1, 1, 2, 0)

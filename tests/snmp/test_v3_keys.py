@@ -17,7 +17,9 @@ import pytest
 from tests.snmp.agents import V3_USER, Agent, snmpd_v3
 from tests.support import VENV_BIN
 from threenines.config.configfile import ConfigError
-from threenines.config.inventory import SecretRef, SnmpAuth, parse_inventory_text
+from threenines.config.inventory import SnmpAuth
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.config.secrets import SecretRef
 from threenines.probes.power_poller import PowerPoller
 from threenines.probes.snmp import client as client_module
 from threenines.probes.snmp.client import SnmpClient, SnmpFailure, Target
@@ -86,7 +88,7 @@ def test_a_short_key_seen_only_at_use_is_a_config_error_without_the_key_or_a_tra
     inventory = parse_inventory_text(inventory_text(v3_agent.address), "inv.yml")
     os.environ.update(TN_V3_AUTH_KEY=SHORT_AUTH, TN_V3_PRIV_KEY=SHORT_PRIV)
     caplog.set_level(logging.DEBUG)
-    status = asyncio.run(PowerPoller(inventory, lambda key, at, ok: None).poll_once(inventory.devices[0]))
+    status = asyncio.run(PowerPoller(inventory).poll_once(inventory.devices[0]))
     assert not status.up and status.errors == (("config", 1),)
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert "inv.yml:6 auth[0].auth_key: env:TN_V3_AUTH_KEY holds fewer than 8 characters" in logged

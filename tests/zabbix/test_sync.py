@@ -8,7 +8,7 @@ import pytest
 from tests.support import REPO
 from tests.zabbix.stack import ZabbixStack
 from threenines.cli import main
-from threenines.config.inventory import load_inventory
+from threenines.config.inventory_load import load_inventory
 from threenines.zabbix.api import ZabbixApi, ZabbixError
 from threenines.zabbix.sync import object_name, ping_host_name
 

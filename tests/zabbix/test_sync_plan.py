@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.support import REPO
 from threenines.config.exclusions import load_exclusions
-from threenines.config.inventory import load_inventory, parse_inventory_text
+from threenines.config.inventory_load import load_inventory, parse_inventory_text
 from threenines.zabbix.sync import (
     Change,
     ExcludedDowntime,

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from threenines.alerting.alertmanager_config import GeneratorError, delivery_url
-from threenines.config.configfile import ConfigError, Node, format_duration, load
+from threenines.config.configfile import ConfigError, Node, load
 from threenines.config.inventory import Customer, Inventory
 
 EXPORTER_PUBLISH_SECONDS = 2.0  # service.MIN_TICK_SPACING (1 s), the tick, and the scrape rendering the change
@@ -384,39 +384,26 @@ def check_deployment(inventory: Inventory, prometheus_config: str | Path, rule_p
     return customer_latencies(inventory, prom, alerts, load_alertmanager(alertmanager_config))
 
 
-def describe(result: CustomerLatency) -> str:
-    terms = " + ".join(f"{k} {format_duration(v)}" for k, v in result.terms.items() if v)
-    verdict = "OK" if result.ok else "FAIL"
-    line = (f"{verdict} {result.customer}/{result.service} {result.alert} → {', '.join(result.receivers)}: worst case "
-            f"{format_duration(result.bound)} (deadline {format_duration(result.deadline)}) = {terms}")
-    if result.bound > result.deadline:
-        line += f"\n  exceeds the deadline by {format_duration(result.bound - result.deadline)}"
-    return line + "".join(f"\n  {p}" for p in result.problems)
+@dataclass(frozen=True)
+class DeploymentCheck:
+    """What `threenines check` with the deployment configs found: every customer route's bound, and the
+    alertmanager.yml templates that cannot load."""
+
+    latencies: tuple[CustomerLatency, ...]
+    template_problems: tuple[str, ...]
+
+    @property
+    def failed(self) -> tuple[CustomerLatency, ...]:
+        return tuple(r for r in self.latencies if not r.ok)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.template_problems
 
 
-def run_check(inventory: Inventory, prometheus_config: str | None, rule_patterns: list[str] | None,
-              alertmanager_config: str | None, job: str = "threenines") -> int:
-    """`threenines check --prometheus-config P [--rules R] --alertmanager-config A`: print the bounds, 0/1."""
-    import sys
-
-    if not (prometheus_config and alertmanager_config):
-        print("error: --prometheus-config and --alertmanager-config go together (--rules is optional: by default "
-              "the rule_files of prometheus.yml)", file=sys.stderr)
-        return 1
-    try:
-        results = check_deployment(inventory, prometheus_config, rule_patterns, alertmanager_config, job)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    for result in results:
-        print(describe(result), file=sys.stdout if result.ok else sys.stderr)
-    failed = [r for r in results if not r.ok]
+def check_deployment_configs(inventory: Inventory, prometheus_config: str | Path, rule_patterns: Iterable[str] | None,
+                             alertmanager_config: str | Path, job: str = "threenines") -> DeploymentCheck:
+    """check_deployment and the template check of alertmanager.yml; ConfigError when a config cannot be read."""
+    latencies = check_deployment(inventory, prometheus_config, rule_patterns, alertmanager_config, job)
     templates = template_problems(load_alertmanager(alertmanager_config))
-    for problem in templates:
-        print(f"error: {problem}", file=sys.stderr)
-    if templates:
-        return 1
-    if failed:
-        print(f"error: {len(failed)} customer route(s) cannot keep the notification promise", file=sys.stderr)
-        return 1
-    return 0
+    return DeploymentCheck(tuple(latencies), tuple(templates))

@@ -6,9 +6,15 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from threenines.config.configfile import ConfigError
-from threenines.config.inventory import Inventory, SecretError, SecretRef, load_inventory
+from threenines.config.configfile import ConfigError, format_duration
+from threenines.config.inventory import Inventory
+from threenines.config.inventory_load import load_inventory
+from threenines.config.secrets import SecretError, SecretRef
+
+if TYPE_CHECKING:
+    from threenines.alerting.notification_bound import CustomerLatency
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +39,53 @@ def run(args: argparse.Namespace) -> int:
     )
     for warning in unresolved_secrets(inventory):
         print(f"warning: {warning}", file=sys.stderr)
-    if args.prometheus_config or args.alertmanager_config or args.rules:
-        from threenines.alerting.notification_bound import run_check
+    if inventory.notification.smtp is not None:  # require_tls against a relay without STARTTLS: every e-mail fails
+        from threenines.notify.smtp import require_tls_warning
 
-        return run_check(inventory, args.prometheus_config, args.rules, args.alertmanager_config)
+        smtp = inventory.notification.smtp
+        if relay := require_tls_warning(smtp.smarthost, smtp.require_tls):
+            print(f"warning: {args.config}: {relay}", file=sys.stderr)
+    if args.prometheus_config or args.alertmanager_config or args.rules:
+        return check_deployment(inventory, args.prometheus_config, args.rules, args.alertmanager_config)
     return 0
+
+
+def check_deployment(inventory: Inventory, prometheus_config: str | None, rule_patterns: list[str] | None,
+                     alertmanager_config: str | None) -> int:
+    """`check --prometheus-config P [--rules R] --alertmanager-config A`: print every customer route's worst-case
+    notification latency (OK lines on stdout, the rest on stderr); 0 when every route keeps its deadline."""
+    from threenines.alerting.notification_bound import check_deployment_configs
+
+    if not (prometheus_config and alertmanager_config):
+        print("error: --prometheus-config and --alertmanager-config go together (--rules is optional: by default "
+              "the rule_files of prometheus.yml)", file=sys.stderr)
+        return 1
+    try:
+        found = check_deployment_configs(inventory, prometheus_config, rule_patterns, alertmanager_config)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for result in found.latencies:
+        print(describe(result), file=sys.stdout if result.ok else sys.stderr)
+    for problem in found.template_problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if found.template_problems:
+        return 1
+    if found.failed:
+        print(f"error: {len(found.failed)} customer route(s) cannot keep the notification promise", file=sys.stderr)
+        return 1
+    return 0
+
+
+def describe(result: CustomerLatency) -> str:
+    """One customer route's bound: the verdict, the sum term by term, and what is wrong with the route."""
+    terms = " + ".join(f"{k} {format_duration(v)}" for k, v in result.terms.items() if v)
+    verdict = "OK" if result.ok else "FAIL"
+    line = (f"{verdict} {result.customer}/{result.service} {result.alert} → {', '.join(result.receivers)}: worst case "
+            f"{format_duration(result.bound)} (deadline {format_duration(result.deadline)}) = {terms}")
+    if result.bound > result.deadline:
+        line += f"\n  exceeds the deadline by {format_duration(result.bound - result.deadline)}"
+    return line + "".join(f"\n  {p}" for p in result.problems)
 
 
 def unresolved_secrets(inventory: Inventory) -> Iterator[str]:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from threenines.alerting.silences import AlertmanagerError
     from threenines.config.configfile import ConfigError
-    from threenines.config.inventory import load_inventory
+    from threenines.config.inventory_load import load_inventory
 
     try:
         inventory = load_inventory(args.config)

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _auth(args: argparse.Namespace):
-    from threenines.config.inventory import SecretRef, SnmpAuth
+    from threenines.config.inventory import SnmpAuth
+    from threenines.config.secrets import SecretRef
 
     if args.community is not None:
         if args.community != "-":
@@ -84,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
 
-    from threenines.config.inventory import HOSTPORT_RE
+    from threenines.config.configfile import HOSTPORT_RE
     from threenines.probes.snmp.client import SnmpClient, SnmpFailure, Target
     from threenines.probes.snmp.profiles import get_profile
     from threenines.probes.snmp.reader import detect_profile, read_device
 
     if args.device:
         from threenines.config.configfile import ConfigError
-        from threenines.config.inventory import load_inventory
+        from threenines.config.inventory_load import load_inventory
         from threenines.probes.power_poller import target_for
 
         if not args.config:

@@ -44,7 +44,7 @@ def _secret_file(path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from threenines.config.configfile import ConfigError
-    from threenines.config.inventory import load_inventory
+    from threenines.config.inventory_load import load_inventory
     from threenines.zabbix.api import ZabbixApi, ZabbixError
     from threenines.zabbix.sync import Syncer, SyncOptions, desired_state, downtimes_from_ledger
 

@@ -6,6 +6,7 @@ Python objects, which lose positions and silently keep the last of two duplicate
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
@@ -91,6 +92,11 @@ def shown(value: str, limit: int = 60) -> str:
     return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
+# An id (customer, port, device, ...) becomes a Prometheus label value and a key between files: bounded, plain.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}")
+ID_RULE = "use letters, digits and _ . : - (start with a letter or digit, at most 63 characters)"
+HOSTPORT_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\s]+)(?::(?P<port>[0-9]{1,5}))?")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
 _DECIMAL_RE = re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})")
 _LEADING_ZERO_RE = re.compile(r"[-+]?0[0-9_]{1,17}")
 _DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -104,6 +110,40 @@ def parse_duration(text: str) -> float:
     if not text.strip() or not match or not any(match.groups()):
         raise ValueError(f"{shown(text)} is not a duration: use a number with a unit, e.g. 30s, 5m, 1h30m, 250ms")
     return sum(int(part) * unit for part, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if part)
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_host_port(text: str, default_port: int, port_zero: bool = False) -> tuple[str, int]:
+    """HOST, HOST:PORT, [IPv6] or [IPv6]:PORT → (host, port); ValueError saying what to write instead.
+    port_zero: port 0 is allowed (the kernel picks a free port)."""
+    value = text.strip()
+    match = HOSTPORT_RE.fullmatch(value)
+    if not match:
+        if value.count(":") > 1 and not value.startswith("["):
+            raise ValueError(f"{shown(text)} is not HOST or HOST:PORT: write an IPv6 address in brackets, "
+                             f"e.g. [::1]:{default_port}")
+        raise ValueError(f"{shown(text)} is not HOST or HOST:PORT, e.g. 127.0.0.1:{default_port} or "
+                         f"[::1]:{default_port}")
+    host = match["host"]
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{shown(host)} in brackets is not an IPv6 address") from None
+    elif not is_ip(host) and not _HOSTNAME_RE.fullmatch(host):
+        raise ValueError(f"{shown(host)} is neither an IP address nor a host name")
+    port = int(match["port"]) if match["port"] else default_port
+    if not (0 if port_zero else 1) <= port <= 65535:
+        raise ValueError(f"port {port} is out of range {0 if port_zero else 1}-65535")
+    return host, port
 
 
 def format_duration(seconds: float) -> str:
@@ -166,15 +206,14 @@ class Node:
     def is_null(self) -> bool:
         return isinstance(self._node, yaml.ScalarNode) and self._node.tag == "tag:yaml.org,2002:null"
 
-    def mapping(self, allowed: Iterable[str], required: Iterable[str] = (), partial: bool = False
-                ) -> dict[str, Node]:
+    def mapping(self, allowed: Iterable[str], required: Iterable[str] = (), partial: bool = False) -> Fields:
         """The mapping's children by key; unknown, duplicate and missing keys are errors. partial: with a sink,
         missing required keys are recorded too and the children there are returned (the caller reads every
         key with `in`), so the other fields are still checked."""
         if not isinstance(self._node, yaml.MappingNode):
             self.fail(f"expected a mapping (key: value), got {self._kind()}")
         allowed_keys = set(allowed)
-        children: dict[str, Node] = {}
+        children = Fields()
         errors: list[ConfigError] = []
         for key_node, value_node in self._node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
@@ -337,6 +376,10 @@ class Node:
                       + (f" ({why})" if why else ""))
         return seconds
 
+    def identifier(self) -> str:
+        """An id (ID_RE): a customer, port, device, check, ... named in labels and referenced across files."""
+        return self.string(ID_RE, ID_RULE)
+
     def choice(self, options: Iterable[str]) -> str:
         valid = list(options)
         value = self.raw
@@ -354,6 +397,19 @@ class Node:
     def string_list(self) -> list[str]:
         node_list = self.sequence() if not isinstance(self._node, yaml.ScalarNode) or self.is_null else [self]
         return [item.raw for item in node_list]
+
+
+class Fields(dict[str, Node]):
+    """A mapping's children by key (Node.mapping), with the one way to read a field that may be left out."""
+
+    def value(self, key: str, read: Callable[[Node], T], default: T, errors: Errors | None = None) -> T:
+        """read(the field) when the mapping gives key, else default. With errors, a ConfigError from read is
+        recorded there and default stands in, so the parse goes on to the next field; without, it raises."""
+        if key not in self:
+            return default
+        if errors is None:
+            return read(self[key])
+        return errors.attempt(functools.partial(read, self[key]), default)
 
 
 def load(path: str | Path) -> Node:
@@ -391,6 +447,27 @@ def load_text(text: str, source: str) -> Node:
     if root is None:
         raise ConfigError(source, 1, "", "the file is empty")
     return Node(root, "", source)
+
+
+def clean_items(errors: Errors, nodes: list[Node], build: Callable[[Node], T], what: str | None
+                ) -> list[tuple[Node, T]]:
+    """The items of a list that parsed without any error (errors recorded); with what, their ids are unique.
+    An item with an error is left out of the checks that follow, so one mistake is reported once."""
+    clean: list[tuple[Node, T]] = []
+    for node in nodes:
+        mark = errors.count
+        item = errors.attempt(functools.partial(build, node), None)
+        if item is not None and errors.count == mark:
+            clean.append((node, item))
+    if what is not None:
+        seen: dict[str, Node] = {}
+        for node, item in clean:
+            ident = getattr(item, "id", "")
+            if ident in seen:
+                errors.add(node.error(f"duplicate {what} id {ident!r} (first defined on line {seen[ident].line})"))
+            else:
+                seen[ident] = node
+    return clean
 
 
 def unique_ids(nodes: Iterator[tuple[str, Node]] | Iterable[tuple[str, Node]], what: str) -> None:

@@ -176,7 +176,7 @@ def load_web_config(path: str | Path) -> WebConfig:
     top = root.mapping(("tls_server_config", "basic_auth_users", "http_server_config"))
     if "http_server_config" in top:
         top["http_server_config"].mapping(())  # accepted when empty; its options are not supported
-    tls = _tls(top["tls_server_config"], Path(path).parent) if "tls_server_config" in top else None
+    tls = top.value("tls_server_config", lambda n: _tls(n, Path(path).parent), None)
     users: dict[str, bytes] = {}
     if "basic_auth_users" in top and not top["basic_auth_users"].is_null:
         for user, node in top["basic_auth_users"].mapping_items():
@@ -193,14 +193,14 @@ def _tls(node: Node, base: Path) -> ssl.SSLContext:
     f = node.mapping(("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version"),
                      required=("cert_file", "key_file"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = TLS_VERSIONS[f["min_version"].choice(TLS_VERSIONS)] if "min_version" in f \
-        else ssl.TLSVersion.TLSv1_2
+    context.minimum_version = f.value("min_version", lambda n: TLS_VERSIONS[n.choice(TLS_VERSIONS)],
+                                      ssl.TLSVersion.TLSv1_2)
     cert, key = (base / f["cert_file"].string(), base / f["key_file"].string())
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as err:
         f["cert_file"].fail(f"cannot load certificate {cert} / key {key}: {err}")
-    mode = f["client_auth_type"].choice(CLIENT_AUTH) if "client_auth_type" in f else "NoClientCert"
+    mode = f.value("client_auth_type", lambda n: n.choice(CLIENT_AUTH), "NoClientCert")
     context.verify_mode = CLIENT_AUTH[mode]
     if "client_ca_file" in f:
         try:

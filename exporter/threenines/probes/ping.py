@@ -80,10 +80,10 @@ class Probe(_Counters):
     restart) come from the wire's ProbeCounters base, where the wire updates them as replies arrive.
     """
 
-    __slots__ = ("address", "key", "packet_interval", "route")
+    __slots__ = ("address", "packet_interval", "port", "route")
 
-    def __init__(self, key: object, address: str, packets: int, timeout: float, packet_interval: float) -> None:
-        self.key = key
+    def __init__(self, port: object, address: str, packets: int, timeout: float, packet_interval: float) -> None:
+        self.port = port  # the caller's record of the port probed (the scheduler's ScheduledPort), handed back
         self.address = address
         self.packets = packets
         self.timeout = timeout

@@ -49,13 +49,13 @@ _RECORD = struct.Struct("=3q3d")
 ProbeRecord = bytes
 
 
-def _record_of(counters: ProbeStats | ProbeStatsView) -> ProbeRecord:
+def _record_of(counters: ScheduledPort | ScheduledPortView) -> ProbeRecord:
     rtt, loss = counters.last_rtt, counters.last_loss
     return _RECORD.pack(counters.total, counters.failures, counters.errors, counters.last_at,
                         math.nan if rtt is None else rtt, math.nan if loss is None else loss)
 
 
-class ProbeStatsView(NamedTuple):
+class ScheduledPortView(NamedTuple):
     key: TargetKey
     total: int
     failures: int
@@ -65,7 +65,7 @@ class ProbeStatsView(NamedTuple):
     last_loss: float | None
 
     @classmethod
-    def decode(cls, key: TargetKey, record: ProbeRecord) -> ProbeStatsView:
+    def decode(cls, key: TargetKey, record: ProbeRecord) -> ScheduledPortView:
         total, failures, errors, last_at, rtt, loss = _RECORD.unpack(record)
         return cls(key, total, failures, errors, last_at, None if rtt != rtt else rtt, None if loss != loss else loss)
 
@@ -73,7 +73,7 @@ class ProbeStatsView(NamedTuple):
         return _record_of(self)
 
 
-class ProbeStats:
+class ScheduledPort:
     """One scheduled port: its probe policy and counters (mutated only on the event loop; published as records).
 
     Schedule lanes and probes carry this record itself, so a probe costs no lookup by key.
@@ -116,8 +116,8 @@ class LagHistogram:
             del samples[:MAX_LAG_SAMPLES // 2]
 
 
-def _due(stats: ProbeStats) -> float:
-    return stats.due
+def _due(port: ScheduledPort) -> float:
+    return port.due
 
 
 def batch_window(intervals: Iterable[float]) -> float:
@@ -145,7 +145,7 @@ class ProbeScheduler:
         self._schedule_clock: Callable[[], float] = getattr(stamps, "monotonic", stamps)
         self._max_concurrent = max_concurrent
         # interval -> deque of ports, in order of their due time (schedule clock)
-        self._lanes: dict[float, deque[ProbeStats]] = {}
+        self._lanes: dict[float, deque[ScheduledPort]] = {}
         # packet_interval -> deque of (monotonic send time, probe): follow-up echo requests
         self._follow_ups: dict[float, deque[tuple[float, Probe]]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -154,7 +154,7 @@ class ProbeScheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self._kicked = False
-        self.stats: dict[TargetKey, ProbeStats] = {}
+        self.stats: dict[TargetKey, ScheduledPort] = {}
         # Records of the ports probed since the last snapshot, built as each probe finishes (its objects are in
         # the cache then; a tick that built them would touch thousands of objects last used seconds ago).
         self._records: dict[TargetKey, ProbeRecord] = {}
@@ -168,13 +168,13 @@ class ProbeScheduler:
         for key in list(self.stats):
             if key not in ports:
                 self.stats.pop(key).retired = True
-        lanes: dict[float, list[ProbeStats]] = {}
+        lanes: dict[float, list[ScheduledPort]] = {}
         for key, port in ports.items():
             stats = self.stats.get(key)
             interval = port.policy.interval
             new = stats is None
             if stats is None:
-                stats = self.stats[key] = ProbeStats(key, port)
+                stats = self.stats[key] = ScheduledPort(key, port)
             if new or stats.due > now + interval:  # new, or its interval shrank
                 stats.due = now + phase(key, interval)
             stats.address, stats.policy = port.address, port.policy
@@ -272,27 +272,27 @@ class ProbeScheduler:
     # -- results ---------------------------------------------------------------------------------------
 
     def _finished(self, probe: Probe) -> None:
-        stats: ProbeStats = probe.key  # type: ignore[assignment]
+        port: ScheduledPort = probe.port  # type: ignore[assignment]
         if self.in_flight >= self._max_concurrent and not self._kicked and self._loop is not None:
             self._kicked = True  # a slot frees up: start the next due probe now, not at the next wake-up
             self._loop.call_soon(self._kick)
         self.in_flight -= 1
-        if stats.retired:
+        if port.retired:
             return
         at = self._clock()
         ok = probe.ok
         if ok is None:
-            stats.errors += 1
+            port.errors += 1
         else:
-            stats.total += 1
+            port.total += 1
             if not ok:
-                stats.failures += 1
-            stats.last_at = at
-            stats.last_rtt = probe.rtt_mean
-            stats.last_loss = probe.loss_ratio
-        key = stats.key
+                port.failures += 1
+            port.last_at = at
+            port.last_rtt = probe.rtt_mean
+            port.last_loss = probe.loss_ratio
+        key = port.key
         self._observe(key, at, ok)
-        self._records[key] = stats.record()
+        self._records[key] = port.record()
 
     def _kick(self) -> None:
         self._kicked = False

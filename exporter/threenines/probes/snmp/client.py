@@ -31,7 +31,8 @@ from pysnmp.proto.rfc1902 import ObjectName
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 from pysnmp.smi import error as smi_error
 
-from threenines.config.inventory import V3_KEY_MIN_LENGTH, V3_KEY_RULE, SecretError, SnmpAuth
+from threenines.config.inventory import V3_KEY_MIN_LENGTH, V3_KEY_RULE, SnmpAuth
+from threenines.config.secrets import SecretError
 from threenines.probes.snmp import ber
 from threenines.probes.snmp.profiles import Oid, format_oid
 from threenines.probes.snmp.transport import Timeout, UdpRequester
