@@ -1,6 +1,14 @@
 """Real servers for the application checks, on 127.0.0.1 / ::1 and free ports: Debian's nginx (HTTP and HTTPS
 with a CA this module creates, an expired certificate, a wrong host name), aiosmtpd (SMTP, with and without
-STARTTLS), a socket that accepts and never answers, and a banner server. Every process is stopped by PID."""
+STARTTLS, and over implicit TLS), Debian's dovecot (IMAP and POP3, STARTTLS and implicit TLS) and vsftpd (FTP,
+explicit FTPS, an anonymous login checked against a password list), a socket that accepts and never answers, and
+a banner server. Every process is stopped by PID.
+
+dovecot and vsftpd run as their own processes from a config file written here (no system service, nothing in
+/etc). What they still take from the system, all set up by their Debian packages: dovecot's `dovenull` and
+`dovecot` users (its login and internal processes drop to them), and vsftpd's `ftp` user (an anonymous session
+runs as it). The FTP login needs no system account: vsftpd's anonymous login with `secure_email_list_enable`
+accepts only the passwords listed in a file, so a wrong password is a real 530."""
 
 from __future__ import annotations
 
@@ -21,9 +29,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support import free_port, running, wait_until
+from tests.support import RunningProcess, free_port, running, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"  # Debian: dovecot-core (with dovecot-imapd, -pop3d)
+VSFTPD = shutil.which("vsftpd") or "/usr/sbin/vsftpd"  # Debian: vsftpd
 SERVER_NAME = "www.customer.test"  # never resolved: the checks connect to 127.0.0.1 and send it as SNI
 
 
@@ -182,8 +192,9 @@ def banner_server(banner: bytes) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def smtp_server(pki: Pki | None = None, pair: tuple[Path, Path] | None = None) -> Iterator[int]:
-    """aiosmtpd on 127.0.0.1; with a certificate it offers STARTTLS."""
+def smtp_server(pki: Pki | None = None, pair: tuple[Path, Path] | None = None, implicit: bool = False
+                ) -> Iterator[int]:
+    """aiosmtpd on 127.0.0.1; with a certificate it offers STARTTLS, or (implicit) speaks TLS from the start."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
@@ -192,9 +203,128 @@ def smtp_server(pki: Pki | None = None, pair: tuple[Path, Path] | None = None) -
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*pair)
     port = free_port()
-    controller = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=context, ready_timeout=10)
+    tls = {"ssl_context" if implicit else "tls_context": context}
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port, ready_timeout=10, **tls)
     controller.start()
     try:
         yield port
     finally:
         controller.stop()
+
+
+def _wait_listening(process: RunningProcess, port: int, what: str, logs: list[Path]) -> None:
+    def listening() -> bool:
+        if not process.alive():
+            raise AssertionError(f"{what} exited:\n{process.log()}\n"
+                                 + "\n".join(p.read_text(errors="replace") for p in logs if p.exists()))
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return True
+        return False
+
+    wait_until(listening, 20, 0.1, f"{what} to listen on {port}")
+
+
+@dataclass(frozen=True)
+class Dovecot:
+    imap: int  # STARTTLS offered
+    imaps: int  # implicit TLS
+    pop3: int  # STLS offered
+    pop3s: int
+
+
+@contextlib.contextmanager
+def dovecot(directory: Path, pair: tuple[Path, Path]) -> Iterator[Dovecot]:
+    """Debian's dovecot on 127.0.0.1 (IMAP, IMAPS, POP3, POP3S) with the certificate `pair`; no mail is read."""
+    ports = Dovecot(free_port(), free_port(), free_port(), free_port())
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = f"""
+protocols = imap pop3
+listen = 127.0.0.1
+base_dir = {directory}/run
+state_dir = {directory}/state
+instance_name = threenines-test-{ports.imap}
+log_path = {directory}/dovecot.log
+ssl = yes
+ssl_cert = <{pair[0]}
+ssl_key = <{pair[1]}
+# The checks never log in; dovecot refuses to start without a passdb and userdb.
+passdb {{
+  driver = static
+  args = password=unused-{os.urandom(8).hex()}
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={directory}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {ports.imap}
+  }}
+  inet_listener imaps {{
+    port = {ports.imaps}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {ports.pop3}
+  }}
+  inet_listener pop3s {{
+    port = {ports.pop3s}
+    ssl = yes
+  }}
+}}
+"""
+    (directory / "dovecot.conf").write_text(conf)
+    # -F: the master stays in the foreground, so it is the PID stopped; its children exit with it.
+    argv = [DOVECOT, "-F", "-c", str(directory / "dovecot.conf")]
+    with running(argv, directory / "dovecot.out") as process:
+        for port in (ports.imap, ports.imaps, ports.pop3, ports.pop3s):
+            _wait_listening(process, port, "dovecot", [directory / "dovecot.log"])
+        yield ports
+
+
+@dataclass(frozen=True)
+class Vsftpd:
+    port: int
+    password: str  # the one anonymous password the server accepts
+    process: RunningProcess
+
+
+@contextlib.contextmanager
+def vsftpd(directory: Path, pair: tuple[Path, Path] | None = None) -> Iterator[Vsftpd]:
+    """Debian's vsftpd on 127.0.0.1, anonymous only, accepting one password; with `pair`, explicit FTPS."""
+    port = free_port()
+    password = f"pw-{os.urandom(6).hex()}"
+    directory.mkdir(parents=True, exist_ok=True)
+    root, empty = directory / "root", directory / "empty"
+    for path in (root, empty):
+        path.mkdir(exist_ok=True)
+        path.chmod(0o555)  # vsftpd refuses a chroot its user could write to
+    (directory / "passwords").write_text(password + "\n")
+    tls = (f"ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_logins_ssl=NO\nforce_anon_data_ssl=NO\n"
+           f"rsa_cert_file={pair[0]}\nrsa_private_key_file={pair[1]}\nssl_ciphers=HIGH\n") if pair else ""
+    # isolate/seccomp off: vsftpd's namespaces and seccomp filter are refused in a test sandbox.
+    conf = f"""listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port={port}
+background=NO
+isolate=NO
+isolate_network=NO
+seccomp_sandbox=NO
+anonymous_enable=YES
+local_enable=NO
+write_enable=NO
+anon_root={root}
+secure_chroot_dir={empty}
+secure_email_list_enable=YES
+email_password_file={directory / "passwords"}
+ftpd_banner=threenines test FTP
+xferlog_enable=NO
+vsftpd_log_file={directory / "vsftpd.log"}
+{tls}"""
+    (directory / "vsftpd.conf").write_text(conf)
+    with running([VSFTPD, str(directory / "vsftpd.conf")], directory / "vsftpd.out") as process:
+        _wait_listening(process, port, "vsftpd", [directory / "vsftpd.log"])
+        yield Vsftpd(port, password, process)

@@ -22,7 +22,8 @@ from tests.applications.servers import (
 )
 from tests.support import free_port
 from threenines.config.applications import ApplicationCheck
-from threenines.config.inventory import Inventory, TargetKey, parse_inventory_text
+from threenines.config.inventory import Inventory, TargetKey
+from threenines.config.inventory_load import parse_inventory_text
 from threenines.contract.engine import ContractEngine, specs_from_inventory
 from threenines.probes.app_checks import AppProber, CheckResult
 from threenines.probes.app_poller import ApplicationPoller

@@ -2,11 +2,18 @@
 
 The contract's emergency monitoring covers whether the customer's WWW, e-mail and FTP applications run. Each
 entry is one *check* (its id is the contract target, `service="application"`) of one kind — `http` (also for
-https URLs), `smtp` or `tcp` — with its own cadence: `interval`, `threshold` and `timeout` default to the
-customer's ping policy (timeout: 10 s, at most half the interval) and can be set per check, as for ports.
-Secrets (a basic-auth password) are references, as everywhere in the inventory.
+https URLs), `smtp`, `imap`, `pop3`, `ftp` or `tcp` — with its own cadence: `interval`, `threshold` and
+`timeout` default to the customer's ping policy (timeout: 10 s, at most half the interval) and can be set per
+check, as for ports.
+Secrets (a basic-auth or FTP password) are references, as everywhere in the inventory.
 
-Parsed by inventory.py (it imports this module where a customer is parsed); probes/apps.py runs the checks.
+TLS for the mail and FTP kinds: `starttls: true` (the issue's key; also `tls: starttls`) upgrades the plain
+connection (SMTP STARTTLS, IMAP STARTTLS, POP3 STLS, FTP AUTH TLS); `tls: implicit` speaks TLS from the first
+byte (SMTPS 465, IMAPS 993, POP3S 995; the address's default port follows). FTP has explicit FTPS only:
+implicit FTPS (port 990) was never standardised and is refused with that fix.
+
+Parsed by inventory_load.py (it imports this module where a customer is parsed); probes/app_checks.py runs the
+checks.
 """
 
 from __future__ import annotations
@@ -17,25 +24,24 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from threenines.config.configfile import Errors, Node, format_duration, shown
-from threenines.config.inventory import (
-    INTERVAL_BOUNDS,
-    TIMEOUT_BOUNDS,
-    ProbePolicy,
-    SecretRef,
-    _ident,
-    _secret,
-    parse_host_port,
-)
+from threenines.config.configfile import Errors, Node, clean_items, format_duration, parse_host_port, shown
+from threenines.config.policies import INTERVAL_BOUNDS, TIMEOUT_BOUNDS, ProbePolicy
+from threenines.config.secrets import SecretRef, secret_ref
 
 T = TypeVar("T")
 
-KINDS = ("http", "smtp", "tcp")
+KINDS = ("http", "smtp", "imap", "pop3", "ftp", "tcp")
+TLS_MODES = ("starttls", "implicit")
+# The address's default port per kind: (plain or STARTTLS, implicit TLS).
+DEFAULT_PORTS = {"smtp": (25, 465), "imap": (143, 993), "pop3": (110, 995), "ftp": (21, 0)}
+ANONYMOUS_USERS = ("anonymous", "ftp")  # FTP logins that may go without a password reference
+ANONYMOUS_PASSWORD = "threenines@"  # what an anonymous login sends when no password is given (RFC 1635)
 DEFAULT_TIMEOUT = 10.0
 MAX_EXPECT_BYTES = 1024  # send:/expect: of a tcp check: a banner, a short command
 HOST_HEADER_RE = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
 SERVER_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
 HELO_RE = SERVER_NAME_RE
+FTP_USER_RE = re.compile(r"[!-~]{1,128}")  # printable, no space or CR/LF: it goes on the USER line as is
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,32 @@ class SmtpCheck:
     host: str
     port: int
     starttls: bool = False
-    tls: Tls | None = None  # with starttls
+    tls: Tls | None = None  # with starttls or implicit_tls
     helo: str = "threenines.invalid"
+    ip_version: int | None = None
+    implicit_tls: bool = False  # SMTPS (465): TLS from the first byte
+
+
+@dataclass(frozen=True)
+class MailboxCheck:
+    """imap or pop3 (the check's kind says which): the server's greeting, optionally over TLS."""
+
+    host: str
+    port: int
+    starttls: bool = False  # IMAP STARTTLS / POP3 STLS
+    implicit_tls: bool = False  # IMAPS 993 / POP3S 995
+    tls: Tls | None = None  # with starttls or implicit_tls
+    ip_version: int | None = None
+
+
+@dataclass(frozen=True)
+class FtpCheck:
+    host: str
+    port: int
+    starttls: bool = False  # explicit FTPS: AUTH TLS
+    tls: Tls | None = None  # with starttls
+    username: str | None = None  # login: USER/PASS; None: the 220 banner only
+    password: SecretRef | None = None  # None with an anonymous username: ANONYMOUS_PASSWORD
     ip_version: int | None = None
 
 
@@ -89,13 +119,13 @@ class TcpCheck:
     ip_version: int | None = None
 
 
-Spec = HttpCheck | SmtpCheck | TcpCheck
+Spec = HttpCheck | SmtpCheck | MailboxCheck | FtpCheck | TcpCheck
 
 
 @dataclass(frozen=True)
 class ApplicationCheck:
     id: str
-    kind: str  # http | smtp | tcp
+    kind: str  # one of KINDS
     spec: Spec
     policy: AppPolicy
 
@@ -110,14 +140,15 @@ class ApplicationCheck:
 
 CHECK_KEYS = ("id", *KINDS, "interval", "threshold", "timeout")
 _HTTP_KEYS = ("url", "expect_status", "body", "verify", "ca_file", "server_name", "host", "ip_version", "basic_auth")
-_SMTP_KEYS = ("address", "starttls", "verify", "ca_file", "server_name", "helo", "ip_version")
+_TLS_KEYS = ("starttls", "tls", "verify", "ca_file", "server_name")
+_SMTP_KEYS = ("address", *_TLS_KEYS, "helo", "ip_version")
+_MAILBOX_KEYS = ("address", *_TLS_KEYS, "ip_version")
+_FTP_KEYS = ("address", *_TLS_KEYS, "login", "ip_version")
 _TCP_KEYS = ("address", "send", "expect", "ip_version")
 
 
 def parse_applications(node: Node, ping: ProbePolicy, errors: Errors) -> tuple[ApplicationCheck, ...]:
-    from threenines.config.inventory import _items
-
-    checks = _items(errors, node.sequence(), lambda n: _check(n, ping, errors), "application")
+    checks = clean_items(errors, node.sequence(), lambda n: _check(n, ping, errors), "application")
     return tuple(check for _, check in checks)
 
 
@@ -128,9 +159,12 @@ def _check(node: Node, ping: ProbePolicy, errors: Errors) -> ApplicationCheck:
         node.fail(f"each application is exactly one of {', '.join(k + ':' for k in KINDS)} "
                   f"(found {', '.join(kinds) or 'none'})")
     kind = kinds[0]
-    ident = errors.attempt(lambda: _ident(f["id"]), "")
+    ident = errors.attempt(lambda: f["id"].identifier(), "")
     policy = _policy(f, ping, node, errors)
-    spec: Spec = _http(f[kind]) if kind == "http" else _smtp(f[kind]) if kind == "smtp" else _tcp(f[kind])
+    parsers: dict[str, Callable[[Node], Spec]] = {
+        "http": _http, "smtp": _smtp, "imap": lambda n: _mailbox(n, "imap"), "pop3": lambda n: _mailbox(n, "pop3"),
+        "ftp": _ftp, "tcp": _tcp}
+    spec = parsers[kind](f[kind])
     return ApplicationCheck(id=ident, kind=kind, spec=spec, policy=policy)
 
 
@@ -204,7 +238,7 @@ def _http(node: Node) -> HttpCheck:
     if "basic_auth" in f:
         auth = f["basic_auth"].mapping(("username", "password"), required=("username", "password"))
         username = auth["username"].string()
-        password = _secret(auth["password"])
+        password = secret_ref(auth["password"])
     return HttpCheck(
         url=url,
         tls=_tls(f) if https else None,
@@ -228,18 +262,60 @@ def _address(node: Node, default_port: int) -> tuple[str, int]:
         node.fail(str(err))
 
 
+def _tls_mode(f: dict[str, Node], kind: str) -> str | None:
+    """`starttls: true` or `tls: starttls|implicit` → "starttls", "implicit" or None (plain); the certificate
+    keys only with one of them."""
+    starttls = f["starttls"].boolean() if "starttls" in f else False
+    mode = f["tls"].choice(TLS_MODES) if "tls" in f else None
+    if starttls and mode is not None:
+        f["tls"].fail("give either starttls: true or tls:, not both")
+    if mode == "implicit" and DEFAULT_PORTS[kind][1] == 0:
+        f["tls"].fail("FTP over implicit TLS is not supported: use starttls: true (explicit FTPS, AUTH TLS)")
+    mode = "starttls" if starttls else mode
+    for key in ("verify", "ca_file", "server_name"):
+        if key in f and mode is None:
+            f[key].fail(f"{key}: is for the TLS certificate check: add starttls: true or tls: implicit, "
+                        "or remove it")
+    return mode
+
+
 def _smtp(node: Node) -> SmtpCheck:
     f = node.mapping(_SMTP_KEYS, required=("address",))
-    host, port = _address(f["address"], 25)
-    starttls = f["starttls"].boolean() if "starttls" in f else False
-    for key in ("verify", "ca_file", "server_name"):
-        if key in f and not starttls:
-            f[key].fail(f"{key}: is for the STARTTLS certificate check: add starttls: true or remove it")
+    mode = _tls_mode(f, "smtp")
+    host, port = _address(f["address"], DEFAULT_PORTS["smtp"][int(mode == "implicit")])
     return SmtpCheck(
-        host=host, port=port, starttls=starttls, tls=_tls(f) if starttls else None,
+        host=host, port=port, starttls=mode == "starttls", implicit_tls=mode == "implicit",
+        tls=_tls(f) if mode else None,
         helo=f["helo"].string(HELO_RE, "a host name to say in EHLO") if "helo" in f else SmtpCheck.helo,
         ip_version=_ip_version(f["ip_version"]) if "ip_version" in f else None,
     )
+
+
+def _mailbox(node: Node, kind: str) -> MailboxCheck:
+    f = node.mapping(_MAILBOX_KEYS, required=("address",))
+    mode = _tls_mode(f, kind)
+    host, port = _address(f["address"], DEFAULT_PORTS[kind][int(mode == "implicit")])
+    return MailboxCheck(host=host, port=port, starttls=mode == "starttls", implicit_tls=mode == "implicit",
+                        tls=_tls(f) if mode else None,
+                        ip_version=_ip_version(f["ip_version"]) if "ip_version" in f else None)
+
+
+def _ftp(node: Node) -> FtpCheck:
+    f = node.mapping(_FTP_KEYS, required=("address",))
+    mode = _tls_mode(f, "ftp")
+    host, port = _address(f["address"], DEFAULT_PORTS["ftp"][0])
+    username = password = None
+    if "login" in f:
+        login = f["login"].mapping(("username", "password"), required=("username",))
+        username = login["username"].string(FTP_USER_RE, "a user name of printable characters without spaces")
+        if "password" in login:
+            password = secret_ref(login["password"])
+        elif username.lower() not in ANONYMOUS_USERS:
+            login["username"].fail(f"user {shown(username)} needs a password: add password: {{env: VARIABLE}} or "
+                                   "{file: /path/to/secret}")
+    return FtpCheck(host=host, port=port, starttls=mode == "starttls", tls=_tls(f) if mode else None,
+                    username=username, password=password,
+                    ip_version=_ip_version(f["ip_version"]) if "ip_version" in f else None)
 
 
 def _tcp(node: Node) -> TcpCheck:

@@ -4,7 +4,7 @@ customer-report intake that the optional "unreported within 5 days" policy needs
     exclusions:
       - id: MW-2026-10-07              # unique
         customer: acme                 # inventory customer id
-        services: [connectivity]       # connectivity and/or power
+        services: [connectivity]       # connectivity, power and/or application
         start: 2026-10-07T01:00:00+02:00   # ISO 8601 with offset (a time without offset is refused)
         end: 2026-10-07T03:00:00+02:00
         reason: maintenance            # maintenance | customer_fault | force_majeure | unreported
@@ -49,10 +49,14 @@ from zoneinfo import ZoneInfo
 
 from dateutil import rrule as rrulelib
 
-from threenines.config.configfile import Node, format_duration, load, unique_ids
-from threenines.config.inventory import ID_RE, ID_RULE, SERVICES
+from threenines.config.configfile import ID_RE, ID_RULE, Node, format_duration, load, unique_ids
+from threenines.config.inventory import SERVICES
 from threenines.intervals import Interval
 
+# What an exclusion or a report may name: the billed services, and the customer's application checks (all of
+# them, service="application"), which are outage time only with applications_billable and then excluded like
+# the others (docs/design.md).
+EXCLUDABLE_SERVICES = (*SERVICES, "application")
 # How the vantages' views of one second merge (threenines.contract.vantages): "all" makes it outage only when
 # every vantage with evidence says outage, "any" when one does.
 POLICIES = ("all", "any")
@@ -467,8 +471,8 @@ def _exclusion(node: Node, customers: dict[str, ZoneInfo] | None) -> Exclusion:
                      required=("id", "customer", "services", "start", "end", "reason", "reference", "approved_by"))
     services = tuple(f["services"].string_list())
     for service in services:
-        if service not in SERVICES:
-            f["services"].fail(f"{service!r} is not a service: use {' and/or '.join(SERVICES)}")
+        if service not in EXCLUDABLE_SERVICES:
+            f["services"].fail(f"{service!r} is not a service: use {', '.join(EXCLUDABLE_SERVICES)}")
     if not services:
         f["services"].fail("name at least one service")
     first = _moment(f["start"])
@@ -495,8 +499,8 @@ def _exclusion(node: Node, customers: dict[str, ZoneInfo] | None) -> Exclusion:
 def _report(node: Node, customers: dict[str, ZoneInfo] | None) -> CustomerReport:
     f = node.mapping(allowed=("customer", "service", "reported_at", "reference"),
                      required=("customer", "service", "reported_at"))
-    return CustomerReport(customer=_customer(f["customer"], customers), service=f["service"].choice(SERVICES),
-                          reported_at=_time(f["reported_at"]),
+    return CustomerReport(customer=_customer(f["customer"], customers),
+                          service=f["service"].choice(EXCLUDABLE_SERVICES), reported_at=_time(f["reported_at"]),
                           reference=f["reference"].string() if "reference" in f else "")
 
 

@@ -1,10 +1,14 @@
-"""Application checks (http/https, smtp, tcp) on asyncio streams: one coroutine per check, no thread.
+"""Application checks (http/https, smtp, imap, pop3, ftp, tcp) on asyncio streams: one coroutine per check, no
+thread.
 
 Each protocol is a few lines over `asyncio.open_connection`, so no client library sits between the check and
 its verdict: the whole check runs inside its own timeout, and every way it can fail maps to one reason of a
 small fixed set (REASONS) — never an error message, which could quote a server's answer or a secret. The
-parsers of what servers send (status lines, headers, chunked bodies, SMTP replies) are pure functions that
-raise only CheckFailure, so a fuzzer can hold them to that.
+parsers of what servers send (status lines, headers, chunked bodies, SMTP and FTP replies, IMAP and POP3
+responses) are pure functions that raise only CheckFailure, so a fuzzer can hold them to that.
+
+An FTP password is resolved from its reference at the moment it is sent and goes nowhere else: not into a
+result, a log line or an exception (a failure carries only its reason).
 
 A check that could not be made for a local reason (no file descriptors, a local firewall's EPERM, an unreadable
 CA file) is no evidence (`ok=None`: unknown), as a ping that could not be sent.
@@ -24,7 +28,16 @@ import traceback
 from dataclasses import dataclass
 
 from threenines import __version__
-from threenines.config.applications import ApplicationCheck, HttpCheck, SmtpCheck, TcpCheck, Tls
+from threenines.config.applications import (
+    ANONYMOUS_PASSWORD,
+    ApplicationCheck,
+    FtpCheck,
+    HttpCheck,
+    MailboxCheck,
+    SmtpCheck,
+    TcpCheck,
+    Tls,
+)
 from threenines.config.configfile import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,6 +58,11 @@ _LOCAL = {errno.EPERM, errno.EACCES, errno.EMFILE, errno.ENFILE, errno.ENOBUFS, 
 _STATUS_RE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9]{2})(?: [^\r\n]*)?")
 _TOKEN_RE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _REPLY_RE = re.compile(rb"([2-5][0-9]{2})([ -])([^\r\n]*)")
+# FTP (RFC 959 4.2): "ddd text" or a multi-line "ddd-text" … "ddd text"; the lines between are free text.
+_FTP_LINE_RE = re.compile(rb"([1-5][0-9]{2})(?:([ -])([^\r\n]*))?")
+# IMAP (RFC 9051 7.1): a greeting or tagged status; the tag is ours, so a fixed letter and a number.
+_IMAP_STATUS_RE = re.compile(rb"(\*|t[0-9]{1,3}) (OK|NO|BAD|PREAUTH|BYE)(?: [^\r\n]*)?", re.IGNORECASE)
+_POP3_STATUS_RE = re.compile(rb"(\+OK|-ERR)(?: [^\r\n]*)?")
 
 
 class CheckFailure(Exception):
@@ -129,6 +147,48 @@ def parse_reply(lines: list[bytes]) -> tuple[int, list[bytes]]:
     return code, texts
 
 
+def parse_ftp_reply(lines: list[bytes]) -> tuple[int, list[bytes]]:
+    """A whole FTP reply → (code, its lines' texts): one "ddd text" line, or "ddd-text", free lines, "ddd text"."""
+    if not lines:
+        raise CheckFailure("protocol")
+    match = _FTP_LINE_RE.fullmatch(lines[0].rstrip(b"\r\n"))
+    if match is None:
+        raise CheckFailure("protocol")
+    code = match[1]
+    multi = match[2] == b"-"
+    if not multi and len(lines) != 1:
+        raise CheckFailure("protocol")
+    if multi and (len(lines) < 2 or not ftp_reply_ends(code, lines[-1])
+                  or any(ftp_reply_ends(code, line) for line in lines[1:-1])):
+        raise CheckFailure("protocol")
+    texts = [match[3] or b""] + [line.rstrip(b"\r\n") for line in lines[1:-1]]
+    if multi:
+        texts.append(lines[-1].rstrip(b"\r\n")[4:])
+    return int(code), texts
+
+
+def ftp_reply_ends(code: bytes, line: bytes) -> bool:
+    """Whether `line` closes a multi-line FTP reply that opened with `code`."""
+    text = line.rstrip(b"\r\n")
+    return text == code or text.startswith(code + b" ")
+
+
+def parse_imap_status(line: bytes) -> tuple[bytes, str]:
+    """An IMAP greeting or status response line → (tag or b"*", OK | NO | BAD | PREAUTH | BYE)."""
+    match = _IMAP_STATUS_RE.fullmatch(line.rstrip(b"\r\n"))
+    if match is None:
+        raise CheckFailure("protocol")
+    return match[1], match[2].decode("ascii").upper()
+
+
+def parse_pop3_status(line: bytes) -> bool:
+    """A POP3 status line → True (+OK) or False (-ERR)."""
+    match = _POP3_STATUS_RE.fullmatch(line.rstrip(b"\r\n"))
+    if match is None:
+        raise CheckFailure("protocol")
+    return match[1] == b"+OK"
+
+
 # -- the checks ----------------------------------------------------------------------------------------------------
 
 class AppProber:
@@ -188,6 +248,10 @@ class AppProber:
             await self._http(spec, state)
         elif isinstance(spec, SmtpCheck):
             await self._smtp(spec, state)
+        elif isinstance(spec, MailboxCheck):
+            await (self._imap(spec, state) if check.kind == "imap" else self._pop3(spec, state))
+        elif isinstance(spec, FtpCheck):
+            await self._ftp(spec, state)
         else:
             await self._tcp(spec, state)
 
@@ -266,8 +330,22 @@ class AppProber:
             return await reader.readexactly(min(int(length), MAX_BODY))
         return await _read_to_eof(reader, MAX_BODY)
 
+    async def _connect_tls(self, state: _State, spec: SmtpCheck | MailboxCheck
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Plain, or TLS from the first byte (implicit_tls)."""
+        if spec.implicit_tls:
+            assert spec.tls is not None
+            return await self._connect(state, spec.host, spec.port, spec.ip_version, self._context(spec.tls),
+                                       spec.tls.server_name)
+        return await self._connect(state, spec.host, spec.port, spec.ip_version)
+
+    async def _upgrade(self, state: _State, writer: asyncio.StreamWriter, tls: Tls | None, host: str) -> None:
+        assert tls is not None
+        await writer.start_tls(self._context(tls), server_hostname=tls.server_name or host)
+        state.read_certificate(writer)
+
     async def _smtp(self, spec: SmtpCheck, state: _State) -> None:
-        reader, writer = await self._connect(state, spec.host, spec.port, spec.ip_version)
+        reader, writer = await self._connect_tls(state, spec)
         code, _ = await _reply(reader, "bad_banner")
         if code != 220:
             raise CheckFailure("bad_banner")
@@ -281,13 +359,76 @@ class AppProber:
             code, _ = await _command(reader, writer, "STARTTLS")
             if code != 220:
                 raise CheckFailure("tls_invalid")
-            context = self._context(spec.tls)
-            await writer.start_tls(context, server_hostname=spec.tls.server_name or spec.host)
-            state.read_certificate(writer)
+            await self._upgrade(state, writer, spec.tls, spec.host)
             code, _ = await _command(reader, writer, f"EHLO {spec.helo}")
             if code != 250:
                 raise CheckFailure("protocol")
         writer.write(b"QUIT\r\n")  # polite; the answer is not waited for
+
+    async def _imap(self, spec: MailboxCheck, state: _State) -> None:
+        reader, writer = await self._connect_tls(state, spec)
+        line = await _readline(reader, "bad_banner")
+        try:
+            tag, status = parse_imap_status(line)
+        except CheckFailure:
+            raise CheckFailure("bad_banner") from None
+        if tag != b"*" or status not in ("OK", "PREAUTH"):  # BYE: the server refuses this connection
+            raise CheckFailure("bad_banner")
+        if spec.starttls:
+            # A server without STARTTLS (or one that pre-authenticated) answers NO or BAD.
+            if await _imap_command(reader, writer, "t1", "STARTTLS") != "OK":
+                raise CheckFailure("tls_invalid")
+            await self._upgrade(state, writer, spec.tls, spec.host)
+            if await _imap_command(reader, writer, "t2", "NOOP") != "OK":
+                raise CheckFailure("protocol")
+        writer.write(b"t9 LOGOUT\r\n")  # polite; the answer is not waited for
+
+    async def _pop3(self, spec: MailboxCheck, state: _State) -> None:
+        reader, writer = await self._connect_tls(state, spec)
+        try:
+            greeted = parse_pop3_status(await _readline(reader, "bad_banner"))
+        except CheckFailure:
+            raise CheckFailure("bad_banner") from None
+        if not greeted:
+            raise CheckFailure("bad_banner")
+        if spec.starttls:
+            if not await _pop3_command(reader, writer, "STLS"):
+                raise CheckFailure("tls_invalid")
+            await self._upgrade(state, writer, spec.tls, spec.host)
+            # QUIT is valid before login and answered: the server speaks POP3 over the new TLS session.
+            if not await _pop3_command(reader, writer, "QUIT"):
+                raise CheckFailure("protocol")
+            return
+        writer.write(b"QUIT\r\n")
+
+    async def _ftp(self, spec: FtpCheck, state: _State) -> None:
+        reader, writer = await self._connect(state, spec.host, spec.port, spec.ip_version)
+        code, _ = await _ftp_reply(reader, "bad_banner")
+        if code != 220:  # 120 (ready in n minutes) and 421 (not available) are not a working service
+            raise CheckFailure("bad_banner")
+        if spec.starttls:
+            code, _ = await _ftp_command(reader, writer, "AUTH TLS")
+            if code != 234:  # a server without FTPS answers 500/502/530
+                raise CheckFailure("tls_invalid")
+            await self._upgrade(state, writer, spec.tls, spec.host)
+        if spec.username is None:
+            if spec.starttls:
+                await _ftp_command(reader, writer, "NOOP")  # any FTP reply: it speaks FTP over the TLS session
+            writer.write(b"QUIT\r\n")
+            return
+        code, _ = await _ftp_command(reader, writer, f"USER {spec.username}")
+        if code == 331:
+            password = spec.password.resolve() if spec.password is not None else ANONYMOUS_PASSWORD
+            if "\r" in password or "\n" in password:
+                raise CheckFailure("config")  # cannot be sent on one line: nothing was checked
+            code, _ = await _ftp_command(reader, writer, f"PASS {password}")
+            del password
+        if code in (230, 202):  # logged in (202: no password needed)
+            writer.write(b"QUIT\r\n")
+            return
+        if code >= 500 or code == 332:  # 530 not logged in; 332 needs an account (ACCT) the check does not have
+            raise CheckFailure("auth_failed")
+        raise CheckFailure("protocol")
 
     async def _tcp(self, spec: TcpCheck, state: _State) -> None:
         reader, writer = await self._connect(state, spec.host, spec.port, spec.ip_version)
@@ -342,9 +483,7 @@ async def _read_to_eof(reader: asyncio.StreamReader, limit: int) -> bytes:
 async def _reply(reader: asyncio.StreamReader, reason: str = "protocol") -> tuple[int, list[bytes]]:
     lines = []
     for _ in range(MAX_REPLY_LINES):
-        line = await reader.readline()
-        if not line.endswith(b"\n"):
-            raise CheckFailure(reason)  # closed mid-reply
+        line = await _readline(reader, reason)  # closed mid-reply or a line past the limit: `reason`
         lines.append(line)
         try:
             _, last, _ = parse_reply_line(line)
@@ -356,6 +495,59 @@ async def _reply(reader: asyncio.StreamReader, reason: str = "protocol") -> tupl
             except CheckFailure:
                 raise CheckFailure(reason) from None
     raise CheckFailure(reason)
+
+
+async def _readline(reader: asyncio.StreamReader, reason: str = "protocol") -> bytes:
+    """One line (with its LF) of at most MAX_LINE bytes; a line cut short or too long fails with `reason`."""
+    try:
+        line = await reader.readline()
+    except ValueError:  # longer than the stream's limit
+        raise CheckFailure(reason) from None
+    if not line.endswith(b"\n") or len(line) > MAX_LINE:
+        raise CheckFailure(reason)
+    return line
+
+
+async def _ftp_reply(reader: asyncio.StreamReader, reason: str = "protocol") -> tuple[int, list[bytes]]:
+    lines = [await _readline(reader, reason)]
+    code = lines[0][:3]
+    if lines[0][3:4] == b"-":
+        while not ftp_reply_ends(code, lines[-1]) or len(lines) == 1:
+            if len(lines) >= MAX_REPLY_LINES:
+                raise CheckFailure(reason)
+            lines.append(await _readline(reader, reason))
+    try:
+        return parse_ftp_reply(lines)
+    except CheckFailure:
+        raise CheckFailure(reason) from None
+
+
+async def _ftp_command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str
+                       ) -> tuple[int, list[bytes]]:
+    writer.write(line.encode("utf-8") + b"\r\n")
+    await writer.drain()
+    return await _ftp_reply(reader)
+
+
+async def _imap_command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tag: str, command: str) -> str:
+    """Send a tagged command; skip untagged lines; the tagged status (OK | NO | BAD)."""
+    writer.write(f"{tag} {command}\r\n".encode("ascii"))
+    await writer.drain()
+    for _ in range(MAX_REPLY_LINES):
+        line = await _readline(reader)
+        if line.startswith(b"* "):
+            continue  # untagged data (CAPABILITY, …)
+        got, status = parse_imap_status(line)
+        if got != tag.encode("ascii") or status not in ("OK", "NO", "BAD"):
+            raise CheckFailure("protocol")
+        return status
+    raise CheckFailure("protocol")
+
+
+async def _pop3_command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, command: str) -> bool:
+    writer.write(command.encode("ascii") + b"\r\n")
+    await writer.drain()
+    return parse_pop3_status(await _readline(reader))
 
 
 async def _command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str) -> tuple[int, list[bytes]]:
