@@ -16,10 +16,7 @@ sleep, which no probe watched, is in no counter (Prometheus sees the scrape gap)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
+from collections.abc import Callable
 
 # Less than this between the stamps and the system clock is read jitter or slewing, not a step.
 STEP_TOLERANCE = 1.0
@@ -86,19 +83,3 @@ class AnchoredClock:
         """Move the stamps by `shift` (the `deviation()` just read): they follow the system clock again."""
         self._offset += shift
         self._seen = 0.0
-
-    def collector(self) -> Collector:
-        return _ClockSteps(self)
-
-
-class _ClockSteps(Collector):
-    def __init__(self, clock: AnchoredClock) -> None:
-        self._clock = clock
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "threenines_clock_steps", "Steps of the system clock (more than 1 s against the monotonic clock) seen "
-            "by the exporter, by direction; durations never include them.", labels=["direction"])
-        family.add_metric(["forward"], self._clock.forward)
-        family.add_metric(["backward"], self._clock.backward)
-        yield family

@@ -9,7 +9,7 @@ from threenines.config.inventory import TargetKey
 from threenines.contract.engine import ContractChanges
 from threenines.contract.machine import CustomerServiceView, TargetView
 from threenines.exposition.contract import ExporterChanges, HealthView, SnapshotRenderer
-from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeStatsView
+from threenines.probes.ping_scheduler import LAG_BUCKETS, ScheduledPortView
 
 KEYS = tuple(TargetKey(f"c{i % 3}", "connectivity", f"p{i}") for i in range(5))
 GROUPS = tuple(sorted({(k.customer, k.service) for k in KEYS}))
@@ -20,7 +20,7 @@ target_views = st.builds(
                                                        None if up else 100.0, None if up else 50.0),
     st.sampled_from(KEYS), st.booleans(), st.booleans(), st.integers(0, 10**6), st.integers(0, 10**6))
 probe_views = st.builds(
-    lambda key, total, failures, rtt: ProbeStatsView(key, total, min(failures, total), 0,
+    lambda key, total, failures, rtt: ScheduledPortView(key, total, min(failures, total), 0,
                                                       float(total), rtt, None if rtt is None else 0.0),
     st.sampled_from(KEYS), st.integers(0, 1000), st.integers(0, 1000), st.one_of(st.none(), st.floats(0, 1)))
 service_views = st.builds(
@@ -39,7 +39,7 @@ def changes(targets, probes, services, first: bool) -> ExporterChanges:
 
 def initial() -> tuple[list, list, list]:
     return ([TargetView(k, True, False, 0.0, 0.0, None, None) for k in KEYS],
-            [ProbeStatsView(k, 0, 0, 0, 0.0, None, None) for k in KEYS],
+            [ScheduledPortView(k, 0, 0, 0, 0.0, None, None) for k in KEYS],
             [CustomerServiceView(*g, True, False, 0.0, 0.0, 0.0, 0.0) for g in GROUPS])
 
 
@@ -55,7 +55,7 @@ def test_rendering_changes_in_batches_equals_rendering_the_final_state(history, 
         published = changes(targets, probes, services, first=False)
         pending = published if pending is None else pending.merge(published)
         final["t"].update(published.contract.targets)
-        final["p"].update({key: ProbeStatsView.decode(key, record) for key, record in published.probes.items()})
+        final["p"].update({key: ScheduledPortView.decode(key, record) for key, record in published.probes.items()})
         final["s"].update(published.contract.services)
         if index % scrape_every == 0:  # some ticks are never scraped: their changes wait, merged
             body = b"".join(incremental.render(pending))

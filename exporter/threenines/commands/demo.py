@@ -84,6 +84,8 @@ def power_lines(inventory: Inventory, agents: Mapping[str, Agent], prometheus: b
     """How to cut and restore each feed of the power customer (one shell line each) and what then happens."""
     customer = inventory.customer(POWER_CUSTOMER)
     assert customer.power is not None
+    from threenines.exposition import catalogue
+
     down, up = power_promises(customer, inventory)
     feeds = ", ".join(f"feed {f.id} = {f.pdu} outlet {'+'.join(f.outlets)}" for f in customer.power.feeds)
     served = ", ".join(f"{a.device} udp {a.address}" for a in agents.values())
@@ -92,7 +94,7 @@ def power_lines(inventory: Inventory, agents: Mapping[str, Agent], prometheus: b
         for verb, on in (("cut", False), ("restore", True)):
             commands = " && ".join(agents[feed.pdu].outlet_command(outlet, on) for outlet in feed.outlets)
             lines.append(f"    {f'{verb} feed {feed.id}:':16}{commands}")
-    series = f'threenines_service_up{{customer="{customer.id}",service="power"}}'
+    series = f'{catalogue.SERVICE_UP}{{customer="{customer.id}",service="power"}}'
     alert = " (then Prometheus fires ThreeninesServiceUnavailable)" if prometheus else ""
     lines += [f"    {series} stays 1 while any feed is on,",
               f"      is 0 within {down} s of every feed cut{alert}, 1 within {up} s of a restore"]
@@ -102,13 +104,14 @@ def power_lines(inventory: Inventory, agents: Mapping[str, Agent], prometheus: b
 def port_lines(inventory: Inventory, cut: PortCut | None, reason: str | None) -> list[str]:
     """How to cut and restore the demo's one cuttable port (one shell line each) and what then happens."""
     from threenines.demo import portcut
+    from threenines.exposition import catalogue
 
     customer = inventory.customer(CUT_CUSTOMER)
     address = next(p.address for p in customer.ports if p.id == CUT_PORT)
     if cut is None:
         return [f"  port cut:  not available ({reason}); every demo port always answers"]
     down, up = port_promises(customer, CUT_PORT)
-    series = f'threenines_service_up{{customer="{customer.id}",service="connectivity",target="{CUT_PORT}"}}'
+    series = f'{catalogue.SERVICE_UP}{{customer="{customer.id}",service="connectivity",target="{CUT_PORT}"}}'
     return [
         f"  port:      {customer.id}/{CUT_PORT} on {address}: unanswered while the address is in nftables set "
         f"{portcut.FAMILY} {cut.table} {portcut.SET}",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -98,22 +97,18 @@ def _notification(audit: Path, customer: str, service: str, target: str, determi
                   now: float, iso) -> str:
     if not audit.is_file():
         return "unknown (no audit ledger)"
-    from threenines.ledgers.audit import outage_key
+    from threenines.ledgers.audit import AuditLedgerReader, outage_key
 
-    # The audit keys an outage by determined_at to the millisecond (threenines.ledgers.audit.outage_key), the outage
-    # ledger holds the engine's microseconds: the same outage within half a millisecond.
+    # The audit keys an outage by determined_at to the millisecond (outage_key), the outage ledger holds the
+    # engine's microseconds: the reader finds the same outage within half a millisecond.
     key = outage_key(customer, service, target, determined_at)
-    with sqlite3.connect(f"file:{audit.resolve()}?mode=ro", uri=True) as db:
-        first = db.execute("SELECT dispatched_at, late FROM dispatches WHERE first = 1 AND customer = ? AND "
-                           "service = ? AND target = ? AND abs(determined_at - ?) < 0.0005", key).fetchone()
-        missed = None
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'misses'").fetchone():
-            missed = db.execute("SELECT deadline_at, reason FROM misses WHERE customer = ? AND service = ? AND "
-                                "target = ? AND abs(determined_at - ?) < 0.0005", key).fetchone()
+    with AuditLedgerReader(audit) as ledger:
+        first, missed = ledger.first_dispatch(key), ledger.miss(key)
     if missed is not None:
-        return f"MISSED at {iso(missed[0])} ({missed[1]})"
+        return f"MISSED at {iso(missed.deadline_at)} ({missed.reason})"
     if first is not None:
-        return f"notified at {iso(first[0])} ({first[0] - determined_at:.0f} s after determination)"
+        return (f"notified at {iso(first.dispatched_at)} ({first.dispatched_at - determined_at:.0f} s after "
+                "determination)")
     if determined_at + deadline > now:
         return f"pending until {iso(determined_at + deadline)}"
     return f"OVERDUE since {iso(determined_at + deadline)}"
@@ -122,7 +117,8 @@ def _notification(audit: Path, customer: str, service: str, target: str, determi
 def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
     from datetime import datetime
 
-    from threenines.config.inventory import load_inventory
+    from threenines.config.inventory_load import load_inventory
+    from threenines.exposition import catalogue
     from threenines.intervals import clip, measure
     from threenines.report.collect import outages_from_ledger
     from threenines.report.months import Month, budget_seconds
@@ -130,8 +126,8 @@ def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
     inventory = load_inventory(args.config)
     state_dir = args.state_dir or Path(inventory.exporter.state_dir)
     samples = _samples(_fetch(args))
-    up = samples.get("threenines_customer_service_up", {})
-    known = samples.get("threenines_customer_service_known", {})
+    up = samples.get(str(catalogue.CUSTOMER_SERVICE_UP), {})
+    known = samples.get(str(catalogue.CUSTOMER_SERVICE_KNOWN), {})
     wanted = set(args.customer)
     outage_ledger = state_dir / "outages.sqlite"
     out = []
@@ -186,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         statuses = collect(args, time.time())
-    except (ConfigError, ValueError, OSError, sqlite3.Error) as err:
+    except (ConfigError, ValueError, OSError) as err:  # the ledger readers' errors are OSError
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.format == "json":

@@ -11,27 +11,19 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from threenines.exposition import catalogue as c
+from threenines.exposition.catalogue import metric_family
 from threenines.probes.app_poller import CheckStatus
-
-_LABELS = ["customer", "target"]
 
 
 def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
     return {
-        "info": GaugeMetricFamily("threenines_application_info", "Application checks from the inventory, by kind "
-                                  "(http, smtp, tcp); 1.", labels=[*_LABELS, "kind"]),
-        "runs": CounterMetricFamily("threenines_application_checks", "Application checks completed.",
-                                    labels=_LABELS),
-        "failures": CounterMetricFamily("threenines_application_check_failures",
-                                        "Application checks that failed (or could not be made), by reason.",
-                                        labels=[*_LABELS, "reason"]),
-        "duration": GaugeMetricFamily("threenines_application_check_duration_seconds",
-                                      "Duration of the last application check.", labels=_LABELS),
-        "last": GaugeMetricFamily("threenines_application_check_last_timestamp_seconds",
-                                  "Unix time of the last completed application check.", labels=_LABELS),
-        "expiry": GaugeMetricFamily("threenines_application_certificate_expiry_timestamp_seconds",
-                                    "Unix time the TLS certificate the application last presented expires.",
-                                    labels=_LABELS),
+        "info": metric_family(c.APPLICATION_INFO),
+        "runs": metric_family(c.APPLICATION_CHECKS_TOTAL),
+        "failures": metric_family(c.APPLICATION_CHECK_FAILURES_TOTAL),
+        "duration": metric_family(c.APPLICATION_CHECK_DURATION_SECONDS),
+        "last": metric_family(c.APPLICATION_CHECK_LAST_TIMESTAMP_SECONDS),
+        "expiry": metric_family(c.APPLICATION_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS),
     }
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from threenines.exposition import catalogue as c
+from threenines.exposition.catalogue import metric_family
 from threenines.ledgers.audit import REJECT_REASONS, AuditState
 
 
@@ -24,40 +25,24 @@ class AuditCollector(Collector):
 
     @staticmethod
     def _families(state: AuditState) -> Iterator[Any]:
-        yield state.delays.family("threenines_notification_delay_seconds",
-                                  "Determination to the first audited Alertmanager dispatch of each outage.")
-        missed = CounterMetricFamily(
-            "threenines_notification_deadline_missed_total",
-            "Outages with no audited first dispatch by their notification deadline (counted when it passed).",
-            labels=["customer"])
+        yield state.delays.family(c.NOTIFICATION_DELAY_SECONDS.name, c.NOTIFICATION_DELAY_SECONDS.help)
+        missed = metric_family(c.NOTIFICATION_DEADLINE_MISSED_TOTAL)
         for customer, count in sorted(state.missed.items()):
             missed.add_metric([customer], count)
         yield missed
-        missed_at = GaugeMetricFamily(
-            "threenines_notification_deadline_missed_timestamp_seconds",
-            "The deadline instant (determined_at + deadline) of this target's latest missed notification.",
-            labels=["customer", "service", "target"])
+        missed_at = metric_family(c.NOTIFICATION_DEADLINE_MISSED_TIMESTAMP_SECONDS)
         for (customer, service, target), value in sorted(state.last_missed.items()):
             missed_at.add_metric([customer, service, target], value)
         yield missed_at
-        total = CounterMetricFamily(
-            "threenines_notification_dispatches_total",
-            "Alerts delivered to the audit webhook (every delivery, repeats included).",
-            labels=["customer", "receiver"])
+        total = metric_family(c.NOTIFICATION_DISPATCHES_TOTAL)
         for (customer, receiver), count in sorted(state.dispatches.items()):
             total.add_metric([customer, receiver], count)
         yield total
-        last = GaugeMetricFamily(
-            "threenines_notification_last_dispatch_determined_timestamp_seconds",
-            "determined_at of the latest outage whose firing notification reached the audit ledger.",
-            labels=["customer", "service", "target"])
+        last = metric_family(c.NOTIFICATION_LAST_DISPATCH_DETERMINED_TIMESTAMP_SECONDS)
         for (customer, service, target), value in sorted(state.last_determined.items()):
             last.add_metric([customer, service, target], value)
         yield last
-        rejected = CounterMetricFamily(
-            "threenines_notification_rejected_alerts_total",
-            "Alerts the audit webhook did not record: their customer, target or receiver is not the inventory's.",
-            labels=["reason"])
+        rejected = metric_family(c.NOTIFICATION_REJECTED_ALERTS_TOTAL)
         for reason in REJECT_REASONS:
             rejected.add_metric([reason], state.rejected.get(reason, 0))
         yield rejected

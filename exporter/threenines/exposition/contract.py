@@ -5,6 +5,9 @@ builds an object per sample and takes ~8 s of CPU for that; formatting lines dir
 cached per target takes a fraction of it, and keeping the lines between renders leaves only what changed.
 Small families (audit, power, process) still go through prometheus_client Collectors and are appended by
 the service.
+
+Names and help come from the catalogue (exposition/catalogue.py), read once at import: the per-sample f-strings
+use module-level name strings, so a line costs what it did with the names spelled in it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from threenines import __version__
 from threenines.config.inventory import Customer, TargetKey
 from threenines.contract.engine import ContractChanges
 from threenines.contract.machine import CustomerServiceView, TargetView
-from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeRecord, ProbeStatsView
+from threenines.exposition import catalogue as c
+from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeRecord, ScheduledPortView
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class ExporterChanges:
     """
 
     contract: ContractChanges
-    probes: dict[TargetKey, ProbeRecord]  # ProbeStatsView.decode() reads them
+    probes: dict[TargetKey, ProbeRecord]  # ScheduledPortView.decode() reads them
     probe_layout: tuple[TargetKey, ...] | None
     customers: tuple[Customer, ...]
     health: HealthView
@@ -86,8 +90,9 @@ def number(value: float) -> str:
 class _Families:
     """Families with one line per slot (target, port or customer service), joined only when a line changed."""
 
-    def __init__(self, families: tuple[tuple[str, str, str], ...]) -> None:
+    def __init__(self, families: tuple[c.Family, ...]) -> None:
         self.families = families
+        self.headers = [family.header for family in families]
         self.slots: dict[tuple[str, ...], int] = {}
         self.lines: list[list[str]] = [[] for _ in families]
         self.chunks: list[bytes] = [b""] * len(families)
@@ -115,10 +120,9 @@ class _Families:
                 self.dirty[family] = True
 
     def render(self) -> list[bytes]:
-        for family, (name, kind, help_text) in enumerate(self.families):
+        for family, header in enumerate(self.headers):
             if self.dirty[family]:
-                self.chunks[family] = (f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
-                                       + "".join(self.lines[family])).encode()
+                self.chunks[family] = (header + "".join(self.lines[family])).encode()
                 self.dirty[family] = False
         return self.chunks
 
@@ -163,7 +167,7 @@ class SnapshotRenderer:
             self._targets.set(key, self._target_lines(view))
         for group, service in contract.services.items():
             self._services.set(group, self._service_lines(service))
-        decode = ProbeStatsView.decode
+        decode = ScheduledPortView.decode
         for key, record in changes.probes.items():
             self._probes.set(key, self._probe_lines(decode(key, record)))
         if changes.customers is not self._customers:
@@ -176,14 +180,11 @@ class SnapshotRenderer:
         """The exposition after `changes`: HELP/TYPE and samples, family by family."""
         self.apply(changes)
         out: list[str] = []
-        _family(out, "threenines_customer_service_excluded", "gauge",
-                "1 while an exclusion window of this reason is active (exclusions ledger).",
-                (f"threenines_customer_service_excluded{labels(**self._vantage, customer=c, service=s, reason=r)} "
-                 f"{'1' if on else '0'}"
-                 for c, s, r, on in changes.exclusions))
-        _family(out, "threenines_exporter_accounting_start_timestamp_seconds", "gauge",
-                "Unix time from which this process's counters count (the heartbeat it resumed from, or its start).",
-                [f"threenines_exporter_accounting_start_timestamp_seconds{self._own} {number(self._accounting_start)}"])
+        _family(out, c.CUSTOMER_SERVICE_EXCLUDED,
+                (f"{_EXCLUDED}{labels(**self._vantage, customer=cu, service=s, reason=r)} {'1' if on else '0'}"
+                 for cu, s, r, on in changes.exclusions))
+        _family(out, c.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS,
+                [f"{c.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS}{self._own} {number(self._accounting_start)}"])
         _health(out, changes.health)
         tail = ("\n".join(out) + "\n").encode()
         return [*self._targets.render(), *self._services.render(), self._customer_chunk, *self._probes.render(),
@@ -194,13 +195,13 @@ class SnapshotRenderer:
         if n is None:
             n = self._target_labels[view.key] = labels(**self._vantage, customer=view.key[0],
                                                        service=view.key[1], target=view.key[2])
-        return (
-            f"threenines_service_up{n} {'1' if view.up else '0'}\n",
-            f"threenines_service_known{n} {'1' if view.known else '0'}\n",
-            f"threenines_service_outage_seconds_total{n} {view.outage_seconds!r}\n",
-            f"threenines_service_unknown_seconds_total{n} {view.unknown_seconds!r}\n",
-            f"threenines_service_determined_timestamp_seconds{n} {float(view.determined_at or 0)!r}\n",
-            f"threenines_service_outage_start_timestamp_seconds{n} {float(view.outage_start or 0)!r}\n",
+        return (  # in the order of _TARGET_FAMILIES
+            f"{_UP}{n} {'1' if view.up else '0'}\n",
+            f"{_KNOWN}{n} {'1' if view.known else '0'}\n",
+            f"{_OUTAGE}{n} {view.outage_seconds!r}\n",
+            f"{_UNKNOWN}{n} {view.unknown_seconds!r}\n",
+            f"{_DETERMINED}{n} {float(view.determined_at or 0)!r}\n",
+            f"{_OUTAGE_START}{n} {float(view.outage_start or 0)!r}\n",
         )
 
     def _service_lines(self, s: CustomerServiceView) -> tuple[str, ...]:
@@ -208,119 +209,89 @@ class SnapshotRenderer:
         n = self._service_labels.get(group)
         if n is None:
             n = self._service_labels[group] = labels(**self._vantage, customer=s.customer, service=s.service)
-        return (
-            f"threenines_customer_service_up{n} {'1' if s.up else '0'}\n",
-            f"threenines_customer_service_known{n} {'1' if s.known else '0'}\n",
-            f"threenines_customer_service_outage_seconds_total{n} {s.outage_seconds!r}\n",
-            f"threenines_customer_service_unknown_seconds_total{n} {s.unknown_seconds!r}\n",
+        return (  # in the order of _SERVICE_FAMILIES
+            f"{_C_UP}{n} {'1' if s.up else '0'}\n",
+            f"{_C_KNOWN}{n} {'1' if s.known else '0'}\n",
+            f"{_C_OUTAGE}{n} {s.outage_seconds!r}\n",
+            f"{_C_UNKNOWN}{n} {s.unknown_seconds!r}\n",
         )
 
-    def _probe_lines(self, p: ProbeStatsView) -> tuple[str, ...]:
+    def _probe_lines(self, p: ScheduledPortView) -> tuple[str, ...]:
         n = self._port_labels.get(p.key)
         if n is None:
             n = self._port_labels[p.key] = labels(**self._vantage, customer=p.key.customer, target=p.key.target)
         answered = p.last_loss is not None
-        return (
-            f"threenines_probe_total{n} {float(p.total)!r}\n",
-            f"threenines_probe_failures_total{n} {float(p.failures)!r}\n",
-            f'threenines_probe_errors_total{n[:-1]},reason="send_failed"}} {float(p.errors)!r}\n',
-            f"threenines_probe_rtt_seconds{n} {p.last_rtt!r}\n" if p.last_rtt is not None else "",
-            f"threenines_probe_loss_ratio{n} {p.last_loss!r}\n" if answered else "",
-            f"threenines_probe_last_timestamp_seconds{n} {p.last_at!r}\n" if answered else "",
+        return (  # in the order of _PROBE_FAMILIES
+            f"{_PROBES}{n} {float(p.total)!r}\n",
+            f"{_FAILURES}{n} {float(p.failures)!r}\n",
+            f'{_ERRORS}{n[:-1]},reason="send_failed"}} {float(p.errors)!r}\n',
+            f"{_RTT}{n} {p.last_rtt!r}\n" if p.last_rtt is not None else "",
+            f"{_LOSS}{n} {p.last_loss!r}\n" if answered else "",
+            f"{_LAST}{n} {p.last_at!r}\n" if answered else "",
         )
 
 
-_TARGET_FAMILIES = (
-    ("threenines_service_up", "gauge", "Contract state per target: 0 while a determined outage is open."),
-    ("threenines_service_known", "gauge", "0 while the target's state cannot be told (no fresh evidence)."),
-    ("threenines_service_outage_seconds_total", "counter",
-     "Outage seconds, retroactive to the first failed probe at determination."),
-    ("threenines_service_unknown_seconds_total", "counter", "Seconds without evidence."),
-    ("threenines_service_determined_timestamp_seconds", "gauge",
-     "Unix time the open outage was determined; 0 when none is open."),
-    ("threenines_service_outage_start_timestamp_seconds", "gauge",
-     "Unix time of the first failed probe of the open outage; 0 when none is open."),
-)
-_SERVICE_FAMILIES = (
-    ("threenines_customer_service_up", "gauge",
-     "0 while any target of the customer's service is in a determined outage."),
-    ("threenines_customer_service_known", "gauge", "0 while the customer's service state cannot be told."),
-    ("threenines_customer_service_outage_seconds_total", "counter",
-     "Billed outage seconds: union over the service's targets, final values."),
-    ("threenines_customer_service_unknown_seconds_total", "counter",
-     "Seconds the customer's service state could not be told (union, final values)."),
-)
-_PROBE_FAMILIES = (
-    ("threenines_probe_total", "counter", "Contract probes completed."),
-    ("threenines_probe_failures_total", "counter", "Contract probes that got no reply."),
-    ("threenines_probe_errors_total", "counter", "Probes that could not be sent (no evidence)."),
-    ("threenines_probe_rtt_seconds", "gauge", "Mean round-trip time of the last probe's replies."),
-    ("threenines_probe_loss_ratio", "gauge", "Lost/sent echo requests of the last probe."),
-    ("threenines_probe_last_timestamp_seconds", "gauge", "Unix time of the last completed probe."),
-)
+# Families with one line per slot, in the order the _*_lines methods return their lines.
+_TARGET_FAMILIES = (c.SERVICE_UP, c.SERVICE_KNOWN, c.SERVICE_OUTAGE_SECONDS_TOTAL, c.SERVICE_UNKNOWN_SECONDS_TOTAL,
+                    c.SERVICE_DETERMINED_TIMESTAMP_SECONDS, c.SERVICE_OUTAGE_START_TIMESTAMP_SECONDS)
+_SERVICE_FAMILIES = (c.CUSTOMER_SERVICE_UP, c.CUSTOMER_SERVICE_KNOWN, c.CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL,
+                     c.CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL)
+_PROBE_FAMILIES = (c.PROBE_TOTAL, c.PROBE_FAILURES_TOTAL, c.PROBE_ERRORS_TOTAL, c.PROBE_RTT_SECONDS,
+                   c.PROBE_LOSS_RATIO, c.PROBE_LAST_TIMESTAMP_SECONDS)
+# The names as plain module strings for the per-sample f-strings (a global read, no attribute lookup per line).
+_UP, _KNOWN, _OUTAGE, _UNKNOWN, _DETERMINED, _OUTAGE_START = (f.name for f in _TARGET_FAMILIES)
+_C_UP, _C_KNOWN, _C_OUTAGE, _C_UNKNOWN = (f.name for f in _SERVICE_FAMILIES)
+_PROBES, _FAILURES, _ERRORS, _RTT, _LOSS, _LAST = (f.name for f in _PROBE_FAMILIES)
+_EXCLUDED = c.CUSTOMER_SERVICE_EXCLUDED.name
 
 
-def _family(out: list[str], name: str, kind: str, help_text: str, lines: Iterable[str]) -> None:
-    out.append(f"# HELP {name} {help_text}")
-    out.append(f"# TYPE {name} {kind}")
+def _family(out: list[str], family: c.Family, lines: Iterable[str]) -> None:
+    out.append(family.header[:-1])  # the lines are joined with "\n"
     out.extend(lines)
 
 
 def _customers(out: list[str], customers: tuple[Customer, ...], own: dict[str, str]) -> None:
-    _family(out, "threenines_customer_info", "gauge", "Customer metadata from the inventory.",
-            ("threenines_customer_info" + labels(**own, customer=c.id, name=c.name, site=c.site,
-                                                 timezone=c.timezone, contacts_version=c.contacts.version) + " 1"
-             for c in customers))
-    _family(out, "threenines_customer_objective_ratio", "gauge",
-            "Contract availability objective per calendar month.",
-            (f"threenines_customer_objective_ratio{labels(**own, customer=c.id, service=s)} {c.objective!r}"
-             for c in customers for s in c.services))
-    _family(out, "threenines_customer_notification_deadline_seconds", "gauge",
-            "Contracted time from determination to notification.",
-            (f"threenines_customer_notification_deadline_seconds{labels(**own, customer=c.id)} "
-             f"{float(c.notification_deadline)!r}" for c in customers))
-    _family(out, "threenines_port_info", "gauge", "Customer port addresses from the inventory.",
-            (f"threenines_port_info{labels(**own, customer=c.id, target=p.id, address=p.address)} 1"
-             for c in customers for p in c.ports))
+    _family(out, c.CUSTOMER_INFO,
+            (f"{c.CUSTOMER_INFO}" + labels(**own, customer=cu.id, name=cu.name, site=cu.site, timezone=cu.timezone,
+                                           contacts_version=cu.contacts.version) + " 1"
+             for cu in customers))
+    _family(out, c.CUSTOMER_OBJECTIVE_RATIO,
+            (f"{c.CUSTOMER_OBJECTIVE_RATIO}{labels(**own, customer=cu.id, service=s)} {cu.objective!r}"
+             for cu in customers for s in cu.services))
+    _family(out, c.CUSTOMER_NOTIFICATION_DEADLINE_SECONDS,
+            (f"{c.CUSTOMER_NOTIFICATION_DEADLINE_SECONDS}{labels(**own, customer=cu.id)} "
+             f"{float(cu.notification_deadline)!r}" for cu in customers))
+    _family(out, c.PORT_INFO,
+            (f"{c.PORT_INFO}{labels(**own, customer=cu.id, target=p.id, address=p.address)} 1"
+             for cu in customers for p in cu.ports))
 
 
 def _health(out: list[str], health: HealthView) -> None:
-    _family(out, "threenines_config_last_reload_successful", "gauge",
-            "1 if the last inventory (re)load succeeded; 0 keeps the previous one running.",
-            [f"threenines_config_last_reload_successful {'1' if health.reload_successful else '0'}"])
-    _family(out, "threenines_config_last_reload_success_timestamp_seconds", "gauge",
-            "Unix time of the last successful inventory load.",
-            [f"threenines_config_last_reload_success_timestamp_seconds {number(health.reload_success_at)}"])
+    _family(out, c.CONFIG_LAST_RELOAD_SUCCESSFUL,
+            [f"{c.CONFIG_LAST_RELOAD_SUCCESSFUL} {'1' if health.reload_successful else '0'}"])
+    _family(out, c.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+            [f"{c.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS} {number(health.reload_success_at)}"])
+    lag = c.PROBE_SCHEDULE_LAG_SECONDS
     cumulative = 0
     buckets = []
     for bound, count in zip((*LAG_BUCKETS, math.inf), health.lag_counts, strict=True):
         cumulative += count
         le = "+Inf" if bound == math.inf else repr(float(bound))
-        buckets.append(f'threenines_probe_schedule_lag_seconds_bucket{{le="{le}"}} {cumulative}')
-    buckets.append(f"threenines_probe_schedule_lag_seconds_count {cumulative}")
-    buckets.append(f"threenines_probe_schedule_lag_seconds_sum {number(health.lag_sum)}")
-    _family(out, "threenines_probe_schedule_lag_seconds", "histogram",
-            "How late probes start against their schedule.", buckets)
-    _family(out, "threenines_probes_in_flight", "gauge", "ICMP probes in flight.",
-            [f"threenines_probes_in_flight {health.in_flight}"])
-    _family(out, "threenines_probe_unmatched_replies_total", "counter",
-            "Echo replies that matched no request in flight (late past the timeout, duplicated, or from an "
-            "address not pinged): many of them mean probe timeouts are too short.",
-            [f"threenines_probe_unmatched_replies_total {health.unmatched_replies}"])
-    _family(out, "threenines_ledger_writes_total", "counter", "Ledger writes by result.",
-            [f'threenines_ledger_writes_total{{ledger="{name}",result="{result}"}} {count}'
+        buckets.append(f'{lag}_bucket{{le="{le}"}} {cumulative}')
+    buckets.append(f"{lag}_count {cumulative}")
+    buckets.append(f"{lag}_sum {number(health.lag_sum)}")
+    _family(out, lag, buckets)
+    _family(out, c.PROBES_IN_FLIGHT, [f"{c.PROBES_IN_FLIGHT} {health.in_flight}"])
+    _family(out, c.PROBE_UNMATCHED_REPLIES_TOTAL, [f"{c.PROBE_UNMATCHED_REPLIES_TOTAL} {health.unmatched_replies}"])
+    _family(out, c.LEDGER_WRITES_TOTAL,
+            [f'{c.LEDGER_WRITES_TOTAL}{{ledger="{name}",result="{result}"}} {count}'
              for name, ok, failed in health.ledger_writes for result, count in (("ok", ok), ("error", failed))])
-    _family(out, "threenines_ledger_recovery_writes_total", "counter",
-            "Writes of the ledger's recovery state (targets known, failure-run checkpoints, heartbeat) by result.",
-            [f'threenines_ledger_recovery_writes_total{{ledger="{name}",kind="{kind}",result="{result}"}} {count}'
+    _family(out, c.LEDGER_RECOVERY_WRITES_TOTAL,
+            [f'{c.LEDGER_RECOVERY_WRITES_TOTAL}{{ledger="{name}",kind="{kind}",result="{result}"}} {count}'
              for name, kind, ok, failed in health.ledger_recovery_writes
              for result, count in (("ok", ok), ("error", failed))])
-    _family(out, "threenines_ledger_pending_writes", "gauge",
-            "Ledger writes the disk refused so far, kept in memory and retried at every tick.",
-            [f'threenines_ledger_pending_writes{{ledger="{name}",kind="{kind}"}} {count}'
+    _family(out, c.LEDGER_PENDING_WRITES,
+            [f'{c.LEDGER_PENDING_WRITES}{{ledger="{name}",kind="{kind}"}} {count}'
              for name, kind, count in health.ledger_pending])
-    _family(out, "threenines_metrics_render_seconds", "gauge",
-            "Seconds the last render took (a scrape renders the changes published since the previous one).",
-            [f"threenines_metrics_render_seconds {number(health.render_seconds)}"])
-    _family(out, "threenines_build_info", "gauge", "threenines version, and which prober wire runs.",
-            [f'threenines_build_info{{version="{__version__}",wire="{health.wire}"}} 1'])
+    _family(out, c.METRICS_RENDER_SECONDS, [f"{c.METRICS_RENDER_SECONDS} {number(health.render_seconds)}"])
+    _family(out, c.BUILD_INFO, [f'{c.BUILD_INFO}{{version="{__version__}",wire="{health.wire}"}} 1'])

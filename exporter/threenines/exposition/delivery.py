@@ -7,9 +7,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from threenines.exposition import catalogue as c
+from threenines.exposition.catalogue import metric_family
 from threenines.ledgers.audit import DelayHistograms
 
 Outage = tuple[str, str, str, float]
@@ -78,41 +79,25 @@ class DeliveryCollector(Collector):
 
     @staticmethod
     def _families(state: DeliveryState) -> Iterator[Any]:
-        delivered = CounterMetricFamily(
-            "threenines_notification_deliveries",
-            "Notifications a designated contact's channel accepted (SMTP 250, HTTP 2xx, PagerDuty 202).",
-            labels=["customer", "channel"])
+        delivered = metric_family(c.NOTIFICATION_DELIVERIES_TOTAL)
         for (customer, channel), count in sorted(state.delivered.items()):
             delivered.add_metric([customer, channel], count)
         yield delivered
-        failures = CounterMetricFamily(
-            "threenines_notification_delivery_failures",
-            "Delivery attempts a contact's channel did not accept, by reason; each is retried with backoff.",
-            labels=["customer", "channel", "reason"])
+        failures = metric_family(c.NOTIFICATION_DELIVERY_FAILURES_TOTAL)
         for (customer, channel, reason), count in sorted(state.failures.items()):
             failures.add_metric([customer, channel, reason], count)
         yield failures
-        pending = GaugeMetricFamily(
-            "threenines_notification_delivery_pending",
-            "Notifications owed to a designated contact and not accepted by its channel yet.",
-            labels=["customer", "channel"])
+        pending = metric_family(c.NOTIFICATION_DELIVERY_PENDING)
         for (customer, channel), count in sorted(state.pending.items()):
             pending.add_metric([customer, channel], count)
         yield pending
-        yield state.delays.family(
-            "threenines_notification_delivery_delay_seconds",
-            "Determination to the acceptance of an outage's notification by every designated contact.")
-        last = GaugeMetricFamily(
-            "threenines_notification_last_delivery_determined_timestamp_seconds",
-            "determined_at of the latest outage whose notification every designated contact accepted.",
-            labels=["customer", "service", "target"])
+        yield state.delays.family(c.NOTIFICATION_DELIVERY_DELAY_SECONDS.name,
+                                  c.NOTIFICATION_DELIVERY_DELAY_SECONDS.help)
+        last = metric_family(c.NOTIFICATION_LAST_DELIVERY_DETERMINED_TIMESTAMP_SECONDS)
         for (customer, service, target), value in sorted(state.last_delivered.items()):
             last.add_metric([customer, service, target], value)
         yield last
-        requests = CounterMetricFamily(
-            "threenines_notification_webhook_requests",
-            "Posts to the exporter's Alertmanager webhooks (audit, deliver) by status code; 4xx were refused.",
-            labels=["endpoint", "code"])
+        requests = metric_family(c.NOTIFICATION_WEBHOOK_REQUESTS_TOTAL)
         for (endpoint, code), count in sorted(state.requests.items()):
             requests.add_metric([endpoint, code], count)
         yield requests
