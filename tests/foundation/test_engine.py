@@ -83,3 +83,45 @@ def test_a_quiet_fleet_costs_a_tick_nothing_per_target() -> None:
     engine.tick(300 + 500 * 0.3 + HORIZON - 1)
     stale = engine.changes(0).targets
     assert {k for k, v in stale.items() if not v.known} == set(keys[:497])
+
+
+POWER = TargetKey("acme", "power", "power")
+backdated_steps = st.lists(
+    st.tuples(st.integers(min_value=1, max_value=700),
+              st.one_of(st.just("tick"),
+                        st.tuples(st.sampled_from((*KEYS, POWER)), st.sampled_from([True, False, None]),
+                                  st.one_of(st.none(), st.integers(min_value=0, max_value=1500))))),
+    max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(backdated_steps, st.integers(min_value=1, max_value=3))
+def test_backdated_failures_never_move_an_exported_counter_down(history, threshold) -> None:
+    """A failure dated before its observation (the power rule's moment) moves time from up to outage: every
+    exported counter only grows, and a service of one target ends with exactly its target's seconds."""
+    engine = ContractEngine()
+    engine.configure([TargetSpec(key, threshold, HORIZON) for key in (*KEYS, POWER)], 0)
+    targets: dict = {}
+    services: dict = {}
+    at = 0.0
+    for gap, action in [*history, (1, (POWER, True, None)), (0, "tick")]:
+        at += gap
+        if action != "tick":
+            key, ok, back = action
+            engine.observe(key, at, ok, failed_since=None if back is None or ok is not False else at - back)
+            continue
+        engine.tick(at)
+        changes = engine.changes(at)
+        for key, view in changes.targets.items():
+            if key in targets:
+                assert view.outage_seconds >= targets[key].outage_seconds
+                assert view.unknown_seconds >= targets[key].unknown_seconds
+            targets[key] = view
+        for group, view in changes.services.items():
+            if group in services:
+                assert view.outage_seconds >= services[group].outage_seconds
+                assert view.unknown_seconds >= services[group].unknown_seconds
+            services[group] = view
+    # The last answer resolved any pending run and the tick folded the power service up to it.
+    assert services[("acme", "power")].outage_seconds == pytest.approx(targets[POWER].outage_seconds)
+    assert services[("acme", "power")].unknown_seconds == pytest.approx(targets[POWER].unknown_seconds)

@@ -3,7 +3,9 @@ runtime falls, low battery, then every management card goes silent. One snmpsim 
 its PDU (their cards die together when the agent is stopped); snmpset moves each UPS through the blackout.
 
 Customer acme (feed A on site A, feed B on site B) loses both feeds this way: its power is down, with the
-evidence per UPS in the metrics and a log line, and the contract state machine determines the interruption.
+evidence per UPS in the metrics and a log line, and the contract engine determines the interruption; the outage
+ledger's row starts at the moment the evidence gives (last reading + announced runtime), not at the poll that
+found the silence.
 Customer quiet's site goes silent while its UPS was on mains: unknown, never down. Time is injected."""
 
 from __future__ import annotations
@@ -14,15 +16,20 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.snmp.agents import FIXTURES, Agent, snmpset, snmpsim
-from threenines.config.inventory import Inventory, TargetKey, parse_inventory_text
-from threenines.contract.machine import OutageEvent, TargetMachine
-from threenines.probes.power_poller import PowerPoller
+from threenines.config.inventory import Inventory, TargetKey
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.contract.engine import ContractEngine, specs_from_inventory
+from threenines.contract.machine import OutageEvent
+from threenines.contract.power_state import PowerPair, power_pair
+from threenines.exposition.power import PowerCollector
+from threenines.ledgers.outages import OutageLedger
 
 UPS_SOURCE = "1.3.6.1.2.1.33.1.4.1.0"       # upsOutputSource: normal(3) battery(5)
 UPS_BATTERY = "1.3.6.1.2.1.33.1.2.1.0"      # upsBatteryStatus: batteryNormal(2) batteryLow(3)
@@ -83,32 +90,36 @@ def ups_state(agent: Agent, site: str, source: int, battery: int, minutes: int, 
         snmpset(agent.address, f"ups-{site}", oid, "i", str(value))
 
 
-def metrics(poller: PowerPoller) -> str:
+def metrics(pair: PowerPair) -> str:
     registry = CollectorRegistry()
-    registry.register(poller.collector)
+    registry.register(PowerCollector(pair.poller.snapshot, pair.evaluator.snapshot))
     return generate_latest(registry).decode()
 
 
 def test_a_blackout_is_an_interruption_with_its_evidence_and_mere_silence_stays_unknown(
-        sites: dict[str, Agent], caplog: pytest.LogCaptureFixture) -> None:
+        sites: dict[str, Agent], caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     inv = inventory(sites)
     now = [T0]
-    observed: list[tuple[str, float, bool | None]] = []
+    observed: list[tuple[str, float, bool | None, float | None]] = []
     events: list[OutageEvent] = []
-    # The contract's state machine (2 consecutive observations, horizon 1.5 intervals) fed by the poller.
-    machines = {c.id: TargetMachine(TargetKey(c.id, "power", "power"), 2, 1.5 * INTERVAL, T0, events.append)
-                for c in inv.customers}
+    # The contract engine (2 consecutive observations, horizon 1.5 intervals) and its outage ledger, fed by the
+    # evaluator as `threenines serve` wires them.
+    ledger = OutageLedger(tmp_path / "outages.sqlite")
+    engine = ContractEngine(ledger, on_event=events.append)
+    engine.configure(specs_from_inventory(inv), T0)
 
-    def observe(key: TargetKey, at: float, ok: bool | None) -> None:
-        observed.append((key.customer, at, ok))
-        machines[key.customer].observe(at, ok)
+    def observe(key: TargetKey, at: float, ok: bool | None, failed_since: float | None = None) -> None:
+        observed.append((key.customer, at, ok, failed_since))
+        engine.observe(key, at, ok, failed_since)
 
-    poller = PowerPoller(inv, observe, clock=lambda: now[0])
+    poller, power = pair = power_pair(inv, observe, clock=lambda: now[0])
 
     async def step(at: float) -> dict[str, bool | None]:
         now[0] = at
         await asyncio.gather(*(poller.poll_once(d) for d in inv.devices))
-        return {c.id: poller.observe_customer(c) for c in inv.customers}
+        states = {c.id: power.observe_customer(c) for c in inv.customers}
+        engine.tick(at)
+        return states
 
     async def scenario() -> list[dict[str, bool | None]]:
         states = [await step(T0)]                                   # everyone on mains
@@ -127,24 +138,38 @@ def test_a_blackout_is_an_interruption_with_its_evidence_and_mere_silence_stays_
         states.append(await step(T0 + 330))
         return states
 
-    with caplog.at_level(logging.INFO, logger="threenines.probes.power_poller"):
+    with caplog.at_level(logging.INFO, logger="threenines.contract.power_state"):
         states = asyncio.run(scenario())
 
     assert [s["acme"] for s in states] == [True, True, True, True, False, False]
     assert [s["quiet"] for s in states] == [True, True, True, True, None, None]  # silence alone: unknown
-    # The interruption is determined by the contract's rule (2 consecutive), from its first down observation.
+    # The interruption is determined by the contract's rule (2 consecutive observations, at T0+270 and T0+330)
+    # from the moment the evidence says power ended: the last readings (T0+180) + the 60 s of runtime they
+    # announced = T0+240, 30 s before the poll that found every card silent.
+    down_since = T0 + 180 + 60
+    assert [o for o in observed if o[0] == "acme" and o[2] is False] == [
+        ("acme", T0 + 270, False, down_since), ("acme", T0 + 330, False, down_since)]
     determined = [e for e in events if e.kind == "determined"]
     assert [(e.key.customer, e.first_failed_at, e.determined_at) for e in determined] == [
-        ("acme", T0 + 270, T0 + 330)]
-    assert machines["quiet"].down is False
+        ("acme", down_since, T0 + 330)]
+    [outage] = ledger.outages()
+    assert (outage.key, outage.first_failed_at, outage.determined_at, outage.ended_at) == (
+        TargetKey("acme", "power", "power"), down_since, T0 + 330, None)
+    # Its seconds are counted from the same moment, in the target and in the customer's service.
+    changes = engine.changes(T0 + 330)
+    assert changes.targets[TargetKey("acme", "power", "power")].outage_seconds == T0 + 330 - down_since
+    assert changes.services[("acme", "power")].outage_seconds == T0 + 330 - down_since
+    assert engine.machine(TargetKey("quiet", "power", "power")).down is False
+    assert not any(o[3] is not None for o in observed if o[0] == "quiet")
+    ledger.close()
 
-    verdict = poller.verdict(inv.customer("acme"))
+    verdict = power.verdict(inv.customer("acme"))
     assert [(e.ups, e.evidence) for e in verdict.inferred] == [("ups-a", "low_battery"), ("ups-b", "runtime_low")]
     # The evidence's moment: last reading (T0+180) + the 60 s it announced, before the poll that found silence.
     assert {e.ups: e.since for e in verdict.inferred} == {"ups-a": T0 + 240, "ups-b": T0 + 240}
 
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(metrics(poller)) for s in family.samples
+               for family in text_string_to_metric_families(metrics(pair)) for s in family.samples
                if s.name.startswith("threenines_power_inferred_down")}
     expected = {}
     for ups, evidence in (("ups-a", "low_battery"), ("ups-b", "runtime_low")):

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threenines.config.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed, PowerPolicy
+from threenines.config.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed
+from threenines.config.policies import PowerPolicy
+from threenines.config.power_topology import fed_by
 from threenines.contract.power import (
     DEFAULT_LOW_RUNTIME_SECONDS,
     EVIDENCE,
@@ -19,7 +21,6 @@ from threenines.contract.power import (
     customer_verdict,
     exhausted,
     exhaustions,
-    fed_by,
 )
 from threenines.probes.snmp.readings import DeviceReading, OutletReading, PhaseReading, UpsReading
 

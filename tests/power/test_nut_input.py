@@ -17,9 +17,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.support import RunningProcess, free_port, wait_until
 from threenines.config.configfile import ConfigError
-from threenines.config.inventory import NutSource, SecretRef, parse_inventory_text
+from threenines.config.inventory import NutSource
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.config.secrets import SecretRef
+from threenines.contract.power_state import power_pair
+from threenines.exposition.power import PowerCollector
 from threenines.probes.nut import decode_vars, list_vars, read_nut
-from threenines.probes.power_poller import PowerPoller
 from threenines.probes.snmp.client import SnmpFailure
 
 DRIVER = Path("/lib/nut/dummy-ups")
@@ -137,12 +140,12 @@ def test_a_nut_ups_reads_like_any_ups_and_its_blackout_counts_as_down(nut: NutSe
     ups = inv.device("ups-nut")
     assert ups.port == nut.port and ups.nut is not None and ups.nut.ups == "dummy" and ups.auth == ""
     now = [1_800_000_000.0]
-    poller = PowerPoller(inv, lambda key, at, ok: None, clock=lambda: now[0])
+    poller, power = power_pair(inv, lambda key, at, ok: None, clock=lambda: now[0])
 
     async def step(at: float) -> tuple[object, bool | None]:
         now[0] = at
         statuses = await asyncio.gather(*(poller.poll_once(d) for d in inv.devices))
-        return statuses[0], poller.observe_customer(inv.customer("nutty"))
+        return statuses[0], power.observe_customer(inv.customer("nutty"))
 
     status, state = asyncio.run(step(now[0]))
     assert status.up and status.reading.profile == "nut"  # type: ignore[attr-defined]
@@ -171,10 +174,10 @@ def test_a_nut_ups_reads_like_any_ups_and_its_blackout_counts_as_down(nut: NutSe
     status, state = asyncio.run(step(now[0] + 60))
     assert not status.up and status.errors == (("stale", 1),)  # type: ignore[attr-defined]
     assert state is False  # low battery, then silence of the UPS and of the PDU it feeds: the blackout rule
-    verdict = poller.verdict(inv.customer("nutty"))
+    verdict = power.verdict(inv.customer("nutty"))
     assert [(e.ups, e.evidence) for e in verdict.inferred] == [("ups-nut", "low_battery")]
     registry = CollectorRegistry()
-    registry.register(poller.collector)
+    registry.register(PowerCollector(poller.snapshot, power.snapshot))
     text = generate_latest(registry).decode()
     assert 'threenines_device_poll_errors_total{device="ups-nut",reason="stale"} 1.0' in text
     assert 'threenines_power_inferred_down{customer="nutty",device="ups-nut",evidence="low_battery"} 1.0' in text
@@ -183,11 +186,11 @@ def test_a_nut_ups_reads_like_any_ups_and_its_blackout_counts_as_down(nut: NutSe
 
 def test_a_driver_gone_after_readings_on_mains_stays_unknown(nut: NutServer) -> None:
     inv = inventory(nut, free_port(socket.SOCK_DGRAM), with_credentials=False)
-    poller = PowerPoller(inv, lambda key, at, ok: None)
+    poller, power = power_pair(inv, lambda key, at, ok: None)
 
     async def everything() -> bool | None:
         await asyncio.gather(*(poller.poll_once(d) for d in inv.devices))
-        return poller.observe_customer(inv.customer("nutty"))
+        return power.observe_customer(inv.customer("nutty"))
 
     assert asyncio.run(everything()) is None
     nut.driver.stop()
@@ -250,7 +253,7 @@ def test_a_ups_announcing_a_runtime_shorter_than_its_interval_is_polled_again_wh
     nut.set_state(ONLINE.replace("ups.status: OL", "ups.status: OB").replace("1800", "6"))
     wait_until(lambda: nut.status() == "OB", 20, interval=0.2, what="the driver to read the edited .dev")
     inv = inventory(nut, free_port(socket.SOCK_DGRAM), interval="1h")
-    poller = PowerPoller(inv, lambda key, at, ok: None)
+    poller, _ = power_pair(inv, lambda key, at, ok: None)
 
     async def scenario() -> tuple[tuple[str, str, int], ...]:
         stop = asyncio.Event()

@@ -14,8 +14,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.snmp.agents import FIXTURES, Agent, snmpget, snmpset, snmpsim
-from threenines.config.inventory import Inventory, parse_inventory_text
-from threenines.probes.power_poller import PowerPoller
+from threenines.config.inventory import Inventory
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.contract.power_state import PowerPair, power_pair
+from threenines.exposition.power import PowerCollector
 from threenines.probes.snmp.client import SnmpClient, Target
 
 WH_1 = "1.3.6.1.4.1.534.6.6.7.6.5.1.4.0.1"  # EATON-EPDU-MIB outletWh, outlet 1 (Unsigned32, watt-hours)
@@ -68,9 +70,9 @@ class CountingClient(SnmpClient):
         return answer
 
 
-def metrics(poller: PowerPoller) -> str:
+def metrics(pair: PowerPair) -> str:
     registry = CollectorRegistry()
-    registry.register(poller.collector)
+    registry.register(PowerCollector(pair.poller.snapshot, pair.evaluator.snapshot))
     return generate_latest(registry).decode()
 
 
@@ -79,18 +81,18 @@ def test_agent_stalling_mid_walk_makes_that_device_unknown_and_no_other(stalling
     assert snmpget(stalling.address, "pdu-stall", "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6.1") == "4"
     inv = inventory(stalling, healthy)
     client = CountingClient()
-    poller = PowerPoller(inv, lambda key, at, ok: None, client=client)
+    poller, power = pair = power_pair(inv, lambda key, at, ok: None, client=client)
 
     async def go() -> tuple[dict[str, bool], dict[str, bool | None]]:
         polls = await asyncio.gather(*(poller.poll_once(d) for d in inv.devices))
         return ({s.device.id: s.up for s in polls},
-                {c.id: poller.observe_customer(c) for c in inv.customers})
+                {c.id: power.observe_customer(c) for c in inv.customers})
 
     up, customers = asyncio.run(go())
     assert up == {"stall": False, "epdu": True}
     assert customers == {"on-stall": None, "on-epdu": True}  # unknown, not down; the other one unaffected
     assert client.answered[stalling.port] >= 1  # the walk's first GETBULK was answered: it stopped midway
-    text = metrics(poller)
+    text = metrics(pair)
     assert 'threenines_device_up{device="stall"} 0.0' in text
     assert 'threenines_device_poll_errors_total{device="stall",reason="timeout"} 1.0' in text
     assert 'threenines_device_up{device="epdu"} 1.0' in text
@@ -101,7 +103,7 @@ def test_agent_stalling_mid_walk_makes_that_device_unknown_and_no_other(stalling
 
 def test_a_real_unsigned32_wrap_is_counted_and_the_device_stays_up(stalling: Agent, healthy: Agent) -> None:
     inv = inventory(stalling, healthy)
-    poller = PowerPoller(inv, lambda key, at, ok: None)
+    poller, _ = pair = power_pair(inv, lambda key, at, ok: None)
     epdu = next(d for d in inv.devices if d.id == "epdu")
     snmpset(healthy.address, "epdu-wrap", WH_1, "u", "4294967290")
 
@@ -116,7 +118,7 @@ def test_a_real_unsigned32_wrap_is_counted_and_the_device_stays_up(stalling: Age
     assert before.up and after.up  # type: ignore[attr-defined]
     assert before.reading.outlet("1").energy_joules == 4294967290 * 3600  # type: ignore[attr-defined]
     assert after.reading.outlet("1").energy_joules == 4 * 3600  # type: ignore[attr-defined]
-    text = metrics(poller)
+    text = metrics(pair)
     assert 'threenines_device_poll_errors_total{device="epdu",reason="counter_wrap"} 1.0' in text
     assert 'threenines_device_up{device="epdu"} 1.0' in text
     # Outlet 2's counter did not move backwards and still reads.

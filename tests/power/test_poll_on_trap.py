@@ -20,8 +20,8 @@ import pytest
 from tests.snmp.agents import FIXTURES, Agent, snmpsim
 from tests.support import VENV_BIN, RunningProcess, free_port
 from threenines.commands.trap import parse_traphandle
-from threenines.config.inventory import parse_inventory_text
-from threenines.probes.power_poller import PowerPoller
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.contract.power_state import power_pair
 from threenines.probes.power_trap import TRAP_PATH, parse_trap_body, trap_route
 from threenines.serve.httpserver import ExporterHTTPServer
 
@@ -64,7 +64,7 @@ customers:
 def test_a_trap_through_snmptrapd_polls_that_ups_and_its_pdus_at_once(agent: Agent, tmp_path: Path) -> None:
     inv = inventory(agent)
     observed: list[tuple[str, bool | None]] = []
-    poller = PowerPoller(inv, lambda key, at, ok: observed.append((key.customer, ok)))
+    poller, _ = power_pair(inv, lambda key, at, ok: observed.append((key.customer, ok)))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     runner = threading.Thread(target=loop.run_until_complete, args=(poller.run(stop),), daemon=True)

@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.snmp.agents import FIXTURES, Agent, snmpset, snmpsim
 from tests.support import free_port
-from threenines.config.inventory import parse_inventory_text
-from threenines.probes.power_poller import PowerPoller
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.contract.power_state import power_pair
+from threenines.exposition.power import PowerCollector
 
 STATE = "1.3.6.1.4.1.318.1.1.26.9.2.3.1.5"  # rPDU2OutletSwitchedStatusState: off(1) on(2)
 
@@ -64,7 +65,7 @@ customers:
 def test_outage_only_when_both_feeds_are_down_and_a_dead_pdu_is_unknown(pdus: Agent) -> None:
     inv = inventory(pdus, free_port(socket.SOCK_DGRAM))
     observed: list[tuple[str, bool | None]] = []
-    poller = PowerPoller(inv, lambda key, at, ok: observed.append((key.customer, ok)))
+    poller, power = power_pair(inv, lambda key, at, ok: observed.append((key.customer, ok)))
     devices = {d.id: d for d in inv.devices}
 
     async def scenario() -> dict[str, object]:
@@ -73,17 +74,17 @@ def test_outage_only_when_both_feeds_are_down_and_a_dead_pdu_is_unknown(pdus: Ag
         polls = await asyncio.gather(*(poller.poll_once(d) for d in inv.devices))
         out["elapsed"] = time.monotonic() - started
         out["up"] = {s.device.id: s.up for s in polls}
-        out["both_on"] = {c.id: poller.observe_customer(c) for c in inv.customers}
+        out["both_on"] = {c.id: power.observe_customer(c) for c in inv.customers}
         snmpset(pdus.address, "pdu-a", f"{STATE}.1", "i", "1")
         await poller.poll_once(devices["pdu-a"])
-        out["a_off"] = poller.observe_customer(inv.customer("acme"))
+        out["a_off"] = power.observe_customer(inv.customer("acme"))
         snmpset(pdus.address, "pdu-b", f"{STATE}.1", "i", "1")
         await poller.poll_once(devices["pdu-b"])
-        out["both_off"] = poller.observe_customer(inv.customer("acme"))
+        out["both_off"] = power.observe_customer(inv.customer("acme"))
         snmpset(pdus.address, "pdu-a", f"{STATE}.1", "i", "2")
         snmpset(pdus.address, "pdu-b", f"{STATE}.1", "i", "2")
         await poller.poll_once(devices["pdu-a"])
-        out["restored"] = poller.observe_customer(inv.customer("acme"))
+        out["restored"] = power.observe_customer(inv.customer("acme"))
         return out
 
     out = asyncio.run(scenario())
@@ -97,7 +98,7 @@ def test_outage_only_when_both_feeds_are_down_and_a_dead_pdu_is_unknown(pdus: Ag
     assert out["elapsed"] < 3
 
     registry = CollectorRegistry()
-    registry.register(poller.collector)
+    registry.register(PowerCollector(poller.snapshot, power.snapshot))
     text = generate_latest(registry).decode()
     assert 'threenines_device_up{device="dead"} 0.0' in text
     assert 'threenines_device_poll_errors_total{device="dead",reason="timeout"} 1.0' in text
@@ -113,7 +114,7 @@ def test_outage_only_when_both_feeds_are_down_and_a_dead_pdu_is_unknown(pdus: Ag
 def test_run_schedules_polls_and_observations_until_stopped(pdus: Agent) -> None:
     inv = inventory(pdus, free_port(socket.SOCK_DGRAM))
     observed: list[tuple[str, float, bool | None]] = []
-    poller = PowerPoller(inv, lambda key, at, ok: observed.append((key.customer, at, ok)))
+    poller, _ = power_pair(inv, lambda key, at, ok: observed.append((key.customer, at, ok)))
 
     async def go() -> None:
         stop = asyncio.Event()

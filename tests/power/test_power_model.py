@@ -6,8 +6,10 @@ import itertools
 
 import pytest
 
-from threenines.config.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed, PowerPolicy
-from threenines.contract.power import all3, any3, customer_powered, device_supplies, devices_of, feed_powered
+from threenines.config.inventory import Contact, Contacts, Customer, CustomerPower, Device, Feed
+from threenines.config.policies import PowerPolicy
+from threenines.config.power_topology import devices_of
+from threenines.contract.power import all3, any3, customer_powered, device_supplies, feed_powered
 from threenines.probes.snmp.readings import DeviceReading, OutletReading, PhaseReading, UpsReading
 
 TRI = (True, False, None)

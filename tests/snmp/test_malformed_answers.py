@@ -23,8 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.snmp.agents import FIXTURES, Agent
 from tests.snmp.crafted import Craft, crafted_agent, oid_content, tlv
 from tests.snmp.test_ber import V2C, pysnmp_response
-from threenines.config.inventory import Inventory, parse_inventory_text
-from threenines.probes.power_poller import DeviceStatus, PowerPoller
+from threenines.config.inventory import Inventory
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.contract.power_state import power_pair
+from threenines.exposition.power import PowerCollector
+from threenines.probes.power_poller import DeviceStatus
 from threenines.probes.snmp import ber
 from threenines.probes.snmp.readings import REASONS
 from threenines.probes.snmp.values import Missing
@@ -207,16 +210,16 @@ def pdu_inventory(address: str) -> Inventory:
 
 
 def poll(inventory: Inventory) -> tuple[DeviceStatus, bool | None, str]:
-    poller = PowerPoller(inventory, lambda key, at, ok: None)
+    poller, power = power_pair(inventory, lambda key, at, ok: None)
 
     async def go() -> tuple[DeviceStatus, bool | None]:
         status = await poller.poll_once(inventory.devices[0])
         powered = [c for c in inventory.customers if c.power is not None]
-        return status, poller.observe_customer(powered[0]) if powered else None
+        return status, power.observe_customer(powered[0]) if powered else None
 
     status, powered = asyncio.run(go())
     registry = CollectorRegistry()
-    registry.register(poller.collector)
+    registry.register(PowerCollector(poller.snapshot, power.snapshot))
     return status, powered, generate_latest(registry).decode()
 
 

@@ -12,7 +12,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.snmp.agents import Agent, snmpget
 from tests.snmp.helpers import read
-from threenines.config.inventory import Inventory, parse_inventory_text
+from threenines.config.inventory import Inventory
+from threenines.config.inventory_load import parse_inventory_text
+from threenines.exposition.power import PowerCollector
 from threenines.probes.power_poller import PowerPoller
 from threenines.probes.snmp.decode import decode_value
 from threenines.probes.snmp.profiles import get_profile
@@ -37,14 +39,14 @@ customers:
 
 def metrics(poller: PowerPoller) -> str:
     registry = CollectorRegistry()
-    registry.register(poller.collector)
+    registry.register(PowerCollector(poller.snapshot))
     return generate_latest(registry).decode()
 
 
 def test_a_gauge32_runtime_placeholder_is_unknown_and_no_error_poll_after_poll(own_agent: Agent) -> None:
     assert snmpget(own_agent.address, "huawei-ups2000", "1.3.6.1.2.1.33.1.2.3.0") == "4294967295"
     inventory = one_ups(own_agent, "huawei-ups2000")
-    poller = PowerPoller(inventory, lambda key, at, ok: None)
+    poller = PowerPoller(inventory)
     ups = inventory.devices[0]
 
     async def two_polls():
@@ -85,7 +87,7 @@ def test_a_three_phase_ups_reports_every_line_and_the_highest_load_is_there_to_a
     assert reading.ups.line_values("output_load_ratio") == (("1", 0.07), ("2", 0.19), ("3", 0.29))
     assert reading.ups.line_values("input_voltage_volts") == tuple((str(i + 1), float(v)) for i, v in enumerate(volts))
     assert reading.problems == ()
-    poller = PowerPoller(one_ups(own_agent, "eaton-93ps"), lambda key, at, ok: None)
+    poller = PowerPoller(one_ups(own_agent, "eaton-93ps"))
     asyncio.run(poller.poll_once(poller.inventory.devices[0]))
     text = metrics(poller)
     for line, load in (("1", 0.07), ("2", 0.19), ("3", 0.29)):

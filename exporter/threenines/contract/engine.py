@@ -177,7 +177,14 @@ class ContractEngine:
 
     # -- evidence and time --------------------------------------------------------------------------
 
-    def observe(self, key: TargetKey, at: float, ok: bool | None) -> None:
+    def observe(self, key: TargetKey, at: float, ok: bool | None, failed_since: float | None = None) -> None:
+        """A target's evidence at `at`; `failed_since`: a failure the evidence dates earlier (TargetMachine.observe).
+
+        The run reaches back no further than the time already accounted. An up target with fresh evidence
+        that is alone in its service (power) is accounted only at its observations, a reload or a clock step
+        (it waits in its fresh lane), so its backdated run reaches back as far as its previous observation;
+        a target whose service has an active member is accounted at every tick as well.
+        """
         machine = self._machines.get(key)
         if machine is None:
             return  # removed by a reload while its probe was in flight
@@ -189,7 +196,7 @@ class ContractEngine:
                 self._classify(machine)
             return
         evidence = machine.last_evidence
-        machine.observe(at, ok)
+        machine.observe(at, ok, failed_since)
         if machine._view is None:
             self._changed[key] = machine
         was_active = key in self._active

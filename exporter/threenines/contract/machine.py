@@ -9,7 +9,9 @@ Accounting partitions wall time into four buckets: up, outage, unknown, and *pen
 first failed probe of a run that has not yet either recovered (→ up: a flap shorter than the threshold counts
 nothing) or reached the threshold (→ outage, retroactive to the first failed probe). Evidence older than the
 horizon (1.5 × interval by default) makes time unknown and breaks a failure run: failures separated by a gap
-in evidence are not "consecutive".
+in evidence are not "consecutive". A failed observation may date its failure earlier (`failed_since`, the power
+rule's moment): the run then starts there, but never before the time already accounted (§1, "A failure the
+evidence dates earlier").
 """
 
 from __future__ import annotations
@@ -166,10 +168,26 @@ class TargetMachine:
 
     # -- observations ---------------------------------------------------------------------------------
 
-    def observe(self, at: float, ok: bool | None) -> None:
-        """A probe result at `at`: True answered, False failed, None no evidence (could not probe)."""
+    def observe(self, at: float, ok: bool | None, failed_since: float | None = None) -> None:
+        """A probe result at `at`: True answered, False failed, None no evidence (could not probe).
+
+        `failed_since` (with ok False): the evidence seen at `at` says the failure began earlier, at that
+        instant (the power rule's exhaustion moment). When this observation starts a failure run, the run
+        starts there — but never before the time already accounted (`accrued_to`): seconds already counted
+        as up or unknown stay so, since the union may have folded them and a counter never goes down. The
+        seconds from the run's start to `at` are pending, like any run's; the run's freshness is judged from
+        `at`, the moment of the evidence. Inside a run or an open outage it changes nothing.
+        """
         if self.observe_up(at, ok):
             return
+        run_start = None
+        if ok is False and failed_since is not None and not self.down and failed_since < at:
+            start = max(failed_since, self.accrued_to)
+            if start < at:
+                self.advance(start)  # up to the run's start, as the earlier evidence says (it may end a stale run)
+                if not self.fail_count:
+                    self._accrue(start, at, None)  # pending: held like any run's time since its first failure
+                    run_start = start
         self.advance(at)
         if ok is None:
             return
@@ -189,7 +207,7 @@ class TargetMachine:
             return
         self.fail_count += 1
         if self.fail_count == 1:
-            self.fail_start = at
+            self.fail_start = at if run_start is None else run_start
         if self.fail_count >= self.threshold:
             self._determine(at)
         else:

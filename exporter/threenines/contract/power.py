@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from threenines.config.inventory import Customer, Device, Feed
+from threenines.config.power_topology import devices_of, fed_by
 from threenines.probes.snmp.readings import DeviceReading, UpsReading
 
 # Below this an inlet is dead; real mains is 100-240 V (or 48 V DC), sensor noise on a dead inlet a few volts.
@@ -177,33 +178,7 @@ def customer_verdict(customer: Customer, devices: Mapping[str, Device],
     return PowerVerdict(state, tuple(exhausted[ups] for ups in used))
 
 
-def devices_of(customer: Customer, devices: Mapping[str, Device]) -> set[str]:
-    """Every device whose reading can change this customer's power state (feed PDUs and their upstream)."""
-    out: set[str] = set()
-    if customer.power is None:
-        return out
-    for feed in customer.power.feeds:
-        current = devices.get(feed.pdu)
-        while current is not None and current.id not in out:
-            out.add(current.id)
-            current = devices.get(current.input)
-    return out
-
-
 # -- the blackout rule ------------------------------------------------------------------------------------------
-
-
-def fed_by(ups_id: str, devices: Mapping[str, Device]) -> set[str]:
-    """The PDUs fed from this UPS, directly or through other PDUs (not through another UPS: it has a battery)."""
-    out: set[str] = set()
-    frontier = [ups_id]
-    while frontier:
-        current = frontier.pop()
-        for device in devices.values():
-            if device.input == current and device.kind != "ups" and device.id not in out:
-                out.add(device.id)
-                frontier.append(device.id)
-    return out
 
 
 def last_words(ups: UpsReading, last_success: float, silent_since: float) -> str | None:

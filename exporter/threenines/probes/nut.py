@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import re
 
-from threenines.config.inventory import NutSource, SecretError
+from threenines.config.inventory import NutSource
+from threenines.config.secrets import SecretError
 from threenines.probes.snmp.client import SnmpFailure
 from threenines.probes.snmp.readings import DeviceReading, Problem, UpsLine, UpsReading
 
-DEFAULT_PORT = 3493
 MAX_LINES = 2000  # a UPS has some hundred variables; a server sending more is broken, not slow
 MAX_LINE_BYTES = 4096
 _VAR = re.compile(r'VAR (\S+) (\S+) "((?:[^"\\]|\\.)*)"')

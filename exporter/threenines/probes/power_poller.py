@@ -1,14 +1,16 @@
-"""Poll every UPS/PDU of the inventory on its own schedule and feed the customer power state to the contract.
+"""Poll every UPS/PDU of the inventory on its own schedule; say when a customer's power is due for evaluation.
 
 Each device has its own task: polls are spread over the interval (stable offset from the device id), bounded
 by a shared semaphore and a per-device deadline, so a dead or slow device only ever delays itself. Results
 go into an immutable snapshot swapped in one assignment; the collector reads it without I/O. Each customer
-with power feeds is evaluated once per its policy interval and handed to `observe` (the contract engine).
+with power feeds is due once per its policy interval: the poller tells its listener (`customer_due`), which
+evaluates the power rule over the snapshot and hands the state to the contract (contract/power_state.py).
+The poller itself knows nothing of the rule: it only polls and remembers.
 
-Besides its schedule, a UPS and the PDUs it feeds are polled at once, and their customers evaluated, when
-(a) a trap from the UPS says so (`trap()`: the trap is a hint, the poll is the evidence), and (b) a UPS on
-battery announced a runtime shorter than its poll interval: at the moment that runtime runs out, so that the
-blackout rule (power.py) decides when the evidence says, not a poll interval later.
+Besides its schedule, a UPS and the PDUs it feeds are polled at once, and the listener told which devices were
+just polled (`devices_polled`), when (a) a trap from the UPS says so (`trap()`: the trap is a hint, the poll is
+the evidence), and (b) a UPS on battery announced a runtime shorter than its poll interval: at the moment that
+runtime runs out, so that the blackout rule decides when the evidence says, not a poll interval later.
 """
 
 from __future__ import annotations
@@ -21,18 +23,12 @@ import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
 
-from threenines.config.inventory import Customer, Device, Inventory, TargetKey
-from threenines.contract.power import (
-    DeviceHistory,
-    Exhaustion,
-    PowerVerdict,
-    customer_verdict,
-    devices_of,
-    exhaustions,
-    fed_by,
-)
+from threenines.config.inventory import Customer, Device, Inventory
+from threenines.config.power_topology import fed_by
+from threenines.probes.power_history import HistoryFile, Remembered, encode
 from threenines.probes.snmp.client import SnmpClient, SnmpFailure, Target
 from threenines.probes.snmp.profiles import Profile, get_profile
 from threenines.probes.snmp.reader import detect_profile, read_device
@@ -41,10 +37,14 @@ from threenines.probes.snmp.readings import DeviceReading
 log = logging.getLogger(__name__)
 
 
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class PowerListener(Protocol):
+    """Who turns the poller's readings into customer power states (contract.power_state.PowerEvaluator)."""
 
-Observe = Callable[[TargetKey, float, "bool | None"], None]
+    def customer_due(self, customer: Customer) -> object:
+        """The customer's policy interval came round: evaluate and observe it now."""
+
+    def devices_polled(self, devices: frozenset[str]) -> object:
+        """These devices were just polled outside their schedule (trap, exhaustion): evaluate their customers."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,6 @@ class PowerSnapshot:
     devices: tuple[DeviceStatus, ...] = ()
     # (device id, outlet id or name) → customer id, from the inventory's feeds
     outlet_customers: dict[tuple[str, str], str] = field(default_factory=dict)
-    customers: tuple[tuple[str, bool | None], ...] = ()  # last evaluated power state per customer
-    # (customer, the exhaustion it rests on) while a customer is down by the blackout rule only
-    inferred: tuple[tuple[str, Exhaustion], ...] = ()
     triggered: tuple[tuple[str, str, int], ...] = ()  # (ups, trigger, count) of extra group polls
 
 
@@ -75,6 +72,9 @@ class PowerSnapshot:
 TRIGGER_MIN_SPACING = 5.0
 # An exhaustion poll waits this long after the announced end of the battery (cards die a little after).
 EXHAUSTION_MARGIN = 1.0
+# The devices' history is written at most this often (and when the poller stops): a crash loses at most this
+# much of it, and a fleet's polls cost one small file write per period, not one per poll.
+HISTORY_FLUSH_SECONDS = 5.0
 
 
 def deadline_for(device: Device) -> float:
@@ -104,10 +104,12 @@ def energy_went_back(before: DeviceReading | None, after: DeviceReading) -> bool
 
 
 class PowerPoller:
-    def __init__(self, inventory: Inventory, observe: Observe, clock: Callable[[], float] = time.time,
-                 client: SnmpClient | None = None, max_concurrency: int = 64) -> None:
+    def __init__(self, inventory: Inventory, listener: PowerListener | None = None,
+                 clock: Callable[[], float] = time.time, client: SnmpClient | None = None,
+                 max_concurrency: int = 64, history: Path | None = None) -> None:
         self.inventory = inventory
-        self._observe = observe
+        # Set once before run(); None: devices are polled and exposed, no customer is evaluated.
+        self.listener = listener
         self._clock = clock
         self._client = client or SnmpClient()
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -118,7 +120,9 @@ class PowerPoller:
         self._extra: set[asyncio.Task[None]] = set()  # trap and exhaustion group polls in flight
         self._timers: dict[str, asyncio.TimerHandle] = {}  # ups → its pending exhaustion poll
         self._last_group_poll: dict[str, float] = {}  # ups → monotonic time of its last extra group poll
-        self._logged: dict[str, tuple[str, ...]] = {}  # customer → the inferences last logged for it
+        # The devices' history across restarts (power_history.py); None: kept in memory only.
+        self._history = HistoryFile(history) if history is not None else None
+        self._history_dirty = False
         outlet_customers = {
             (feed.pdu, outlet): c.id
             for c in inventory.customers if c.power is not None
@@ -127,12 +131,40 @@ class PowerPoller:
         self._snapshot = PowerSnapshot(
             devices=tuple(DeviceStatus(d) for d in inventory.devices), outlet_customers=outlet_customers
         )
-        from threenines.exposition.power import PowerCollector
-
-        self.collector = PowerCollector(self.snapshot)
 
     def snapshot(self) -> PowerSnapshot:
         return self._snapshot
+
+    # -- history across restarts ----------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Take back what the previous process remembered of the devices not polled yet (run() does, first).
+        Returns how many devices got their history back."""
+        if self._history is None:
+            return 0
+        found = self._history.load(self._devices, self._clock())
+        snap = self._snapshot
+        statuses = []
+        restored = 0
+        for s in snap.devices:
+            old = found.get(s.device.id)
+            if old is not None and s.polled_at == 0 and s.last_success == 0:
+                s = replace(s, last_reading=old.last_reading, last_success=old.last_success,
+                            silent_since=old.silent_since)
+                restored += 1
+            statuses.append(s)
+        self._snapshot = replace(snap, devices=tuple(statuses))
+        return restored
+
+    def _history_bytes(self) -> bytes:
+        self._history_dirty = False
+        entries = (Remembered(s.device.id, s.last_reading, s.last_success, s.silent_since)
+                   for s in self._snapshot.devices if s.last_success or s.silent_since is not None)
+        return encode(entries, self._clock())
+
+    async def _flush_history(self) -> None:
+        if self._history is not None and self._history_dirty:
+            await asyncio.to_thread(self._history.save, self._history_bytes())
 
     # -- one device ---------------------------------------------------------------------------------
 
@@ -206,58 +238,10 @@ class PowerPoller:
         )
         statuses[index] = status
         self._snapshot = replace(snap, devices=tuple(statuses))  # one assignment: scrapes see old or new
+        self._history_dirty = True
         if reading is not None and device.kind == "ups":
             self._schedule_exhaustion_poll(device, reading)
         return status
-
-    # -- customers ----------------------------------------------------------------------------------
-
-    def verdict(self, customer: Customer) -> PowerVerdict:
-        """The customer's power state from the latest readings that are still fresh (≤ 1.5 × interval old),
-        and the blackout rule over the devices' histories (a silence counts only while its poll is fresh)."""
-        now = self._clock()
-        readings: dict[str, DeviceReading | None] = {}
-        history: dict[str, DeviceHistory] = {}
-        for s in self._snapshot.devices:
-            fresh = s.polled_at > 0 and now - s.polled_at <= 1.5 * s.device.interval
-            readings[s.device.id] = s.reading if s.up and fresh else None
-            history[s.device.id] = DeviceHistory(s.last_reading, s.last_success or None,
-                                                 s.silent_since if fresh and not s.up else None)
-        return customer_verdict(customer, self._devices, readings, exhaustions(self._devices, history))
-
-    def evaluate(self, customer: Customer) -> bool | None:
-        return self.verdict(customer).state
-
-    def observe_customer(self, customer: Customer) -> bool | None:
-        verdict = self.verdict(customer)
-        at = self._clock()
-        self._observe(TargetKey(customer.id, "power", "power"), at, verdict.state)
-        snap = self._snapshot
-        customers = dict(snap.customers)
-        customers[customer.id] = verdict.state
-        inferred = [(c, e) for c, e in snap.inferred if c != customer.id]
-        inferred.extend((customer.id, e) for e in verdict.inferred)
-        self._snapshot = replace(snap, customers=tuple(sorted(customers.items())),
-                                 inferred=tuple(sorted(inferred, key=lambda item: (item[0], item[1].ups))))
-        self._log_inference(customer, verdict)
-        return verdict.state
-
-    def _log_inference(self, customer: Customer, verdict: PowerVerdict) -> None:
-        """One line when a customer's down state starts (or stops) resting on the blackout rule: the review
-        trail beside the ledger's outage row."""
-        key = tuple(f"{e.ups}:{e.evidence}:{e.since!r}" for e in verdict.inferred)
-        if self._logged.get(customer.id, ()) == key:
-            return
-        self._logged[customer.id] = key
-        for e in verdict.inferred:
-            log.warning(
-                "customer=%s power=down inferred=blackout ups=%s evidence=%s since=%s last_reading=%s "
-                "silent_since=%s runtime_seconds=%s", customer.id, e.ups, e.evidence, _iso(e.since),
-                _iso(e.last_reading_at), _iso(e.silent_since),
-                "unknown" if e.runtime_seconds is None else f"{e.runtime_seconds:g}")
-        if not key:
-            log.info("customer=%s power inference ended: state=%s", customer.id,
-                     {True: "up", False: "down", None: "unknown"}[verdict.state])
 
     # -- polls the schedule does not make: traps and the announced end of a battery ----------------------------
 
@@ -283,7 +267,7 @@ class PowerPoller:
         return True
 
     async def poll_group(self, ups: Device, trigger: str) -> None:
-        """Poll a UPS and every PDU it feeds at once, then evaluate the customers they power."""
+        """Poll a UPS and every PDU it feeds at once, then have the customers they power evaluated."""
         group = [ups, *(self._devices[d] for d in sorted(fed_by(ups.id, self._devices)))]
         log.info("device=%s polled on %s with %d device(s) it feeds", ups.id, trigger, len(group) - 1)
         await asyncio.gather(*(self.poll_once(d) for d in group))
@@ -291,10 +275,8 @@ class PowerPoller:
         counts = {(u, t): n for u, t, n in snap.triggered}
         counts[(ups.id, trigger)] = counts.get((ups.id, trigger), 0) + 1
         self._snapshot = replace(snap, triggered=tuple((u, t, n) for (u, t), n in sorted(counts.items())))
-        ids = {d.id for d in group}
-        for customer in self.inventory.customers:
-            if customer.power is not None and devices_of(customer, self._devices) & ids:
-                self.observe_customer(customer)
+        if self.listener is not None:
+            self.listener.devices_polled(frozenset(d.id for d in group))
 
     def _schedule_exhaustion_poll(self, ups: Device, reading: DeviceReading) -> None:
         if not self._running:
@@ -340,22 +322,27 @@ class PowerPoller:
             tick = max(tick + 1, int((time.monotonic() - start) // interval) + 1)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.restore()
         tasks = [
             asyncio.create_task(self._every(
                 f"device:{d.id}", d.interval, stop, lambda d=d: self.poll_once(d), self._offset(d.id, d.interval)
             ), name=f"power-device-{d.id}")
             for d in self.inventory.devices
         ]
+        listener = self.listener
         for c in self.inventory.customers:
-            if c.power is None:
+            if c.power is None or listener is None:
                 continue
             interval = c.power.policy.interval
             # Evaluate just after the devices' slot in the interval has had time to complete.
             first = interval * 0.999 if len(self.inventory.devices) else 0.0
             tasks.append(asyncio.create_task(
-                self._every(f"customer:{c.id}", interval, stop, lambda c=c: self.observe_customer(c), first),
+                self._every(f"customer:{c.id}", interval, stop, lambda c=c: listener.customer_due(c), first),
                 name=f"power-customer-{c.id}",
             ))
+        if self._history is not None:
+            tasks.append(asyncio.create_task(self._every("history", HISTORY_FLUSH_SECONDS, stop, self._flush_history,
+                                                         HISTORY_FLUSH_SECONDS), name="power-history"))
         self._running = True
         try:
             await stop.wait()
@@ -369,3 +356,5 @@ class PowerPoller:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._client.close()
+            if self._history is not None:  # what the last polls found, for the next process
+                self._history.save(self._history_bytes())
