@@ -191,7 +191,7 @@ def main() -> int:
             client = PrometheusClient(ClientConfig(prom.url, timeout=300, stats=True, concurrency=args.concurrency))
             t3 = time.monotonic()
             options = Options(scrape_interval=args.scrape_interval)
-            statement = build_statement(client, MONTH, specs, Exclusions(), options)
+            statement = build_statement(client, MONTH, specs, Exclusions(), options).to_dict()  # the JSON
             t4 = time.monotonic()
         print(f"status {statement.get('status', 'final')}, scrape interval {statement['scrape_interval_seconds']:g} s,"
               f" notification days exact: {all(c['notification'].get('exact') for c in statement['customers'])}")

@@ -16,6 +16,7 @@ from threenines.config.exclusions import Exclusions
 from threenines.report.build import build_statement
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
+from threenines.report.schema import ServiceStatement, Statement
 from threenines.report.statement import CustomerSpec, Options
 
 START, END = 1790812800, 1793491200  # October 2026 in UTC
@@ -64,7 +65,7 @@ def _series() -> list[Series]:
 
 
 @pytest.fixture(scope="module")
-def statement(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def statement(tmp_path_factory: pytest.TempPathFactory) -> Statement:
     with serve_series(_series(), tmp_path_factory.mktemp("disagree"), max_block_duration="1488h") as prom:
         names = ("fine", "liar", "phantom", "late-co.eu:1", "gauges_only")
         specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in names]
@@ -72,40 +73,40 @@ def statement(tmp_path_factory: pytest.TempPathFactory) -> dict:
         return build_statement(client, Month(2026, 10), specs, Exclusions(), Options(scrape_interval=STEP))
 
 
-def _service(statement: dict, customer: str) -> dict:
-    [c] = [c for c in statement["customers"] if c["customer"] == customer]
-    return c["services"][0]
+def _service(statement: Statement, customer: str) -> ServiceStatement:
+    [c] = [c for c in statement.customers if c.customer == customer]
+    return c.services[0]
 
 
-def test_a_clean_customer_has_nothing_to_review(statement: dict) -> None:
-    assert _service(statement, "fine")["review"] == []
-    assert _service(statement, "fine")["raw_outage_seconds"] == 0
+def test_a_clean_customer_has_nothing_to_review(statement: Statement) -> None:
+    assert _service(statement, "fine").review == []
+    assert _service(statement, "fine").raw_outage_seconds == 0
 
 
-def test_gauge_down_without_counter_or_bounds_is_reported(statement: dict) -> None:
+def test_gauge_down_without_counter_or_bounds_is_reported(statement: Statement) -> None:
     got = _service(statement, "liar")
-    assert got["raw_outage_seconds"] == 0
-    assert any("state gauge shows 1800.0 s down" in item for item in got["review"]), got["review"]
+    assert got.raw_outage_seconds == 0
+    assert any("state gauge shows 1800.0 s down" in item for item in got.review), got.review
 
 
-def test_counter_without_bounds_is_reported_and_billed_from_the_counter(statement: dict) -> None:
+def test_counter_without_bounds_is_reported_and_billed_from_the_counter(statement: Statement) -> None:
     got = _service(statement, "phantom")
-    assert got["raw_outage_seconds"] == 900
-    assert any("outage counter says 900.0 s but the outage runs say 0.0 s" in item for item in got["review"])
+    assert got.raw_outage_seconds == 900
+    assert any("outage counter says 900.0 s but the outage runs say 0.0 s" in item for item in got.review)
 
 
-def test_outage_determined_after_the_month_end_is_found_and_flagged(statement: dict) -> None:
+def test_outage_determined_after_the_month_end_is_found_and_flagged(statement: Statement) -> None:
     got = _service(statement, "late-co.eu:1")
-    [outage] = got["outages"]
-    assert (outage["start_unix"], outage["end_unix"], outage["end_exact"]) == (LATE_FIRST, LATE_RECOVERED, True)
-    assert outage["seconds_in_month"] == 600
+    [outage] = got.outages
+    assert (outage.start_unix, outage.end_unix, outage.end_exact) == (LATE_FIRST, LATE_RECOVERED, True)
+    assert outage.seconds_in_month == 600
     # The contract starts the outage at the first failed probe: its 600 s before midnight are October's, although
     # the counter only rose in November (determination). The counter's lag is explained, not a disagreement.
-    assert got["raw_outage_seconds"] == got["counted_outage_seconds"] == 600
-    assert got["counter_outage_seconds"] == 0
-    assert not any("outage counter says" in item for item in got["review"]), got["review"]
+    assert got.raw_outage_seconds == got.counted_outage_seconds == 600
+    assert got.counter_outage_seconds == 0
+    assert not any("outage counter says" in item for item in got.review), got.review
 
 
-def test_state_gauges_without_counters_are_not_billed_as_zero_silently(statement: dict) -> None:
+def test_state_gauges_without_counters_are_not_billed_as_zero_silently(statement: Statement) -> None:
     got = _service(statement, "gauges_only")
-    assert "connectivity: Prometheus has no outage counter for this service in the month" in got["review"]
+    assert "connectivity: Prometheus has no outage counter for this service in the month" in got.review

@@ -27,6 +27,7 @@ from threenines.ledgers.outages import OutageLedger
 from threenines.report.build import build_statement, learn_scrape_interval
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
+from threenines.report.schema import ServiceStatement, Statement
 from threenines.report.statement import CustomerSpec, Options
 
 OCTOBER, NOVEMBER = Month(2026, 10), Month(2026, 11)
@@ -99,19 +100,19 @@ def _specs() -> list[CustomerSpec]:
     return [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, ("connectivity",)) for c in CUSTOMERS]
 
 
-def _statement(prom, ledger: Path, month: Month = OCTOBER, interval: float | None = None, **kwargs) -> dict:
+def _statement(prom, ledger: Path, month: Month = OCTOBER, interval: float | None = None, **kwargs) -> Statement:
     client = PrometheusClient(ClientConfig(prom.url, timeout=30))
     return build_statement(client, month, _specs(), load_exclusions(ledger), Options(scrape_interval=interval),
                            **kwargs)
 
 
-def _service(statement: dict, customer: str) -> dict:
-    [c] = [c for c in statement["customers"] if c["customer"] == customer]
-    return c["services"][0]
+def _service(statement: Statement, customer: str) -> ServiceStatement:
+    [c] = [c for c in statement.customers if c.customer == customer]
+    return c.services[0]
 
 
 @pytest.fixture(scope="module")
-def october(month) -> dict:
+def october(month) -> Statement:
     _, prom, ledger = month
     return _statement(prom, ledger)
 
@@ -123,29 +124,29 @@ def test_billing_fields_equal_the_truth_to_the_second(month, october: dict, cust
     start, end = OCTOBER.window(ZoneInfo(c.timezone))
     want = monthgen.truth(scenario, c.services[0], start, end, TRUE_EXCLUSIONS.get(customer, {}))
     got = _service(october, customer)
-    assert (got["raw_outage_seconds"], got["counted_outage_seconds"], got["excluded_seconds"]["maintenance"],
-            got["unknown_seconds"]) == (want["raw"], want["counted"], want["maintenance"], want["unknown"])
-    assert got["rent_waived"] is (want["counted"] > (end - start) * 0.001)
+    assert (got.raw_outage_seconds, got.counted_outage_seconds, got.excluded_seconds["maintenance"],
+            got.unknown_seconds) == (want["raw"], want["counted"], want["maintenance"], want["unknown"])
+    assert got.rent_waived is (want["counted"] > (end - start) * 0.001)
     # the outage list says the same seconds as the billing fields
-    assert sum(o["seconds_in_month"] for o in got["outages"]) == got["raw_outage_seconds"]
-    assert not any("outage counter says" in item or "state gauge" in item for item in got["review"]), got["review"]
+    assert sum(o.seconds_in_month for o in got.outages) == got.raw_outage_seconds
+    assert not any("outage counter says" in item or "state gauge" in item for item in got.review), got.review
 
 
-def test_a_run_across_a_month_edge_is_split_at_local_midnight_and_flips_the_waiver(october: dict) -> None:
+def test_a_run_across_a_month_edge_is_split_at_local_midnight_and_flips_the_waiver(october: Statement) -> None:
     got = _service(october, "edgeco")
-    assert got["raw_outage_seconds"] == 1800 + 668 + 240
-    assert got["rent_waived"] is True
-    assert [o["seconds_in_month"] for o in got["outages"]] == [1800, 668, 240]
-    assert _service(october, "berlinco")["raw_outage_seconds"] == 600  # midnight in Berlin, not UTC
+    assert got.raw_outage_seconds == 1800 + 668 + 240
+    assert got.rent_waived is True
+    assert [o.seconds_in_month for o in got.outages] == [1800, 668, 240]
+    assert _service(october, "berlinco").raw_outage_seconds == 600  # midnight in Berlin, not UTC
 
 
-def test_a_missed_deadline_counts_on_the_day_it_passed(month, october: dict) -> None:
+def test_a_missed_deadline_counts_on_the_day_it_passed(month, october: Statement) -> None:
     _, prom, ledger = month
-    [c] = [c for c in october["customers"] if c["customer"] == "edgeco"]
-    assert (c["notification"]["days"], c["notification"]["exact"]) == (["2026-10-31"], True)
+    [c] = [c for c in october.customers if c.customer == "edgeco"]
+    assert (c.notification.days, c.notification.exact) == (["2026-10-31"], True)
     november = _statement(prom, ledger, NOVEMBER, now=ts("2026-12-02T00:00:00+00:00"))
-    [c] = [c for c in november["customers"] if c["customer"] == "edgeco"]
-    assert c["notification"]["days"] == ["2026-11-01"]
+    [c] = [c for c in november.customers if c.customer == "edgeco"]
+    assert c.notification.days == ["2026-11-01"]
 
 
 def test_the_later_month_gets_only_its_own_seconds(month) -> None:
@@ -153,45 +154,46 @@ def test_the_later_month_gets_only_its_own_seconds(month) -> None:
     # November is over at `now`; the data end on 1 November (coverage review), the run is whole in it.
     november = _statement(prom, ledger, NOVEMBER, now=ts("2026-12-02T00:00:00+00:00"))
     got = _service(november, "edgeco")
-    assert got["raw_outage_seconds"] == got["counted_outage_seconds"] == 1200
-    [outage] = got["outages"]
-    assert (outage["start_unix"], outage["end_unix"], outage["seconds_in_month"]) == (
+    assert got.raw_outage_seconds == got.counted_outage_seconds == 1200
+    [outage] = got.outages
+    assert (outage.start_unix, outage.end_unix, outage.seconds_in_month) == (
         ACROSS_END.first_failed, ACROSS_END.recovered, 1200)
 
 
-def test_an_exporter_restart_inside_an_excluded_outage_excludes_only_outage_seconds(october: dict) -> None:
+def test_an_exporter_restart_inside_an_excluded_outage_excludes_only_outage_seconds(october: Statement) -> None:
     got = _service(october, "restartco")
     # outage 05:30–07:00 without the 20 unknown minutes: 70 min; excluded 06:20–06:30 only (06:00–06:20 was
     # never outage); counted 60 min; unknown 20 min
-    assert (got["raw_outage_seconds"], got["excluded_seconds"]["maintenance"], got["counted_outage_seconds"],
-            got["unknown_seconds"]) == (4200, 600, 3600, 1200)
-    [outage] = got["outages"]
-    assert (outage["start_unix"], outage["end_unix"]) == (RESTARTCO.services[0].outages[0].first_failed,
+    assert (got.raw_outage_seconds, got.excluded_seconds["maintenance"], got.counted_outage_seconds,
+            got.unknown_seconds) == (4200, 600, 3600, 1200)
+    [outage] = got.outages
+    assert (outage.start_unix, outage.end_unix) == (RESTARTCO.services[0].outages[0].first_failed,
                                                           RESTARTCO.services[0].outages[0].recovered)
-    assert outage["classification"] == "partly excluded: maintenance"
+    assert outage.classification == "partly excluded: maintenance"
 
 
-def test_a_scrape_gap_while_the_exporter_ran_is_not_unknown(october: dict) -> None:
+def test_a_scrape_gap_while_the_exporter_ran_is_not_unknown(october: Statement) -> None:
     got = _service(october, "gapco")
-    assert got["unknown_seconds"] == 1200  # the restart's 20 minutes only, not Prometheus' 30
-    [outage] = got["outages"]
-    assert (outage["end_unix"], outage["end_exact"]) == (GAPCO.services[0].outages[0].recovered, True)
+    assert got.unknown_seconds == 1200  # the restart's 20 minutes only, not Prometheus' 30
+    [outage] = got.outages
+    assert (outage.end_unix, outage.end_exact) == (GAPCO.services[0].outages[0].recovered, True)
 
 
-def test_the_scrape_interval_is_learned_and_a_wrong_flag_is_overridden_with_a_warning(month, october: dict) -> None:
+def test_the_scrape_interval_is_learned_and_a_wrong_flag_is_overridden_with_a_warning(month,
+                                                                                      october: Statement) -> None:
     scenario, prom, ledger = month
-    assert october["scrape_interval_seconds"] == scenario.step
+    assert october.scrape_interval_seconds == scenario.step
     wrong = 60 if scenario.step == 30 else 30
     flagged = _statement(prom, ledger, interval=wrong)
     assert any(f"--scrape-interval {wrong}s disagrees with the data ({scenario.step}s" in w
-               for w in flagged["warnings"])
-    assert flagged["customers"] == october["customers"]
+               for w in flagged.warnings)
+    assert flagged.customers == october.customers
 
 
 def test_a_preview_says_so_in_every_format_and_cannot_be_closed(month, tmp_path: Path, capsys) -> None:
     _, prom, ledger = month
     preview = _statement(prom, ledger, NOVEMBER, now=ts("2026-11-01T05:00:00+00:00"), allow_incomplete=True)
-    assert preview["status"] == "preview" and "2026-11 in UTC is not over" in preview["preview_reasons"]
+    assert preview.status == "preview" and "2026-11 in UTC is not over" in preview.preview_reasons
     # September is over, but the data begin on its last day: a preview too, whatever the clock says
     base = ["report", "--month", "2026-09", "--prometheus", prom.url, "--allow-incomplete", "--customer", "edgeco"]
     for fmt, marker in (("table", "PREVIEW, NOT FINAL"), ("csv", ",preview,"), ("html", "PREVIEW, NOT FINAL"),
@@ -226,10 +228,10 @@ def test_the_outage_ledger_holds_the_seconds_before_a_crash_that_no_scrape_showe
     got = _service(_statement(prom, exclusions, outage_ledger=tmp_path / "outages.sqlite"), "restartco")
     # outage [05:30, 06:00:40) and [06:20, 07:00): 1840 + 2400 s; the maintenance window 06:00–06:30 holds
     # 40 + 600 s of it
-    assert (got["raw_outage_seconds"], got["excluded_seconds"]["maintenance"], got["counted_outage_seconds"]) == (
+    assert (got.raw_outage_seconds, got.excluded_seconds["maintenance"], got.counted_outage_seconds) == (
         1840 + 2400, 40 + 600, 1840 + 2400 - 640)
-    [outage] = got["outages"]
-    assert (outage["source"], outage["start_unix"], outage["end_unix"]) == ("ledger", run.first_failed,
+    [outage] = got.outages
+    assert (outage.source, outage.start_unix, outage.end_unix) == ("ledger", run.first_failed,
                                                                             run.recovered)
 
 

@@ -215,12 +215,12 @@ def test_unreported_outages_count_unless_the_policy_is_switched_on(tmp_path: Pat
     reported_at: {datetime.fromtimestamp(t + 4 * 86400, BERLIN).isoformat()}
 """
     off = load_exclusions(write(tmp_path, reported))
-    assert service_statement(spec, "connectivity", _evidence(outages, 1200), off, Options())[
-        "counted_outage_seconds"] == 1200
+    assert service_statement(spec, "connectivity", _evidence(outages, 1200), off,
+                             Options()).counted_outage_seconds == 1200
     on = load_exclusions(write(tmp_path, reported + "policy:\n  unreported_outages_not_counted: true\n"))
     got = service_statement(spec, "connectivity", _evidence(outages, 1200), on, Options())
     # the first outage was reported within 5 days, the second was not
-    assert got["excluded_seconds"]["unreported"] == 600 and got["counted_outage_seconds"] == 600
+    assert got.excluded_seconds["unreported"] == 600 and got.counted_outage_seconds == 600
 
 
 # -- fuzz targets ------------------------------------------------------------------------------------------

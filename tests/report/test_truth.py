@@ -24,6 +24,7 @@ from threenines.ledgers.audit import AuditLedger, Dispatch, Miss
 from threenines.report.build import build_statement
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
+from threenines.report.schema import ServiceStatement, Statement
 from threenines.report.statement import CustomerSpec, Options
 
 OCTOBER = Month(2026, 10)
@@ -127,7 +128,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def statement(prom, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def statement(prom, tmp_path_factory: pytest.TempPathFactory) -> Statement:
     path = tmp_path_factory.mktemp("ledger") / "exclusions.yml"
     path.write_text(EXCLUSIONS_YML, encoding="utf-8")
     specs = [CustomerSpec(c.id, c.id.title(), c.timezone, 0.999, tuple(s.service for s in c.services))
@@ -136,56 +137,56 @@ def statement(prom, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return build_statement(client, OCTOBER, specs, load_exclusions(path), Options(scrape_interval=60))
 
 
-def _service(statement: dict, customer: str, service: str) -> dict:
-    [c] = [c for c in statement["customers"] if c["customer"] == customer]
-    [s] = [s for s in c["services"] if s["service"] == service]
+def _service(statement: Statement, customer: str, service: str) -> ServiceStatement:
+    [c] = [c for c in statement.customers if c.customer == customer]
+    [s] = [s for s in c.services if s.service == service]
     return s
 
 
 @pytest.mark.parametrize(("customer", "hours"), [("acme", 745), ("globex", 744), ("initech", 743)])
-def test_months_follow_each_contract_zone_and_its_dst_change(statement: dict, customer: str, hours: int) -> None:
-    [c] = [c for c in statement["customers"] if c["customer"] == customer]
-    assert c["seconds_in_month"] == hours * 3600
-    assert c["start"].startswith("2026-10-01T00:00:00")
+def test_months_follow_each_contract_zone_and_its_dst_change(statement: Statement, customer: str, hours: int) -> None:
+    [c] = [c for c in statement.customers if c.customer == customer]
+    assert c.seconds_in_month == hours * 3600
+    assert c.start.startswith("2026-10-01T00:00:00")
 
 
 @pytest.mark.parametrize(("customer", "service"), [(c.id, s.service) for c in SCENARIO.customers for s in c.services])
-def test_outage_excluded_counted_and_unknown_seconds_equal_the_truth(statement: dict, customer: str,
+def test_outage_excluded_counted_and_unknown_seconds_equal_the_truth(statement: Statement, customer: str,
                                                                      service: str) -> None:
     [c] = [c for c in SCENARIO.customers if c.id == customer]
     [svc] = [s for s in c.services if s.service == service]
     start, end = OCTOBER.window(ZoneInfo(c.timezone))
     want = monthgen.truth(SCENARIO, svc, start, end, TRUE_EXCLUSIONS.get((customer, service), {}))
     got = _service(statement, customer, service)
-    assert got["raw_outage_seconds"] == want["raw"]
-    assert got["unknown_seconds"] == want["unknown"]
-    assert got["counted_outage_seconds"] == want["counted"]
+    assert got.raw_outage_seconds == want["raw"]
+    assert got.unknown_seconds == want["unknown"]
+    assert got.counted_outage_seconds == want["counted"]
     for reason in monthgen.REASON_ORDER:
-        assert got["excluded_seconds"][reason] == want[reason], reason
+        assert got.excluded_seconds[reason] == want[reason], reason
     budget = (end - start) * 0.001
-    assert got["rent_waived"] is (want["counted"] > budget)
+    assert got.rent_waived is (want["counted"] > budget)
 
 
-def test_credits_count_days_with_a_missed_deadline_once(statement: dict) -> None:
+def test_credits_count_days_with_a_missed_deadline_once(statement: Statement) -> None:
     for c in SCENARIO.customers:
         start, end = OCTOBER.window(ZoneInfo(c.timezone))
-        [got] = [x for x in statement["customers"] if x["customer"] == c.id]
-        assert got["notification"]["days"] == monthgen.missed_days(c, start, end)
-    [initech] = [x for x in statement["customers"] if x["customer"] == "initech"]
-    assert initech["notification"]["deduction_days"] == 1  # two misses on 4 October
+        [got] = [x for x in statement.customers if x.customer == c.id]
+        assert got.notification.days == monthgen.missed_days(c, start, end)
+    [initech] = [x for x in statement.customers if x.customer == "initech"]
+    assert initech.notification.deduction_days == 1  # two misses on 4 October
 
 
-def test_outage_bounds_are_exact_and_classified(statement: dict) -> None:
-    outages = _service(statement, "globex", "connectivity")["outages"]
-    assert [(o["start_unix"], o["end_unix"], o["end_exact"]) for o in outages] == [
+def test_outage_bounds_are_exact_and_classified(statement: Statement) -> None:
+    outages = _service(statement, "globex", "connectivity").outages
+    assert [(o.start_unix, o.end_unix, o.end_exact) for o in outages] == [
         (r.first_failed, r.recovered, True) for r in GLOBEX.services[0].outages]
-    assert [o["classification"] for o in outages] == ["counted", "excluded: maintenance, customer_fault", "counted"]
-    assert outages[1]["exclusion_ids"] == ["CHG-3", "CUST-FAULT"]
-    assert _service(statement, "acme", "connectivity")["rent_waived"] is True
+    assert [o.classification for o in outages] == ["counted", "excluded: maintenance, customer_fault", "counted"]
+    assert outages[1].exclusion_ids == ["CHG-3", "CUST-FAULT"]
+    assert _service(statement, "acme", "connectivity").rent_waived is True
 
 
-def test_low_coverage_and_edge_outages_are_flagged_not_hidden(statement: dict) -> None:
-    review = statement["review"]
+def test_low_coverage_and_edge_outages_are_flagged_not_hidden(statement: Statement) -> None:
+    review = statement.review
     assert any(item.startswith("globex: power: coverage") for item in review)
     # the outage determined before 1 October: bounds and counter agree on the in-month part
     assert not any("globex: connectivity: outage counter" in item for item in review)
@@ -218,7 +219,7 @@ def test_every_format_renders_the_same_month(prom, tmp_path: Path, fmt: str) -> 
     assert "acme" in text and "globex" not in text
 
 
-def test_queries_split_by_customer_give_the_same_statement(prom, statement: dict, tmp_path: Path) -> None:
+def test_queries_split_by_customer_give_the_same_statement(prom, statement: Statement, tmp_path: Path) -> None:
     # Shards of 50k samples are one customer per month-long query here (44,640 samples/series):
     # the sharded, concurrent path must bill exactly what one query per question bills.
     path = tmp_path / "exclusions.yml"
@@ -228,8 +229,9 @@ def test_queries_split_by_customer_give_the_same_statement(prom, statement: dict
     client = PrometheusClient(ClientConfig(prom.url, timeout=30, concurrency=3, stats=True))
     sharded = build_statement(client, OCTOBER, specs, load_exclusions(path),
                               Options(scrape_interval=60, samples_per_shard=50_000))
-    assert {**sharded, "exclusions": None} == {**statement, "exclusions": None}  # (the ledger's path differs)
-    assert sharded["exclusions"]["sha256"] == statement["exclusions"]["sha256"]
+    # (the exclusions file's path differs)
+    assert {**sharded.to_dict(), "exclusions": None} == {**statement.to_dict(), "exclusions": None}
+    assert sharded.exclusions.sha256 == statement.exclusions.sha256
     month_long = [t for t in client.trace if "count_over_time(threenines_customer_service_up{" in t.query]
     assert len(month_long) == 3  # one per customer (each zone is its own window)
     assert max(t.samples or 0 for t in month_long) <= 2 * 50_000
@@ -262,17 +264,17 @@ def test_audit_ledger_gives_the_misses_and_disagreements_with_the_metric_are_rev
     statement = build_statement(client, OCTOBER, specs, Exclusions(), Options(scrape_interval=60), audit_ledger=path)
     for c in SCENARIO.customers:
         start, end = OCTOBER.window(ZoneInfo(c.timezone))
-        [got] = [x for x in statement["customers"] if x["customer"] == c.id]
-        assert got["notification"]["source"].startswith("audit-ledger")
+        [got] = [x for x in statement.customers if x.customer == c.id]
+        assert got.notification.source.startswith("audit-ledger")
         want = monthgen.missed_days(c, start, end) + (["2026-10-05"] if c.id == "globex" else [])
-        assert got["notification"]["days"] == want
-    review = [item for item in statement["review"] if "notifications:" in item]
+        assert got.notification.days == want
+    review = [item for item in statement.review if "notifications:" in item]
     assert len(review) == 1 and review[0].startswith(
         "globex: notifications: the audit ledger has 1 missed deadline(s) in the month, "
         'threenines_notification_deadline_missed_timestamp_seconds{customer="globex"} shows 0'), review
 
 
-def test_the_metric_and_the_audit_ledger_give_the_same_days_to_the_second(prom, statement: dict,
+def test_the_metric_and_the_audit_ledger_give_the_same_days_to_the_second(prom, statement: Statement,
                                                                           tmp_path: Path) -> None:
     # A deadline that passed at 22:58:30 Berlin time on the 25th is that day's, however late the scrape.
     path = tmp_path / "audit.sqlite"
@@ -285,10 +287,10 @@ def test_the_metric_and_the_audit_ledger_give_the_same_days_to_the_second(prom, 
              for c in SCENARIO.customers]
     client = PrometheusClient(ClientConfig(prom.url, timeout=30))
     by_ledger = build_statement(client, OCTOBER, specs, Exclusions(), Options(), audit_ledger=path)
-    for a, b in zip(statement["customers"], by_ledger["customers"], strict=True):
-        assert a["notification"]["days"] == b["notification"]["days"]
-        assert a["notification"]["exact"] and b["notification"]["exact"]
-    assert not [item for item in by_ledger["review"] if "notifications:" in item]
+    for a, b in zip(statement.customers, by_ledger.customers, strict=True):
+        assert a.notification.days == b.notification.days
+        assert a.notification.exact and b.notification.exact
+    assert not [item for item in by_ledger.review if "notifications:" in item]
 
 
 def test_cli_names_a_missing_audit_ledger(prom, tmp_path: Path, capsys) -> None:

@@ -25,6 +25,7 @@ from threenines.config.exclusions import load_exclusions
 from threenines.report.build import build_statement
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient
+from threenines.report.schema import Statement
 from threenines.report.statement import CustomerSpec, Options
 
 OCTOBER = Month(2026, 10)
@@ -101,7 +102,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory):
         yield server, workdir
 
 
-def _statement(url: str, exclusions: Path) -> dict:
+def _statement(url: str, exclusions: Path) -> Statement:
     client = PrometheusClient(ClientConfig(url, timeout=60))
     specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in CUSTOMERS]
     return build_statement(client, OCTOBER, specs, load_exclusions(exclusions), Options())
@@ -117,26 +118,26 @@ def _ledger(workdir: Path, policy: str | None) -> Path:
 def test_merged_figures_equal_the_rule_to_the_second_whatever_the_labels_sort(prom, policy: str | None) -> None:
     server, workdir = prom
     statement = _statement(server.url, _ledger(workdir, policy))
-    for customer in statement["customers"]:
-        [got] = customer["services"]
-        want = truth(customer["customer"], policy or "all")
-        assert (got["raw_outage_seconds"], got["counted_outage_seconds"], got["unknown_seconds"]) == (
-            want["outage"], want["outage"], want["unknown"]), customer["customer"]
+    for customer in statement.customers:
+        [got] = customer.services
+        want = truth(customer.customer, policy or "all")
+        assert (got.raw_outage_seconds, got.counted_outage_seconds, got.unknown_seconds) == (
+            want["outage"], want["outage"], want["unknown"]), customer.customer
         # the outage list says the same seconds as the billing fields
-        assert sum(o["seconds_in_month"] for o in got["outages"]) == got["raw_outage_seconds"]
-        assert customer["review"] == [], customer["review"]
+        assert sum(o.seconds_in_month for o in got.outages) == got.raw_outage_seconds
+        assert customer.review == [], customer.review
 
 
 def test_the_worked_example_of_the_issue(prom) -> None:
     server, workdir = prom
-    merged = {c["customer"]: c["services"][0] for c in _statement(server.url, _ledger(workdir, None))["customers"]}
+    merged = {c.customer: c.services[0] for c in _statement(server.url, _ledger(workdir, None)).customers}
     # ab: a says 10:00–11:30, b 10:00–10:20 and is dead 10:40–11:40: outage where both say so (20 min) and
     # where only a has evidence (10:40–11:30, 50 min); b's dead hour is not unknown (a had evidence)
-    assert merged["ab"]["raw_outage_seconds"] == 70 * 60
+    assert merged["ab"].raw_outage_seconds == 70 * 60
     # ba: b says 10:00–11:30, a 10:05–10:25: only where both agree; it starts when the later vantage failed
-    assert merged["ba"]["raw_outage_seconds"] == 20 * 60
-    [outage] = merged["ba"]["outages"]
-    assert (outage["start_unix"], outage["end_unix"]) == (ts("2026-10-20T10:05:00+00:00"),
+    assert merged["ba"].raw_outage_seconds == 20 * 60
+    [outage] = merged["ba"].outages
+    assert (outage.start_unix, outage.end_unix) == (ts("2026-10-20T10:05:00+00:00"),
                                                           ts("2026-10-20T10:25:00+00:00"))
     # both dead 03:10–03:20 on the 25th: the only unknown seconds
-    assert merged["ab"]["unknown_seconds"] == merged["ba"]["unknown_seconds"] == 600
+    assert merged["ab"].unknown_seconds == merged["ba"].unknown_seconds == 600

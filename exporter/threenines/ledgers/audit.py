@@ -13,13 +13,16 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from threenines.ledgers.sqlite import LedgerFile
+from threenines.ledgers.sqlite import LedgerFile, describe_error, has_table, open_read_only
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 DELAY_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 750.0, 900.0, 1200.0, 1800.0, 3600.0)
@@ -196,10 +199,7 @@ class AuditLedger:
         with self._lock:
             rows = self._file.read(f"SELECT {', '.join(_COLUMNS)} FROM dispatches ORDER BY id", needs="dispatches")
         for row in rows:
-            values = dict(zip(_COLUMNS, row, strict=True))
-            for flag in ("resolved", "first", "late"):
-                values[flag] = bool(values[flag])
-            yield Dispatch(**values)
+            yield _dispatch(row)
 
     def close(self) -> None:
         with self._lock:
@@ -208,6 +208,81 @@ class AuditLedger:
 
 def _to_sql(value: object) -> object:
     return int(value) if isinstance(value, bool) else value
+
+
+def _dispatch(row: tuple) -> Dispatch:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    for flag in ("resolved", "first", "late"):
+        values[flag] = bool(values[flag])
+    return Dispatch(**values)
+
+
+# One outage in both ledgers: the audit holds determined_at to the millisecond (outage_key), the outage ledger and
+# the engine to the microsecond, so the same outage is the one within half a millisecond.
+_SAME_OUTAGE = "customer = ? AND service = ? AND target = ? AND abs(determined_at - ?) < 0.0005"
+
+
+class AuditLedgerReader:
+    """The audit ledger read by another process (`threenines report --audit-ledger`, `threenines status`),
+    read-only (threenines.ledgers.sqlite.open_read_only), while the exporter runs or not.
+
+    A ledger written by an exporter older than the `misses` table has only dispatches (`has_misses` False): its
+    misses are its late first dispatches, and an outage never notified at all is not in it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = open_read_only(self.path, "audit ledger")
+        self.has_misses = self._read(lambda: has_table(self._db, "misses"))
+
+    def __enter__(self) -> AuditLedgerReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _read(self, query: Callable[[], _T]) -> _T:
+        try:
+            return query()
+        except sqlite3.Error as err:
+            raise OSError(f"{self.path}: cannot read the audit ledger: {describe_error(err)}") from err
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
+        return self._read(lambda: self._db.execute(sql, params).fetchall())
+
+    def misses(self, since: float, until: float) -> list[Miss]:
+        """The misses whose deadline passed in [since, until), in the order they were written (none without the
+        `misses` table)."""
+        if not self.has_misses:
+            return []
+        return [Miss(*row) for row in self._rows(
+            f"SELECT {', '.join(_MISS_COLUMNS)} FROM misses WHERE deadline_at >= ? AND deadline_at < ? ORDER BY id",
+            (since, until))]
+
+    def late_first_dispatches(self, since: float, until: float) -> list[Dispatch]:
+        """First dispatches later than their deadline (with a determination and a deadline) whose deadline passed
+        in [since, until) or that arrived in (since, until]: the misses of a ledger without the `misses` table."""
+        return [_dispatch(row) for row in self._rows(
+            f"SELECT {', '.join(_COLUMNS)} FROM dispatches WHERE first = 1 AND late = 1 AND determined_at IS NOT NULL"
+            " AND deadline IS NOT NULL AND ((determined_at + deadline >= ? AND determined_at + deadline < ?)"
+            " OR (dispatched_at > ? AND dispatched_at <= ?)) ORDER BY id", (since, until, since, until))]
+
+    def first_dispatch(self, outage: tuple[str, str, str, float]) -> Dispatch | None:
+        """The dispatch that counts as the notification of this outage (outage_key), if any."""
+        rows = self._rows(f"SELECT {', '.join(_COLUMNS)} FROM dispatches WHERE first = 1 AND {_SAME_OUTAGE}"
+                          " ORDER BY id LIMIT 1", outage)
+        return _dispatch(rows[0]) if rows else None
+
+    def miss(self, outage: tuple[str, str, str, float]) -> Miss | None:
+        """The missed deadline of this outage (outage_key), if any."""
+        if not self.has_misses:
+            return None
+        rows = self._rows(f"SELECT {', '.join(_MISS_COLUMNS)} FROM misses WHERE {_SAME_OUTAGE} ORDER BY id LIMIT 1",
+                          outage)
+        return Miss(*rows[0]) if rows else None
 
 
 class DelayHistograms:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from threenines.config.inventory import TargetKey
 from threenines.contract.machine import Checkpoint, OutageEvent
-from threenines.ledgers.sqlite import LedgerFile, describe_error
+from threenines.ledgers.sqlite import LedgerFile, describe_error, has_table, open_read_only
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,32 @@ class OutageRecord:
     determined_at: float
     ended_at: float | None
     end_reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OutageGap:
+    """A stretch inside an outage that had no evidence (an exporter restart, stale probes): unknown, not outage."""
+
+    key: TargetKey
+    determined_at: float  # of the outage it is inside
+    start: float
+    end: float
+
+
+# The record as both the exporter (OutageLedger) and the readers in other processes (OutageLedgerReader) read it.
+# Overlapping [since, until): NULL bounds mean open-ended.
+_OUTAGES_SQL = ("SELECT customer, service, target, first_failed_at, determined_at, ended_at, end_reason FROM outages"
+                " WHERE (? IS NULL OR ended_at IS NULL OR ended_at > ?) AND (? IS NULL OR first_failed_at < ?)"
+                " ORDER BY first_failed_at")
+_GAPS_SQL = "SELECT customer, service, target, determined_at, gap_start, gap_end FROM outage_gaps ORDER BY gap_start"
+
+
+def _record(row: tuple) -> OutageRecord:
+    return OutageRecord(TargetKey(*row[:3]), row[3], row[4], row[5], row[6] or "")
+
+
+def _gap(row: tuple) -> OutageGap:
+    return OutageGap(TargetKey(*row[:3]), row[3], row[4], row[5])
 
 
 class OutageLedger:
@@ -247,12 +273,8 @@ class OutageLedger:
 
     def outages(self, since: float | None = None, until: float | None = None) -> list[OutageRecord]:
         """Outages overlapping [since, until) (all when both are None), oldest first."""
-        rows = self._file.read(
-            "SELECT customer, service, target, first_failed_at, determined_at, ended_at, end_reason FROM outages"
-            " WHERE (? IS NULL OR ended_at IS NULL OR ended_at > ?) AND (? IS NULL OR first_failed_at < ?)"
-            " ORDER BY first_failed_at",
-            (since, since, until, until), needs="outages")
-        records = [OutageRecord(TargetKey(*row[:3]), row[3], row[4], row[5], row[6] or "") for row in rows]
+        rows = self._file.read(_OUTAGES_SQL, (since, since, until, until), needs="outages")
+        records = [_record(row) for row in rows]
         if not self._events:
             return records
         # As they will be once the queued events are on disk.
@@ -270,8 +292,7 @@ class OutageLedger:
 
     def outage_gaps(self) -> list[tuple[TargetKey, float, float, float]]:
         """(target, determined_at, gap_start, gap_end) of every stretch without evidence inside an outage."""
-        rows = self._file.read("SELECT customer, service, target, determined_at, gap_start, gap_end FROM outage_gaps"
-                               " ORDER BY gap_start", needs="outage_gaps")
+        rows = self._file.read(_GAPS_SQL, needs="outage_gaps")
         gaps = [(TargetKey(*row[:3]), row[3], row[4], row[5]) for row in rows]
         seen = {gap[:3] for gap in gaps}
         queued = [(e.key, e.determined_at, e.gap_start, e.at) for e in self._events
@@ -319,3 +340,44 @@ class OutageLedger:
                                needs="heartbeat")
         return rows[0][0] if rows else None
 
+
+class OutageLedgerReader:
+    """The outage ledger read by another process (`threenines report --ledger`, `threenines status`), read-only
+    (threenines.ledgers.sqlite.open_read_only): what is on disk, while the exporter runs or not. The exporter
+    itself reads through OutageLedger, which adds what its disk has not taken yet.
+
+        with OutageLedgerReader(path) as ledger:
+            records, gaps = ledger.outages(start, end), ledger.gaps()
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = open_read_only(self.path, "outage ledger")
+
+    def __enter__(self) -> OutageLedgerReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as err:
+            raise OSError(f"{self.path}: cannot read the outage ledger: {describe_error(err)}") from err
+
+    def outages(self, since: float | None = None, until: float | None = None) -> list[OutageRecord]:
+        """Outages overlapping [since, until) (all when both are None), oldest first; open ones end None."""
+        return [_record(row) for row in self._rows(_OUTAGES_SQL, (since, since, until, until))]
+
+    def gaps(self) -> list[OutageGap]:
+        """Every stretch without evidence inside an outage, oldest first (none in a ledger older than the
+        `outage_gaps` table)."""
+        try:
+            present = has_table(self._db, "outage_gaps")
+        except sqlite3.Error as err:
+            raise OSError(f"{self.path}: cannot read the outage ledger: {describe_error(err)}") from err
+        return [_gap(row) for row in self._rows(_GAPS_SQL)] if present else []

@@ -46,6 +46,37 @@ def describe_error(err: BaseException) -> str:
     return f"{err} ({name})" if name else str(err)
 
 
+def open_read_only(path: str | Path, what: str) -> sqlite3.Connection:
+    """A ledger opened for reading only, by a process that is not the exporter writing it (`threenines report`,
+    `threenines status`), while the exporter runs or not: `mode=ro` never creates the file nor writes to it, and
+    query_only refuses a write on this connection whatever the file's permissions. The readers of each ledger
+    (threenines.ledgers.outages.OutageLedgerReader, threenines.ledgers.audit.AuditLedgerReader) share it.
+
+    OSError naming the file when there is none or SQLite cannot open it: a report must not read a missing
+    ledger as an empty one.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise OSError(f"{path}: no such {what} (`threenines serve` writes it in its state directory)")
+    uri = f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as err:
+        raise OSError(f"{path}: cannot open the {what}: {describe_error(err)}") from err
+    try:
+        db.execute("PRAGMA busy_timeout=5000")  # the exporter may be checkpointing its WAL this very moment
+        db.execute("PRAGMA query_only=1")
+    except sqlite3.Error as err:
+        db.close()
+        raise OSError(f"{path}: cannot read the {what}: {describe_error(err)}") from err
+    return db
+
+
+def has_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether a ledger has this table or view: one written by an older exporter may lack it."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
 class LedgerFile:
     """One SQLite evidence file (WAL, synchronous=FULL), checked before the exporter relies on it.
 
@@ -200,7 +231,7 @@ class LedgerFile:
         if not self._has_content():
             return []
         with contextlib.closing(self._snapshot()) as db:
-            if needs and db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (needs,)).fetchone() is None:
+            if needs and not has_table(db, needs):
                 return []
             return db.execute(sql, params).fetchall()
 

@@ -8,12 +8,14 @@ import hashlib
 import json
 from pathlib import Path
 
-
-def canonical(statement: dict) -> bytes:
-    return json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+from threenines.report.schema import Statement
 
 
-def content_hash(statement: dict) -> str:
+def canonical(statement: Statement) -> bytes:
+    return json.dumps(statement.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def content_hash(statement: Statement) -> str:
     return hashlib.sha256(canonical(statement)).hexdigest()
 
 
@@ -35,22 +37,22 @@ def differences(old: object, new: object, path: str = "") -> list[str]:
     return [] if old == new else [f"{path}: {old!r} → {new!r}"]
 
 
-def close_month(statement: dict, directory: Path) -> tuple[Path, str, list[str]]:
+def close_month(statement: Statement, directory: Path) -> tuple[Path, str, list[str]]:
     """Write statement-<month>.json once; on a re-run return the differences to the closed one (empty: same)."""
-    if statement.get("status") == "preview":
-        raise ValueError(f"the {statement['month']} statement is a preview ({'; '.join(statement['preview_reasons'])})"
+    if statement.status == "preview":
+        raise ValueError(f"the {statement.month} statement is a preview ({'; '.join(statement.preview_reasons)})"
                          ": only a final statement is closed")
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"statement-{statement['month']}.json"
+    path = directory / f"statement-{statement.month}.json"
     digest = content_hash(statement)
     if path.exists():
         closed = json.loads(path.read_text(encoding="utf-8"))
         if closed.get("sha256") == digest:
             return path, digest, []
-        found = differences(closed.get("statement"), statement)
+        found = differences(closed.get("statement"), statement.to_dict())
         return path, digest, [f"closed sha256 {closed.get('sha256')} != now {digest}", *found[:200]]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"sha256": digest, "statement": statement}, indent=2, sort_keys=True,
+    tmp.write_text(json.dumps({"sha256": digest, "statement": statement.to_dict()}, indent=2, sort_keys=True,
                               ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.rename(path)
     path.chmod(0o444)  # immutable by convention and by mode

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import itertools
 import re
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
+from threenines.config.inventory import TargetKey
 from threenines.contract.vantages import View, identity, merge_views, vantage_of
+from threenines.exposition import catalogue
 from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
+from threenines.ledgers.outages import OutageLedgerReader
 from threenines.report.promclient import PrometheusClient, parallel
 from threenines.report.resets import corrections
 
@@ -51,20 +54,21 @@ LOOKBACK = 300  # Prometheus' default lookback delta: `x @ t` is the last sample
 PUBLISH_LAG = 5.0
 OUTAGE_MARGIN = 6 * 3600  # outages determined after month end but started before it are looked for this far
 
-M_OUTAGE = "threenines_customer_service_outage_seconds_total"
-M_UNKNOWN = "threenines_customer_service_unknown_seconds_total"
-M_UP = "threenines_customer_service_up"
-M_KNOWN = "threenines_customer_service_known"
-M_T_START = "threenines_service_outage_start_timestamp_seconds"
-M_T_DETERMINED = "threenines_service_determined_timestamp_seconds"
-M_T_OUTAGE = "threenines_service_outage_seconds_total"
-M_T_UNKNOWN = "threenines_service_unknown_seconds_total"
-M_MISSED = "threenines_notification_deadline_missed_total"
-M_ACCOUNTING = "threenines_exporter_accounting_start_timestamp_seconds"
-M_MISSED_AT = "threenines_notification_deadline_missed_timestamp_seconds"
+# The families the report reads (names from the metric catalogue, docs/metrics.md).
+M_OUTAGE = catalogue.CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL.name
+M_UNKNOWN = catalogue.CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL.name
+M_UP = catalogue.CUSTOMER_SERVICE_UP.name
+M_KNOWN = catalogue.CUSTOMER_SERVICE_KNOWN.name
+M_T_START = catalogue.SERVICE_OUTAGE_START_TIMESTAMP_SECONDS.name
+M_T_DETERMINED = catalogue.SERVICE_DETERMINED_TIMESTAMP_SECONDS.name
+M_T_OUTAGE = catalogue.SERVICE_OUTAGE_SECONDS_TOTAL.name
+M_T_UNKNOWN = catalogue.SERVICE_UNKNOWN_SECONDS_TOTAL.name
+M_MISSED = catalogue.NOTIFICATION_DEADLINE_MISSED_TOTAL.name
+M_ACCOUNTING = catalogue.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS.name
+M_MISSED_AT = catalogue.NOTIFICATION_DEADLINE_MISSED_TIMESTAMP_SECONDS.name
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outage:
     """One target's outage run: [start, end) from its first failed probe to its first successful probe.
 
@@ -87,9 +91,10 @@ class Outage:
         return self.pieces if self.pieces is not None else ((self.start, self.end),)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Evidence:
-    """What Prometheus says about one customer/service in one month window."""
+    """What Prometheus says about one customer/service in one month window, built whole by service_evidence (the
+    outage runs added, or the vantages merged, by making a new one: dataclasses.replace, merge_vantages)."""
 
     customer: str
     service: str
@@ -220,16 +225,18 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
     got: dict[str, dict[LabelKey, float]] = defaultdict(dict)
     for key, answer in answers.items():
         got[key.split("#")[0]].update(answer)
-    slots = _slots(got, customers, start, end)
+    slots = _slots(got, customers)
     processes = _process_changes(client, start, end)
+    samples: dict[LabelKey, int] = {}
+    down: dict[LabelKey, int] = {}
+    gaps: dict[LabelKey, float] = {}
     for labels, count in got["samples"].items():
-        ev = slots.get(labels)
-        if ev is not None:
-            ev.samples = int(count)
-            ev.down_samples = int(count - got["up_sum"].get(labels, count))
+        if labels in slots:
+            samples[labels] = int(count)
+            down[labels] = int(count - got["up_sum"].get(labels, count))
             lost = _unaccounted(processes, labels) if labels in got["outage_start"] else None
             # Without the exporter's accounting start (an older exporter), a missing sample is unknown time.
-            ev.gap_seconds = max(0.0, length - count * scrape_interval) if lost is None else lost
+            gaps[labels] = max(0.0, length - count * scrape_interval) if lost is None else lost
     seen = {labels for labels, count in got["samples"].items() if count > 0}
     args = (start, end, scrape_interval, budget)
     fixed = parallel(client, {
@@ -241,39 +248,42 @@ def service_evidence(client: PrometheusClient, customers: list[tuple[str, tuple[
     slow = parallel(client, {
         "outage": lambda: _raw_samples(client, M_OUTAGE, outage[1], length + LOOKBACK, end, scrape_interval),
         "unknown": lambda: _raw_samples(client, M_UNKNOWN, unknown[1], length + LOOKBACK, end, scrape_interval)})
-    for (fast, wanted), raw, attr in ((outage, slow["outage"], "outage_counter"),
-                                      (unknown, slow["unknown"], "unknown_counter")):
-        figures: dict[LabelKey, tuple[float, list[str]]] = {labels: (delta, []) for labels, delta in fast.items()}
-        # a series only the state gauge has (no counter samples at all) stays without data, and says so
-        figures.update({labels: raw_delta(raw[labels], start, end) for labels in wanted if raw.get(labels)})
-        for labels, (delta, notes) in figures.items():
-            ev = slots.get(labels)
-            if ev is None:
-                continue
-            setattr(ev, attr, delta)
-            if attr == "outage_counter":
-                ev.notes.extend(notes)
-                ev.has_data = True
-    for labels in got["outage_later"]:
-        ev = slots.get(labels)
-        if ev is not None:
-            ev.rose_after_end = True
+    outage_figures = _counter_figures(*outage, slow["outage"], start, end)
+    unknown_figures = _counter_figures(*unknown, slow["unknown"], start, end)
+    no_samples = f"no samples of {M_UP} in the month"
     by_service: dict[Key, dict[str, Evidence]] = defaultdict(dict)
-    for ev in slots.values():
-        by_service[(ev.customer, ev.service)][ev.vantage] = ev
+    for labels, slot in slots.items():
+        counted = outage_figures.get(labels)
+        count = samples.get(labels, 0)
+        by_service[(slot.customer, slot.service)][slot.vantage] = Evidence(
+            slot.customer, slot.service, start, end,
+            outage_counter=counted[0] if counted else 0.0,
+            unknown_counter=unknown_figures[labels][0] if labels in unknown_figures else 0.0,
+            samples=count, gap_seconds=gaps.get(labels, 0.0) if count else float(length),
+            down_samples=down.get(labels, 0), has_data=counted is not None,
+            rose_after_end=labels in got["outage_later"],
+            notes=[*slot.notes, *(counted[1] if counted else []), *([] if count else [no_samples])],
+            vantage=slot.vantage)
     evidence: dict[Key, Evidence] = {}
     for c, services in customers:
         for s in services:
             mine = by_service.get((c, s), {})
             if len(mine) == 1:
                 [evidence[(c, s)]] = mine.values()
-            else:  # none at all, or two or more vantages (merged once their outage runs are known)
+            elif mine:  # two or more vantages: merged once their outage runs are known (merge_vantages)
                 evidence[(c, s)] = Evidence(c, s, start, end, vantages=dict(sorted(mine.items())))
-    for ev in leaves(evidence):
-        if not ev.samples:
-            ev.gap_seconds = float(length)
-            ev.notes.append(f"no samples of {M_UP} in the month")
+            else:
+                evidence[(c, s)] = Evidence(c, s, start, end, gap_seconds=float(length), notes=[no_samples])
     return evidence
+
+
+def _counter_figures(fast: dict[LabelKey, float], wanted: set[LabelKey], raw: dict[LabelKey, list[tuple[float, float]]],
+                     start: int, end: int) -> dict[LabelKey, tuple[float, list[str]]]:
+    """A counter's increase in the month per series, and notes on how it was read: the fast ones as computed, the
+    rest from their raw samples. A series only the state gauge has (no counter samples at all) has none."""
+    figures: dict[LabelKey, tuple[float, list[str]]] = {labels: (delta, []) for labels, delta in fast.items()}
+    figures.update({labels: raw_delta(raw[labels], start, end) for labels in wanted if raw.get(labels)})
+    return figures
 
 
 def leaves(evidence: dict[Key, Evidence]) -> list[Evidence]:
@@ -335,29 +345,25 @@ def blind_spots(client: PrometheusClient, evidence: dict[Key, Evidence], start: 
     return out
 
 
-def merge_vantages(ev: Evidence, outages: list[Outage], blind: dict[str, list[Interval]], policy: str) -> None:
-    """Turn a service's per-vantage evidence into the merged figures (report.vantages), in place: its outages
-    become the merged outages, its outage and unknown figures the merged seconds in the month. Each vantage
-    keeps its own runs (ev.vantages[v].outages) for its own cross-checks."""
+def merge_vantages(ev: Evidence, outages: list[Outage], blind: dict[str, list[Interval]], policy: str) -> Evidence:
+    """A service's per-vantage evidence merged (report.vantages): its outages the merged outages, its outage and
+    unknown figures the merged seconds in the month. Each vantage keeps its own runs (vantages[v].outages) for
+    its own cross-checks."""
     runs: dict[str, list[Outage]] = defaultdict(list)
     for outage in outages:
         runs[outage.vantage].append(outage)
-    for vantage, sub in ev.vantages.items():
-        sub.outages = runs.get(vantage, [])
+    subs = {vantage: replace(sub, outages=runs.get(vantage, [])) for vantage, sub in ev.vantages.items()}
     views = {vantage: View(tuple(p for o in runs.get(vantage, []) for p in o.outage_pieces()),
                            tuple(blind.get(vantage, ()))) for vantage in set(ev.vantages) | set(runs)}
     window = (min([ev.start, *(o.start for o in outages)]), max([ev.end, *(o.end for o in outages)]))
     merged = merge_views(views, window, policy)
     month = (ev.start, ev.end)
-    ev.outages = _merged_outages(merged.outage, outages)
-    ev.outage_counter = measure(clip(merged.outage, month))
-    ev.unknown_counter = measure(clip(merged.unknown, month))
-    ev.gap_seconds = 0.0
-    subs = list(ev.vantages.values())
-    ev.samples = max((sub.samples for sub in subs), default=0)
-    ev.has_data = any(sub.has_data for sub in subs)
-    ev.rose_after_end = any(sub.rose_after_end for sub in subs)
-    ev.merged = True
+    return replace(
+        ev, outages=_merged_outages(merged.outage, outages), outage_counter=measure(clip(merged.outage, month)),
+        unknown_counter=measure(clip(merged.unknown, month)), gap_seconds=0.0,
+        samples=max((sub.samples for sub in subs.values()), default=0),
+        has_data=any(sub.has_data for sub in subs.values()),
+        rose_after_end=any(sub.rose_after_end for sub in subs.values()), vantages=subs, merged=True)
 
 
 def _merged_outages(pieces: list[Interval], outages: list[Outage]) -> list[Outage]:
@@ -376,9 +382,16 @@ def _merged_outages(pieces: list[Interval], outages: list[Outage]) -> list[Outag
     return out
 
 
-def _slots(got: dict[str, dict[LabelKey, float]], customers: list[tuple[str, tuple[str, ...]]], start: int,
-           end: int) -> dict[LabelKey, Evidence]:
-    """The series each (customer, service, vantage) takes its figures from, and its Evidence.
+class _Slot(NamedTuple):
+    customer: str
+    service: str
+    vantage: str
+    notes: list[str]
+
+
+def _slots(got: dict[str, dict[LabelKey, float]], customers: list[tuple[str, tuple[str, ...]]]
+           ) -> dict[LabelKey, _Slot]:
+    """The series each (customer, service, vantage) takes its figures from, and what it says for review.
 
     An HA Prometheus pair stores one exporter twice (a `replica` label): those series are one vantage's, and
     the one with the most samples gives the figures. Series of one vantage that differ otherwise (two jobs
@@ -392,18 +405,18 @@ def _slots(got: dict[str, dict[LabelKey, float]], customers: list[tuple[str, tup
             key = _customer_service(labels)
             if key in wanted:
                 members[(*key, vantage_of(labels))].add(labels)
-    out: dict[LabelKey, Evidence] = {}
+    out: dict[LabelKey, _Slot] = {}
     for (customer, service, vantage), series in sorted(members.items()):
-        ev = Evidence(customer, service, start, end, vantage=vantage)
         best = max(sorted(series), key=lambda labels: got["samples"].get(labels, -1.0))
-        out[best] = ev
+        notes = []
         identities = {identity(labels) for labels in series}
         if len(identities) > 1:
             differing = sorted({k for one in identities for k, v in one if any((k, v) not in other
                                                                                for other in identities)})
-            ev.notes.append(f"{len(identities)} series of vantage {vantage or '(no instance label)'!r} overlap and "
-                            f"cannot be attributed to one exporter (they differ in {', '.join(differing)}): only "
-                            f"{exact_selector(dict(best))} is used")
+            notes.append(f"{len(identities)} series of vantage {vantage or '(no instance label)'!r} overlap and "
+                         f"cannot be attributed to one exporter (they differ in {', '.join(differing)}): only "
+                         f"{exact_selector(dict(best))} is used")
+        out[best] = _Slot(customer, service, vantage, notes)
     return out
 
 
@@ -495,7 +508,6 @@ def outages_from_prometheus(client: PrometheusClient, evidence: dict[Key, Eviden
                 runs.append((lab, first_failed, t_first, t_last, gaps))
     out: dict[Key, list[Outage]] = defaultdict(list)
     for (lab, *_), outage in zip(runs, _bounded(client, runs, step, hi), strict=True):
-        outage.vantage = vantage_of(lab)
         out[(lab["customer"], lab["service"])].append(outage)
     return out
 
@@ -546,14 +558,16 @@ def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, f
     for i, (lab, first_failed, _t_first, t_last, _gap) in enumerate(runs):
         det = answers.get((i, "determined"))
         if t_last + step > hi:  # still open at the end of what we looked at
-            out.append(Outage(lab["target"], first_failed, t_last, det, False, "prometheus", open=True))
+            out.append(Outage(lab["target"], first_failed, t_last, det, False, "prometheus", open=True,
+                              vantage=vantage_of(lab)))
             continue
         if i in raw:
             outage_samples, unknown_samples = raw[i]
             found = _across_restarts(first_failed, t_last, outage_samples, unknown_samples, step)
             if found is not None:
                 pieces, end, exact = found
-                out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus", pieces=pieces))
+                out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus", pieces=pieces,
+                                  vantage=vantage_of(lab)))
                 continue
         seconds = answers.get((i, "seconds"))
         restarts = answers.get((i, "restarts"))
@@ -565,7 +579,7 @@ def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, f
         exact = seconds is not None and not answers.get((i, "resets")) and (
             restarts == 0 if restarts is not None else first_failed + seconds > t_last - step - PUBLISH_LAG)
         end = first_failed + seconds if exact and seconds is not None else t_last + step
-        out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus"))
+        out.append(Outage(lab["target"], first_failed, end, det, exact, "prometheus", vantage=vantage_of(lab)))
     return out
 
 
@@ -631,24 +645,19 @@ def outages_from_ledger(path: str | Path, start: int, end: int, now: float | Non
     """Outages overlapping [start, end) from the exporter's outage ledger (read-only), with the time inside each
     that had no evidence (`outage_gaps`: an exporter restart, stale probes) taken out of its pieces. The ledger
     holds the seconds before a crash that no scrape showed. An outage still open ends at `now` (a preview)."""
-    uri = f"file:{Path(path).resolve()}?mode=ro"
-    with sqlite3.connect(uri, uri=True) as db:
-        rows = db.execute(
-            "SELECT customer, service, target, first_failed_at, determined_at, ended_at FROM outages "
-            "WHERE first_failed_at < ? AND (ended_at IS NULL OR ended_at > ?)", (end, start)).fetchall()
-        has_gaps = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'outage_gaps'").fetchone()
-        gaps: dict[tuple[str, str, str, float], list[Interval]] = defaultdict(list)
-        if has_gaps:
-            for customer, service, target, determined, gap_start, gap_end in db.execute(
-                    "SELECT customer, service, target, determined_at, gap_start, gap_end FROM outage_gaps"):
-                gaps[(customer, service, target, determined)].append((gap_start, gap_end))
+    with OutageLedgerReader(path) as ledger:
+        records = ledger.outages(start, end)
+        gaps: dict[tuple[TargetKey, float], list[Interval]] = defaultdict(list)
+        for gap in ledger.gaps():
+            gaps[(gap.key, gap.determined_at)].append((gap.start, gap.end))
     out: dict[Key, list[Outage]] = defaultdict(list)
-    for customer, service, target, first_failed, determined, ended in rows:
-        stop = (min(end, now) if now is not None else end) if ended is None else ended
-        holes = gaps.get((customer, service, target, determined), [])
-        pieces = tuple(subtract([(first_failed, stop)], holes)) if holes else None
-        out[(customer, service)].append(Outage(target, first_failed, stop, determined, ended is not None, "ledger",
-                                               open=ended is None, pieces=pieces))
+    for r in records:
+        stop = (min(end, now) if now is not None else end) if r.ended_at is None else r.ended_at
+        holes = gaps.get((r.key, r.determined_at), [])
+        pieces = tuple(subtract([(r.first_failed_at, stop)], holes)) if holes else None
+        out[(r.key.customer, r.key.service)].append(Outage(r.key.target, r.first_failed_at, stop, r.determined_at,
+                                                           r.ended_at is not None, "ledger",
+                                                           open=r.ended_at is None, pieces=pieces))
     return out
 
 

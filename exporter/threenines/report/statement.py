@@ -1,4 +1,4 @@
-"""Figures and credits of one month: evidence + exclusions → a statement (plain data, JSON-ready).
+"""Figures and credits of one month: evidence + exclusions → a statement (threenines.report.schema).
 
 Billing figures: raw outage seconds are the per customer/service counter's exact increase in the month;
 excluded seconds are the part of the outage bounds (merged over targets) inside merged exclusion windows,
@@ -6,19 +6,35 @@ assigned to one reason each in the order of REASONS so no second is excluded twi
 Unknown seconds (exporter-reported plus scrape gaps) are not outage; a month whose coverage is below the
 threshold is flagged for review. Every disagreement between counters, bounds and state gauges beyond one
 scrape interval is listed under `review`, never silently resolved.
+
+Two sections say what the billing figures rest on: a power outage decided by the blackout rule lists the UPSes
+and last words it was inferred from (`inferred_from`, and a review item), and a customer with application checks
+gets an `applications` section: each application outage set against the customer's connectivity during it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from threenines.config.exclusions import REASONS, Exclusions
 from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.report.collect import Evidence, Outage
+from threenines.report.inference import Inference
 from threenines.report.months import Month, budget_seconds
+from threenines.report.schema import (
+    ApplicationOutageLine,
+    ApplicationsSection,
+    CustomerStatement,
+    ExclusionLine,
+    InferredEvidence,
+    NotificationCredits,
+    OutageLine,
+    ServiceStatement,
+    Span,
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +43,8 @@ class CustomerSpec:
     name: str
     timezone: str
     objective: float
-    services: tuple[str, ...]
+    services: tuple[str, ...]  # the billed services ("application" only with applications_billable)
+    applications: bool = False  # the customer has application checks (listed whether billed or not)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -57,8 +74,10 @@ def _edge_shift(outages: Sequence[Outage], edge: float) -> float:
                          for p in o.outage_pieces()), (float("-inf"), edge)))
 
 
-def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Exclusions, options: Options
-                      ) -> dict:
+def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Exclusions, options: Options,
+                      inferred: Sequence[Inference] = ()) -> ServiceStatement:
+    """One service's month. `inferred`: the blackout rule's episodes for this customer's power (report.inference),
+    listed on the outages they decided; every such outage gets a review item."""
     window: Interval = (ev.start, ev.end)
     length = ev.end - ev.start
     zone = spec.zone
@@ -72,13 +91,13 @@ def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Ex
     for ex, occ in ledger.windows(spec.id, service, window, zone):
         windows[ex.reason].append(occ)
         ids[ex.reason].append((ex.id, occ))
-    unreported: list[dict] = []
+    unreported: list[Span] = []
     if ledger.policy.unreported_outages_not_counted:
         for start, end in merge((o.start, o.end) for o in ev.outages):
             report = ledger.reported(spec.id, service, start)
             if report is None:
                 windows["unreported"].append((start, end))
-                unreported.append({"start": _iso(start, zone), "end": _iso(end, zone)})
+                unreported.append(Span(_iso(start, zone), _iso(end, zone)))
     excluded: dict[str, float] = {}
     remaining = pieces
     excluded_spans: dict[str, list[Interval]] = {}
@@ -123,28 +142,125 @@ def service_statement(spec: CustomerSpec, service: str, ev: Evidence, ledger: Ex
     if not ev.merged and not -tolerance <= measure(determined) - down_by_gauge <= tolerance + unsampled:
         review.append(f"{service}: state gauge shows {_r(down_by_gauge)} s down, the determined outages "
                       f"{_r(measure(determined))} s (tolerance {_r(tolerance)} s)")
-    return {
-        "service": service,
-        "raw_outage_seconds": _r(raw),
-        "counter_outage_seconds": _r(ev.outage_counter),
-        "excluded_seconds": excluded,
-        "excluded_total_seconds": _r(excluded_total),
-        "counted_outage_seconds": _r(counted),
-        "unknown_seconds": _r(unknown),
-        "unknown_gap_seconds": _r(ev.gap_seconds),
-        "coverage_ratio": round(coverage, 6),
-        "availability_ratio": round(availability, 6),
-        "availability_percent": round(100 * availability, 4),
-        "objective_met": met,
-        "budget_used_minutes": _r(counted / 60),
-        "rent_waived": not met,
-        "outages": [_outage(o, window, excluded_spans, ids, zone) for o in sorted(ev.outages, key=_order)],
-        "exclusions": sorted(({"id": ident, "reason": reason, "start": _iso(s, zone), "end": _iso(e, zone)}
-                              for reason in REASONS for ident, (s, e) in ids[reason]),
-                             key=lambda x: (x["start"], x["id"])),
-        "unreported_outages": unreported,
-        "review": review,
-    }
+    lines = [_outage(o, window, excluded_spans, ids, zone) for o in sorted(ev.outages, key=_order)]
+    if service == "power" and inferred:
+        lines, notes = _inferred(lines, inferred, zone, interval)
+        review += notes
+    return ServiceStatement(
+        service=service,
+        raw_outage_seconds=_r(raw),
+        counter_outage_seconds=_r(ev.outage_counter),
+        excluded_seconds=excluded,
+        excluded_total_seconds=_r(excluded_total),
+        counted_outage_seconds=_r(counted),
+        unknown_seconds=_r(unknown),
+        unknown_gap_seconds=_r(ev.gap_seconds),
+        coverage_ratio=round(coverage, 6),
+        availability_ratio=round(availability, 6),
+        availability_percent=round(100 * availability, 4),
+        objective_met=met,
+        budget_used_minutes=_r(counted / 60),
+        rent_waived=not met,
+        outages=lines,
+        exclusions=sorted((ExclusionLine(ident, reason, _iso(s, zone), _iso(e, zone))
+                           for reason in REASONS for ident, (s, e) in ids[reason]),
+                          key=lambda x: (x.start, x.id)),
+        unreported_outages=unreported,
+        review=review,
+    )
+
+
+def _inferred(lines: list[OutageLine], episodes: Sequence[Inference], zone: ZoneInfo, interval: float
+              ) -> tuple[list[OutageLine], list[str]]:
+    """The power outage lines with the blackout-rule episodes that decided them, and the review items: an
+    interruption that rests on inference is billed like any power outage (the contract's mains AND UPS without
+    power, from the first evaluation that had the whole evidence) but is never an invisible default.
+
+    An episode belongs to an outage it overlaps: from its moment (or its first scrape, if earlier) to one scrape
+    after its last (the gauge goes when the devices answer again, the outage ends at that evaluation)."""
+    out: list[OutageLine] = []
+    used: set[Inference] = set()
+    review: list[str] = []
+    for line in lines:
+        mine = [e for e in episodes if min(e.since, e.first_seen) <= line.end_unix
+                and line.start_unix <= e.last_seen + interval]
+        if not mine:
+            out.append(line)
+            continue
+        used.update(mine)
+        items = [InferredEvidence(e.device, e.evidence, _iso(e.since, zone), _r(e.since), _iso(e.first_seen, zone),
+                                  _iso(e.last_seen, zone)) for e in mine]
+        out.append(replace(line, inferred_from=items))
+        earliest = min(e.since for e in mine)
+        said = "; ".join(f"UPS {e.device} said {e.evidence}, without output from {_iso(e.since, zone)}" for e in mine)
+        review.append(f"power: outage {line.start} – {line.end} rests on inference (the blackout rule, docs/power.md): "
+                      f"{said}; then it and every PDU it feeds went silent. Billed from the first evaluation with "
+                      f"the whole evidence ({line.start}, {_r(line.start_unix - earliest)} s after the rule's "
+                      "moment): review the evidence before billing")
+    for e in episodes:
+        if e not in used:
+            review.append(f"power: the blackout rule held UPS {e.device} without output ({e.evidence}) from "
+                          f"{_iso(e.since, zone)} (seen {_iso(e.first_seen, zone)} – {_iso(e.last_seen, zone)}) but "
+                          "no power outage of the month rests on it (shorter than the determination, or outside "
+                          "the month's outages): review")
+    return out, review
+
+
+def application_section(spec: CustomerSpec, app: Evidence, connectivity: Evidence | None,
+                        connectivity_unknown: Sequence[Interval]) -> ApplicationsSection:
+    """The customer's application outages, each set against its connectivity (docs/report.md, "Applications").
+
+    The contract excludes the customer's own applications from the provider's outage time, so these are billed
+    only with `applications_billable` (then through the "application" service's own figures and exclusions).
+    Each outage second is one of: inside the connectivity outage (the ports were down: billed as connectivity,
+    the application outage is its consequence), the ports answered (connectivity up: evidence that the fault is
+    the customer's, for a customer_fault exclusion), or connectivity unknown (no evidence either way). A partial
+    overlap is split, to the second, and its classification says it is partial."""
+    zone = spec.zone
+    window: Interval = (app.start, app.end)
+    down = merge(p for o in (connectivity.outages if connectivity else []) for p in o.outage_pieces())
+    billable = "application" in spec.services
+    lines: list[ApplicationOutageLine] = []
+    totals: dict[str, list[Interval]] = {"answered": [], "inside": [], "unknown": []}
+    review: list[str] = []
+    for o in sorted(app.outages, key=_order):
+        pieces = clip(o.outage_pieces(), window)
+        inside = intersect(pieces, down)
+        rest = subtract(pieces, inside)
+        unknown = intersect(rest, connectivity_unknown) if connectivity is not None else rest
+        answered = subtract(rest, unknown)
+        for name, part in (("answered", answered), ("inside", inside), ("unknown", unknown)):
+            totals[name] += part
+        seconds, a, i, u = measure(pieces), measure(answered), measure(inside), measure(unknown)
+        if not seconds:
+            classification = "outside month"
+        elif a == seconds:
+            classification = "customer_fault evidence"
+        elif i == seconds:
+            classification = "inside connectivity outage"
+        elif u == seconds:
+            classification = "connectivity unknown"
+        elif i:
+            classification = "partly inside connectivity outage"
+        else:
+            classification = "partly customer_fault evidence"
+        line = ApplicationOutageLine(
+            check=o.target, start=_iso(o.start, zone), end=_iso(o.end, zone), start_unix=o.start, end_unix=o.end,
+            determined=_iso(o.determined, zone) if o.determined else None, seconds_in_month=_r(seconds),
+            ports_answered_seconds=_r(a), inside_connectivity_outage_seconds=_r(i),
+            connectivity_unknown_seconds=_r(u), classification=classification, billed=billable and seconds > 0,
+            end_exact=o.end_exact, open=o.open, source=o.source)
+        lines.append(line)
+        if billable and a:
+            review.append(f"application: {o.target} outage {line.start} – {line.end}: the ports answered for "
+                          f"{_r(a)} s of its {_r(seconds)} s: evidence for a customer_fault exclusion (billed "
+                          "until the exclusions ledger says so)")
+    every = clip((p for o in app.outages for p in o.outage_pieces()), window)
+    return ApplicationsSection(
+        billable=billable, outage_seconds=_r(measure(every)),
+        ports_answered_seconds=_r(measure(totals["answered"])),
+        inside_connectivity_outage_seconds=_r(measure(totals["inside"])),
+        connectivity_unknown_seconds=_r(measure(totals["unknown"])), outages=lines, review=review)
 
 
 def _order(outage: Outage) -> tuple[float, str]:
@@ -152,7 +268,7 @@ def _order(outage: Outage) -> tuple[float, str]:
 
 
 def _outage(o: Outage, window: Interval, excluded: dict[str, list[Interval]],
-            ids: dict[str, list[tuple[str, Interval]]], zone: ZoneInfo) -> dict:
+            ids: dict[str, list[tuple[str, Interval]]], zone: ZoneInfo) -> OutageLine:
     inside = clip(o.outage_pieces(), window)
     per_reason = {r: _r(measure(intersect(inside, spans))) for r, spans in excluded.items()}
     per_reason = {r: v for r, v in per_reason.items() if v}
@@ -166,17 +282,16 @@ def _outage(o: Outage, window: Interval, excluded: dict[str, list[Interval]],
     else:
         classification = "partly excluded: " + ", ".join(per_reason)
     refs = sorted({ident for spans in ids.values() for ident, occ in spans if intersect(inside, [occ])})
-    return {
-        "target": o.target, "start": _iso(o.start, zone), "end": _iso(o.end, zone),
-        "start_unix": o.start, "end_unix": o.end,
-        "determined": _iso(o.determined, zone) if o.determined else None,
-        "seconds_in_month": _r(seconds), "excluded_seconds": per_reason, "classification": classification,
-        "exclusion_ids": refs, "end_exact": o.end_exact, "open": o.open, "source": o.source,
-    }
+    return OutageLine(
+        target=o.target, start=_iso(o.start, zone), end=_iso(o.end, zone), start_unix=o.start, end_unix=o.end,
+        determined=_iso(o.determined, zone) if o.determined else None,
+        seconds_in_month=_r(seconds), excluded_seconds=per_reason, classification=classification,
+        exclusion_ids=refs, end_exact=o.end_exact, open=o.open, source=o.source,
+    )
 
 
 def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tuple[float, float]], source: str,
-                         exact: bool) -> dict:
+                         exact: bool) -> NotificationCredits:
     """Days (contract calendar) with at least one missed deadline; one deduction per day at most.
 
     Exact misses are the instants the deadlines passed, each on the day [00:00, 24:00) that holds it; the
@@ -187,24 +302,63 @@ def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tupl
         for name, start, end in days:
             if (start <= t < end) if exact else (start < t <= end):
                 hit[name] = hit.get(name, 0) + count
-    return {"missed_deadlines": _r(sum(hit.values())), "days": sorted(hit), "deduction_days": len(hit),
-            "source": source, "exact": exact}
+    return NotificationCredits(missed_deadlines=_r(sum(hit.values())), days=sorted(hit), deduction_days=len(hit),
+                               source=source, exact=exact)
 
 
 def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evidence], ledger: Exclusions,
                        misses: Sequence[tuple[float, float]], options: Options,
                        misses_source: str = "prometheus:threenines_notification_deadline_missed_total",
-                       notification_review: Sequence[str] = (), exact: bool = False) -> dict:
+                       notification_review: Sequence[str] = (), exact: bool = False,
+                       inferred: Sequence[Inference] = (), applications: ApplicationsSection | None = None
+                       ) -> CustomerStatement:
+    """One customer's month. `inferred`: its power's blackout-rule episodes (report.inference); `applications`:
+    its application section (application_section), for a customer with application checks."""
     start, end = month.window(spec.zone)
-    services = [service_statement(spec, s, evidence[s], ledger, options) for s in spec.services]
+    services = [service_statement(spec, s, evidence[s], ledger, options, inferred if s == "power" else ())
+                for s in spec.services]
     notification = notification_credits(spec, month, misses, misses_source, exact)
-    return {
-        "customer": spec.id, "name": spec.name, "timezone": spec.timezone, "month": str(month),
-        "start": _iso(start, spec.zone), "end": _iso(end, spec.zone), "start_unix": start, "end_unix": end,
-        "seconds_in_month": end - start, "minutes_in_month": _r((end - start) / 60),
-        "objective_ratio": spec.objective,
-        "budget_minutes": _r(budget_seconds(start, end, spec.objective) / 60),
-        "services": services,
-        "notification": notification,
-        "review": [item for s in services for item in s["review"]] + list(notification_review),
-    }
+    return CustomerStatement(
+        customer=spec.id, name=spec.name, timezone=spec.timezone, month=str(month),
+        start=_iso(start, spec.zone), end=_iso(end, spec.zone), start_unix=start, end_unix=end,
+        seconds_in_month=end - start, minutes_in_month=_r((end - start) / 60),
+        objective_ratio=spec.objective,
+        budget_minutes=_r(budget_seconds(start, end, spec.objective) / 60),
+        services=services,
+        notification=notification,
+        review=[item for s in services for item in s.review] + list(notification_review)
+        + (applications.review if applications else []),
+        applications=applications,
+    )
+
+
+def cross_check(customer: str, ledger: Sequence[tuple[float, float]], metric: Sequence[tuple[float, float]],
+                metric_exact: bool, dispatched: Sequence[float] | None, start: int, end: int,
+                scrape_interval: float) -> list[str]:
+    """Review items when the audit ledger and the metrics disagree about the month's missed deadlines.
+
+    The exporter decides a miss when an outage's deadline passes without a first dispatch, writes it to the audit
+    ledger with that instant and exports the same instant per target
+    (`threenines_notification_deadline_missed_timestamp_seconds`): both sources give the same misses at the same
+    instants by construction, and any difference goes to review (a ledger from another exporter, a lost scrape
+    window). A ledger older than its `misses` table has only late first dispatches (`dispatched`, their arrival
+    times), compared with the counter's rises, give or take the dispatches a scrape interval from an edge.
+    """
+    if dispatched is None and metric_exact:
+        mine, theirs = sorted(t for t, _ in ledger), sorted(t for t, _ in metric)
+        if mine != theirs:
+            return [f"notifications: the audit ledger has {len(mine)} missed deadline(s) in the month, "
+                    f"threenines_notification_deadline_missed_timestamp_seconds{{customer=\"{customer}\"}} shows "
+                    f"{len(theirs)} (instants differ: {sorted(set(mine) ^ set(theirs))[:5]}): check the ledger file "
+                    "and the exporter that wrote it"]
+        return []
+    late = dispatched or []
+    inside = [t for t in late if start < t <= end]
+    near_edge = sum(1 for t in late if abs(t - start) <= scrape_interval or abs(t - end) <= scrape_interval)
+    by_metric = sum(count for _, count in metric)
+    by_ledger = len(inside) if dispatched is not None else sum(count for _, count in ledger)
+    if abs(by_ledger - by_metric) > near_edge:
+        return [f"notifications: the audit ledger has {by_ledger:g} late first dispatch(es) in the month, "
+                f"threenines_notification_deadline_missed_total{{customer=\"{customer}\"}} rose by {by_metric:g}: "
+                "check the ledger file and the exporter that wrote it"]
+    return []
