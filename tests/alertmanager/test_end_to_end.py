@@ -26,7 +26,7 @@ from tests.netns import customer_port
 from tests.support import REPO, VENV_BIN, RunningProcess, free_port, http_get, running, wait_until
 from threenines.alerting.alertmanager_config import Options, render, write
 from threenines.alerting.notification_bound import check_deployment
-from threenines.config.inventory import load_inventory
+from threenines.config.inventory_load import load_inventory
 
 pytestmark = pytest.mark.netns
 

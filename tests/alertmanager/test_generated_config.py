@@ -16,7 +16,7 @@ from tests.support import REPO
 from threenines.alerting.alertmanager_config import GeneratorError, Options, render, templates, write_secret_files
 from threenines.alerting.notification_bound import check_deployment, load_alertmanager, match_routes
 from threenines.cli import main
-from threenines.config.inventory import load_inventory, parse_inventory_text
+from threenines.config.inventory_load import load_inventory, parse_inventory_text
 
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 EXAMPLE_INVENTORY = REPO / "examples" / "inventory.yml"

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from threenines.alerting.deadlines import DeadlineWatch
 from threenines.alerting.webhook import AuditWebhook
-from threenines.config.inventory import TargetKey, parse_inventory_text
+from threenines.config.inventory import TargetKey
+from threenines.config.inventory_load import parse_inventory_text
 from threenines.contract.machine import OutageEvent
 from threenines.ledgers.audit import AuditLedger
 from threenines.ledgers.outages import OutageLedger

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.audit.test_webhook import AUTH, TOKEN, Clock, alert, make_webhook, metrics, payload, rows
 from threenines.alerting.webhook import AuditWebhook, PayloadError, parse_payload
-from threenines.config.inventory import parse_inventory_text
+from threenines.config.inventory_load import parse_inventory_text
 from threenines.ledgers.audit import MAX_CLOCK_SKEW, AuditLedger, Dispatch
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z

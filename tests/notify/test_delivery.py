@@ -17,7 +17,8 @@ from tests.audit.test_webhook import alert, payload
 from tests.notify.sinks import http_sink, make_ca, pagerduty_answer, smtp_relay
 from threenines.alerting.deadlines import DeadlineWatch
 from threenines.alerting.webhook import AuditWebhook
-from threenines.config.inventory import TargetKey, parse_inventory_text
+from threenines.config.inventory import TargetKey
+from threenines.config.inventory_load import parse_inventory_text
 from threenines.contract.machine import OutageEvent
 from threenines.ledgers.audit import AuditLedger
 from threenines.ledgers.delivery import DeliveryLedger

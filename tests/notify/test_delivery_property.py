@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from tests.audit.test_webhook import alert, payload
 from threenines.alerting.webhook import AuditWebhook
-from threenines.config.inventory import Contact, parse_inventory_text
+from threenines.config.inventory import Contact
+from threenines.config.inventory_load import parse_inventory_text
 from threenines.ledgers.audit import AuditLedger
 from threenines.ledgers.delivery import Attempt, DeliveryLedger
 from threenines.notify.channels import DeliveryError

@@ -11,9 +11,13 @@ and the overdue alert clears.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
+from datetime import datetime
+from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -24,7 +28,7 @@ from tests.foundation.test_ledger_faults import silent
 from tests.notify.sinks import make_ca, smtp_relay
 from tests.support import REPO, VENV_BIN, free_port, http_get, running, wait_until
 from threenines.alerting.alertmanager_config import Options, render, write
-from threenines.config.inventory import load_inventory
+from threenines.config.inventory_load import load_inventory
 
 pytestmark = pytest.mark.netns  # root: nftables
 TOKEN = "e2e-delivery-token"
@@ -46,6 +50,26 @@ def ledger(state: Path, sql: str) -> list[tuple]:
 def misses(state: Path) -> list[tuple]:
     with sqlite3.connect(f"file:{state / 'audit.sqlite'}?mode=ro", uri=True) as db:
         return db.execute("SELECT determined_at, deadline_at, reason FROM misses").fetchall()
+
+
+def month_line(message: EmailMessage, determined: float, first_failed: float) -> None:
+    """The firing e-mail states the month's availability so far as of the determination, in the contract's month
+    (Amsterdam): the state dir is new, so this outage — first failed probe to determination — is all the month
+    holds. (elapsed − outage) / elapsed, rounded down to 0.001 %."""
+    zone = ZoneInfo("Europe/Amsterdam")
+    as_of = round(determined, 3)  # the alert's determined_at annotation ("%.3f")
+    local = datetime.fromtimestamp(as_of, zone)
+    start = datetime(local.year, local.month, 1, tzinfo=zone)
+    elapsed = as_of - start.timestamp()
+    expected = math.floor(100_000 * (elapsed - (as_of - first_failed)) / elapsed) / 1000
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    body = text.get_content()
+    assert f"  Availability:       {expected:.3f} % this month so far (provisional)" in body, body
+    assert f"from {start:%Y-%m-%d %H:%M:%S %Z} to {local:%Y-%m-%d %H:%M:%S %Z} (the determination)" in body
+    assert "It is provisional: your monthly statement decides" in body
+    assert f"<td>{expected:.3f} % this month so far (provisional)</td>" in html.get_content()
 
 
 def test_an_email_the_relay_never_accepts_pages_the_noc_and_is_a_miss_then_a_late_delivery(tmp_path: Path) -> None:
@@ -96,6 +120,8 @@ customers:
                     determined = wait_until(lambda: sample(scrape(exporter_port),
                                                            "threenines_service_determined_timestamp_seconds",
                                                            target="uplink"), 20, what="the determination")
+                    first_failed = sample(scrape(exporter_port), "threenines_service_outage_start_timestamp_seconds",
+                                          target="uplink")
                     # 1. Alertmanager's post reaches the exporter; the relay refuses, nothing is sent.
                     wait_until(lambda: len(ledger(state, "SELECT 1 FROM attempts WHERE reason = 'tls_required'"))
                                >= 2, 30, what="refused deliveries on record")
@@ -111,7 +137,6 @@ customers:
                     [(miss_determined, deadline_at, reason)] = wait_until(lambda: misses(state), DEADLINE + 10,
                                                                           what="the miss")
                     assert reason == "undelivered" and deadline_at == pytest.approx(determined + DEADLINE, abs=0.01)
-                    from datetime import datetime
                     assert datetime.fromisoformat(active_at.replace("Z", "+00:00")).timestamp() < deadline_at
                     # 4. The relay is fixed (STARTTLS with a certificate from the CA the inventory names): the next
                     # retry delivers, recorded with the relay's receipt at the real time.
@@ -126,6 +151,7 @@ customers:
                         [(_, recipients, message, tls)] = fixed.messages
                         assert recipients == ["noc@acme.test"] and tls
                         assert "unavailable" in message["Subject"]
+                        month_line(message, determined, first_failed)
                         wait_until(lambda: firing(prom_port, "ThreeninesNotificationOverdue") == [], 20,
                                    what="the overdue alert to clear")
                         text = scrape(exporter_port)

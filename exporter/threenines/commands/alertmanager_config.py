@@ -26,12 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runbook-base-url", default=DEFAULT_RUNBOOK_BASE, metavar="URL",
                         help="where docs/ is published: the NOC's messages link BASE + alerting.md#ALERT "
                              "(default: %(default)s, where the Debian package installs the docs)")
+    parser.add_argument("--replica-exporter", action="append", default=[], metavar="URL",
+                        help="HA: base URL of another replica exporter (serve --peer); every customer receiver also "
+                             "posts to its /alertmanager/deliver (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
     from threenines.alerting.alertmanager_config import GeneratorError, Options, render, write, write_secret_files
     from threenines.config.configfile import ConfigError, parse_duration
-    from threenines.config.inventory import SecretError, load_inventory
+    from threenines.config.inventory_load import load_inventory
+    from threenines.config.secrets import SecretError
 
     try:
         inventory = load_inventory(args.config)
@@ -44,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             group_interval=parse_duration(args.group_interval),
             repeat_interval=parse_duration(args.repeat_interval),
             runbook_base_url=args.runbook_base_url,
+            replica_urls=tuple(args.replica_exporter),
         )
         text = render(inventory, options, source=args.config)
         if args.write_secret_files:

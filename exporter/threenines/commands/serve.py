@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vantage", type=_vantage,
                         help="NAME of this replica exporter: every contract family gets vantage=NAME (overrides "
                              "exporter.vantage; give each replica its own --state-dir)")
+    parser.add_argument("--peer", metavar="URL",
+                        help="base URL of the other replica exporter (http://HOST:9839): one of the two delivers "
+                             "each customer notification (docs/alerting.md, HA); needs --vantage")
     parser.add_argument("--tick", type=float, default=15.0,
                         help="seconds between counter updates and /metrics renders (default 15)")
     mode = parser.add_mutually_exclusive_group()
@@ -31,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _vantage(text: str) -> str:
-    from threenines.config.inventory import ID_RE, ID_RULE
+    from threenines.config.configfile import ID_RE, ID_RULE
 
     if not ID_RE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a vantage name: {ID_RULE}")
@@ -49,13 +52,14 @@ def _shard(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from threenines.config.configfile import ConfigError
-    from threenines.config.inventory import SecretError
+    from threenines.config.secrets import SecretError
     from threenines.probes.ping import PingSetupError
     from threenines.serve.process import Exporter, ServeOptions
 
     options = ServeOptions(config=args.config, listen=args.listen, state_dir=args.state_dir, tick=args.tick,
                            privileged=args.privileged, exclusions=args.exclusions,
-                           web_config=args.web_config, shard=args.shard, vantage=args.vantage)
+                           web_config=args.web_config, shard=args.shard, vantage=args.vantage,
+                           peer=args.peer)
     try:
         exporter = Exporter(options)
     except ConfigError as err:

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Protocol
 
-from threenines.config.inventory import HOSTPORT_RE, Contact, Notification, SecretError, SecretRef
+from threenines.config.configfile import HOSTPORT_RE
+from threenines.config.inventory import Contact, Notification
+from threenines.config.secrets import SecretError, SecretRef
 from threenines.notify import http, smtp
 from threenines.notify.message import Notice, render
 

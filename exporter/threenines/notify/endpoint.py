@@ -24,6 +24,7 @@ from threenines.exposition.delivery import DeliveryState
 from threenines.ledgers.audit import outage_key
 from threenines.ledgers.delivery import NoticeRow
 from threenines.ledgers.outages import OutageRecord
+from threenines.notify.availability import MonthSoFar
 from threenines.notify.message import Notice
 from threenines.notify.worker import Notifier, rows_for
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, bytes]]
 Outage = tuple[str, str, str, float]
+# (customer, service, as of, contract zone) → the month so far (notify.availability.MonthOutages), None if unknown
+Availability = Callable[[str, str, float, str], MonthSoFar | None]
 LOG_EVERY = 60.0  # a refused post is logged at most once a minute per endpoint and code; all are counted
 
 
@@ -113,12 +116,13 @@ def _ends_at(raw: str) -> float | None:
 class DeliveryEndpoint:
     def __init__(self, audit: AuditWebhook, notifier: Notifier, inventory: Inventory,
                  clock: Callable[[], float] = time.time,
-                 outage_times: Callable[[str, str, str, float], tuple[float | None, float | None] | None] | None = None
-                 ) -> None:
+                 outage_times: Callable[[str, str, str, float], tuple[float | None, float | None] | None] | None = None,
+                 availability: Availability | None = None) -> None:
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
         self._outage_times = outage_times
+        self._availability = availability
         self.set_inventory(inventory)
 
     def set_inventory(self, inventory: Inventory) -> None:
@@ -176,6 +180,14 @@ class DeliveryEndpoint:
         if known is not None:
             first_failed = known[0] if known[0] is not None else first_failed
             ended = known[1]
+        # The month so far as of the instant the message reports, only for an outage this exporter's engine
+        # determined (and, resolved, ended): otherwise the history would lack the very outage being reported. Only
+        # for a billed service: the text defers to the monthly statement, which has no line for the others (the
+        # customer's applications, unless the contract bills them).
+        month = None
+        as_of = (determined_at if status == "firing" else ended) if known is not None else None
+        if as_of is not None and self._availability is not None and service in customer.services:
+            month = self._availability(customer.id, service, as_of, customer.timezone)
         if status == "resolved" and ended is None:
             ended = _ends_at(ends_at)  # when Prometheus saw the end: later than the first successful probe
         if service == "connectivity":
@@ -188,4 +200,6 @@ class DeliveryEndpoint:
         return Notice(status=status, customer=customer.id, customer_name=customer.name, service=service,
                       target=target, address=address, timezone=customer.timezone, language=customer.contacts.language,
                       determined_at=determined_at, first_failed_at=first_failed,
-                      ended_at=ended if status == "resolved" else None, contacts_version=customer.contacts.version)
+                      ended_at=ended if status == "resolved" else None, contacts_version=customer.contacts.version,
+                      month_as_of=month.at if month is not None else None,
+                      month_outage_seconds=month.outage_seconds if month is not None else None)

@@ -2,7 +2,8 @@
 
 The facts are the alert's own (determination and first failed probe from its annotations, the end from the
 outage ledger) and the inventory's (the customer's name, the port's address, the contract time zone, the
-contacts' language). Every time is shown in the contract's time zone, as the monthly statement shows it. Nothing
+contacts' language), and the month's availability so far (notify.availability: provisional, omitted when it cannot
+be told). Every time is shown in the contract's time zone, as the monthly statement shows it. Nothing
 internal reaches the customer: no Alertmanager or Prometheus link, no routing label, no runbook.
 
 The wording is data (messages/<language>.yml); each channel's rendering is pinned by golden files
@@ -22,6 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
+
+from threenines.notify.availability import MonthSoFar, month_start
 
 SCHEMA = "threenines.notification/v1"
 LANGUAGES = ("en", "zh-CN")
@@ -43,6 +46,20 @@ class Notice:
     first_failed_at: float | None
     ended_at: float | None  # resolved only: the first successful probe (or when Alertmanager saw the end)
     contacts_version: str
+    # The month's availability so far (notify.availability), taken with the notice so every attempt says the same:
+    # the instant it is as of (the determination, or the end for a resolved notice) and the month's outage seconds
+    # up to it. None: no figure (the exporter does not know this outage, or had no history): no line at all.
+    month_as_of: float | None = None
+    month_outage_seconds: float | None = None
+
+    @property
+    def month(self) -> MonthSoFar | None:
+        if self.month_as_of is None or self.month_outage_seconds is None:
+            return None
+        start = month_start(self.month_as_of, self.timezone)
+        if self.month_as_of <= start:
+            return None
+        return MonthSoFar(start, self.month_as_of, self.month_outage_seconds)
 
     @property
     def outage_key(self) -> str:
@@ -127,6 +144,13 @@ def _fields(notice: Notice, words: dict[str, Any]) -> dict[str, str]:
         start = notice.first_failed_at if notice.first_failed_at is not None else notice.determined_at
         fields["duration"] = duration_text(notice.ended_at - start, words["duration"])
     fields["where"] = words["where"][notice.service].format(target=notice.target, address=notice.address)
+    month, said = notice.month, words["availability"]
+    fields["month_percent"] = month.percent_text() if month is not None else ""
+    fields["month_start"] = at(month.start if month is not None else None, fmt)
+    fields["month_as_of"] = at(month.at if month is not None else None, fmt)
+    fields["month_as_of_what"] = said["as_of"][notice.status]
+    # Empty without a figure: the SMS then reads as it did before, never with a guessed number.
+    fields["month_sms"] = said["sms"].format(**fields) if month is not None else ""
     return fields
 
 
@@ -136,6 +160,8 @@ def _rows(notice: Notice, words: dict[str, Any], fields: dict[str, str]) -> list
             (labels["determined"], fields["determined"])]
     if notice.status == "resolved":
         rows += [(labels["ended"], fields["ended"]), (labels["duration"], fields["duration"])]
+    if notice.month is not None:
+        rows.append((labels["availability"], words["availability"]["value"].format(**fields)))
     rows += [(labels["status"], words["status"][notice.status]), (labels["reference"], fields["reference"])]
     return rows
 
@@ -164,6 +190,20 @@ def document(notice: Notice) -> dict[str, Any]:
         "ended_at": _iso(notice.ended_at, zone),
         "duration_seconds": duration,
         "contacts_version": notice.contacts_version,
+        "month_so_far": _month_document(notice.month, zone),
+    }
+
+
+def _month_document(month: MonthSoFar | None, zone: ZoneInfo) -> dict[str, Any] | None:
+    if month is None:
+        return None
+    return {
+        "availability_percent": month.percent,
+        "from": _iso(month.start, zone),
+        "until": _iso(month.at, zone),
+        "elapsed_seconds": round(month.elapsed_seconds, 3),
+        "outage_seconds": round(month.outage_seconds, 3),
+        "provisional": True,
     }
 
 
@@ -174,17 +214,22 @@ def render(notice: Notice) -> Message:
     subject = words["subject"][status].format(**fields)
     intro = words["intro"][status].format(**fields)
     note = " ".join(words["note"][status].split()).format(**fields)
+    notes = [note]
+    if notice.month is not None:
+        notes.append(" ".join(words["availability"]["note"].split()).format(**fields))
     rows = _rows(notice, words, fields)
     separator = words["label_separator"]
     width = max(len(label) for label, _ in rows) + 1
     table = [f"  {(label + separator).ljust(width)} {value}" for label, value in rows]
-    text = "\n".join([intro, "", *table, "", note, "", "-- ", words["signature"], ""])
+    text = "\n".join([intro, "", *table, *(line for n in notes for line in ("", n)), "", "-- ", words["signature"],
+                      ""])
     e = html.escape
     body_rows = "\n".join(f'<tr><th align="left" style="padding:2px 12px 2px 0">{e(label)}</th><td>{e(value)}</td></tr>'
                           for label, value in rows)
+    paragraphs = "".join(f"<p>{e(n)}</p>\n" for n in notes)
     html_text = (f'<!DOCTYPE html>\n<html lang="{e(notice.language)}"><head><meta charset="utf-8">'
                  f"<title>{e(subject)}</title></head>\n<body>\n<p>{e(intro)}</p>\n<table>\n{body_rows}\n</table>\n"
-                 f"<p>{e(note)}</p>\n<p><small>{e(words['signature'])}</small></p>\n</body></html>\n")
+                 f"{paragraphs}<p><small>{e(words['signature'])}</small></p>\n</body></html>\n")
     sms = words["sms"][status].format(**fields)
     doc = document(notice)
     doc["language"] = notice.language

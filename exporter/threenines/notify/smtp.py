@@ -184,3 +184,66 @@ async def send(settings: SmtpSettings, recipient: str, message: bytes) -> SmtpRe
         writer.close()
         with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
             await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+PROBE_TIMEOUT = 5.0
+# RFC 2606 / RFC 6761 names: placeholders in examples and tests, never a real relay (and never to be looked up).
+_RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost", "example.com", "example.net", "example.org")
+
+
+async def offers_starttls(host: str, port: int, helo: str = "") -> bool:
+    """Connect, read the greeting, EHLO, QUIT: whether the relay offers STARTTLS (port 465 is TLS from the first
+    byte: True without asking). SmtpError when it cannot be told. The caller bounds the time."""
+    if port == 465:
+        return True
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError as err:
+        raise SmtpError("connect", f"cannot connect to {host}:{port}: {err.strerror or type(err).__name__}") from None
+    session = _Session(reader, writer)
+    try:
+        code, text = await session.reply()
+        if code != 220:
+            raise SmtpError(_reason(code), f"greeting: {code} {text}")
+        extensions = _extensions(await session.command(f"EHLO {helo or socket.gethostname() or 'localhost'}",
+                                                       (250,), "EHLO"))
+        with contextlib.suppress(OSError, SmtpError):
+            writer.write(b"QUIT\r\n")
+            await writer.drain()
+        return "STARTTLS" in extensions
+    except (ConnectionError, asyncio.IncompleteReadError) as err:
+        raise SmtpError("connect", f"connection to {host}:{port} lost: {type(err).__name__}") from None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 2)
+
+
+def require_tls_warning(smarthost: str, require_tls: bool, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """For `threenines check`: with `smtp.require_tls: true`, ask the relay (`smtp.smarthost`, HOST:PORT) whether it
+    offers STARTTLS, within `timeout` seconds. A warning when it does not (every e-mail would fail with reason
+    tls_required) or cannot be asked from here; None when it does, without require_tls, or for a reserved
+    placeholder name (RFC 2606: nothing to ask)."""
+    from threenines.config.configfile import HOSTPORT_RE
+
+    found = HOSTPORT_RE.fullmatch(smarthost)
+    if not require_tls or found is None:
+        return None
+    host, port = found.group("host").strip("[]"), int(found.group("port") or 25)
+    where = f"{host}:{port}"
+    if host.lower().rstrip(".").endswith(_RESERVED_SUFFIXES):
+        return None
+    try:
+        offered = asyncio.run(asyncio.wait_for(offers_starttls(host, port), timeout))
+    except TimeoutError:
+        return (f"notification.smtp: the relay {where} did not answer within {timeout:g} s, so whether it offers "
+                "STARTTLS (smtp.require_tls: true) could not be checked from here")
+    except SmtpError as err:
+        return (f"notification.smtp: could not ask the relay {where} whether it offers STARTTLS "
+                f"(smtp.require_tls: true): {err.detail}")
+    if offered:
+        return None
+    return (f"notification.smtp: the relay {where} does not offer STARTTLS and smtp.require_tls is true: every "
+            "e-mail to a contact would be refused before sending (reason tls_required). Use a relay that offers "
+            "STARTTLS (or port 465), or set require_tls: false for a relay on a trusted network")
+

@@ -9,6 +9,10 @@ its firing message is accepted (or given up), so nobody reads "restored" before 
 An outage is *notified* when every designated contact's channel accepted its firing notice: `delivered_at`
 gives that instant (the latest acceptance), which the deadline decision (threenines.alerting.deadlines) and
 ThreeninesNotificationOverdue (through `…_last_delivery_determined_timestamp_seconds`) use.
+
+Retries are scheduled on the monotonic clock (a step of the wall clock neither delays nor bunches them); the
+ledger's stamps (attempts, acceptances) are the exporter's wall clock. With a replica peer (threenines.notify.peer),
+every attempt is cleared with the peer first, so one of the two replicas sends each notice.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from threenines.ledgers.audit import outage_key
 from threenines.ledgers.delivery import Attempt, DeliveryLedger, NoticeRow
 from threenines.notify.channels import Channel, DeliveryError
 from threenines.notify.message import Notice
+from threenines.notify.peer import PEER_TIMEOUT, RECHECK, Acceptance, PeerError, PeerLink, winner
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ BACKOFF = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)  # then every 300 s
 GIVE_UP_AFTER = 24 * 3600.0
 MAX_CONCURRENT = 16
 IDLE_WAKE = 5.0  # at most this long between looks at the queue, even when nothing is due
+TENTATIVE = "?"  # holder of a notice this replica is asking its peer about
+Key = tuple[str, str, str, float, str, str]
 
 
 def contact_key(contact: Contact) -> str:
@@ -46,17 +53,29 @@ def contact_key(contact: Contact) -> str:
 class _Owed:
     row: NoticeRow
     failures: int = 0
-    next_at: float = 0.0
+    next_at: float = 0.0  # on the monotonic clock
 
 
 class Notifier:
     def __init__(self, ledger: DeliveryLedger, channels: dict[str, Channel], inventory: Inventory,
                  clock: Callable[[], float] = time.time, backoff: tuple[float, ...] = BACKOFF,
-                 give_up_after: float = GIVE_UP_AFTER, max_concurrent: int = MAX_CONCURRENT) -> None:
+                 give_up_after: float = GIVE_UP_AFTER, max_concurrent: int = MAX_CONCURRENT,
+                 monotonic: Callable[[], float] | None = None, peer: PeerLink | None = None) -> None:
         self.ledger = ledger
         self._channels = channels
         self._inventory = inventory
-        self._clock = clock
+        self._clock = clock  # the ledger's stamps
+        # What retries are scheduled on: the exporter's AnchoredClock carries its monotonic base; a plain
+        # callable (a test's fake time) is both.
+        if monotonic is None:
+            monotonic = getattr(clock, "monotonic", time.monotonic if clock is time.time else clock)
+        self._monotonic: Callable[[], float] = monotonic
+        self._peer = peer
+        self._holder: dict[Key, str] = {}  # with a peer: who sends each notice (this vantage, the peer's, TENTATIVE)
+        self._ids: dict[Key, int] = {}
+        self._receipts: dict[int, Acceptance] = {}  # accepted notices: what the peer is told
+        self._unreplicated: list[tuple[NoticeRow, Acceptance]] = []  # acceptances the peer has not heard of
+        self._replicate_at = 0.0
         self._backoff = backoff
         self._give_up_after = give_up_after
         self._max_concurrent = max_concurrent
@@ -87,7 +106,8 @@ class Notifier:
                 self._apply(owner, attempt)
 
     def _take(self, row: NoticeRow) -> None:
-        self._owed[row.id] = _Owed(row, next_at=row.received_at)
+        self._owed[row.id] = _Owed(row, next_at=self._monotonic())
+        self._ids[row.key] = row.id
         if row.event == "firing":
             self._firing.setdefault(row.outage, []).append(row.id)
         self.state.owed(row.customer, row.channel, +1)
@@ -99,7 +119,9 @@ class Notifier:
         if attempt.outcome == "failed":
             owed.failures += 1
             step = self._backoff[min(owed.failures - 1, len(self._backoff) - 1)]
-            owed.next_at = attempt.finished_at + step
+            # finished_at + step on the wall clock, scheduled on the monotonic one (the same instant for an
+            # attempt that just finished; what remains of the wait for one read back from the ledger at start)
+            owed.next_at = self._monotonic() + max(0.0, min(step, attempt.finished_at + step - self._clock()))
             self.state.failed(row.customer, row.channel, attempt.reason)
             return
         del self._owed[row.id]
@@ -107,6 +129,7 @@ class Notifier:
             self.state.owed(row.customer, row.channel, -1)
             return
         self._accepted[row.id] = attempt.finished_at
+        self._receipts[row.id] = Acceptance(attempt.started_at, attempt.finished_at, attempt.receipt)
         self.state.accepted(row.customer, row.channel)
         if row.event == "firing" and row.outage not in self._delivered:
             ids = self._firing.get(row.outage, [])
@@ -155,7 +178,12 @@ class Notifier:
             while not stop.is_set():
                 self._wake.clear()
                 self._write_unwritten()
-                now = self._clock()
+                now = self._monotonic()
+                if self._peer is not None and self._unreplicated and now >= self._replicate_at:
+                    self._replicate_at = now + RECHECK
+                    task = asyncio.create_task(self._replicate(), name="deliver-replicate")
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
                 for owed in self._due(now, self._max_concurrent - len(tasks)):
                     task = asyncio.create_task(self._attempt(owed.row), name=f"deliver-{owed.row.id}")
                     tasks.add(task)
@@ -212,6 +240,14 @@ class Notifier:
         if started - row.received_at > self._give_up_after:
             self._finish(row, Attempt(row.id, started, started, "expired", "", "retries given up", ""))
             return
+        if self._peer is not None:
+            try:
+                if not await self._cleared_with_peer(row, self._peer):
+                    return
+            except asyncio.CancelledError:
+                with self._lock:
+                    self._in_flight.discard(row.id)
+                raise
         channel = self._channels.get(row.channel)
         try:
             if channel is None:
@@ -232,28 +268,119 @@ class Notifier:
             attempt = Attempt(row.id, started, self._clock(), "failed", "error", type(err).__name__, "")
         else:
             attempt = Attempt(row.id, started, self._clock(), "accepted", "", "", receipt[:500])
-        self._finish(row, attempt)
+        if self._finish(row, attempt) and attempt.outcome == "accepted" and self._peer is not None:
+            with self._lock:
+                self._unreplicated.append((row, Acceptance(attempt.started_at, attempt.finished_at,
+                                                           attempt.receipt)))
+                self._replicate_at = 0.0
         if self._wake is not None:
             self._wake.set()  # its next attempt (or a resolved notice waiting for it) is scheduled now
 
-    def _finish(self, row: NoticeRow, attempt: Attempt) -> None:
+    # -- the replica peer (threenines.notify.peer) -----------------------------------------------------
+
+    async def _cleared_with_peer(self, row: NoticeRow, peer: PeerLink) -> bool:
+        """True: this replica sends the notice now. False: the peer sends it (asked again in RECHECK s), or had
+        already delivered it (its acceptance is recorded here)."""
+        with self._lock:
+            if self._holder.get(row.key) == self._vantage:
+                return True  # decided for this replica (this is a retry after a failure)
+            # Unknown, or the peer's: ask (again: the peer may be gone, or have delivered meanwhile).
+            self._holder[row.key] = TENTATIVE
+        try:
+            answer = await asyncio.wait_for(peer.ask(row, None), PEER_TIMEOUT)
+        except (PeerError, TimeoutError) as err:
+            log.warning("replica peer not answering (%s): delivering customer=%s target=%s event=%s contact=%s "
+                        "from this replica (at least once beats none)", err, row.customer, row.target, row.event,
+                        row.contact)
+            with self._lock:
+                self._holder[row.key] = self._vantage
+            return True
+        if answer.accepted is not None:
+            self._finish(row, Attempt(row.id, answer.accepted.started_at, answer.accepted.finished_at, "accepted",
+                                      "", "", _by(answer.accepted.receipt, answer.vantage)))
+            return False
+        with self._lock:
+            if answer.holder == self._vantage:
+                self._holder[row.key] = self._vantage
+                return True
+            if self._holder.get(row.key) == TENTATIVE:
+                self._holder[row.key] = answer.holder
+            self._in_flight.discard(row.id)
+            owed = self._owed.get(row.id)
+            if owed is not None:
+                owed.next_at = self._monotonic() + RECHECK  # the peer sends: ask again, take over if it is gone
+        return False
+
+    @property
+    def _vantage(self) -> str:
+        return self._peer.vantage if self._peer is not None else ""
+
+    async def _replicate(self) -> None:
+        """Tell the peer of this replica's acceptances, so its ledger holds them too."""
+        peer = self._peer
+        with self._lock:
+            pending, self._unreplicated = self._unreplicated, []
+        if peer is None:
+            return
+        still: list[tuple[NoticeRow, Acceptance]] = []
+        for row, acceptance in pending:
+            try:
+                await asyncio.wait_for(peer.ask(row, acceptance), PEER_TIMEOUT)
+            except (PeerError, TimeoutError):
+                still.append((row, acceptance))
+        with self._lock:
+            # Bounded: the peer also learns an acceptance when it asks about the notice itself.
+            self._unreplicated = (still + self._unreplicated)[-10_000:]
+
+    def peer_claim(self, sender: str, row: NoticeRow, accepted: Acceptance | None) -> tuple[str, Acceptance | None]:
+        """The peer asks who sends `row` (accepted None), or says it delivered it. From an HTTP thread. The notice is
+        written here too if Alertmanager's post never reached this replica: it can then take over, and keep the
+        proof. Returns (holder, this replica's own acceptance or None)."""
+        added = self.ledger.add_notices([row])  # sqlite3.Error: answered 500, the peer treats it as unreachable
+        with self._lock:
+            for new in added:
+                self._take(new)
+            notice_id = self._ids.get(row.key)
+            if accepted is not None:
+                self._holder[row.key] = sender
+            elif notice_id is not None and notice_id in self._receipts:
+                return self._holder.get(row.key, self._vantage), self._receipts[notice_id]
+            else:
+                holder = self._holder.get(row.key)
+                if holder is None:
+                    self._holder[row.key] = holder = sender
+                elif holder == TENTATIVE:  # both asked at once: the same choice on both sides
+                    holder = winner(row.key, self._vantage, sender)
+                    if holder == sender:
+                        self._holder[row.key] = sender
+                return holder, None
+        if notice_id is not None:
+            own = NoticeRow(**{**row.__dict__, "id": notice_id})
+            self._finish(own, Attempt(notice_id, accepted.started_at, accepted.finished_at, "accepted", "", "",
+                                      _by(accepted.receipt, sender)))
+        with self._lock:
+            return sender, self._receipts.get(notice_id) if notice_id is not None else None
+
+    def _finish(self, row: NoticeRow, attempt: Attempt) -> bool:
+        """Record an attempt's outcome; True when it is on record (or, accepted, kept to be written)."""
         with self._lock:
             self._in_flight.discard(row.id)
             if row.id not in self._owed:
-                return
+                return False
             try:
                 written = self.ledger.add_attempt(attempt)
             except sqlite3.Error as err:
                 log.error("delivery ledger write failed (%s): %s", attempt.outcome, err)
                 if attempt.outcome != "accepted":
-                    self._owed[row.id].next_at = self._clock() + self._backoff[0]
-                    return  # a failure not on disk is tried again: it is not evidence of anything
+                    self._owed[row.id].next_at = self._monotonic() + self._backoff[0]
+                    return False  # a failure not on disk is tried again: it is not evidence of anything
                 self._unwritten.append(attempt)  # delivered: never sent again, written when the disk takes it
                 written = True
             if not written:
-                return
+                return False
             self._apply(row, attempt)
         self._log(row, attempt)
+        return True
 
     def _write_unwritten(self) -> None:
         with self._lock:
@@ -277,6 +404,11 @@ class Notifier:
             log.warning("notification delivery failed, will retry customer=%s service=%s target=%s event=%s "
                         "contact=%s reason=%s detail=%r", row.customer, row.service, row.target, row.event,
                         row.contact, attempt.reason, attempt.detail)
+
+
+def _by(receipt: str, vantage: str) -> str:
+    """The peer's receipt, marked as the peer's: this replica's ledger holds evidence it did not produce."""
+    return f"{receipt} (delivered by {vantage})"[:500]
 
 
 def drain(notifier: Notifier, until: Callable[[], bool], timeout: float) -> None:
