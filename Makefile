@@ -10,7 +10,8 @@ BASE_PYTHON ?= /usr/bin/python3
 
 # Real components the tests start as their own processes on 127.0.0.1.
 APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping faketime snmp snmpd snmptrapd nut-server nginx-light \
-	prometheus prometheus-alertmanager prometheus-snmp-exporter prometheus-blackbox-exporter \
+	dovecot-imapd dovecot-pop3d vsftpd \
+	prometheus prometheus-alertmanager prometheus-snmp-exporter prometheus-blackbox-exporter victoria-metrics \
 	postgresql php-cli php-pgsql zabbix-server-pgsql zabbix-frontend-php \
 	debhelper dh-python help2man pybuild-plugin-pyproject python3-setuptools python3-pip dpkg-dev fakeroot systemd \
 	python3-bcrypt python3-cryptography python3-dateutil python3-prometheus-client python3-pyasn1 python3-requests \

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +55,7 @@ def _secret(path: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from threenines.config.configfile import ConfigError, parse_duration
     from threenines.config.exclusions import Exclusions, load_exclusions
-    from threenines.config.inventory import load_inventory
+    from threenines.config.inventory_load import load_inventory
     from threenines.report import render
     from threenines.report.build import build_statement, specs_from_inventory, specs_from_prometheus
     from threenines.report.close import close_month, content_hash
@@ -79,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
         options = Options(scrape_interval=interval, min_coverage=args.min_coverage,
                           samples_per_shard=args.samples_per_shard)
         client = PrometheusClient(config)
+        # Which engine answers (Prometheus, VictoriaMetrics, ...) is part of the evidence's provenance; for
+        # VictoriaMetrics its flags decide whether the month is still there and which queries it accepts.
+        engine = client.detect_engine()
+        print(f"engine: {engine.describe()} at {client.base}", file=sys.stderr)
+        earliest = month.window(ZoneInfo("Etc/GMT-14"))[0] - 86400  # the earliest zone's month, and a day's margin
+        engine_errors, engine_warnings = engine.check(earliest, time.time())
+        if engine_errors:
+            raise ValueError("; ".join(engine_errors))
+        for warning in engine_warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         inventory = load_inventory(args.config) if args.config else None
         specs = specs_from_inventory(inventory) if inventory else specs_from_prometheus(client, month)
         if args.customer:
@@ -111,13 +123,13 @@ def run(args: argparse.Namespace) -> int:
         text = {"table": render.to_table, "csv": render.to_csv, "json": render.to_json}[args.format](statement)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"{args.output}: {len(statement['customers'])} customers, sha256={content_hash(statement)}")
+        print(f"{args.output}: {len(statement.customers)} customers, sha256={content_hash(statement)}")
     else:
         sys.stdout.write(text)
-    for warning in statement["warnings"]:
+    for warning in statement.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if statement["status"] == "preview":
-        print(f"PREVIEW, not final: {'; '.join(statement['preview_reasons'])}", file=sys.stderr)
-    if statement["review"]:
-        print(f"{len(statement['review'])} item(s) need review before billing (see 'review')", file=sys.stderr)
+    if statement.status == "preview":
+        print(f"PREVIEW, not final: {'; '.join(statement.preview_reasons)}", file=sys.stderr)
+    if statement.review:
+        print(f"{len(statement.review)} item(s) need review before billing (see 'review')", file=sys.stderr)
     return 0
