@@ -89,7 +89,10 @@ print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": m
 
 def run_exporter(size: int, interval: float, duration: float, scrape_interval: float, offset: int = 0,
                  privileged: bool | None = None) -> dict[str, float]:
-    from threenines.serve.process import Exporter, ServeOptions
+    try:
+        from threenines.serve.process import Exporter, ServeOptions
+    except ImportError:  # --against a checkout from before the package's wings (threenines.service)
+        from threenines.service import Exporter, ServeOptions  # type: ignore[no-redef]
 
     workdir = Path(tempfile.mkdtemp(prefix="threenines-bench-"))
     config = workdir / "inventory.yml"
