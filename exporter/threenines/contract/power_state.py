@@ -22,6 +22,7 @@ from typing import NamedTuple, Protocol
 
 from threenines.config.inventory import Customer, Inventory, TargetKey
 from threenines.config.power_topology import devices_of
+from threenines.contract.engine import HORIZON_INTERVALS
 from threenines.contract.power import (
     DeviceHistory,
     Exhaustion,
@@ -72,8 +73,9 @@ class PowerEvaluator:
         return self._snapshot
 
     def verdict(self, customer: Customer) -> PowerVerdict:
-        """The customer's power state from the latest readings that are still fresh (≤ 1.5 × interval old),
-        and the blackout rule over the devices' histories (a silence counts only while its poll is fresh)."""
+        """The customer's power state from the latest readings that are still fresh (≤ HORIZON_INTERVALS ×
+        interval old), and the blackout rule over the devices' histories (a silence counts only while its poll
+        is fresh)."""
         return self._evaluate(customer, self._clock())[0]
 
     def _evaluate(self, customer: Customer, now: float) -> tuple[PowerVerdict, float | None]:
@@ -81,7 +83,7 @@ class PowerEvaluator:
         readings: dict[str, DeviceReading | None] = {}
         history: dict[str, DeviceHistory] = {}
         for s in self._devices_snapshot().devices:
-            fresh = s.polled_at > 0 and now - s.polled_at <= 1.5 * s.device.interval
+            fresh = s.polled_at > 0 and now - s.polled_at <= HORIZON_INTERVALS * s.device.interval
             readings[s.device.id] = s.reading if s.up and fresh else None
             history[s.device.id] = DeviceHistory(s.last_reading, s.last_success or None,
                                                  s.silent_since if fresh and not s.up else None)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 
 from threenines.intervals import Interval, merge, subtract
-from threenines.report.collect import M_KNOWN, _quote
-from threenines.report.promclient import PrometheusClient, parallel
+from threenines.report.collect import M_KNOWN
+from threenines.report.promclient import PrometheusClient, parallel, promql_string
 
 
 def connectivity_unknown(client: PrometheusClient, outages: dict[str, list[Interval]], scrape_interval: float
@@ -27,7 +27,8 @@ def connectivity_unknown(client: PrometheusClient, outages: dict[str, list[Inter
         for i, (lo, hi) in enumerate(merge(spans)):
             at = math.ceil(hi / step) * step + step  # the grid point whose interval holds the span's last second
             length = at - math.floor(lo / step) * step
-            expr = (f'(max by (customer) ({M_KNOWN}{{customer="{_quote(customer)}",service="connectivity"}}) == 1)'
+            selector = f'{M_KNOWN}{{customer="{promql_string(customer)}",service="connectivity"}}'
+            expr = (f"(max by (customer) ({selector}) == 1)"
                     f"[{length}s:{step}s] @ {at}")
             calls[f"{i}:{customer}"] = (lambda expr=expr, at=at: client.matrix(expr, at))
     known: dict[str, list[Interval]] = {customer: [] for customer in outages}

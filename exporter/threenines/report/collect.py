@@ -37,7 +37,7 @@ from threenines.contract.vantages import View, identity, merge_views, vantage_of
 from threenines.exposition import catalogue
 from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.ledgers.outages import OutageLedgerReader
-from threenines.report.promclient import PrometheusClient, parallel
+from threenines.report.promclient import PrometheusClient, parallel, promql_string
 from threenines.report.resets import corrections
 
 Key = tuple[str, str]  # (customer, service)
@@ -119,18 +119,14 @@ class Evidence:
 def selector(customers: Iterable[str], extra: str = "") -> str:
     names = sorted(set(customers))
     # re.escape writes `\-`, `\.`; PromQL strings take Go escapes, so the backslashes are escaped once more
-    pattern = _quote("|".join(re.escape(name) for name in names))
+    pattern = promql_string("|".join(re.escape(name) for name in names))
     inner = f'customer=~"{pattern}"' if names else ""
     return "{" + ",".join(part for part in (inner, extra) if part) + "}"
 
 
 def exact_selector(labels: dict[str, str]) -> str:
     """A selector matching exactly these labels (the metric name is given separately)."""
-    return "{" + ",".join(f'{k}="{_quote(v)}"' for k, v in sorted(labels.items()) if k != "__name__") + "}"
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    return "{" + ",".join(f'{k}="{promql_string(v)}"' for k, v in sorted(labels.items()) if k != "__name__") + "}"
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

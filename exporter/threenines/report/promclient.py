@@ -388,3 +388,8 @@ def _without_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port is not None else "")
     clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return clean, (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or ""))
+
+
+def promql_string(value: str) -> str:
+    """A label value or regex inside a PromQL double-quoted string: backslash and quote escaped (the one place)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')

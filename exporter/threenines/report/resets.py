@@ -29,7 +29,7 @@ import re
 from collections import defaultdict
 from itertools import pairwise
 
-from threenines.report.promclient import PrometheusClient, parallel
+from threenines.report.promclient import PrometheusClient, parallel, promql_string
 
 LabelKey = tuple[tuple[str, str], ...]
 Piece = tuple[int, int]  # (s, e]: a window of the month; the month's first piece also holds x @ start
@@ -44,7 +44,7 @@ SELECTOR_BYTES = MAX_QUERY_BYTES // 4  # a customer selector's share: two of the
 
 def _selector(customers: set[str]) -> str:
     # re.escape writes `\-`, `\.`; PromQL strings take Go escapes, so the backslashes are escaped once more
-    pattern = "|".join(re.escape(c) for c in sorted(customers)).replace("\\", "\\\\").replace('"', '\\"')
+    pattern = promql_string("|".join(re.escape(c) for c in sorted(customers)))
     return '{customer=~"' + pattern + '"}'
 
 
