@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 from threenines.config.configfile import format_duration
-from threenines.config.inventory import Customer, Inventory, SecretRef
+from threenines.config.inventory import Customer, Inventory
+from threenines.config.secrets import SecretRef
 
 RECEIVER_PREFIX = "customer-"  # a customer's receiver: this prefix and the customer id
 AUDIENCE_CUSTOMER = 'audience="customer"'
@@ -66,6 +67,9 @@ class Options:
     repeat_interval: float = 4 * 3600.0
     # Runbook links in the NOC's messages: this base + the alert's runbook_url without its leading "docs/".
     runbook_base_url: str = DEFAULT_RUNBOOK_BASE
+    # HA: the other replica exporters (base URLs). Each customer receiver posts to every replica, so either one
+    # alone still takes the notification; the replicas agree which one sends (threenines.notify.peer).
+    replica_urls: tuple[str, ...] = ()
 
 
 def receiver_name(customer_id: str) -> str:
@@ -123,7 +127,9 @@ def delivery_integration(inventory: Inventory, options: Options) -> dict[str, An
 
 def customer_receiver(customer: Customer, inventory: Inventory, options: Options) -> dict[str, Any]:
     check_contacts(customer, inventory)
-    return {"name": receiver_name(customer.id), "webhook_configs": [delivery_integration(inventory, options)]}
+    first = delivery_integration(inventory, options)
+    replicas = [{**first, "url": url.rstrip("/") + "/alertmanager/" + DELIVERY_PATH} for url in options.replica_urls]
+    return {"name": receiver_name(customer.id), "webhook_configs": [first, *replicas]}
 
 
 def _noc_receiver(inventory: Inventory, options: Options) -> dict[str, Any]:

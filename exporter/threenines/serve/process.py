@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -30,19 +29,26 @@ from threenines.alerting.webhook import AuditWebhook
 from threenines.clock import AnchoredClock
 from threenines.config.configfile import ConfigError
 from threenines.config.exclusions import Exclusions, load_exclusions
-from threenines.config.inventory import Inventory, Port, TargetKey, load_inventory
+from threenines.config.inventory import Inventory, Port, TargetKey
+from threenines.config.inventory_load import load_inventory
 from threenines.config.sharding import shard_inventory
 from threenines.config.webconfig import load_web_config
 from threenines.contract.engine import ContractEngine, TargetSpec, specs_from_inventory
 from threenines.contract.machine import OutageEvent
+from threenines.contract.vantage_health import VantageHealth, canary_ports
 from threenines.exposition.applications import ApplicationCollector
+from threenines.exposition.catalogue import TICK_ERRORS_TOTAL, metric_family
+from threenines.exposition.clock import ClockStepsCollector
 from threenines.exposition.contract import ExporterChanges, HealthView, SnapshotRenderer
+from threenines.exposition.vantage_health import VantageHealthCollector
 from threenines.ledgers.audit import AuditLedger
 from threenines.ledgers.delivery import DeliveryLedger
 from threenines.ledgers.outages import OutageLedger
 from threenines.ledgers.sqlite import LedgerError
+from threenines.notify.availability import MonthOutages
 from threenines.notify.channels import channels_for
 from threenines.notify.endpoint import CountedEndpoint, DeliveryEndpoint, OutageTimes
+from threenines.notify.peer import PEER_PATH, PeerEndpoint, PeerLink
 from threenines.notify.worker import Notifier
 from threenines.probes.app_poller import ApplicationPoller, applications_of
 from threenines.probes.ping import Pinger
@@ -51,7 +57,8 @@ from threenines.probes.power_trap import TRAP_PATH, trap_route
 from threenines.serve.httpserver import ExporterHTTPServer
 
 if TYPE_CHECKING:
-    from threenines.probes.power_poller import PowerPoller
+    from threenines.contract.power_state import PowerPair
+    from threenines.exposition.power import PowerCollector
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ class ServeOptions:
     web_config: Path | None = None
     shard: tuple[int, int] = (0, 1)
     vantage: str | None = None  # a replica exporter's name (overrides exporter.vantage; read at start only)
+    peer: str | None = None  # the other replica's base URL: one of the two delivers each notice (notify.peer)
 
 
 def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
@@ -81,7 +89,7 @@ def ports_of(inventory: Inventory) -> dict[TargetKey, Port]:
 
 def ip_versions(inventory: Inventory) -> tuple[int, ...]:
     """The ICMP socket families the inventory's ports need (IPv4 at least, so a first port can be added)."""
-    return tuple(sorted({p.family for _, p in inventory.ports()} | {4}))
+    return tuple(sorted({p.family for _, p in inventory.ports()} | {c.family for _, c in inventory.canaries()} | {4}))
 
 
 def _settle_heap() -> None:
@@ -99,7 +107,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     """exporter.listen or --listen → (host, port): HOST:PORT, [IPv6]:PORT, or HOST / [IPv6] on port 9839;
     ":PORT" is 127.0.0.1. A value that is none of these is a ConfigError naming --listen (the inventory's own
     value was already checked where it is written)."""
-    from threenines.config.inventory import parse_listen
+    from threenines.config.inventory_load import parse_listen
 
     value = listen.strip()
     try:
@@ -153,8 +161,7 @@ class LoopFaults(Collector):
                   stage, f" ({what})" if what else "", type(err).__name__, err, exc_info=err)
 
     def collect(self) -> Iterator[Any]:
-        family = CounterMetricFamily("threenines_tick_errors", "Exceptions a tick (or another loop callback) "
-                                     "caught and counted instead of stopping, by stage.", labels=["stage"])
+        family = metric_family(TICK_ERRORS_TOTAL)
         for stage, count in list(self.errors.items()):
             family.add_metric([stage], count)
         yield family
@@ -169,6 +176,7 @@ class Exporter:
         self.inventory = self._load_inventory()  # ConfigError propagates: fail fast at start
         self.exclusions = self._load_exclusions(self.inventory)
         state_dir = options.state_dir or Path(self.inventory.exporter.state_dir)
+        self._power_history = state_dir / "power-history.json"  # the blackout rule's memory across restarts
         # Both ledgers before anything runs: a corrupt one, or one the exporter cannot write, refuses the start
         # (LedgerError names the file and the fix); a full disk does not (docs/design.md, "Faults").
         self.ledger = OutageLedger(state_dir / "outages.sqlite")
@@ -181,16 +189,22 @@ class Exporter:
         # An outage event is published promptly: alerts fire at the first evaluation after determination.
         self.engine = ContractEngine(self.ledger, on_event=self._outage_event)
         self.engine.configure(specs_from_inventory(self.inventory), clock())
+        # Probe results pass the vantage's health on their way to the engine: while a site's canaries all fail,
+        # its customers' failures are no evidence (contract/vantage_health.py, docs/ha.md "Vantage health").
+        self.vantage_health = VantageHealth(self.engine.observe)
         self.scheduler = ProbeScheduler(lambda done: Pinger(done, privileged=options.privileged),
-                                        self.engine.observe, self.inventory.exporter.max_concurrent_probes, clock)
+                                        self.vantage_health.observe, self.inventory.exporter.max_concurrent_probes,
+                                        clock)
         self.pinger = self.scheduler.pinger
         self._probe_layout: tuple[TargetKey, ...] | None = self._configure_probes(self.inventory)
         self.registry = CollectorRegistry(auto_describe=False)
         self._renderer = SnapshotRenderer(options.vantage or self.inventory.exporter.vantage)
         ProcessCollector(registry=self.registry)
+        self.registry.register(VantageHealthCollector(self.vantage_health.snapshot,
+                                                      options.vantage or self.inventory.exporter.vantage))
         self.faults = LoopFaults()
         self.registry.register(self.faults)
-        self.registry.register(clock.collector())
+        self.registry.register(ClockStepsCollector(clock))
         self._exclusion_states: tuple[tuple[str, str, str, bool], ...] = ()
         self._pending: ExporterChanges | None = None  # published by the loop, taken by the next render
         self._pending_lock = threading.Lock()
@@ -204,14 +218,15 @@ class Exporter:
         self._dirty = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._power: tuple[PowerPoller, asyncio.Task[None], asyncio.Event] | None = None
+        self._power: tuple[PowerPair, asyncio.Task[None], asyncio.Event, PowerCollector] | None = None
         self._applications: tuple[ApplicationPoller, asyncio.Task[None], asyncio.Event] | None = None
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
         web = load_web_config(options.web_config) if options.web_config else None
         self.http = ExporterHTTPServer(host, port, self._exposition, self._health,
                                        max_post_bytes=MAX_AUDIT_BODY_BYTES, web=web)
         self.http.add_post("/-/reload", self._http_reload)
-        self.http.add_post(TRAP_PATH, trap_route(lambda: self._power[0] if self._power else None, lambda: self._loop))
+        self.http.add_post(TRAP_PATH, trap_route(lambda: self._power[0].poller if self._power else None,
+                                                  lambda: self._loop))
         token_ref = self.inventory.exporter.audit_token
         token = token_ref.resolve() if token_ref is not None else None  # SecretError: fail at start
         if token is None:
@@ -220,15 +235,27 @@ class Exporter:
                                   self.inventory, clock, on_record=self._audit_recorded)
         self.registry.register(self.audit.collector)
         # The exporter delivers the customers' notifications (threenines.notify, docs/alerting.md).
-        self.notifier = Notifier(delivery_ledger, channels_for(self.inventory.notification), self.inventory, clock)
+        vantage = options.vantage or self.inventory.exporter.vantage
+        if options.peer and not vantage:
+            raise ConfigError("--peer", 0, "", "a replica with a peer needs its own name: add --vantage NAME")
+        peer = PeerLink(options.peer, vantage, lambda: token) if options.peer else None
+        self.notifier = Notifier(delivery_ledger, channels_for(self.inventory.notification), self.inventory, clock,
+                                 peer=peer)
         self.registry.register(self.notifier.collector)
         self.outage_times = OutageTimes()
         self.outage_times.rebuild(self.ledger.outages(since=clock() - OutageTimes.KEEP))
-        self.delivery = DeliveryEndpoint(self.audit, self.notifier, self.inventory, clock, self.outage_times)
+        # The month's availability so far in each customer message, from the same outages (notify.availability).
+        self.month_outages = MonthOutages()
+        self.month_outages.rebuild(self.ledger.outages(since=clock() - MonthOutages.KEEP), self.ledger.outage_gaps())
+        self.delivery = DeliveryEndpoint(self.audit, self.notifier, self.inventory, clock, self.outage_times,
+                                         self.month_outages)
         self.http.add_post("/alertmanager/webhook", CountedEndpoint("audit", self.audit.handle, self.notifier.state),
                            own_auth=True)
         self.http.add_post("/alertmanager/deliver", CountedEndpoint("deliver", self.delivery.handle,
                                                                     self.notifier.state), own_auth=True)
+        if peer is not None:
+            self.http.add_post(PEER_PATH, PeerEndpoint(vantage, self.notifier.peer_claim, lambda: token).handle,
+                               own_auth=True)
         # Each determination's notification deadline is decided when it passes (deadlines.py); outages whose
         # deadline passed while the exporter was not running are decided now.
         self.deadlines = DeadlineWatch(self.audit, self._notification_deadline, self.notifier.delivered_at)
@@ -241,6 +268,9 @@ class Exporter:
         outage_times = getattr(self, "outage_times", None)
         if outage_times is not None:
             outage_times.observe(event)
+        month_outages = getattr(self, "month_outages", None)
+        if month_outages is not None:
+            month_outages.observe(event)
         self._dirty.set()
 
     def _notification_deadline(self, customer_id: str) -> float | None:
@@ -317,33 +347,37 @@ class Exporter:
 
     # -- power (SNMP) --------------------------------------------------------------------------------
 
-    def _power_poller(self, inventory: Inventory) -> PowerPoller | None:
-        """A poller for the inventory's UPSes and PDUs (not started); pysnmp is imported only for devices."""
+    def _power_poller(self, inventory: Inventory) -> PowerPair | None:
+        """A poller for the inventory's UPSes and PDUs and the evaluator of its customers' power (not started);
+        pysnmp is imported only for devices."""
         if not inventory.devices:
             return None
-        from threenines.probes.power_poller import PowerPoller
+        from threenines.contract.power_state import power_pair
 
-        return PowerPoller(inventory, self.engine.observe, self._clock)
+        return power_pair(inventory, self.engine.observe, self._clock, history=self._power_history)
 
-    def _start_power(self, poller: PowerPoller | None) -> None:
-        if poller is None:
+    def _start_power(self, power: PowerPair | None) -> None:
+        if power is None:
             return
+        from threenines.exposition.power import PowerCollector
+
         stop = asyncio.Event()
-        task = asyncio.create_task(poller.run(stop), name="power")
-        self.registry.register(poller.collector)
-        self._power = (poller, task, stop)
+        task = asyncio.create_task(power.poller.run(stop), name="power")
+        collector = PowerCollector(power.poller.snapshot, power.evaluator.snapshot)
+        self.registry.register(collector)
+        self._power = (power, task, stop, collector)
 
     async def _stop_power(self) -> None:
         if self._power is None:
             return
-        poller, task, stop = self._power
+        _, task, stop, collector = self._power
         self._power = None
         stop.set()
         try:
             await asyncio.wait_for(task, timeout=10)
         except TimeoutError:
             task.cancel()
-        self.registry.unregister(poller.collector)
+        self.registry.unregister(collector)
 
     # -- application checks ----------------------------------------------------------------------------
 
@@ -351,7 +385,7 @@ class Exporter:
         """The customers' application checks on their own schedule (application_poller.py), beside the pings."""
         if not applications_of(inventory):
             return
-        poller = ApplicationPoller(inventory, self.engine.observe, self._clock,
+        poller = ApplicationPoller(inventory, self.vantage_health.observe, self._clock,
                                    min(256, inventory.exporter.max_concurrent_probes))
         stop = asyncio.Event()
         task = asyncio.create_task(poller.run(stop), name="applications")
@@ -379,7 +413,9 @@ class Exporter:
 
     def _configure_probes(self, inventory: Inventory) -> tuple[TargetKey, ...]:
         ports = ports_of(inventory)
-        self.scheduler.configure(ports)
+        self.vantage_health.configure(inventory)
+        # Canaries are scheduled like ports; the layout (what the port families render) has the ports only.
+        self.scheduler.configure({**ports, **canary_ports(inventory)})
         return tuple(ports)
 
     def _tick(self) -> None:
@@ -601,4 +637,4 @@ class _Loaded:
     exclusions: Exclusions | None
     specs: list[TargetSpec]
     power_changed: bool = False
-    power: PowerPoller | None = None  # the new poller when the power configuration changed (None: no devices)
+    power: PowerPair | None = None  # the new poller + evaluator when the power configuration changed (None: no devices)
