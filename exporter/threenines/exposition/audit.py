@@ -26,24 +26,10 @@ class AuditCollector(Collector):
     @staticmethod
     def _families(state: AuditState) -> Iterator[Any]:
         yield state.delays.family(c.NOTIFICATION_DELAY_SECONDS.name, c.NOTIFICATION_DELAY_SECONDS.help)
-        missed = metric_family(c.NOTIFICATION_DEADLINE_MISSED_TOTAL)
-        for customer, count in sorted(state.missed.items()):
-            missed.add_metric([customer], count)
-        yield missed
-        missed_at = metric_family(c.NOTIFICATION_DEADLINE_MISSED_TIMESTAMP_SECONDS)
-        for (customer, service, target), value in sorted(state.last_missed.items()):
-            missed_at.add_metric([customer, service, target], value)
-        yield missed_at
-        total = metric_family(c.NOTIFICATION_DISPATCHES_TOTAL)
-        for (customer, receiver), count in sorted(state.dispatches.items()):
-            total.add_metric([customer, receiver], count)
-        yield total
-        last = metric_family(c.NOTIFICATION_LAST_DISPATCH_DETERMINED_TIMESTAMP_SECONDS)
-        for (customer, service, target), value in sorted(state.last_determined.items()):
-            last.add_metric([customer, service, target], value)
-        yield last
-        rejected = metric_family(c.NOTIFICATION_REJECTED_ALERTS_TOTAL)
-        for reason in REJECT_REASONS:
-            rejected.add_metric([reason], state.rejected.get(reason, 0))
-        yield rejected
-
+        yield metric_family(c.NOTIFICATION_DEADLINE_MISSED_TOTAL, state.missed)
+        yield metric_family(c.NOTIFICATION_DEADLINE_MISSED_TIMESTAMP_SECONDS, state.last_missed)
+        yield metric_family(c.NOTIFICATION_DISPATCHES_TOTAL, state.dispatches)
+        yield metric_family(c.NOTIFICATION_LAST_DISPATCH_DETERMINED_TIMESTAMP_SECONDS, state.last_determined)
+        # Every reason from the start, at 0: a rate() over a counter that appears at its first increment misses it.
+        yield metric_family(c.NOTIFICATION_REJECTED_ALERTS_TOTAL,
+                            {reason: state.rejected.get(reason, 0) for reason in REJECT_REASONS})

@@ -13,8 +13,9 @@ without the `threenines_` prefix. Only `threenines_` families are here: `process
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -74,13 +75,17 @@ class Family:
         return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.exposed_type}\n"
 
 
-def metric_family(family: Family) -> GaugeMetricFamily | CounterMetricFamily:
-    """An empty prometheus_client family for a collector (histograms: ledgers.audit.DelayHistograms.family)."""
-    if family.kind == "counter":
-        return CounterMetricFamily(family.name, family.help, labels=family.labels)
+def metric_family(family: Family,
+                  samples: Mapping[Any, float] | None = None) -> GaugeMetricFamily | CounterMetricFamily:
+    """A prometheus_client family for a collector, with `samples` (label values — a tuple, or one string — to
+    value) added in sorted order (histograms: ledgers.audit.DelayHistograms.family)."""
     if family.kind == "histogram":
         raise ValueError(f"{family.name} is a histogram: build it with its buckets")
-    return GaugeMetricFamily(family.name, family.help, labels=family.labels)
+    cls = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+    out = cls(family.name, family.help, labels=family.labels)
+    for key, value in sorted((samples or {}).items()):
+        out.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return out
 
 
 _TARGET = ("customer", "service", "target")

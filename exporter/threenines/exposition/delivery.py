@@ -79,25 +79,10 @@ class DeliveryCollector(Collector):
 
     @staticmethod
     def _families(state: DeliveryState) -> Iterator[Any]:
-        delivered = metric_family(c.NOTIFICATION_DELIVERIES_TOTAL)
-        for (customer, channel), count in sorted(state.delivered.items()):
-            delivered.add_metric([customer, channel], count)
-        yield delivered
-        failures = metric_family(c.NOTIFICATION_DELIVERY_FAILURES_TOTAL)
-        for (customer, channel, reason), count in sorted(state.failures.items()):
-            failures.add_metric([customer, channel, reason], count)
-        yield failures
-        pending = metric_family(c.NOTIFICATION_DELIVERY_PENDING)
-        for (customer, channel), count in sorted(state.pending.items()):
-            pending.add_metric([customer, channel], count)
-        yield pending
+        yield metric_family(c.NOTIFICATION_DELIVERIES_TOTAL, state.delivered)
+        yield metric_family(c.NOTIFICATION_DELIVERY_FAILURES_TOTAL, state.failures)
+        yield metric_family(c.NOTIFICATION_DELIVERY_PENDING, state.pending)
         yield state.delays.family(c.NOTIFICATION_DELIVERY_DELAY_SECONDS.name,
                                   c.NOTIFICATION_DELIVERY_DELAY_SECONDS.help)
-        last = metric_family(c.NOTIFICATION_LAST_DELIVERY_DETERMINED_TIMESTAMP_SECONDS)
-        for (customer, service, target), value in sorted(state.last_delivered.items()):
-            last.add_metric([customer, service, target], value)
-        yield last
-        requests = metric_family(c.NOTIFICATION_WEBHOOK_REQUESTS_TOTAL)
-        for (endpoint, code), count in sorted(state.requests.items()):
-            requests.add_metric([endpoint, code], count)
-        yield requests
+        yield metric_family(c.NOTIFICATION_LAST_DELIVERY_DETERMINED_TIMESTAMP_SECONDS, state.last_delivered)
+        yield metric_family(c.NOTIFICATION_WEBHOOK_REQUESTS_TOTAL, state.requests)
