@@ -8,7 +8,7 @@ resolved only where the secret is used.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
@@ -35,6 +35,11 @@ class TargetKey(NamedTuple):
     service: str  # one of SERVICES
     target: str
 
+
+
+# What a prober calls with each result (target, when, True answered / False failed / None no evidence): the
+# contract engine's observe, or a filter in front of it (contract.vantage_health).
+Observer = Callable[[TargetKey, float, "bool | None"], None]
 
 @dataclass(frozen=True)
 class Port:

@@ -25,14 +25,12 @@ Pure: results come in as calls, the sink is the engine's observe. Used on the ev
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
-from threenines.config.inventory import Inventory, Port, TargetKey
+from threenines.config.inventory import Inventory, Observer, Port, TargetKey
 
 CANARY_SERVICE = "canary"  # the service of a canary's scheduler key: TargetKey(site, "canary", canary id)
 
-Observer = Callable[[TargetKey, float, bool | None], None]
 
 
 def probe_time(timeout: float, packets: int, packet_interval: float) -> float:

@@ -22,13 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from threenines.config.applications import ApplicationCheck
-from threenines.config.inventory import Inventory, TargetKey
+from threenines.config.inventory import Inventory, Observer, TargetKey
 from threenines.probes.app_checks import AppProber, CheckResult
 
 log = logging.getLogger(__name__)
 
 SERVICE = "application"
-Observe = Callable[[TargetKey, float, "bool | None"], None]
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def applications_of(inventory: Inventory) -> tuple[tuple[str, ApplicationCheck],
 
 
 class ApplicationPoller:
-    def __init__(self, inventory: Inventory, observe: Observe, clock: Callable[[], float] = time.time,
+    def __init__(self, inventory: Inventory, observe: Observer, clock: Callable[[], float] = time.time,
                  max_concurrency: int = 256) -> None:
         self._observe = observe
         self._clock = clock

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from threenines.clock import AnchoredClock
-from threenines.config.inventory import Port, TargetKey
+from threenines.config.inventory import Observer, Port, TargetKey
 from threenines.probes.ping import Pinger, Probe
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,6 @@ def phase(key: TargetKey, interval: float) -> float:
     return int.from_bytes(digest, "big") / 2**64 * interval
 
 
-Observer = Callable[[TargetKey, float, bool | None], None]
 
 
 class ProbeScheduler:
