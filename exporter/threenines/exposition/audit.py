@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 
 from threenines.exposition import catalogue as c
 from threenines.exposition.catalogue import metric_family
-from threenines.ledgers.audit import REJECT_REASONS, AuditState
+from threenines.ledgers.audit import DELAY_BUCKETS, REJECT_REASONS, AuditState
 
 
 class AuditCollector(Collector):
@@ -25,7 +25,7 @@ class AuditCollector(Collector):
 
     @staticmethod
     def _families(state: AuditState) -> Iterator[Any]:
-        yield state.delays.family(c.NOTIFICATION_DELAY_SECONDS.name, c.NOTIFICATION_DELAY_SECONDS.help)
+        yield c.histogram_family(c.NOTIFICATION_DELAY_SECONDS, DELAY_BUCKETS, state.delays.buckets, state.delays.sums)
         yield metric_family(c.NOTIFICATION_DEADLINE_MISSED_TOTAL, state.missed)
         yield metric_family(c.NOTIFICATION_DEADLINE_MISSED_TIMESTAMP_SECONDS, state.last_missed)
         yield metric_family(c.NOTIFICATION_DISPATCHES_TOTAL, state.dispatches)

@@ -12,12 +12,14 @@ without the `threenines_` prefix. Only `threenines_` families are here: `process
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 Kind = Literal["counter", "gauge", "histogram", "info", "stateset"]
 PREFIX = "threenines_"
@@ -85,6 +87,24 @@ def metric_family(family: Family,
     out = cls(family.name, family.help, labels=family.labels)
     for key, value in sorted((samples or {}).items()):
         out.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return out
+
+
+def cumulative_buckets(bounds: Sequence[float], counts: Sequence[int]) -> Iterator[tuple[float, int]]:
+    """(upper bound, cumulative count) per bucket, +Inf last, from per-bucket counts (len(bounds) + 1 of them):
+    the one place a histogram is made cumulative, for the text renderer and the collectors alike."""
+    cumulative = 0
+    for bound, count in zip((*bounds, math.inf), counts, strict=True):
+        cumulative += count
+        yield bound, cumulative
+
+
+def histogram_family(family: Family, bounds: Sequence[float], counts: Mapping[str, Sequence[int]],
+                     sums: Mapping[str, float]) -> HistogramMetricFamily:
+    """A one-label histogram family from per-bucket counts and sums per label value, in sorted order."""
+    out = HistogramMetricFamily(family.name, family.help, labels=family.labels)
+    for key, per_bucket in sorted(counts.items()):
+        out.add_metric([key], [(floatToGoString(b), n) for b, n in cumulative_buckets(bounds, per_bucket)], sums[key])
     return out
 
 

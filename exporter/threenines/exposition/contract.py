@@ -272,13 +272,9 @@ def _health(out: list[str], health: HealthView) -> None:
     _family(out, c.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
             [f"{c.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS} {number(health.reload_success_at)}"])
     lag = c.PROBE_SCHEDULE_LAG_SECONDS
-    cumulative = 0
-    buckets = []
-    for bound, count in zip((*LAG_BUCKETS, math.inf), health.lag_counts, strict=True):
-        cumulative += count
-        le = "+Inf" if bound == math.inf else repr(float(bound))
-        buckets.append(f'{lag}_bucket{{le="{le}"}} {cumulative}')
-    buckets.append(f"{lag}_count {cumulative}")
+    buckets = [f'{lag}_bucket{{le="{"+Inf" if bound == math.inf else repr(float(bound))}"}} {cumulative}'
+               for bound, cumulative in c.cumulative_buckets(LAG_BUCKETS, health.lag_counts)]
+    buckets.append(f"{lag}_count {sum(health.lag_counts)}")
     buckets.append(f"{lag}_sum {number(health.lag_sum)}")
     _family(out, lag, buckets)
     _family(out, c.PROBES_IN_FLIGHT, [f"{c.PROBES_IN_FLIGHT} {health.in_flight}"])

@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 
 from threenines.exposition import catalogue as c
 from threenines.exposition.catalogue import metric_family
-from threenines.ledgers.audit import DelayHistograms
+from threenines.ledgers.audit import DELAY_BUCKETS, DelayHistograms
 
 Outage = tuple[str, str, str, float]
 ENDPOINTS = ("audit", "deliver")
@@ -82,7 +82,7 @@ class DeliveryCollector(Collector):
         yield metric_family(c.NOTIFICATION_DELIVERIES_TOTAL, state.delivered)
         yield metric_family(c.NOTIFICATION_DELIVERY_FAILURES_TOTAL, state.failures)
         yield metric_family(c.NOTIFICATION_DELIVERY_PENDING, state.pending)
-        yield state.delays.family(c.NOTIFICATION_DELIVERY_DELAY_SECONDS.name,
-                                  c.NOTIFICATION_DELIVERY_DELAY_SECONDS.help)
+        yield c.histogram_family(c.NOTIFICATION_DELIVERY_DELAY_SECONDS, DELAY_BUCKETS, state.delays.buckets,
+                                 state.delays.sums)
         yield metric_family(c.NOTIFICATION_LAST_DELIVERY_DETERMINED_TIMESTAMP_SECONDS, state.last_delivered)
         yield metric_family(c.NOTIFICATION_WEBHOOK_REQUESTS_TOTAL, state.requests)

@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.utils import floatToGoString
-
 from threenines.ledgers.sqlite import LedgerFile, describe_error, has_table, open_read_only
 
 log = logging.getLogger(__name__)
@@ -287,7 +284,7 @@ class AuditLedgerReader:
 
 class DelayHistograms:
     """Notification delays per customer in DELAY_BUCKETS (the audit's dispatches, the notifier's deliveries).
-    Not locked: its owner's state object holds the lock."""
+    Not locked: its owner's state object holds the lock. Exposed by exposition.catalogue.histogram_family."""
 
     def __init__(self) -> None:
         self.buckets: dict[str, list[int]] = {}
@@ -304,16 +301,6 @@ class DelayHistograms:
         out.buckets = {k: list(v) for k, v in self.buckets.items()}
         out.sums = dict(self.sums)
         return out
-
-    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(name, documentation, labels=["customer"])
-        for customer, counts in sorted(self.buckets.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip((*DELAY_BUCKETS, float("inf")), counts, strict=True):
-                cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))
-            family.add_metric([customer], buckets, self.sums[customer])
-        return family
 
 
 class AuditState:
