@@ -489,26 +489,104 @@ def _health(rng: random.Random) -> Iterator[Series]:
     yield Series("scrape_duration_seconds", SCRAPE, [(t, 0.004 + rng.random() * 0.002) for t in TIMES])
 
 
+@dataclass(frozen=True)
+class AppCheck:
+    """One application check of the demo month: its contract target (service="application") and its own
+    measurements. `failures` are (reason, instants); `cert_days` is the certificate's expiry in days after END."""
+
+    target: Target
+    kind: str
+    failures: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    cert_days: float | None = None
+    stalled_at: int | None = None  # the last check completed here (no check could be made since)
+
+
+def _every_step(interval: Interval) -> tuple[int, ...]:
+    return tuple(t for t in TIMES if t in interval)
+
+
+_WWW_FAILED = Interval(at(9, 14), at(9, 14, 20))
+_FILES_DOWN = Interval(END - 15 * MINUTE, OPEN)
+_INITECH_LOCAL = Interval(END - 30 * MINUTE, OPEN)
+# The customers' own applications (docs/design.md "Applications"). acme (not billable): www failed 4 checks in a
+# row on the 9th (a 20-minute outage, notified, not billed); mail failed one check on the 15th (below the
+# threshold: no outage) and its certificate expires in 10 days. globex (applications_billable): its FTP server
+# stopped answering 15 minutes before END (open outage, billed). initech: its web check could not be made for
+# the last 30 minutes (reason local: unknown, not down).
+APP_CHECKS = (
+    AppCheck(Target("acme", "application", "www", down=[_WWW_FAILED]), "http",
+             (("bad_status", _every_step(_WWW_FAILED)),), cert_days=40),
+    AppCheck(Target("acme", "application", "mail"), "smtp", (("timeout", (at(15, 3),)),), cert_days=10),
+    AppCheck(Target("globex", "application", "files", down=[_FILES_DOWN]), "ftp",
+             (("timeout", _every_step(_FILES_DOWN)),)),
+    AppCheck(Target("initech", "application", "www", unknown=[_INITECH_LOCAL]), "http",
+             (("local", _every_step(_INITECH_LOCAL)),), cert_days=90, stalled_at=_INITECH_LOCAL.start - STEP),
+)
+APPLICATIONS_BILLABLE = {"globex"}
+
+
 def _applications(rng: random.Random) -> Iterator[Series]:
-    """acme's web site (https) and mail server (smtp): the site's check failed for 20 minutes on the 9th."""
-    failed = Interval(at(9, 14), at(9, 14, 20))
-    for target, kind in (("www", "http"), ("mail", "smtp")):
-        labels = {"customer": "acme", "target": target}
-        yield _series("threenines_application_info", {**labels, "kind": kind}, lambda t: 1.0)
-        yield _series("threenines_application_checks_total", labels, lambda t: float((t - START) // STEP + 1),
+    """The application checks above: their contract series (as _contract writes them for the billed services,
+    objective only where billable) and their own families (docs/metrics.md "Application checks")."""
+    for check in APP_CHECKS:
+        x = check.target
+        labels = {"customer": x.customer, "service": "application", "target": x.name}
+        yield _series("threenines_service_up", labels, lambda t, x=x: _state(x.down, x.unknown, t)[0])
+        yield _series("threenines_service_known", labels, lambda t, x=x: _state(x.down, x.unknown, t)[1])
+        yield _series("threenines_service_determined_timestamp_seconds", labels,
+                      lambda t, x=x: _state(x.down, x.unknown, t)[2])
+        yield _series("threenines_service_outage_start_timestamp_seconds", labels,
+                      lambda t, x=x: _state(x.down, x.unknown, t)[3])
+        yield _series("threenines_service_outage_seconds_total", labels, lambda t, x=x: _outage_seconds(x.down, t),
                       "counter")
-        fails = [t for t in TIMES if target == "www" and t in failed]
-        yield _series("threenines_application_check_failures_total", {**labels, "reason": "bad_status"},
-                      _from_list(_counts(fails)), "counter")
+        yield _series("threenines_service_unknown_seconds_total", labels, lambda t, x=x: _gap_seconds(x.unknown, t),
+                      "counter")
+        own = {"customer": x.customer, "target": x.name}
+        yield _series("threenines_application_info", {**own, "kind": check.kind}, lambda t: 1.0)
+        last = check.stalled_at or END
+        yield _series("threenines_application_checks_total", own,
+                      lambda t, last=last: float((min(t, last) - START) // STEP + 1), "counter")
+        for reason, instants in check.failures:
+            yield _series("threenines_application_check_failures_total", {**own, "reason": reason},
+                          _from_list(_counts(list(instants))), "counter")
         durations = {t: 0.02 + rng.random() * 0.05 for t in TIMES}
-        yield _series("threenines_application_check_duration_seconds", labels, lambda t, d=durations: d[t])
-        yield _series("threenines_application_check_last_timestamp_seconds", labels, lambda t: float(t))
-        yield _series("threenines_application_certificate_expiry_timestamp_seconds", labels,
-                      lambda t: float(END + 40 * DAY))
+        yield _series("threenines_application_check_duration_seconds", own,
+                      lambda t, d=durations, last=last: d[min(t, last)])
+        yield _series("threenines_application_check_last_timestamp_seconds", own,
+                      lambda t, last=last: float(min(t, last)))
+        if check.cert_days is not None:
+            yield _series("threenines_application_certificate_expiry_timestamp_seconds", own,
+                          lambda t, days=check.cert_days: float(END + days * DAY))
+    for customer in sorted({check.target.customer for check in APP_CHECKS}):
+        members = [check.target for check in APP_CHECKS if check.target.customer == customer]
+        down = [run for x in members for run in x.down]
+        unknown = [gap for x in members for gap in x.unknown]
+        labels = {"customer": customer, "service": "application"}
+        yield _series("threenines_customer_service_up", labels, lambda t, d=down, u=unknown: _state(d, u, t)[0])
+        yield _series("threenines_customer_service_known", labels, lambda t, d=down, u=unknown: _state(d, u, t)[1])
+        yield _series("threenines_customer_service_outage_seconds_total", labels,
+                      lambda t, d=down: _outage_seconds(d, t), "counter")
+        yield _series("threenines_customer_service_unknown_seconds_total", labels,
+                      lambda t, u=unknown: _gap_seconds(u, t), "counter")
+        if customer in APPLICATIONS_BILLABLE:
+            yield _series("threenines_customer_objective_ratio", labels, lambda t: 0.999)
+
+
+def _vantage_health() -> Iterator[Series]:
+    """ams1's two canaries: the exporter's own uplink was cut for 10 minutes on the 3rd (blind; the customers'
+    failures meanwhile were no evidence), fra1 has none."""
+    cut = Interval(at(3, 4), at(3, 4, 10))
+    blind = [1.0 if cut.start <= t < cut.end else 0.0 for t in TIMES]
+    site = {"site": "ams1"}
+    yield _series("threenines_vantage_blind", site, _from_list(blind))
+    for canary in ("router", "ref"):
+        yield _series("threenines_canary_up", {**site, "canary": canary}, lambda t, b=blind: 1.0 - _from_list(b)(t))
+    yield _series("threenines_vantage_blind_failures_total", site,
+                  _from_list(_counts([cut.start + 60, cut.start + 300])), "counter")
 
 
 def demo_month(seed: int = 7) -> list[Series]:
     """Every metric family of docs/metrics.md (plus Prometheus' up and scrape_duration_seconds) for the month."""
     rng = random.Random(seed)
     return [*_contract(), *_metadata(), *_probes(rng), *_power(rng), *_notifications(), *_rejected(), *_health(rng),
-            *_applications(rng)]
+            *_applications(rng), *_vantage_health()]

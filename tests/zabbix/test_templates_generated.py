@@ -39,7 +39,7 @@ def test_every_metric_the_templates_read_is_in_the_metric_contract() -> None:
 
 
 def test_discovery_macros_are_labels_the_contract_gives_those_metrics() -> None:
-    label_rows = {"customer", "service", "target", "device", "outlet", "phase", "address", "source"}
+    label_rows = {"customer", "service", "target", "device", "outlet", "phase", "address", "source", "kind", "reason"}
     for rule in DISCOVERIES:
         assert set(rule.macros) <= label_rows, rule.key
 
@@ -75,3 +75,62 @@ def test_prometheus_pattern_steps_take_the_three_parameters_of_zabbix_6_0() -> N
     up = next(i for i in items if i["key"].startswith("threenines.service.up["))
     assert up["preprocessing"][0]["parameters"] == [
         'threenines_service_up{customer="{#CUSTOMER}",service="{#SERVICE}",target="{#TARGET}"}', "value", ""]
+
+
+def _http_template() -> dict:
+    return yaml.safe_load(template_files()[0].text)["zabbix_export"]["templates"][0]
+
+
+def _rule(key: str) -> dict:
+    return next(r for r in _http_template()["discovery_rules"] if r["key"] == key)
+
+
+def test_application_checks_are_discovered_apart_from_the_billed_services() -> None:
+    # docs/design.md "Applications": each check is a contract target (service="application") that is notified but
+    # is not the provider's service, so the contract-target discovery (whose trigger says "service unavailable"
+    # and feeds the billed SLA) leaves it out, and "billed customer services" are those with an objective.
+    assert _rule("threenines.service.discovery")["preprocessing"][0]["parameters"] == [
+        'threenines_service_up{service!="application"}']
+    assert _rule("threenines.customer_service.discovery")["preprocessing"][0]["parameters"] == [
+        "threenines_customer_objective_ratio"]
+    apps = _rule("threenines.application.discovery")
+    assert apps["preprocessing"][0]["parameters"] == ["threenines_application_info"]
+    assert [m["lld_macro"] for m in apps["lld_macro_paths"]] == ["{#CUSTOMER}", "{#TARGET}", "{#KIND}"]
+    items = {i["key"]: i for i in apps["item_prototypes"]}
+    up = items['threenines.application.up["{#CUSTOMER}","{#TARGET}"]']
+    assert up["preprocessing"][0]["parameters"] == [
+        'threenines_service_up{customer="{#CUSTOMER}",target="{#TARGET}",service="application"}', "value", ""]
+    known = items['threenines.application.known["{#CUSTOMER}","{#TARGET}"]']
+    assert known["preprocessing"][0]["parameters"][0] == (
+        'threenines_service_known{customer="{#CUSTOMER}",target="{#TARGET}",service="application"}')
+    [unavailable, unknown] = apps["trigger_prototypes"]
+    assert unavailable["expression"] == (
+        'last(/threenines by HTTP/threenines.application.up["{#CUSTOMER}","{#TARGET}"])=0')
+    tags = {t["tag"]: t["value"] for t in unavailable["tags"]}
+    # Not a "threenines=outage" (the provider's outage); the sla tag feeds an SLA service only where
+    # zabbix-sync made one: for a customer with applications_billable.
+    assert tags == {"customer": "{#CUSTOMER}", "service": "application", "target": "{#TARGET}",
+                    "threenines": "application", "sla": "{#CUSTOMER}/application"}
+    assert "service unavailable" not in unavailable["name"] and unknown["priority"] == "WARNING"
+
+
+def test_failure_reasons_are_items_of_the_failures_since_the_previous_scrape() -> None:
+    rule = _rule("threenines.application.failure.discovery")
+    assert rule["preprocessing"][0]["parameters"] == ["threenines_application_check_failures_total"]
+    [item] = rule["item_prototypes"]
+    assert item["key"] == 'threenines.application.failures["{#CUSTOMER}","{#TARGET}","{#REASON}"]'
+    assert [step["type"] for step in item["preprocessing"]] == ["PROMETHEUS_PATTERN", "SIMPLE_CHANGE"]
+    assert item["preprocessing"][0]["parameters"][0] == (
+        'threenines_application_check_failures_total{customer="{#CUSTOMER}",target="{#TARGET}",'
+        'reason="{#REASON}"}')
+
+
+def test_certificate_trigger_fires_within_the_macro_days_of_expiry() -> None:
+    rule = _rule("threenines.application.certificate.discovery")
+    assert rule["preprocessing"][0]["parameters"] == ["threenines_application_certificate_expiry_timestamp_seconds"]
+    [trigger] = rule["trigger_prototypes"]
+    assert trigger["expression"] == (
+        'last(/threenines by HTTP/threenines.application.certificate_expiry["{#CUSTOMER}","{#TARGET}"])-now()'
+        '<{$THREENINES.APP.CERT.DAYS:"{#TARGET}"}*86400')
+    macros = {m["macro"]: m["value"] for m in _http_template()["macros"]}
+    assert macros["{$THREENINES.APP.CERT.DAYS}"] == "14"  # as ThreeninesApplicationCertificateExpiring

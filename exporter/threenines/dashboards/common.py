@@ -1,6 +1,7 @@
 """Building blocks every threenines dashboard shares: the datasource, the variables, colours, state mappings.
 
-Everything here is written against the metric contract (docs/metrics.md) and nothing else. Each panel query
+Everything here is written against the metric contract (docs/metrics.md) and nothing else; family names come
+from its catalogue (threenines.exposition.catalogue). Each panel query
 reads the raw contract metrics with `increase(...[$__range])`, so dashboards never wait for recording rules.
 """
 
@@ -15,6 +16,8 @@ from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as prom_models
+
+from threenines.exposition.catalogue import CUSTOMER_INFO, DEVICE_UP
 
 TAG = "threenines"
 # Stable uids: links between dashboards and bookmarks use them; never change one once released.
@@ -43,7 +46,7 @@ CUSTOMER = 'customer=~"$customer"'
 # The customers of the selected sites; multiplying by it filters any per-customer vector and adds `name`
 # (the customer's display name from the inventory). `max by` keeps it one series per customer even when
 # two Prometheus jobs scrape the same exporter.
-_SITE_CUSTOMERS = 'max by (customer, name) (threenines_customer_info{site=~"$site", customer=~"$customer"})'
+_SITE_CUSTOMERS = f'max by (customer, name) ({CUSTOMER_INFO}{{site=~"$site", customer=~"$customer"}})'
 
 
 def at_sites(expr: str) -> str:
@@ -121,16 +124,16 @@ def datasource_variable() -> db.DatasourceVariable:
 
 def site_variable() -> db.QueryVariable:
     return (db.QueryVariable("site").label("Site").datasource(DS)
-            .query("label_values(threenines_customer_info, site)")
+            .query(f"label_values({CUSTOMER_INFO}, site)")
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True).current(_all_option())
-            .description("Data-centre sites from the inventory (threenines_customer_info)."))
+            .description(f"Data-centre sites from the inventory ({CUSTOMER_INFO})."))
 
 
 def customer_variable() -> db.QueryVariable:
     # No custom "All" value: Grafana then expands All to the customers of the selected sites only.
     return (db.QueryVariable("customer").label("Customer").datasource(DS)
-            .query('label_values(threenines_customer_info{site=~"$site"}, customer)')
+            .query(f'label_values({CUSTOMER_INFO}{{site=~"$site"}}, customer)')
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True).current(_all_option())
             .description("Inventory customer ids at the selected sites."))
@@ -138,7 +141,7 @@ def customer_variable() -> db.QueryVariable:
 
 def device_variable() -> db.QueryVariable:
     return (db.QueryVariable("device").label("SNMP device").datasource(DS)
-            .query("label_values(threenines_device_up, device)")
+            .query(f"label_values({DEVICE_UP}, device)")
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True).current(_all_option())
             .description("UPSes and PDUs the exporter polls over SNMP."))

@@ -27,6 +27,22 @@ from threenines.dashboards.common import (
     thresholds,
     tooltip,
 )
+from threenines.exposition.catalogue import (
+    BUILD_INFO,
+    CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+    CONFIG_LAST_RELOAD_SUCCESSFUL,
+    DEVICE_POLL_DURATION_SECONDS,
+    DEVICE_POLL_ERRORS_TOTAL,
+    LEDGER_WRITES_TOTAL,
+    METRICS_RENDER_SECONDS,
+    NOTIFICATION_DEADLINE_MISSED_TOTAL,
+    NOTIFICATION_DELAY_SECONDS,
+    PROBE_ERRORS_TOTAL,
+    PROBE_FAILURES_TOTAL,
+    PROBE_SCHEDULE_LAG_SECONDS,
+    PROBE_TOTAL,
+    PROBES_IN_FLIGHT,
+)
 
 JOB = 'job=~"$job"'
 DEVICE = 'device=~"$device"'
@@ -55,7 +71,7 @@ def _tiles(title: str, description: str, expr: str, legend: str) -> stat.Panel:
 
 
 def _notification_delay(quantile: float) -> stat.Panel:
-    buckets = f"increase(threenines_notification_delay_seconds_bucket{{{CUSTOMER}}}[$__range])"
+    buckets = f"increase({NOTIFICATION_DELAY_SECONDS}_bucket{{{CUSTOMER}}}[$__range])"
     expr = at_sites(f"histogram_quantile({quantile}, sum by (customer, le) ({buckets}))")
     return (stat.Panel().title(f"Notification delay p{round(quantile * 100)} in the range").datasource(DS)
             .span(8).height(6)
@@ -71,7 +87,7 @@ def _notification_delay(quantile: float) -> stat.Panel:
 
 
 def _deadline_misses() -> stat.Panel:
-    missed = f"sum by (customer) (increase(threenines_notification_deadline_missed_total{{{CUSTOMER}}}[$__range]))"
+    missed = f"sum by (customer) (increase({NOTIFICATION_DEADLINE_MISSED_TOTAL}{{{CUSTOMER}}}[$__range]))"
     return (stat.Panel().title("Notification deadline misses in the range").datasource(DS).span(8).height(6)
             .description("Notifications that reached Alertmanager's receivers later than the customer's deadline. "
                          "Each one is a credit of one day's rent (at most one per calendar day).")
@@ -86,7 +102,7 @@ def _last_reload() -> stat.Panel:
     return (stat.Panel().title("Last successful reload").datasource(DS).span(6).height(5)
             .description("When the running inventory was last loaded successfully (start-up or reload). A recent "
                          "edit that does not show here was rejected: see 'Configuration reload'.")
-            .with_target(query(f"threenines_config_last_reload_success_timestamp_seconds{{{JOB}}} * 1000",
+            .with_target(query(f"{CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS}{{{JOB}}} * 1000",
                                "{{instance}}", instant=True))
             .unit("dateTimeFromNow").color_scheme(fixed_colour(BLUE)).reduce_options(reduce_last())
             .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
@@ -94,13 +110,13 @@ def _last_reload() -> stat.Panel:
 
 
 def build() -> db.Dashboard:
-    lag = "sum by (le) (rate(threenines_probe_schedule_lag_seconds_bucket{" + JOB + "}[$__rate_interval]))"
+    lag = f"sum by (le) (rate({PROBE_SCHEDULE_LAG_SECONDS}_bucket{{" + JOB + "}[$__rate_interval]))"
     return (dashboard("health", "threenines / Exporter health",
                       "Whether the evidence is trustworthy: probe-loop lag, SNMP polls, scrapes, ledger writes and "
                       "notification delays.")
             .time("now-24h", "now")
             .with_variable(db.QueryVariable("job").label("Job").datasource(DS)
-                           .query("label_values(threenines_build_info, job)")
+                           .query(f"label_values({BUILD_INFO}, job)")
                            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).multi(True).include_all(True)
                            .current(dm.VariableOption(selected=True, text="All", value="$__all"))
                            .description("Prometheus jobs scraping a threenines exporter."))
@@ -108,15 +124,15 @@ def build() -> db.Dashboard:
             .with_row(db.Row("Exporter"))
             .with_panel(_tiles("Exporter scraped", "Prometheus' `up` for each exporter, with its version. FAILING "
                                "means no evidence at all: every service of its customers turns UNKNOWN.",
-                               f"up{{{JOB}}} * on(job, instance) group_left(version) threenines_build_info{{{JOB}}}",
+                               f"up{{{JOB}}} * on(job, instance) group_left(version) {BUILD_INFO}{{{JOB}}}",
                                "{{instance}} {{version}}"))
             .with_panel(_tiles("Configuration reload", "0 after a rejected reload: the previous inventory keeps "
                                "running until the file is fixed (run `threenines check`).",
-                               f"threenines_config_last_reload_successful{{{JOB}}}", "{{instance}}"))
+                               f"{CONFIG_LAST_RELOAD_SUCCESSFUL}{{{JOB}}}", "{{instance}}"))
             .with_panel(_last_reload())
             .with_panel(_series("Probes in flight", "ICMP probes waiting for replies; a plateau at the configured "
                                 "maximum means the probe loop is saturated and probes start late.",
-                                [(f"threenines_probes_in_flight{{{JOB}}}", "{{instance}}")], "none", span=6)
+                                [(f"{PROBES_IN_FLIGHT}{{{JOB}}}", "{{instance}}")], "none", span=6)
                         .height(5))
             .with_panel(_series("Probe-loop lag", "How late contract probes start against their 5-minute schedule "
                                 "(p50 and p99). Lag eats into the 15-minute notification promise.",
@@ -124,28 +140,28 @@ def build() -> db.Dashboard:
                                  (f"histogram_quantile(0.99, {lag})", "p99")], "s"))
             .with_panel(_series("Probe failures and errors", "Share of contract probes that failed (no echo reply) per "
                                 "customer, and probes that could not be sent (unknown, not failure) by reason.",
-                                [(at_sites(f"sum by (customer) (rate(threenines_probe_failures_total{{{CUSTOMER}}}"
-                                           f"[$__rate_interval])) / sum by (customer) (rate(threenines_probe_total"
+                                [(at_sites(f"sum by (customer) (rate({PROBE_FAILURES_TOTAL}{{{CUSTOMER}}}"
+                                           f"[$__rate_interval])) / sum by (customer) (rate({PROBE_TOTAL}"
                                            f"{{{CUSTOMER}}}[$__rate_interval]))"), "{{name}} failed"),
-                                 (f"sum by (reason) (rate(threenines_probe_errors_total{{{CUSTOMER}}}"
+                                 (f"sum by (reason) (rate({PROBE_ERRORS_TOTAL}{{{CUSTOMER}}}"
                                   "[$__rate_interval]))", "not sent: {{reason}}")], "percentunit"))
             .with_row(db.Row("SNMP"))
             .with_panel(_series("SNMP poll duration", "Duration of the last poll of each device. Close to the "
                                 "device's timeout × retries means polls are about to fail.",
-                                [(f"threenines_device_poll_duration_seconds{{{DEVICE}}}", "{{device}}")], "s"))
+                                [(f"{DEVICE_POLL_DURATION_SECONDS}{{{DEVICE}}}", "{{device}}")], "s"))
             .with_panel(_series("SNMP poll errors by reason", "Failed polls per second by device and reason "
                                 "(timeout, auth, …): the device's power readings are UNKNOWN meanwhile.",
-                                [(f"sum by (device, reason) (rate(threenines_device_poll_errors_total{{{DEVICE}}}"
+                                [(f"sum by (device, reason) (rate({DEVICE_POLL_ERRORS_TOTAL}{{{DEVICE}}}"
                                   "[$__rate_interval]))", "{{device}} {{reason}}")], "reqps"))
             .with_row(db.Row("Scrapes and ledgers"))
             .with_panel(_series("Scrape duration", "How long Prometheus takes to scrape /metrics, and how long the "
                                 "exporter takes to render its snapshot. Near the scrape timeout, scrapes fail and "
                                 "evidence turns UNKNOWN.",
                                 [(f"scrape_duration_seconds{{{JOB}}}", "scrape {{instance}}"),
-                                 (f"threenines_metrics_render_seconds{{{JOB}}}", "render {{instance}}")], "s"))
+                                 (f"{METRICS_RENDER_SECONDS}{{{JOB}}}", "render {{instance}}")], "s"))
             .with_panel(_series("Ledger writes", "Outage and audit ledger writes per second by result. Any error "
                                 "means evidence for billing disputes may be missing: check the state directory.",
-                                [(f"sum by (ledger, result) (rate(threenines_ledger_writes_total{{{JOB}}}"
+                                [(f"sum by (ledger, result) (rate({LEDGER_WRITES_TOTAL}{{{JOB}}}"
                                   "[$__rate_interval]))", "{{ledger}} {{result}}")], "wps"))
             .with_row(db.Row("Notifications"))
             .with_panel(_notification_delay(0.5)).with_panel(_notification_delay(0.95))

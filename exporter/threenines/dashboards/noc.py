@@ -29,16 +29,60 @@ from threenines.dashboards.common import (
     threshold_colours,
     thresholds,
 )
+from threenines.exposition.catalogue import (
+    APPLICATION_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
+    APPLICATION_CHECK_DURATION_SECONDS,
+    APPLICATION_CHECK_FAILURES_TOTAL,
+    APPLICATION_CHECK_LAST_TIMESTAMP_SECONDS,
+    APPLICATION_INFO,
+    CUSTOMER_NOTIFICATION_DEADLINE_SECONDS,
+    CUSTOMER_SERVICE_EXCLUDED,
+    CUSTOMER_SERVICE_KNOWN,
+    CUSTOMER_SERVICE_UP,
+    DEVICE_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    DEVICE_UP,
+    NOTIFICATION_LAST_DISPATCH_DETERMINED_TIMESTAMP_SECONDS,
+    PDU_PHASE_CURRENT_AMPERES,
+    PORT_INFO,
+    PROBE_LAST_TIMESTAMP_SECONDS,
+    PROBE_LOSS_RATIO,
+    PROBE_RTT_SECONDS,
+    SERVICE_DETERMINED_TIMESTAMP_SECONDS,
+    SERVICE_KNOWN,
+    SERVICE_OUTAGE_START_TIMESTAMP_SECONDS,
+    SERVICE_UP,
+    UPS_BATTERY_RUNTIME_SECONDS,
+    UPS_OUTPUT_SOURCE,
+)
 
-TILES = state(f"threenines_customer_service_up{{{CUSTOMER}}}", f"threenines_customer_service_known{{{CUSTOMER}}}")
+# The billed services' tiles; the customer's own applications have tiles per check of their own (below).
+_NOT_APPLICATION = f'{{{CUSTOMER}, service!="application"}}'
+TILES = state(f"{CUSTOMER_SERVICE_UP}{_NOT_APPLICATION}", f"{CUSTOMER_SERVICE_KNOWN}{_NOT_APPLICATION}")
+
+# Application checks (docs/design.md "Applications"): each check is a contract target, service="application".
+_APPLICATION = f'{{{CUSTOMER}, service="application"}}'
+APPLICATION_STATE = state(f"{SERVICE_UP}{_APPLICATION}", f"{SERVICE_KNOWN}{_APPLICATION}")
+# Reasons of the checks that failed (or could not be made) in the last 15 minutes — the contract's notification
+# deadline — one per check, the most frequent. A reason's series appears at its first failure, so a series younger
+# than the window counts too (increase() cannot see the step from "absent" to 1).
+_FAILURES = f"{APPLICATION_CHECK_FAILURES_TOTAL}{{{CUSTOMER}}}"
+RECENT_REASON = (f"topk by (customer, target) (1, sum by (customer, target, reason) ("
+                 f"(increase({_FAILURES}[15m]) > 0) or ({_FAILURES} unless {_FAILURES} offset 15m)))")
+# The state, labelled with the recent failure reason where there is one.
+APPLICATION_TILES = (f"({APPLICATION_STATE} + on(customer, target) group_left(reason) (0 * {RECENT_REASON}))"
+                     f" or on(customer, target) {APPLICATION_STATE}")
+# The alert ThreeninesApplicationCertificateExpiring fires at the same 14 days.
+CERTIFICATE_DAYS_LEFT = (f"(min by (customer, target) ({APPLICATION_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS}"
+                         f"{{{CUSTOMER}}}) - time()) / 86400")
+CERTIFICATE_SOON_DAYS = 14
 
 # Open outages per target: every column of the table is one series per (customer, service, target).
 PER_TARGET = "max by (customer, service, target)"
-DETERMINED = f"({PER_TARGET} (threenines_service_determined_timestamp_seconds{{{CUSTOMER}}}) > 0)"
+DETERMINED = f"({PER_TARGET} ({SERVICE_DETERMINED_TIMESTAMP_SECONDS}{{{CUSTOMER}}}) > 0)"
 # determined_at of the latest outage whose notification reached the audit ledger (docs/alerting.md).
-LAST_AUDITED = f"{PER_TARGET} (threenines_notification_last_dispatch_determined_timestamp_seconds{{{CUSTOMER}}})"
-DEADLINE = f"max by (customer) (threenines_customer_notification_deadline_seconds{{{CUSTOMER}}})"
-IN_MAINTENANCE = (f'(max by (customer, service) (threenines_customer_service_excluded{{{CUSTOMER}, '
+LAST_AUDITED = f"{PER_TARGET} ({NOTIFICATION_LAST_DISPATCH_DETERMINED_TIMESTAMP_SECONDS}{{{CUSTOMER}}})"
+DEADLINE = f"max by (customer) ({CUSTOMER_NOTIFICATION_DEADLINE_SECONDS}{{{CUSTOMER}}})"
+IN_MAINTENANCE = (f'(max by (customer, service) ({CUSTOMER_SERVICE_EXCLUDED}{{{CUSTOMER}, '
                   f'reason="maintenance"}}) == 1)')
 # 2 audited, 3 agreed maintenance (customer pages are silenced: nothing owed), 1 not yet but within the
 # deadline, 0 overdue. Same rule as the ThreeninesNotificationOverdue alert, including its 1 s tolerance.
@@ -60,10 +104,11 @@ NOTIFICATION_MAPPINGS: list[dm.ValueMapping] = [
 
 def _tiles() -> stat.Panel:
     return (stat.Panel().title("Service state per customer").datasource(DS).span(24).height(7)
-            .description("One tile per customer and service: UP, DOWN (a determined outage is open: 2 consecutive "
-                         "failed probes, or every power feed down) or UNKNOWN (no fresh evidence: exporter, probe "
-                         "or SNMP gap). Colours are colour-blind safe and every tile also says its state in words. "
-                         "Click a tile for the customer's SLA month.")
+            .description("One tile per customer and service (connectivity, power; the customer's own applications "
+                         "have tiles per check in 'Applications'): UP, DOWN (a determined outage is open: 2 "
+                         "consecutive failed probes, or every power feed down) or UNKNOWN (no fresh evidence: "
+                         "exporter, probe or SNMP gap). Colours are colour-blind safe and every tile also says its "
+                         "state in words. Click a tile for the customer's SLA month.")
             .with_target(query(at_sites(TILES), "{{name}} · {{service}}", instant=True))
             .mappings(STATE_MAPPINGS).color_scheme(threshold_colours())
             .thresholds(thresholds((None, GREY))).no_value("No customer at the selected sites")
@@ -76,7 +121,8 @@ def _tiles() -> stat.Panel:
 def _open_outages() -> table.Panel:
     hidden = dm.DynamicConfigValue(id_val="custom.hidden", value=True)
     return (table_panel().title("Open outages and notification status").datasource(DS).span(24).height(8)
-            .description("Every target with a determined outage open now: when its first failed probe was, how long "
+            .description("Every target with a determined outage open now (application checks too: their outages are "
+                         "notified like any other): when its first failed probe was, how long "
                          "ago the outage was determined, and whether the customer's designated contacts were "
                          "notified: 'audited' = the audit ledger holds a dispatch for this outage, 'maintenance' = "
                          "agreed maintenance, customer pages are silenced and nothing is owed, 'pending' = not yet "
@@ -85,7 +131,7 @@ def _open_outages() -> table.Panel:
                          "the NOC at two thirds of the deadline).")
             .with_target(query(at_sites(f"time() - {DETERMINED}"), instant=True, ref="A", table=True))
             .with_target(query(at_sites(
-                f"1000 * ({PER_TARGET} (threenines_service_outage_start_timestamp_seconds{{{CUSTOMER}}}) > 0)"),
+                f"1000 * ({PER_TARGET} ({SERVICE_OUTAGE_START_TIMESTAMP_SECONDS}{{{CUSTOMER}}}) > 0)"),
                 instant=True, ref="B", table=True))
             .with_target(query(at_sites(NOTIFICATION_STATUS), instant=True, ref="C", table=True))
             .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
@@ -107,12 +153,91 @@ def _open_outages() -> table.Panel:
             .no_value("No open outage"))
 
 
+def _application_tiles() -> stat.Panel:
+    return (stat.Panel().title("Application checks per customer").datasource(DS).span(16).height(7)
+            .description("One tile per application check of the customer's own WWW, e-mail, FTP… (inventory "
+                         "applications:): UP, DOWN (threshold consecutive checks failed: an outage the customer's "
+                         "contacts are notified of within the deadline, not provider outage time unless the "
+                         "customer's contract has applications_billable) or UNKNOWN (the check could not be made "
+                         "here: reason local or config). The tile names the most frequent failure reason of the "
+                         "last 15 minutes, if any, also on an UP tile (a failure below the threshold).")
+            .with_target(query(at_sites(APPLICATION_TILES), "{{name}} · {{target}} {{reason}}", instant=True))
+            .mappings(STATE_MAPPINGS).color_scheme(threshold_colours())
+            .thresholds(thresholds((None, GREY))).no_value("No application check at the selected sites")
+            .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).graph_mode(cm.BigValueGraphMode.NONE)
+            .justify_mode(cm.BigValueJustifyMode.CENTER).orientation(cm.VizOrientation.AUTO)
+            .data_links(data_links(customer_data_link("sla", "SLA month of ${__field.labels.customer}"))))
+
+
+def _certificates_expiring() -> stat.Panel:
+    return (stat.Panel().title(f"TLS certificates expiring within {CERTIFICATE_SOON_DAYS} days")
+            .datasource(DS).span(8).height(7)
+            .description("Days left on the certificate each application check last saw (https; smtp, imap, pop3, "
+                         f"ftp with TLS), shown below {CERTIFICATE_SOON_DAYS} days, the threshold of "
+                         "ThreeninesApplicationCertificateExpiring. Negative: expired (the check fails with "
+                         "tls_expired). Tell the customer before its visitors see it.")
+            .with_target(query(at_sites(f"{CERTIFICATE_DAYS_LEFT} < {CERTIFICATE_SOON_DAYS}"),
+                               "{{name}} · {{target}}", instant=True))
+            .unit("d").decimals(1).color_scheme(threshold_colours())
+            .thresholds(thresholds((None, VERMILLION), (0, ORANGE)))
+            .no_value(f"No certificate expires within {CERTIFICATE_SOON_DAYS} days").reduce_options(reduce_last())
+            .color_mode(cm.BigValueColorMode.BACKGROUND_SOLID).graph_mode(cm.BigValueGraphMode.NONE)
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).justify_mode(cm.BigValueJustifyMode.CENTER))
+
+
+def _application_checks() -> table.Panel:
+    own = f"{{{CUSTOMER}}}"
+    kind = f" * on(customer, target) group_left(kind) max by (customer, target, kind) ({APPLICATION_INFO}{own})"
+    return (table_panel().title("Application checks: state, failure reason, last check, certificate")
+            .datasource(DS).span(24).height(8)
+            .description("Every application check with its kind, contract state, the most frequent failure reason "
+                         "of the last 15 minutes and how many checks failed with it, how long ago the last check "
+                         "completed and how long it took, and the days left on its TLS certificate. An application "
+                         "outage appears in 'Open outages' above with its notification status, like any outage.")
+            .with_target(query(at_sites(f"({APPLICATION_STATE}){kind}"), instant=True, ref="A", table=True))
+            .with_target(query(at_sites(RECENT_REASON), instant=True, ref="B", table=True))
+            .with_target(query(at_sites(f"time() - max by (customer, target) "
+                                        f"({APPLICATION_CHECK_LAST_TIMESTAMP_SECONDS}{own})"),
+                               instant=True, ref="C", table=True))
+            .with_target(query(at_sites(f"max by (customer, target) ({APPLICATION_CHECK_DURATION_SECONDS}{own})"),
+                               instant=True, ref="D", table=True))
+            .with_target(query(at_sites(CERTIFICATE_DAYS_LEFT), instant=True, ref="E", table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True, "service": True},
+                "indexByName": {"name": 0, "customer": 1, "target": 2, "kind": 3, "Value #A": 4, "reason": 5,
+                                "Value #B": 6, "Value #C": 7, "Value #D": 8, "Value #E": 9},
+                "renameByName": {"name": "Customer", "customer": "id", "target": "Check", "kind": "Kind",
+                                 "Value #A": "State", "reason": "Failing with", "Value #B": "Failures (15 min)",
+                                 "Value #C": "Last check", "Value #D": "Duration", "Value #E": "Certificate"},
+            }))
+            .override_by_name("State", [
+                dm.DynamicConfigValue(id_val="mappings", value=STATE_MAPPINGS),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ])
+            .override_by_name("Failures (15 min)", [dm.DynamicConfigValue(id_val="decimals", value=0)])
+            .override_by_name("Last check", [dm.DynamicConfigValue(id_val="unit", value="s")])
+            .override_by_name("Duration", [dm.DynamicConfigValue(id_val="unit", value="s")])
+            .override_by_name("Certificate", [
+                dm.DynamicConfigValue(id_val="unit", value="d"),
+                dm.DynamicConfigValue(id_val="decimals", value=0),
+                dm.DynamicConfigValue(id_val="thresholds", value=dm.ThresholdsConfig(
+                    mode=dm.ThresholdsMode.ABSOLUTE, steps=[dm.Threshold(value=None, color=VERMILLION),
+                                                            dm.Threshold(value=0, color=ORANGE),
+                                                            dm.Threshold(value=CERTIFICATE_SOON_DAYS, color=BLUE)])),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ])
+            .override_by_name("id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
+            .no_value("No application check at the selected sites"))
+
+
 def _ups_on_battery() -> stat.Panel:
-    on_battery = 'threenines_ups_output_source{source="battery"} == 1'
+    on_battery = f'{UPS_OUTPUT_SOURCE}{{source="battery"}} == 1'
     return (stat.Panel().title("UPSes on battery: runtime left").datasource(DS).span(8).height(6)
             .description("UPSes whose output source is the battery right now, with the battery runtime the UPS "
                          "reports. Below 10 minutes the tile turns vermillion: start the generator procedure.")
-            .with_target(query(f"threenines_ups_battery_runtime_seconds and on(device) ({on_battery})", "{{device}}",
+            .with_target(query(f"{UPS_BATTERY_RUNTIME_SECONDS} and on(device) ({on_battery})", "{{device}}",
                                instant=True))
             .unit("s").color_scheme(threshold_colours())
             .thresholds(thresholds((None, VERMILLION), (600, ORANGE), (1800, BLUE)))
@@ -126,7 +251,7 @@ def _phases_near_rating() -> stat.Panel:
             .description("PDU phases drawing at least 80% of the rated phase current chosen in the 'Phase rating' "
                          "variable (the metric contract carries no per-phase rating yet). Above 100% the breaker "
                          "may trip and every customer on that phase loses one feed.")
-            .with_target(query("threenines_pdu_phase_current_amperes / $phase_rating >= 0.8",
+            .with_target(query(f"{PDU_PHASE_CURRENT_AMPERES} / $phase_rating >= 0.8",
                                "{{device}} phase {{phase}}", instant=True))
             .unit("percentunit").decimals(0).color_scheme(threshold_colours())
             .thresholds(thresholds((None, ORANGE), (1, VERMILLION)))
@@ -139,8 +264,8 @@ def _devices_unreachable() -> stat.Panel:
     return (stat.Panel().title("SNMP devices unreachable").datasource(DS).span(8).height(6)
             .description("UPSes and PDUs whose last SNMP poll failed, with the time since their last successful "
                          "poll. While a device is unreachable its customers' power state is UNKNOWN, not up.")
-            .with_target(query("time() - threenines_device_last_success_timestamp_seconds "
-                               "and on(device) (threenines_device_up == 0)", "{{device}}", instant=True))
+            .with_target(query(f"time() - {DEVICE_LAST_SUCCESS_TIMESTAMP_SECONDS} "
+                               f"and on(device) ({DEVICE_UP} == 0)", "{{device}}", instant=True))
             .unit("s").color_scheme(fixed_colour(VERMILLION)).no_value("Every device answers")
             .reduce_options(reduce_last()).color_mode(cm.BigValueColorMode.BACKGROUND_SOLID)
             .graph_mode(cm.BigValueGraphMode.NONE).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
@@ -151,7 +276,7 @@ def _exclusions() -> table.Panel:
     return (table_panel().title("Active exclusion windows").datasource(DS).span(24).height(5)
             .description("Customers and services inside an exclusion window now (agreed maintenance, customer's "
                          "own fault, force majeure, unreported): outage time in these windows is not billed.")
-            .with_target(query(at_sites(f"threenines_customer_service_excluded{{{CUSTOMER}}} == 1"),
+            .with_target(query(at_sites(f"{CUSTOMER_SERVICE_EXCLUDED}{{{CUSTOMER}}} == 1"),
                                instant=True, table=True))
             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
                 "excludeByName": {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True},
@@ -165,19 +290,19 @@ def _ports() -> table.Panel:
     selector = f'{{{CUSTOMER}, service="connectivity"}}'
     port = f"{{{CUSTOMER}}}"
     # Per-port series carry `target`; probe series name the same port `target` too, so they join on it.
-    state_expr = state(f"threenines_service_up{selector}", f"threenines_service_known{selector}")
+    state_expr = state(f"{SERVICE_UP}{selector}", f"{SERVICE_KNOWN}{selector}")
     with_address = f" * on(customer, target) group_left(address) max by (customer, target, address) " \
-                   f"(threenines_port_info{port})"
+                   f"({PORT_INFO}{port})"
     return (table_panel().title("Ports: state, last probe, RTT, loss").datasource(DS).span(24).height(10)
             .description("Every customer port with its contract state (UP / DOWN / UNKNOWN), the address probed, "
                          "how long ago the last contract probe ran (older than 1.5 x the interval = UNKNOWN), and "
                          "the last probe's mean round-trip time and packet loss. The customer tiles above combine "
                          "these ports: any port DOWN makes the service DOWN.")
             .with_target(query(at_sites(f"({state_expr}){with_address}"), instant=True, ref="A", table=True))
-            .with_target(query(at_sites(f"time() - threenines_probe_last_timestamp_seconds{port}"), instant=True,
+            .with_target(query(at_sites(f"time() - {PROBE_LAST_TIMESTAMP_SECONDS}{port}"), instant=True,
                                ref="B", table=True))
-            .with_target(query(at_sites(f"threenines_probe_rtt_seconds{port}"), instant=True, ref="C", table=True))
-            .with_target(query(at_sites(f"threenines_probe_loss_ratio{port}"), instant=True, ref="D", table=True))
+            .with_target(query(at_sites(f"{PROBE_RTT_SECONDS}{port}"), instant=True, ref="C", table=True))
+            .with_target(query(at_sites(f"{PROBE_LOSS_RATIO}{port}"), instant=True, ref="D", table=True))
             .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
                 "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True, "service": True},
@@ -213,5 +338,8 @@ def build() -> db.Dashboard:
             .with_row(db.Row("Power and devices"))
             .with_panel(_ups_on_battery()).with_panel(_phases_near_rating()).with_panel(_devices_unreachable())
             .with_panel(_exclusions())
+            .with_row(db.Row("Applications (the customer's own)"))
+            .with_panel(_application_tiles()).with_panel(_certificates_expiring())
+            .with_panel(_application_checks())
             .with_row(db.Row("Ports"))
             .with_panel(_ports()))

@@ -30,12 +30,27 @@ from threenines.dashboards.common import (
     thresholds,
     tooltip,
 )
+from threenines.exposition.catalogue import (
+    CUSTOMER_SERVICE_KNOWN,
+    CUSTOMER_SERVICE_UP,
+    PDU_OUTLET_CURRENT_AMPERES,
+    PDU_OUTLET_ENERGY_JOULES_TOTAL,
+    PDU_OUTLET_ON,
+    PDU_OUTLET_POWER_WATTS,
+    PDU_PHASE_CURRENT_AMPERES,
+    PDU_PHASE_VOLTAGE_VOLTS,
+    UPS_BATTERY_CHARGE_RATIO,
+    UPS_BATTERY_RUNTIME_SECONDS,
+    UPS_INPUT_VOLTAGE_VOLTS,
+    UPS_OUTPUT_LOAD_RATIO,
+    UPS_OUTPUT_SOURCE,
+)
 
 DEVICE = 'device=~"$device"'
 # The state set has one series per source, exactly one at 1; fold it into one number per UPS for a timeline.
 SOURCES = ("normal", "battery", "bypass", "none", "other")
 UPS_SOURCE = "max by (device) (" + " or ".join(
-    f'(threenines_ups_output_source{{{DEVICE}, source="{source}"}} == 1) * {code}'
+    f'({UPS_OUTPUT_SOURCE}{{{DEVICE}, source="{source}"}} == 1) * {code}'
     for code, source in enumerate(SOURCES, start=1)) + ")"
 SOURCE_COLOURS = {"normal": BLUE, "battery": VERMILLION, "bypass": ORANGE, "none": "#000000", "other": GREY}
 
@@ -62,8 +77,8 @@ def _ups_source() -> statetimeline.Panel:
 
 
 def _customer_power() -> statetimeline.Panel:
-    up = f'threenines_customer_service_up{{{CUSTOMER}, service="power"}}'
-    known = f'threenines_customer_service_known{{{CUSTOMER}, service="power"}}'
+    up = f'{CUSTOMER_SERVICE_UP}{{{CUSTOMER}, service="power"}}'
+    known = f'{CUSTOMER_SERVICE_KNOWN}{{{CUSTOMER}, service="power"}}'
     return (statetimeline.Panel().title("Customer power (all feeds combined)").datasource(DS).span(24).height(6)
             .description("The power service per customer: DOWN only when mains and UPS are both without power on "
                          "every feed (A and B) for the determination threshold; UNKNOWN while a feed's device "
@@ -75,7 +90,7 @@ def _customer_power() -> statetimeline.Panel:
 
 
 def _energy() -> stat.Panel:
-    energy = (f"sum by (customer) (increase(threenines_pdu_outlet_energy_joules_total{{{CUSTOMER}, {DEVICE}}}"
+    energy = (f"sum by (customer) (increase({PDU_OUTLET_ENERGY_JOULES_TOTAL}{{{CUSTOMER}, {DEVICE}}}"
               "[$__range])) / 3.6e6")
     return (stat.Panel().title("Energy per customer in the range").datasource(DS).span(24).height(5)
             .description("Energy the customer's outlets used over the selected range, in kWh: set the range to a "
@@ -95,33 +110,33 @@ def build() -> db.Dashboard:
             .with_panel(_ups_source())
             .with_panel(_series("UPS input voltage", "Mains voltage at each UPS input. A drop to 0 V with the output "
                                 "on battery is a mains failure.",
-                                f"threenines_ups_input_voltage_volts{{{DEVICE}}}", "{{device}}", "volt"))
+                                f"{UPS_INPUT_VOLTAGE_VOLTS}{{{DEVICE}}}", "{{device}}", "volt"))
             .with_panel(_series("UPS output load", "Output load as a share of the UPS's rated capacity. Above ~80% "
                                 "the runtime on battery shrinks fast and an A/B failover may overload it.",
-                                f"threenines_ups_output_load_ratio{{{DEVICE}}}", "{{device}}", "percentunit"))
+                                f"{UPS_OUTPUT_LOAD_RATIO}{{{DEVICE}}}", "{{device}}", "percentunit"))
             .with_panel(_series("UPS battery charge", "Battery charge as reported by the UPS.",
-                                f"threenines_ups_battery_charge_ratio{{{DEVICE}}}", "{{device}}", "percentunit"))
+                                f"{UPS_BATTERY_CHARGE_RATIO}{{{DEVICE}}}", "{{device}}", "percentunit"))
             .with_panel(_series("UPS battery runtime", "Estimated runtime on battery at the current load.",
-                                f"threenines_ups_battery_runtime_seconds{{{DEVICE}}}", "{{device}}", "s"))
+                                f"{UPS_BATTERY_RUNTIME_SECONDS}{{{DEVICE}}}", "{{device}}", "s"))
             .with_row(db.Row("PDU"))
             .with_panel(_series("PDU phase current", "Current per PDU phase; compare with the phase's rated current "
                                 "(the NOC overview flags phases at 80% of it).",
-                                f"threenines_pdu_phase_current_amperes{{{DEVICE}}}", "{{device}} phase {{phase}}",
+                                f"{PDU_PHASE_CURRENT_AMPERES}{{{DEVICE}}}", "{{device}} phase {{phase}}",
                                 "amp"))
             .with_panel(_series("PDU phase voltage", "Voltage per PDU phase.",
-                                f"threenines_pdu_phase_voltage_volts{{{DEVICE}}}", "{{device}} phase {{phase}}",
+                                f"{PDU_PHASE_VOLTAGE_VOLTS}{{{DEVICE}}}", "{{device}} phase {{phase}}",
                                 "volt"))
             .with_row(db.Row("Outlets per customer"))
             .with_panel(_customer_power())
             .with_panel(_series("Outlets powered per customer", "How many of the customer's outlets are on. An "
                                 "outlet switched off on a single feed leaves the customer on the other feed.",
-                                at_sites(f"sum by (customer) (threenines_pdu_outlet_on{{{CUSTOMER}, {DEVICE}}})"),
+                                at_sites(f"sum by (customer) ({PDU_OUTLET_ON}{{{CUSTOMER}, {DEVICE}}})"),
                                 "{{name}}", "none", span=8))
             .with_panel(_series("Power draw per customer", "Sum of the customer's outlet power across devices.",
-                                at_sites(f"sum by (customer) (threenines_pdu_outlet_power_watts{{{CUSTOMER}, "
+                                at_sites(f"sum by (customer) ({PDU_OUTLET_POWER_WATTS}{{{CUSTOMER}, "
                                          f"{DEVICE}}})"), "{{name}}", "watt", span=8))
             .with_panel(_series("Outlet current per customer", "Current per outlet, labelled with the device and "
                                 "outlet, for the customer's outlets.",
-                                at_sites(f"threenines_pdu_outlet_current_amperes{{{CUSTOMER}, {DEVICE}}}"),
+                                at_sites(f"{PDU_OUTLET_CURRENT_AMPERES}{{{CUSTOMER}, {DEVICE}}}"),
                                 "{{name}} {{device}}/{{outlet}}", "amp", span=8))
             .with_panel(_energy()))

@@ -3,7 +3,9 @@
 `threenines by HTTP` scrapes the exporter's /metrics with one HTTP agent item; everything else is a dependent
 item with Prometheus-pattern preprocessing, discovered per customer/service/target, UPS, PDU outlet and device.
 The outage trigger reads `threenines_service_up` as is: the exporter already applied the contract's
-determination rule, and a second rule in Zabbix would make the two disagree.
+determination rule, and a second rule in Zabbix would make the two disagree. Application checks (the
+customer's own WWW, e-mail, FTP) are discovered apart from the billed services, from the same exporter state
+(docs/zabbix.md says why not from Zabbix's net.tcp.service).
 
 `threenines contract ping` is for sites that want Zabbix itself to ping a customer port at the contract
 interval; its trigger fires after the contract's consecutive misses (a macro, default 2 × 5 min).
@@ -19,6 +21,47 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from threenines.exposition.catalogue import (
+    APPLICATION_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
+    APPLICATION_CHECK_DURATION_SECONDS,
+    APPLICATION_CHECK_FAILURES_TOTAL,
+    APPLICATION_CHECK_LAST_TIMESTAMP_SECONDS,
+    APPLICATION_CHECKS_TOTAL,
+    APPLICATION_INFO,
+    BUILD_INFO,
+    CONFIG_LAST_RELOAD_SUCCESSFUL,
+    CUSTOMER_OBJECTIVE_RATIO,
+    CUSTOMER_SERVICE_KNOWN,
+    CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL,
+    CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL,
+    CUSTOMER_SERVICE_UP,
+    DEVICE_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    DEVICE_POLL_DURATION_SECONDS,
+    DEVICE_UP,
+    PDU_OUTLET_CURRENT_AMPERES,
+    PDU_OUTLET_ENERGY_JOULES_TOTAL,
+    PDU_OUTLET_ON,
+    PDU_OUTLET_POWER_WATTS,
+    PDU_PHASE_CURRENT_AMPERES,
+    PDU_PHASE_VOLTAGE_VOLTS,
+    PORT_INFO,
+    PROBE_FAILURES_TOTAL,
+    PROBE_LOSS_RATIO,
+    PROBE_RTT_SECONDS,
+    PROBE_TOTAL,
+    SERVICE_DETERMINED_TIMESTAMP_SECONDS,
+    SERVICE_KNOWN,
+    SERVICE_OUTAGE_SECONDS_TOTAL,
+    SERVICE_OUTAGE_START_TIMESTAMP_SECONDS,
+    SERVICE_UNKNOWN_SECONDS_TOTAL,
+    SERVICE_UP,
+    UPS_BATTERY_CHARGE_RATIO,
+    UPS_BATTERY_RUNTIME_SECONDS,
+    UPS_INPUT_VOLTAGE_VOLTS,
+    UPS_OUTPUT_LOAD_RATIO,
+    UPS_OUTPUT_SOURCE,
+)
 
 HTTP_TEMPLATE = "threenines by HTTP"
 PING_TEMPLATE = "threenines contract ping"
@@ -81,6 +124,7 @@ class Metric:
     tags: tuple[tuple[str, str], ...] = ()
     triggers: tuple[Trigger, ...] = ()
     trends: bool = True
+    delta: bool = False  # store the change since the previous scrape (Zabbix "simple change") of a counter
 
     def pattern(self) -> str:
         selectors = [f'{label}="{{#{label.upper()}}}"' for label in self.labels]
@@ -136,6 +180,9 @@ HTTP_MACROS = (
     Macro("{$THREENINES.NODATA}", "5m", "No scrape for this long raises 'exporter scrape failing'."),
     Macro("{$THREENINES.UPS.RUNTIME.MIN}", "600",
           "Seconds of battery runtime below which 'UPS runtime low' fires (context: {#DEVICE})."),
+    Macro("{$THREENINES.APP.CERT.DAYS}", "14",
+          "Days before its expiry that an application's TLS certificate raises 'certificate expires soon' "
+          "(context: {#TARGET}); the alert ThreeninesApplicationCertificateExpiring uses 14."),
 )
 
 PING_MACROS = (
@@ -159,11 +206,15 @@ def _state(metric: str, key: str, name: str, valuemap: str, description: str,
 SERVICE_TARGETS = Discovery(
     key="threenines.service.discovery",
     name="Contract targets",
-    metric="threenines_service_up",
+    metric=SERVICE_UP.name,
+    # Application checks are contract targets too, but not the provider's service: they have a discovery of
+    # their own (APPLICATIONS), whose trigger never calls them a service outage (docs/design.md "Applications").
+    selector='service!="application"',
     macros=SERVICE_LABELS,
-    description="One row per customer × service × target the exporter holds a contract state for.",
+    description="One row per customer × service × target the exporter holds a contract state for (billed "
+                "services: connectivity, power; application checks are discovered under 'Application checks').",
     prototypes=(
-        _state("threenines_service_up", "threenines.service.up",
+        _state(SERVICE_UP.name, "threenines.service.up",
                "{#CUSTOMER} {#SERVICE} {#TARGET}: contract state", "threenines contract state",
                "0 while a determined outage is open (the exporter applied the contract's determination rule).",
                (Trigger("{#CUSTOMER} {#SERVICE} {#TARGET}: service unavailable",
@@ -172,24 +223,24 @@ SERVICE_TARGETS = Discovery(
                         "probes). The outage is counted from the first failed probe; Zabbix opens the problem "
                         "at determination.",
                         (*SCOPE_TAGS, (KIND_TAG, OUTAGE), (SLA_TAG, "{#CUSTOMER}/{#SERVICE}"))),)),
-        _state("threenines_service_known", "threenines.service.known",
+        _state(SERVICE_KNOWN.name, "threenines.service.known",
                "{#CUSTOMER} {#SERVICE} {#TARGET}: evidence", "threenines evidence",
                "0 while the state cannot be told (no fresh probe or poll result).",
                (Trigger("{#CUSTOMER} {#SERVICE} {#TARGET}: state unknown", "last({ITEM})=0", "WARNING",
                         "No fresh evidence: neither up nor down. Unknown time is reported separately (coverage), "
                         "never as outage.",
                         (*SCOPE_TAGS, (KIND_TAG, "unknown"))),)),
-        Metric("threenines_service_outage_seconds_total", "threenines.service.outage_seconds",
+        Metric(SERVICE_OUTAGE_SECONDS_TOTAL.name, "threenines.service.outage_seconds",
                "{#CUSTOMER} {#SERVICE} {#TARGET}: outage seconds", SERVICE_LABELS, units="s", tags=SCOPE_TAGS,
                description="Counter; jumps by the pending time at determination (retroactive to the first "
                            "failed probe). Restarts at 0 with the exporter."),
-        Metric("threenines_service_unknown_seconds_total", "threenines.service.unknown_seconds",
+        Metric(SERVICE_UNKNOWN_SECONDS_TOTAL.name, "threenines.service.unknown_seconds",
                "{#CUSTOMER} {#SERVICE} {#TARGET}: unknown seconds", SERVICE_LABELS, units="s", tags=SCOPE_TAGS,
                description="Counter of seconds without evidence."),
-        Metric("threenines_service_determined_timestamp_seconds", "threenines.service.determined",
+        Metric(SERVICE_DETERMINED_TIMESTAMP_SECONDS.name, "threenines.service.determined",
                "{#CUSTOMER} {#SERVICE} {#TARGET}: outage determined at", SERVICE_LABELS, units="unixtime",
                tags=SCOPE_TAGS, trends=False, description="When the open outage was determined; 0 when none is open."),
-        Metric("threenines_service_outage_start_timestamp_seconds", "threenines.service.outage_start",
+        Metric(SERVICE_OUTAGE_START_TIMESTAMP_SECONDS.name, "threenines.service.outage_start",
                "{#CUSTOMER} {#SERVICE} {#TARGET}: outage started at", SERVICE_LABELS, units="unixtime",
                tags=SCOPE_TAGS, trends=False,
                description="First failed probe of the open outage (where the contract starts counting); 0 when none."),
@@ -199,22 +250,24 @@ SERVICE_TARGETS = Discovery(
 CUSTOMER_SERVICES = Discovery(
     key="threenines.customer_service.discovery",
     name="Billed customer services",
-    metric="threenines_customer_service_up",
+    # The objective exists exactly for the billed services: the application service only where the customer's
+    # contract has applications_billable.
+    metric=CUSTOMER_OBJECTIVE_RATIO.name,
     macros=("customer", "service"),
-    description="One row per customer × service: the union of its targets, as billed.",
+    description="One row per billed customer × service: the union of its targets, as billed.",
     prototypes=(
-        Metric("threenines_customer_service_up", "threenines.customer_service.up",
+        Metric(CUSTOMER_SERVICE_UP.name, "threenines.customer_service.up",
                "{#CUSTOMER} {#SERVICE}: contract state", ("customer", "service"), value_type="UNSIGNED",
                valuemap="threenines contract state", tags=SCOPE_TAGS[:2]),
-        Metric("threenines_customer_service_known", "threenines.customer_service.known",
+        Metric(CUSTOMER_SERVICE_KNOWN.name, "threenines.customer_service.known",
                "{#CUSTOMER} {#SERVICE}: evidence", ("customer", "service"), value_type="UNSIGNED",
                valuemap="threenines evidence", tags=SCOPE_TAGS[:2]),
-        Metric("threenines_customer_service_outage_seconds_total", "threenines.customer_service.outage_seconds",
+        Metric(CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL.name, "threenines.customer_service.outage_seconds",
                "{#CUSTOMER} {#SERVICE}: outage seconds", ("customer", "service"), units="s", tags=SCOPE_TAGS[:2],
                description="What the billing report counts (union of the targets, never double counted)."),
-        Metric("threenines_customer_service_unknown_seconds_total", "threenines.customer_service.unknown_seconds",
+        Metric(CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL.name, "threenines.customer_service.unknown_seconds",
                "{#CUSTOMER} {#SERVICE}: unknown seconds", ("customer", "service"), units="s", tags=SCOPE_TAGS[:2]),
-        Metric("threenines_customer_objective_ratio", "threenines.customer_service.objective",
+        Metric(CUSTOMER_OBJECTIVE_RATIO.name, "threenines.customer_service.objective",
                "{#CUSTOMER} {#SERVICE}: objective", ("customer", "service"), tags=SCOPE_TAGS[:2], trends=False,
                description="The contract's monthly availability objective, e.g. 0.999."),
     ),
@@ -223,19 +276,103 @@ CUSTOMER_SERVICES = Discovery(
 PORTS = Discovery(
     key="threenines.port.discovery",
     name="Customer ports",
-    metric="threenines_port_info",
+    metric=PORT_INFO.name,
     macros=("customer", "target", "address"),
     description="One row per customer port pinged by the exporter.",
     prototypes=(
-        Metric("threenines_probe_rtt_seconds", "threenines.probe.rtt", "{#CUSTOMER} {#TARGET}: probe RTT",
+        Metric(PROBE_RTT_SECONDS.name, "threenines.probe.rtt", "{#CUSTOMER} {#TARGET}: probe RTT",
                ("customer", "target"), units="s", tags=(SCOPE_TAGS[0], SCOPE_TAGS[2]),
                description="Mean RTT of the last probe's answered packets (absent until one is answered)."),
-        Metric("threenines_probe_loss_ratio", "threenines.probe.loss", "{#CUSTOMER} {#TARGET}: probe loss",
+        Metric(PROBE_LOSS_RATIO.name, "threenines.probe.loss", "{#CUSTOMER} {#TARGET}: probe loss",
                ("customer", "target"), tags=(SCOPE_TAGS[0], SCOPE_TAGS[2]), description="Lost/sent of the last probe."),
-        Metric("threenines_probe_total", "threenines.probe.count", "{#CUSTOMER} {#TARGET}: probes sent",
+        Metric(PROBE_TOTAL.name, "threenines.probe.count", "{#CUSTOMER} {#TARGET}: probes sent",
                ("customer", "target"), value_type="UNSIGNED", tags=(SCOPE_TAGS[0], SCOPE_TAGS[2])),
-        Metric("threenines_probe_failures_total", "threenines.probe.failures", "{#CUSTOMER} {#TARGET}: probes failed",
+        Metric(PROBE_FAILURES_TOTAL.name, "threenines.probe.failures", "{#CUSTOMER} {#TARGET}: probes failed",
                ("customer", "target"), value_type="UNSIGNED", tags=(SCOPE_TAGS[0], SCOPE_TAGS[2])),
+    ),
+)
+
+APPLICATION = "application"
+APP_LABELS = ("customer", "target")
+APP_SCOPE = (SCOPE_TAGS[0], ("service", APPLICATION), SCOPE_TAGS[2])
+APP_FIXED = (("service", APPLICATION),)
+
+APPLICATIONS = Discovery(
+    key="threenines.application.discovery",
+    name="Application checks",
+    metric=APPLICATION_INFO.name,
+    macros=("customer", "target", "kind"),
+    description="One row per application check of the inventory (the customer's own WWW, e-mail, FTP…): its "
+                "contract state as the exporter determined it, and the check's own measurements.",
+    prototypes=(
+        Metric(SERVICE_UP.name, "threenines.application.up", "{#CUSTOMER} application {#TARGET}: contract state",
+               APP_LABELS, fixed=APP_FIXED, value_type="UNSIGNED", valuemap="threenines contract state",
+               tags=APP_SCOPE,
+               description="0 while a determined outage of the check is open (threshold consecutive failed checks, "
+                           "the exporter's determination).",
+               triggers=(Trigger("{#CUSTOMER} application {#TARGET} ({#KIND}): unavailable", "last({ITEM})=0",
+                                 "HIGH",
+                                 "The customer's own application failed its check on consecutive runs (the "
+                                 "contract's determination rule, applied by the exporter). The contract promises "
+                                 "the customer the same notification as for an outage, but it is not the "
+                                 "provider's outage time unless the customer's contract has applications_billable "
+                                 "(only then does threenines zabbix-sync create the SLA service this problem's sla "
+                                 "tag feeds). The failure reason is in the item 'failures (<reason>)' of this check.",
+                                 (*APP_SCOPE, (KIND_TAG, APPLICATION), (SLA_TAG, "{#CUSTOMER}/" + APPLICATION))),)),
+        Metric(SERVICE_KNOWN.name, "threenines.application.known", "{#CUSTOMER} application {#TARGET}: evidence",
+               APP_LABELS, fixed=APP_FIXED, value_type="UNSIGNED", valuemap="threenines evidence", tags=APP_SCOPE,
+               description="0 while the check's state cannot be told (the check could not be made here: reason "
+                           "local or config).",
+               triggers=(Trigger("{#CUSTOMER} application {#TARGET}: state unknown", "last({ITEM})=0", "WARNING",
+                                 "The check could not be made from the exporter: neither up nor down.",
+                                 (*APP_SCOPE, (KIND_TAG, "unknown"))),)),
+        Metric(SERVICE_OUTAGE_SECONDS_TOTAL.name, "threenines.application.outage_seconds",
+               "{#CUSTOMER} application {#TARGET}: outage seconds", APP_LABELS, fixed=APP_FIXED, units="s",
+               tags=APP_SCOPE, description="Counter, retroactive to the first failed check at determination."),
+        Metric(APPLICATION_CHECKS_TOTAL.name, "threenines.application.checks",
+               "{#CUSTOMER} application {#TARGET}: checks", APP_LABELS, value_type="UNSIGNED", tags=APP_SCOPE,
+               description="Checks completed (counter)."),
+        Metric(APPLICATION_CHECK_DURATION_SECONDS.name, "threenines.application.duration",
+               "{#CUSTOMER} application {#TARGET}: check duration", APP_LABELS, units="s", tags=APP_SCOPE),
+        Metric(APPLICATION_CHECK_LAST_TIMESTAMP_SECONDS.name, "threenines.application.last_check",
+               "{#CUSTOMER} application {#TARGET}: last check", APP_LABELS, units="unixtime", tags=APP_SCOPE,
+               trends=False),
+    ),
+)
+
+APPLICATION_FAILURES = Discovery(
+    key="threenines.application.failure.discovery",
+    name="Application check failure reasons",
+    metric=APPLICATION_CHECK_FAILURES_TOTAL.name,
+    macros=("customer", "target", "reason"),
+    description="One row per application check and failure reason seen (connect_refused, timeout, tls_expired, "
+                "bad_status…; local and config: the check could not be made, unknown rather than failed).",
+    prototypes=(
+        Metric(APPLICATION_CHECK_FAILURES_TOTAL.name, "threenines.application.failures",
+               "{#CUSTOMER} application {#TARGET}: failures ({#REASON})", ("customer", "target", "reason"),
+               value_type="UNSIGNED", tags=(*APP_SCOPE, ("reason", "{#REASON}")), delta=True,
+               description="Checks that failed with this reason since the previous scrape: non-zero on the "
+                           "reason the check fails with now."),
+    ),
+)
+
+APPLICATION_CERTIFICATES = Discovery(
+    key="threenines.application.certificate.discovery",
+    name="Application TLS certificates",
+    metric=APPLICATION_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS.name,
+    macros=("customer", "target"),
+    description="One row per application check that presented a TLS certificate (https; smtp, imap, pop3, ftp "
+                "with TLS).",
+    prototypes=(
+        Metric(APPLICATION_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS.name, "threenines.application.certificate_expiry",
+               "{#CUSTOMER} application {#TARGET}: certificate expires", APP_LABELS, units="unixtime",
+               tags=APP_SCOPE, trends=False,
+               triggers=(Trigger("{#CUSTOMER} application {#TARGET}: TLS certificate expires soon",
+                                 'last({ITEM})-now()<{$THREENINES.APP.CERT.DAYS:"{#TARGET}"}*86400', "WARNING",
+                                 "The certificate the application presents expires within "
+                                 "{$THREENINES.APP.CERT.DAYS} days (or has expired): tell the customer before the "
+                                 "check, and its visitors, fail with tls_expired.",
+                                 (*APP_SCOPE, (KIND_TAG, "certificate"))),)),
     ),
 )
 
@@ -244,32 +381,32 @@ DEVICE_TAG = (("device", "{#DEVICE}"),)
 UPSES = Discovery(
     key="threenines.ups.discovery",
     name="UPSes",
-    metric="threenines_ups_output_source",
+    metric=UPS_OUTPUT_SOURCE.name,
     selector='source="normal"',
     macros=("device",),
     description="One row per UPS (the output-source state set has one series per source; 'normal' picks one).",
     prototypes=(
-        Metric("threenines_ups_output_source", "threenines.ups.source", "UPS {#DEVICE}: output source",
+        Metric(UPS_OUTPUT_SOURCE.name, "threenines.ups.source", "UPS {#DEVICE}: output source",
                ("device",), value_type="CHAR", output_label="source", compare="== 1", tags=DEVICE_TAG, trends=False,
                description="normal, battery, bypass, none or other."),
-        Metric("threenines_ups_output_source", "threenines.ups.on_battery", "UPS {#DEVICE}: on battery",
+        Metric(UPS_OUTPUT_SOURCE.name, "threenines.ups.on_battery", "UPS {#DEVICE}: on battery",
                ("device",), fixed=(("source", "battery"),), value_type="UNSIGNED", valuemap="threenines flag",
                tags=DEVICE_TAG,
                triggers=(Trigger("UPS {#DEVICE}: on battery", "last({ITEM})=1", "AVERAGE",
                                  "Mains is gone at this UPS; customers fed through it run on battery.",
                                  (*DEVICE_TAG, (KIND_TAG, "ups"))),)),
-        Metric("threenines_ups_battery_runtime_seconds", "threenines.ups.runtime", "UPS {#DEVICE}: battery runtime",
+        Metric(UPS_BATTERY_RUNTIME_SECONDS.name, "threenines.ups.runtime", "UPS {#DEVICE}: battery runtime",
                ("device",), units="s", tags=DEVICE_TAG,
                triggers=(Trigger("UPS {#DEVICE}: runtime low", 'last({ITEM})<{$THREENINES.UPS.RUNTIME.MIN:"{#DEVICE}"}',
                                  "HIGH", "Estimated battery runtime is below {$THREENINES.UPS.RUNTIME.MIN}s.",
                                  (*DEVICE_TAG, (KIND_TAG, "ups")), opdata="Runtime: {ITEM.LASTVALUE1}"),)),
-        Metric("threenines_ups_battery_charge_ratio", "threenines.ups.charge", "UPS {#DEVICE}: battery charge",
+        Metric(UPS_BATTERY_CHARGE_RATIO.name, "threenines.ups.charge", "UPS {#DEVICE}: battery charge",
                ("device",), tags=DEVICE_TAG),
         # One series per UPS line (label phase): with three, a plain pattern matches three and the item fails.
-        Metric("threenines_ups_input_voltage_volts", "threenines.ups.input_voltage",
+        Metric(UPS_INPUT_VOLTAGE_VOLTS.name, "threenines.ups.input_voltage",
                "UPS {#DEVICE}: input voltage (lowest line)", ("device",), units="V", tags=DEVICE_TAG, function="min",
                description="The lowest line's input voltage: a lost phase shows."),
-        Metric("threenines_ups_output_load_ratio", "threenines.ups.load", "UPS {#DEVICE}: output load (highest line)",
+        Metric(UPS_OUTPUT_LOAD_RATIO.name, "threenines.ups.load", "UPS {#DEVICE}: output load (highest line)",
                ("device",), tags=DEVICE_TAG, function="max",
                description="The most loaded line's output load."),
     ),
@@ -280,17 +417,17 @@ OUTLET_TAGS = (("device", "{#DEVICE}"), ("outlet", "{#OUTLET}"))
 OUTLETS = Discovery(
     key="threenines.pdu.outlet.discovery",
     name="PDU outlets",
-    metric="threenines_pdu_outlet_on",
+    metric=PDU_OUTLET_ON.name,
     macros=("device", "outlet"),
     description="Every outlet of every polled PDU.",
     prototypes=(
-        Metric("threenines_pdu_outlet_on", "threenines.pdu.outlet.on", "PDU {#DEVICE} outlet {#OUTLET}: state",
+        Metric(PDU_OUTLET_ON.name, "threenines.pdu.outlet.on", "PDU {#DEVICE} outlet {#OUTLET}: state",
                ("device", "outlet"), value_type="UNSIGNED", valuemap="threenines outlet state", tags=OUTLET_TAGS),
-        Metric("threenines_pdu_outlet_current_amperes", "threenines.pdu.outlet.current",
+        Metric(PDU_OUTLET_CURRENT_AMPERES.name, "threenines.pdu.outlet.current",
                "PDU {#DEVICE} outlet {#OUTLET}: current", ("device", "outlet"), units="A", tags=OUTLET_TAGS),
-        Metric("threenines_pdu_outlet_power_watts", "threenines.pdu.outlet.power",
+        Metric(PDU_OUTLET_POWER_WATTS.name, "threenines.pdu.outlet.power",
                "PDU {#DEVICE} outlet {#OUTLET}: power", ("device", "outlet"), units="W", tags=OUTLET_TAGS),
-        Metric("threenines_pdu_outlet_energy_joules_total", "threenines.pdu.outlet.energy",
+        Metric(PDU_OUTLET_ENERGY_JOULES_TOTAL.name, "threenines.pdu.outlet.energy",
                "PDU {#DEVICE} outlet {#OUTLET}: energy", ("device", "outlet"), units="J", tags=OUTLET_TAGS),
     ),
 )
@@ -298,12 +435,12 @@ OUTLETS = Discovery(
 CUSTOMER_OUTLETS = Discovery(
     key="threenines.pdu.customer_outlet.discovery",
     name="Customer outlets",
-    metric="threenines_pdu_outlet_on",
+    metric=PDU_OUTLET_ON.name,
     selector='customer=~".+"',
     macros=("customer", "device", "outlet"),
     description="Outlets the inventory maps to a customer (one feed of possibly several).",
     prototypes=(
-        Metric("threenines_pdu_outlet_on", "threenines.pdu.customer_outlet.on",
+        Metric(PDU_OUTLET_ON.name, "threenines.pdu.customer_outlet.on",
                "{#CUSTOMER} outlet {#DEVICE}/{#OUTLET}: state", ("customer", "device", "outlet"),
                value_type="UNSIGNED", valuemap="threenines outlet state",
                tags=(SCOPE_TAGS[0], *OUTLET_TAGS),
@@ -317,13 +454,13 @@ CUSTOMER_OUTLETS = Discovery(
 PHASES = Discovery(
     key="threenines.pdu.phase.discovery",
     name="PDU phases",
-    metric="threenines_pdu_phase_current_amperes",
+    metric=PDU_PHASE_CURRENT_AMPERES.name,
     macros=("device", "phase"),
     description="Every input phase of every polled PDU.",
     prototypes=(
-        Metric("threenines_pdu_phase_current_amperes", "threenines.pdu.phase.current",
+        Metric(PDU_PHASE_CURRENT_AMPERES.name, "threenines.pdu.phase.current",
                "PDU {#DEVICE} phase {#PHASE}: current", ("device", "phase"), units="A", tags=DEVICE_TAG),
-        Metric("threenines_pdu_phase_voltage_volts", "threenines.pdu.phase.voltage",
+        Metric(PDU_PHASE_VOLTAGE_VOLTS.name, "threenines.pdu.phase.voltage",
                "PDU {#DEVICE} phase {#PHASE}: voltage", ("device", "phase"), units="V", tags=DEVICE_TAG),
     ),
 )
@@ -331,34 +468,35 @@ PHASES = Discovery(
 DEVICES = Discovery(
     key="threenines.device.discovery",
     name="SNMP devices",
-    metric="threenines_device_up",
+    metric=DEVICE_UP.name,
     macros=("device",),
     description="Every UPS and PDU the exporter polls.",
     prototypes=(
-        Metric("threenines_device_up", "threenines.device.up", "Device {#DEVICE}: SNMP", ("device",),
+        Metric(DEVICE_UP.name, "threenines.device.up", "Device {#DEVICE}: SNMP", ("device",),
                value_type="UNSIGNED", valuemap="threenines device state", tags=DEVICE_TAG,
                triggers=(Trigger("Device {#DEVICE}: SNMP device unreachable", "last({ITEM})=0", "AVERAGE",
                                  "The last SNMP poll failed. Customers fed through it are 'unknown', not down, "
                                  "until evidence returns.", (*DEVICE_TAG, (KIND_TAG, "device"))),)),
-        Metric("threenines_device_poll_duration_seconds", "threenines.device.poll_duration",
+        Metric(DEVICE_POLL_DURATION_SECONDS.name, "threenines.device.poll_duration",
                "Device {#DEVICE}: poll duration", ("device",), units="s", tags=DEVICE_TAG),
-        Metric("threenines_device_last_success_timestamp_seconds", "threenines.device.last_success",
+        Metric(DEVICE_LAST_SUCCESS_TIMESTAMP_SECONDS.name, "threenines.device.last_success",
                "Device {#DEVICE}: last successful poll", ("device",), units="unixtime", tags=DEVICE_TAG,
                trends=False),
     ),
 )
 
-DISCOVERIES = (SERVICE_TARGETS, CUSTOMER_SERVICES, PORTS, UPSES, OUTLETS, CUSTOMER_OUTLETS, PHASES, DEVICES)
+DISCOVERIES = (SERVICE_TARGETS, CUSTOMER_SERVICES, PORTS, APPLICATIONS, APPLICATION_FAILURES,
+               APPLICATION_CERTIFICATES, UPSES, OUTLETS, CUSTOMER_OUTLETS, PHASES, DEVICES)
 
 EXPORTER_ITEMS = (
-    Metric("threenines_build_info", "threenines.build_info", "Exporter: scraped", value_type="UNSIGNED",
+    Metric(BUILD_INFO.name, "threenines.build_info", "Exporter: scraped", value_type="UNSIGNED",
            tags=(("component", "exporter"),),
            description="1 on every successful scrape of /metrics; nothing when the scrape fails.",
            triggers=(Trigger("threenines exporter: scrape failing", "nodata({ITEM},{$THREENINES.NODATA})=1", "HIGH",
                              "No successful scrape of {$THREENINES.URL} for {$THREENINES.NODATA}. Every contract "
                              "state is unknown in Zabbix until scrapes return (the exporter keeps probing).",
                              (("component", "exporter"), (KIND_TAG, "exporter"))),)),
-    Metric("threenines_config_last_reload_successful", "threenines.config.reload_ok",
+    Metric(CONFIG_LAST_RELOAD_SUCCESSFUL.name, "threenines.config.reload_ok",
            "Exporter: last configuration reload", value_type="UNSIGNED", valuemap="threenines flag",
            tags=(("component", "exporter"),),
            triggers=(Trigger("threenines exporter: configuration reload rejected", "last({ITEM})=0", "WARNING",
@@ -422,6 +560,9 @@ def _dependent(template: str, metric: Metric, scope: str) -> dict[str, Any]:
                                            else ("label", metric.output_label) if metric.output_label
                                            else ("value", ""))],
     }]
+    if metric.delta:
+        # A counter reset (exporter restart) gives a negative change, which Zabbix discards.
+        item["preprocessing"].append({"type": "SIMPLE_CHANGE", "parameters": [""]})
     item["master_item"] = {"key": MASTER_KEY}
     if metric.tags:
         item["tags"] = _tags(metric.tags)
@@ -519,7 +660,7 @@ def http_template() -> dict[str, Any]:
         "name": t,
         "description": (
             "threenines: colocation SLA contract state from the threenines exporter's /metrics.\n"
-            "Service unavailable comes from threenines_service_up as the exporter determined it (no second "
+            f"Service unavailable comes from {SERVICE_UP} as the exporter determined it (no second "
             "rule here). Problem tags customer/service/target route actions; tag threenines=outage marks "
             "contract outages for SLA services (threenines zabbix-sync creates those).\n"
             "Generated by `threenines zabbix-templates` from the metric contract (docs/metrics.md)."
