@@ -108,12 +108,15 @@ def build() -> db.Dashboard:
             .with_variable(site_variable()).with_variable(customer_variable()).with_variable(device_variable())
             .with_row(db.Row("UPS"))
             .with_panel(_ups_source())
-            .with_panel(_series("UPS input voltage", "Mains voltage at each UPS input. A drop to 0 V with the output "
-                                "on battery is a mains failure.",
-                                f"{UPS_INPUT_VOLTAGE_VOLTS}{{{DEVICE}}}", "{{device}}", "volt"))
-            .with_panel(_series("UPS output load", "Output load as a share of the UPS's rated capacity. Above ~80% "
-                                "the runtime on battery shrinks fast and an A/B failover may overload it.",
-                                f"{UPS_OUTPUT_LOAD_RATIO}{{{DEVICE}}}", "{{device}}", "percentunit"))
+            .with_panel(_series("UPS input voltage per line", "Mains voltage at each UPS input line (a 3-phase UPS "
+                                "has three; a single-phase one line 1). One line at 0 V is a lost phase; all of them "
+                                "with the output on battery is a mains failure.",
+                                f"{UPS_INPUT_VOLTAGE_VOLTS}{{{DEVICE}}}", "{{device}} line {{phase}}", "volt"))
+            .with_panel(_series("UPS output load per line", "Output load per line as a share of the UPS's rated "
+                                "capacity; the most loaded line is the one that trips (ThreeninesUpsLoadHigh takes "
+                                "the highest). Above ~80% the runtime on battery shrinks fast and an A/B failover "
+                                "may overload it.",
+                                f"{UPS_OUTPUT_LOAD_RATIO}{{{DEVICE}}}", "{{device}} line {{phase}}", "percentunit"))
             .with_panel(_series("UPS battery charge", "Battery charge as reported by the UPS.",
                                 f"{UPS_BATTERY_CHARGE_RATIO}{{{DEVICE}}}", "{{device}}", "percentunit"))
             .with_panel(_series("UPS battery runtime", "Estimated runtime on battery at the current load.",
