@@ -13,7 +13,8 @@ import pytest
 from tests.grafana.demo_month import END, START, STEP
 from tests.grafana.grafana_queries import TimeRange, has_data, resolve_variables, run_target, substitute
 from tests.grafana.importcheck import targets
-from tests.promdata import Prom, serve_series
+from tests.grafana.merged_rules import serve_with_merged_rules
+from tests.promdata import Prom
 from threenines.dashboards import render_all
 from threenines.dashboards.queries import graph_url, panel_queries
 
@@ -36,8 +37,8 @@ def prom(tmp_path_factory) -> Iterator[Prom]:
     from tests.grafana.demo_month import demo_month
 
     workdir = tmp_path_factory.mktemp("demo-month")
-    with serve_series(demo_month(), workdir) as running:
-        (workdir / "data.om").unlink()  # ~280 MB of text, no longer needed once backfilled
+    # The NOC tiles and the SLA timeline read the merged-state recording rules: evaluated over the month.
+    with serve_with_merged_rules(demo_month(), workdir, START, END, STEP) as running:
         yield running
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, table
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
+from threenines.dashboards import merge
 from threenines.dashboards.common import (
     BLUE,
     CUSTOMER,
@@ -47,7 +50,6 @@ from threenines.exposition.catalogue import (
     PROBE_LAST_TIMESTAMP_SECONDS,
     PROBE_LOSS_RATIO,
     PROBE_RTT_SECONDS,
-    SERVICE_DETERMINED_TIMESTAMP_SECONDS,
     SERVICE_KNOWN,
     SERVICE_OUTAGE_START_TIMESTAMP_SECONDS,
     SERVICE_UP,
@@ -56,12 +58,28 @@ from threenines.exposition.catalogue import (
 )
 
 # The billed services' tiles; the customer's own applications have tiles per check of their own (below).
+# Merged over replica exporters (vantages) by the recording rules (threenines.dashboards.merge): one tile per
+# customer and service however many replicas; with one exporter, exactly its own state.
 _NOT_APPLICATION = f'{{{CUSTOMER}, service!="application"}}'
-TILES = state(f"{CUSTOMER_SERVICE_UP}{_NOT_APPLICATION}", f"{CUSTOMER_SERVICE_KNOWN}{_NOT_APPLICATION}")
+TILES = state(f"{merge.SERVICE_UP}{_NOT_APPLICATION}", f"{merge.SERVICE_KNOWN}{_NOT_APPLICATION}")
+
+
+def _per_vantage(expr_of: Callable[[str], str]) -> str:
+    """expr_of(label matchers) for each vantage, labelled `vantage`: a replica's own label, else its instance (an
+    exporter without --vantage is the vantage named by its instance, docs/design.md "Replica exporters")."""
+    unlabelled = expr_of(f'{CUSTOMER}, service!="application", vantage=""')
+    labelled = expr_of(f'{CUSTOMER}, service!="application", vantage!=""')
+    # label_join with one source copies it (label_replace would need "$1", which Grafana reads as a variable).
+    return f'label_join({unlabelled}, "vantage", "", "instance") or {labelled}'
+
+
+# Each vantage's own view of the billed services, unmerged: which replica sees what.
+VANTAGE_TILES = _per_vantage(lambda matchers: state(f"{CUSTOMER_SERVICE_UP}{{{matchers}}}",
+                                                    f"{CUSTOMER_SERVICE_KNOWN}{{{matchers}}}"))
 
 # Application checks (docs/design.md "Applications"): each check is a contract target, service="application".
 _APPLICATION = f'{{{CUSTOMER}, service="application"}}'
-APPLICATION_STATE = state(f"{SERVICE_UP}{_APPLICATION}", f"{SERVICE_KNOWN}{_APPLICATION}")
+APPLICATION_STATE = state(f"{merge.TARGET_UP}{_APPLICATION}", f"{merge.TARGET_KNOWN}{_APPLICATION}")
 # Reasons of the checks that failed (or could not be made) in the last 15 minutes — the contract's notification
 # deadline — one per check, the most frequent. A reason's series appears at its first failure, so a series younger
 # than the window counts too (increase() cannot see the step from "absent" to 1).
@@ -76,9 +94,15 @@ CERTIFICATE_DAYS_LEFT = (f"(min by (customer, target) ({APPLICATION_CERTIFICATE_
                          f"{{{CUSTOMER}}}) - time()) / 86400")
 CERTIFICATE_SOON_DAYS = 14
 
-# Open outages per target: every column of the table is one series per (customer, service, target).
+# Open outages per target: every column of the table is one series per (customer, service, target). Merged over
+# vantages as ThreeninesServiceUnavailable pages it: open when every vantage with evidence determined it, at the
+# earliest determination (the one the notification deadline counts from).
 PER_TARGET = "max by (customer, service, target)"
-DETERMINED = f"({PER_TARGET} ({SERVICE_DETERMINED_TIMESTAMP_SECONDS}{{{CUSTOMER}}}) > 0)"
+DETERMINED = f"({merge.TARGET_DETERMINED}{{{CUSTOMER}}} > 0)"
+# The first failed probe the customer's message gives: the earliest among the vantages (the alert's
+# first_failed_at), for the merged open outages only.
+OUTAGE_STARTED = (f"1000 * (min by (customer, service, target) ({SERVICE_OUTAGE_START_TIMESTAMP_SECONDS}"
+                  f"{{{CUSTOMER}}} > 0) and on(customer, service, target) {DETERMINED})")
 # determined_at of the latest outage whose notification reached the audit ledger (docs/alerting.md).
 LAST_AUDITED = f"{PER_TARGET} ({NOTIFICATION_LAST_DISPATCH_DETERMINED_TIMESTAMP_SECONDS}{{{CUSTOMER}}})"
 DEADLINE = f"max by (customer) ({CUSTOMER_NOTIFICATION_DEADLINE_SECONDS}{{{CUSTOMER}}})"
@@ -108,7 +132,9 @@ def _tiles() -> stat.Panel:
                          "have tiles per check in 'Applications'): UP, DOWN (a determined outage is open: 2 "
                          "consecutive failed probes, or every power feed down) or UNKNOWN (no fresh evidence: "
                          "exporter, probe or SNMP gap). Colours are colour-blind safe and every tile also says its "
-                         "state in words. Click a tile for the customer's SLA month.")
+                         "state in words. Click a tile for the customer's SLA month. With replica exporters the "
+                         "tile is merged over vantages: DOWN when every vantage with evidence says down ('Service "
+                         "state per vantage' below shows each one).")
             .with_target(query(at_sites(TILES), "{{name}} · {{service}}", instant=True))
             .mappings(STATE_MAPPINGS).color_scheme(threshold_colours())
             .thresholds(thresholds((None, GREY))).no_value("No customer at the selected sites")
@@ -130,9 +156,7 @@ def _open_outages() -> table.Panel:
                          "an audited dispatch (each miss costs a day's rent; ThreeninesNotificationOverdue pages "
                          "the NOC at two thirds of the deadline).")
             .with_target(query(at_sites(f"time() - {DETERMINED}"), instant=True, ref="A", table=True))
-            .with_target(query(at_sites(
-                f"1000 * ({PER_TARGET} ({SERVICE_OUTAGE_START_TIMESTAMP_SECONDS}{{{CUSTOMER}}}) > 0)"),
-                instant=True, ref="B", table=True))
+            .with_target(query(at_sites(OUTAGE_STARTED), instant=True, ref="B", table=True))
             .with_target(query(at_sites(NOTIFICATION_STATUS), instant=True, ref="C", table=True))
             .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
@@ -151,6 +175,29 @@ def _open_outages() -> table.Panel:
             ])
             .override_by_name("id", [hidden])
             .no_value("No open outage"))
+
+
+def _vantages() -> table.Panel:
+    return (table_panel().title("Service state per vantage").datasource(DS).span(24).height(7)
+            .description("Each replica exporter's (vantage's) own view of every customer and billed service, before "
+                         "the merge: UP, DOWN or UNKNOWN as that vantage alone says it. The tiles above merge them by "
+                         "the contract's rule: DOWN when every vantage with evidence says down, UNKNOWN only when "
+                         "none has evidence, a dead replica (no row here) or a vantage blind for the site never "
+                         "holds DOWN back (docs/ha.md). One vantage DOWN while another says UP is a path problem "
+                         "of that vantage, not a customer outage. Without --vantage the vantage is the instance.")
+            .with_target(query(at_sites(VANTAGE_TILES), instant=True, table=True))
+            .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},
+                "indexByName": {"name": 0, "customer": 1, "service": 2, "vantage": 3, "Value": 4},
+                "renameByName": {"name": "Customer", "customer": "id", "service": "Service", "vantage": "Vantage",
+                                 "Value": "State"},
+            }))
+            .override_by_name("State", [
+                dm.DynamicConfigValue(id_val="mappings", value=STATE_MAPPINGS),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ])
+            .override_by_name("id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
+            .no_value("No customer at the selected sites"))
 
 
 def _application_tiles() -> stat.Panel:
@@ -335,6 +382,7 @@ def build() -> db.Dashboard:
             .with_row(db.Row("Services"))
             .with_panel(_tiles())
             .with_panel(_open_outages())
+            .with_panel(_vantages())
             .with_row(db.Row("Power and devices"))
             .with_panel(_ups_on_battery()).with_panel(_phases_near_rating()).with_panel(_devices_unreachable())
             .with_panel(_exclusions())

@@ -15,6 +15,7 @@ from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseri
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
+from threenines.dashboards import merge
 from threenines.dashboards.common import (
     BLUE,
     CUSTOMER,
@@ -37,13 +38,12 @@ from threenines.dashboards.common import (
     thresholds,
     tooltip,
 )
+from threenines.dashboards.merge import merged_increase
 from threenines.exposition.catalogue import (
     CUSTOMER_OBJECTIVE_RATIO,
     CUSTOMER_SERVICE_EXCLUDED,
-    CUSTOMER_SERVICE_KNOWN,
     CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL,
     CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL,
-    CUSTOMER_SERVICE_UP,
     NOTIFICATION_DEADLINE_MISSED_TOTAL,
     NOTIFICATION_DISPATCHES_TOTAL,
     SERVICE_DETERMINED_TIMESTAMP_SECONDS,
@@ -53,13 +53,17 @@ from threenines.exposition.catalogue import (
     SERVICE_UP,
 )
 
-OUTAGE = f"increase({CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL}{{{CUSTOMER}}}[$__range])"
-UNKNOWN = f"increase({CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL}{{{CUSTOMER}}}[$__range])"
+# Merged over replica exporters (vantages) by the contract's rule `all`, as the recording rules do
+# (threenines.dashboards.merge): one series per customer and service, approximate to scrape resolution with
+# several vantages, exactly the exporter's own increase() with one.
+_OUTAGE_TOTAL = f"{CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL}{{{CUSTOMER}}}"
+_UNKNOWN_TOTAL = f"{CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL}{{{CUSTOMER}}}"
+OUTAGE, UNKNOWN = merged_increase(_OUTAGE_TOTAL, _UNKNOWN_TOTAL, "$__range", "$__range_s")
 OBJECTIVE = f"{CUSTOMER_OBJECTIVE_RATIO}{{{CUSTOMER}}}"
-BUDGET_SECONDS = f"((1 - {OBJECTIVE}) * scalar(days_in_month()) * 86400)"
+# One objective per customer and service, however many replicas export it.
+BUDGET_SECONDS = f"((1 - max by (customer, service) ({OBJECTIVE})) * scalar(days_in_month()) * 86400)"
 AVAILABILITY = f"1 - {OUTAGE} / $__range_s"
-ROLLING_30D = f"1 - increase({CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL}{{{CUSTOMER}}}[30d]) / (30 * 86400)"
-# Label sets of the counters and of the objective gauge are the same (customer, service + scrape labels).
+ROLLING_30D = f"1 - {merged_increase(_OUTAGE_TOTAL, _UNKNOWN_TOTAL, '30d', '2592000')[0]} / (30 * 86400)"
 BUDGET_USED_RATIO = f"{OUTAGE} / {BUDGET_SECONDS}"
 
 
@@ -99,7 +103,8 @@ def _availability() -> stat.Panel:
     return (stat.Panel().title("Availability this month").datasource(DS).span(8).height(8)
             .description("1 − outage time ÷ time elapsed in the selected range (This month: the month so far), per "
                          "customer and billed service. Vermillion below the 99.9% objective. Excluded windows are "
-                         "still counted here; the billing report subtracts them.")
+                         "still counted here; the billing report subtracts them. With replica exporters, merged "
+                         "over vantages (approximate to scrape resolution; the report is exact).")
             .with_target(query(at_sites(billed(AVAILABILITY)), "{{name}} · {{service}}", instant=True))
             .unit("percentunit").decimals(3).min(0).max(1).color_scheme(threshold_colours())
             .thresholds(thresholds((None, VERMILLION), (0.999, BLUE)))
@@ -144,12 +149,14 @@ def _budget_table() -> table.Panel:
 
 
 def _timeline() -> statetimeline.Panel:
-    up = f"{CUSTOMER_SERVICE_UP}{{{CUSTOMER}}}"
-    known = f"{CUSTOMER_SERVICE_KNOWN}{{{CUSTOMER}}}"
+    up = f"{merge.SERVICE_UP}{{{CUSTOMER}}}"
+    known = f"{merge.SERVICE_KNOWN}{{{CUSTOMER}}}"
     return (statetimeline.Panel().title("Outage timeline").datasource(DS).span(24).height(9)
             .description("Contract state over the range per customer and billed service: UP, DOWN (determined "
                          "outage) or UNKNOWN (no evidence). Hover a DOWN band for its start and end. Application "
-                         "checks have their own timeline below.")
+                         "checks have their own timeline below. With replica exporters (vantages) this is the "
+                         "merged state of the recording rules: DOWN when every vantage with evidence says down, "
+                         "at their evaluation interval.")
             .with_target(query(at_sites(billed(state(up, known))), "{{name}} · {{service}}"))
             .mappings(STATE_MAPPINGS).color_scheme(threshold_colours()).thresholds(thresholds((None, GREY)))
             .show_value(cm.VisibilityMode.NEVER).merge_values(True).row_height(0.8).fill_opacity(90)
