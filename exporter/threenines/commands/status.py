@@ -7,6 +7,12 @@ does not: history across restarts, the first dispatch of each outage, the missed
 is the outage seconds the ledger holds since local midnight on the 1st (merged over a service's targets,
 without the time it had no evidence), before exclusions: the monthly statement (`threenines report`) is the
 bill.
+
+Each open outage, and each outage of the month that ended, shows its delivery per designated contact from the
+delivery ledger (`<state_dir>/delivery.sqlite`, threenines.ledgers.delivery.DeliveryLedgerReader): delivered at
+(with the delay from the determination and the channel's receipt), or failing (the last reason, the attempts,
+and whether the deadline passed). An outage counts as notified only when every contact's channel accepted its
+firing notice (docs/alerting.md, "Delivery"); a dispatch alone is not a notification.
 """
 
 from __future__ import annotations
@@ -15,8 +21,13 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from threenines.ledgers.delivery import Delivery, DeliveryLedgerReader
 
 DEFAULT_EXPORTER = "http://127.0.0.1:9839"
 
@@ -37,11 +48,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass
+class ContactDelivery:
+    """One designated contact's notice of an outage event, from the delivery ledger."""
+
+    event: str  # firing | resolved
+    channel: str
+    contact: str  # as the ledger names it, a URL only as its origin (threenines.ledgers.delivery.shown_contact)
+    contact_version: str
+    state: str  # delivered | failing | given up | pending (not attempted yet)
+    first_attempt_at: str | None
+    accepted_at: str | None
+    delay_seconds: float | None  # determination → the channel's acceptance
+    receipt: str  # relay reply with its queue id, gateway/webhook status and body, dedup_key
+    attempts: int
+    last_failure: str | None  # "reason: detail" of the latest refused attempt
+    # firing: accepted after the deadline, or not accepted and the deadline is past; None for a resolved notice
+    deadline_passed: bool | None
+
+
+@dataclass
 class OpenOutage:
     target: str
     first_failed_at: str
     determined_at: str
-    notification: str  # "notified …", "pending until …", "MISSED …"
+    notification: str  # "delivered …", "notified …", "UNDELIVERED …", "pending until …", "MISSED …"
+    deliveries: list[ContactDelivery] = field(default_factory=list)
+
+
+@dataclass
+class EndedOutage:
+    """An outage of this month that ended (its notification and deliveries stay evidence)."""
+
+    target: str
+    first_failed_at: str
+    determined_at: str
+    ended_at: str
+    notification: str
+    deliveries: list[ContactDelivery] = field(default_factory=list)
 
 
 @dataclass
@@ -52,6 +95,7 @@ class ServiceStatus:
     month_availability_ratio: float
     month_budget_left_seconds: float
     open_outages: list[OpenOutage] = field(default_factory=list)
+    ended_outages: list[EndedOutage] = field(default_factory=list)  # this month's
 
 
 @dataclass
@@ -94,32 +138,74 @@ def _samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 
 def _notification(audit: Path, customer: str, service: str, target: str, determined_at: float, deadline: float,
-                  now: float, iso) -> str:
-    if not audit.is_file():
-        return "unknown (no audit ledger)"
+                  now: float, iso: Callable[[float], str], deliveries: list[Delivery]) -> tuple[str, bool]:
+    """The outage's notification in words, and whether the audit ledger holds its missed deadline."""
     from threenines.ledgers.audit import AuditLedgerReader, outage_key
 
     # The audit keys an outage by determined_at to the millisecond (outage_key), the outage ledger holds the
     # engine's microseconds: the reader finds the same outage within half a millisecond.
     key = outage_key(customer, service, target, determined_at)
-    with AuditLedgerReader(audit) as ledger:
-        first, missed = ledger.first_dispatch(key), ledger.miss(key)
+    first = missed = None
+    if audit.is_file():
+        with AuditLedgerReader(audit) as ledger:
+            first, missed = ledger.first_dispatch(key), ledger.miss(key)
+    elif not deliveries:
+        return "unknown (no audit ledger)", False
     if missed is not None:
-        return f"MISSED at {iso(missed.deadline_at)} ({missed.reason})"
+        return f"MISSED at {iso(missed.deadline_at)} ({missed.reason})", True
+    firing = [d for d in deliveries if d.event == "firing"]
+    if firing:
+        # Notified when every designated contact's channel accepted: the latest acceptance (docs/alerting.md).
+        accepted = [d.accepted_at for d in firing if d.accepted_at is not None]
+        if len(accepted) == len(firing):
+            return (f"delivered to every contact at {iso(max(accepted))} ({max(accepted) - determined_at:.0f} s "
+                    "after determination)"), False
+        owed = f"UNDELIVERED to {len(firing) - len(accepted)} of {len(firing)} contact(s)"
+        if determined_at + deadline > now:
+            return f"{owed}, deadline {iso(determined_at + deadline)}", False
+        return f"{owed}, OVERDUE since {iso(determined_at + deadline)}", False
     if first is not None:
         return (f"notified at {iso(first.dispatched_at)} ({first.dispatched_at - determined_at:.0f} s after "
-                "determination)")
+                "determination)"), False
     if determined_at + deadline > now:
-        return f"pending until {iso(determined_at + deadline)}"
-    return f"OVERDUE since {iso(determined_at + deadline)}"
+        return f"pending until {iso(determined_at + deadline)}", False
+    return f"OVERDUE since {iso(determined_at + deadline)}", False
+
+
+def _contacts(deliveries: list[Delivery], deadline: float, now: float, missed: bool,
+              iso: Callable[[float], str]) -> list[ContactDelivery]:
+    out = []
+    for d in deliveries:
+        due = d.determined_at + deadline
+        # `now` was taken before the ledgers were read: a miss found there is a deadline that has passed since
+        # (the exporter writes it when the deadline passes), whatever `now` says.
+        passed = None if d.event != "firing" else (d.accepted_at > due if d.accepted_at is not None
+                                                    else missed or now > due)
+        out.append(ContactDelivery(
+            event=d.event, channel=d.channel, contact=d.contact, contact_version=d.contact_version, state=d.state,
+            first_attempt_at=iso(d.first_attempt_at) if d.first_attempt_at is not None else None,
+            accepted_at=iso(d.accepted_at) if d.accepted_at is not None else None,
+            delay_seconds=round(d.delay, 3) if d.delay is not None else None, receipt=d.receipt,
+            attempts=d.attempts, last_failure=f"{d.last_reason}: {d.last_detail}" if d.last_reason else None,
+            deadline_passed=passed))
+    return out
+
+
+def _deliveries(reader: DeliveryLedgerReader | None, customer: str, service: str, target: str,
+                determined_at: float) -> list[Delivery]:
+    from threenines.ledgers.audit import outage_key
+
+    return reader.for_outage(outage_key(customer, service, target, determined_at)) if reader is not None else []
 
 
 def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
+    import contextlib
     from datetime import datetime
 
     from threenines.config.inventory_load import load_inventory
     from threenines.exposition import catalogue
     from threenines.intervals import clip, measure
+    from threenines.ledgers.delivery import DeliveryLedgerReader
     from threenines.report.collect import outages_from_ledger
     from threenines.report.months import Month, budget_seconds
 
@@ -130,36 +216,64 @@ def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
     known = samples.get(str(catalogue.CUSTOMER_SERVICE_KNOWN), {})
     wanted = set(args.customer)
     outage_ledger = state_dir / "outages.sqlite"
+    delivery_ledger = state_dir / "delivery.sqlite"
     out = []
-    for customer in inventory.customers:
-        if wanted and customer.id not in wanted:
-            continue
-        zone = customer.zone
-        local = datetime.fromtimestamp(now, zone)
-        month = Month(local.year, local.month)
-        start, end = month.window(zone)
+    with contextlib.ExitStack() as stack:
+        # An exporter older than the delivery ledger (or one that never delivered) has none: no delivery rows.
+        reader = (stack.enter_context(DeliveryLedgerReader(delivery_ledger)) if delivery_ledger.is_file()
+                  else None)
+        for customer in inventory.customers:
+            if wanted and customer.id not in wanted:
+                continue
+            zone = customer.zone
+            local = datetime.fromtimestamp(now, zone)
+            month = Month(local.year, local.month)
+            start, end = month.window(zone)
 
-        def iso(t: float, zone=zone) -> str:
-            return datetime.fromtimestamp(t, zone).isoformat(timespec="seconds")
+            def iso(t: float, zone=zone) -> str:
+                return datetime.fromtimestamp(t, zone).isoformat(timespec="seconds")
 
-        ledger = outages_from_ledger(outage_ledger, start, end, now) if outage_ledger.is_file() else {}
-        services = []
-        for service in customer.services:
-            key = (("customer", customer.id), ("service", service))
-            state = ("absent" if key not in up else "down" if up[key] == 0 else
-                     "unknown" if known.get(key) == 0 else "up")
-            runs = ledger.get((customer.id, service), [])
-            seconds = measure(clip((p for o in runs for p in o.outage_pieces()), (start, min(now, end))))
-            elapsed = max(1.0, min(now, end) - start)
-            services.append(ServiceStatus(
-                service, state, round(seconds, 3), round(1 - seconds / elapsed, 6),
-                round(budget_seconds(start, end, customer.objective) - seconds, 3),
-                [OpenOutage(o.target, iso(o.start), iso(o.determined or o.start),
-                            _notification(state_dir / "audit.sqlite", customer.id, service, o.target,
-                                          o.determined or o.start, customer.notification_deadline, now, iso))
-                 for o in runs if o.open]))
-        out.append(CustomerStatus(customer.id, customer.name, customer.timezone, services))
+            ledger = outages_from_ledger(outage_ledger, start, end, now) if outage_ledger.is_file() else {}
+            deadline = customer.notification_deadline
+            services = []
+            for service in customer.services:
+                key = (("customer", customer.id), ("service", service))
+                state = ("absent" if key not in up else "down" if up[key] == 0 else
+                         "unknown" if known.get(key) == 0 else "up")
+                runs = ledger.get((customer.id, service), [])
+                seconds = measure(clip((p for o in runs for p in o.outage_pieces()), (start, min(now, end))))
+                elapsed = max(1.0, min(now, end) - start)
+                status = ServiceStatus(
+                    service, state, round(seconds, 3), round(1 - seconds / elapsed, 6),
+                    round(budget_seconds(start, end, customer.objective) - seconds, 3))
+                for o in runs:
+                    determined = o.determined or o.start
+                    rows = _deliveries(reader, customer.id, service, o.target, determined)
+                    note, missed = _notification(state_dir / "audit.sqlite", customer.id, service, o.target,
+                                                 determined, deadline, now, iso, rows)
+                    contacts = _contacts(rows, deadline, now, missed, iso)
+                    if o.open:
+                        status.open_outages.append(OpenOutage(o.target, iso(o.start), iso(determined), note,
+                                                              contacts))
+                    else:
+                        status.ended_outages.append(EndedOutage(o.target, iso(o.start), iso(determined),
+                                                                iso(o.end), note, contacts))
+                services.append(status)
+            out.append(CustomerStatus(customer.id, customer.name, customer.timezone, services))
     return out
+
+
+def _contact_line(d: ContactDelivery) -> str:
+    head = f"    {d.event} {d.contact} (contacts {d.contact_version}): "
+    late = " (after the deadline)" if d.deadline_passed else ""
+    if d.state == "delivered":
+        return (f"{head}delivered at {d.accepted_at}, {d.delay_seconds:.0f} s after determination{late}, "
+                f"receipt {d.receipt!r}")
+    if d.state == "pending":
+        return f"{head}not attempted yet" + (", deadline passed" if d.deadline_passed else "")
+    word = "GIVEN UP" if d.state == "given up" else "FAILING"
+    return (f"{head}{word}: {d.last_failure}, {d.attempts} attempt(s) since {d.first_attempt_at}"
+            + (", deadline passed" if d.deadline_passed else ""))
 
 
 def _table(statuses: list[CustomerStatus]) -> str:
@@ -172,8 +286,17 @@ def _table(statuses: list[CustomerStatus]) -> str:
     opened = [(c, s, o) for c in statuses for s in c.services for o in s.open_outages]
     if opened:
         lines += ["", "open outages:"]
-        lines += [f"  {c.customer} {s.service} {o.target}: first failed probe {o.first_failed_at}, determined "
-                  f"{o.determined_at}, notification {o.notification}" for c, s, o in opened]
+        for c, s, o in opened:
+            lines.append(f"  {c.customer} {s.service} {o.target}: first failed probe {o.first_failed_at}, determined "
+                         f"{o.determined_at}, notification {o.notification}")
+            lines += [_contact_line(d) for d in o.deliveries]
+    ended = [(c, s, o) for c in statuses for s in c.services for o in s.ended_outages]
+    if ended:
+        lines += ["", "ended outages this month:"]
+        for c, s, e in ended:
+            lines.append(f"  {c.customer} {s.service} {e.target}: first failed probe {e.first_failed_at}, determined "
+                         f"{e.determined_at}, ended {e.ended_at}, notification {e.notification}")
+            lines += [_contact_line(d) for d in e.deliveries]
     return "\n".join(lines) + "\n"
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from threenines.ledgers.audit import outage_key
-from threenines.ledgers.sqlite import LedgerFile
+from threenines.ledgers.sqlite import LedgerFile, describe_error, open_read_only
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notices (
@@ -167,3 +168,146 @@ class DeliveryLedger:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+def shown_contact(contact: str) -> str:
+    """A ledger's contact (`kind:target`) as a report or status prints it. E-mail addresses and phone numbers are
+    the customer's designated contacts, stored whole (a dispute turns on which one was reached) and printed
+    whole. A URL (webhook, PagerDuty) is cut to its origin: some receivers carry a token in the path, the query
+    or the userinfo (`https://hooks.example/services/T0/B0/XXXX`), and the ledger stores the URL as given."""
+    kind, sep, target = contact.partition(":")
+    if not sep or "://" not in target:
+        return contact
+    try:
+        parts = urllib.parse.urlsplit(target)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return f"{kind}:(URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{kind}:{parts.scheme}://{host}{f':{port}' if port else ''}{rest}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One notice and what its attempts got, as `threenines status` and `threenines report --delivery-ledger`
+    read it (DeliveryLedgerReader). Times are the exporter's wall clock, Unix seconds."""
+
+    customer: str
+    service: str
+    target: str
+    determined_at: float  # the alert's determined_at annotation (milliseconds)
+    event: str  # firing | resolved
+    contact: str  # shown_contact(): a URL only as its origin
+    channel: str
+    contact_version: str
+    received_at: float  # when Alertmanager's post (or the replica peer) brought the notice
+    first_attempt_at: float | None
+    accepted_at: float | None  # the channel's acceptance: the delivery time
+    receipt: str  # relay reply and queue id, HTTP status and body excerpt, dedup_key ('' until accepted)
+    attempts: int  # attempts that reached an outcome (accepted or failed); an expiry is not one
+    failures: int
+    last_failure_at: float | None
+    last_reason: str  # threenines.notify.channels.REASONS, '' without a failure
+    last_detail: str  # what the far end said (the writer removed any secret it sent)
+    expired_at: float | None  # retries given up: never delivered
+
+    @property
+    def outage(self) -> tuple[str, str, str, float]:
+        return outage_key(self.customer, self.service, self.target, self.determined_at)
+
+    @property
+    def state(self) -> str:
+        """delivered | failing (refused so far, still retried) | given up | pending (not attempted yet)."""
+        if self.accepted_at is not None:
+            return "delivered"
+        if self.expired_at is not None:
+            return "given up"
+        return "failing" if self.failures else "pending"
+
+    @property
+    def delay(self) -> float | None:
+        """Determination → acceptance (for the firing notice: the contract's notification delay)."""
+        return None if self.accepted_at is None else self.accepted_at - self.determined_at
+
+
+_DELIVERY_SQL = """
+SELECT n.customer, n.service, n.target, n.determined_at, n.event, n.contact, n.channel, n.contact_version,
+       n.received_at,
+       (SELECT min(a.started_at) FROM attempts a WHERE a.notice_id = n.id),
+       ok.finished_at, coalesce(ok.receipt, ''),
+       (SELECT count(*) FROM attempts a WHERE a.notice_id = n.id AND a.outcome IN ('accepted', 'failed')),
+       (SELECT count(*) FROM attempts a WHERE a.notice_id = n.id AND a.outcome = 'failed'),
+       bad.finished_at, coalesce(bad.reason, ''), coalesce(bad.detail, ''),
+       gone.finished_at
+FROM notices n
+LEFT JOIN attempts ok ON ok.notice_id = n.id AND ok.outcome = 'accepted'
+LEFT JOIN attempts gone ON gone.notice_id = n.id AND gone.outcome = 'expired'
+LEFT JOIN attempts bad ON bad.id = (SELECT max(a.id) FROM attempts a WHERE a.notice_id = n.id AND a.outcome = 'failed')
+"""
+# One outage in the delivery and outage ledgers: the notice holds determined_at to the millisecond (the alert's
+# annotation), the outage ledger to the microsecond (as threenines.ledgers.audit reads it).
+_SAME_OUTAGE = "n.customer = ? AND n.service = ? AND n.target = ? AND abs(n.determined_at - ?) < 0.0005"
+_ORDER = " ORDER BY n.determined_at, n.customer, n.service, n.target, n.event = 'resolved', n.contact"
+
+
+def _delivery(row: tuple) -> Delivery:
+    values = list(row)
+    values[5] = shown_contact(values[5])
+    return Delivery(*values)
+
+
+class DeliveryLedgerReader:
+    """The delivery ledger read by another process (`threenines status`, `threenines report --delivery-ledger`),
+    read-only (threenines.ledgers.sqlite.open_read_only), while the exporter runs or not: per outage event and
+    designated contact, the channel, contact version, first attempt, acceptance and receipt, or the failures
+    and the last reason. OSError naming the file when it is missing or unreadable.
+
+        with DeliveryLedgerReader(path) as ledger:
+            rows = ledger.for_outage(outage_key(customer, service, target, determined_at))
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = open_read_only(self.path, "delivery ledger")
+
+    def __enter__(self) -> DeliveryLedgerReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as err:
+            raise OSError(f"{self.path}: cannot read the delivery ledger: {describe_error(err)}") from err
+
+    def for_outage(self, outage: tuple[str, str, str, float]) -> list[Delivery]:
+        """Every notice of one outage (firing first, then resolved; by contact), within half a millisecond of
+        its determination."""
+        return [_delivery(r) for r in self._rows(f"{_DELIVERY_SQL} WHERE {_SAME_OUTAGE}{_ORDER}", outage)]
+
+    def deliveries(self, since: float | None = None, until: float | None = None,
+                   customers: Iterable[str] | None = None) -> list[Delivery]:
+        """The notices of outages determined in [since, until) (either bound None: open), of these customers
+        (None: all), by determination."""
+        where: list[str] = ["1"]
+        params: list[object] = []
+        if since is not None:
+            where.append("n.determined_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("n.determined_at < ?")
+            params.append(until)
+        if customers is not None:
+            wanted = sorted(set(customers))
+            where.append(f"n.customer IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            params += wanted
+        return [_delivery(r) for r in self._rows(f"{_DELIVERY_SQL} WHERE {' AND '.join(where)}{_ORDER}",
+                                                 tuple(params))]

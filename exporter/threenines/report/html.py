@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from html import escape
 
+from threenines.report.render import outage_notification
 from threenines.report.schema import (
     ApplicationsSection,
     CustomerStatement,
     InferredEvidence,
+    OutageDeliveries,
     ServiceStatement,
     Statement,
 )
@@ -72,6 +74,7 @@ def _customer(c: CustomerStatement) -> str:
             f"<h3>Credits</h3><ul><li>Rent waived for: "
             f"{escape(', '.join(s.service for s in c.services if s.rent_waived) or 'no service')}</li>"
             f"<li>Notification deductions: {n.deduction_days} day(s) {escape(', '.join(n.days))}</li></ul>"
+            + (_deliveries(n.deliveries) if n.deliveries else "")
             + (_applications(c.applications) if c.applications is not None else "")
             + (f"<h3>Review</h3><ul>{review}</ul>" if review else "") + "</section>")
 
@@ -92,6 +95,25 @@ def _outage_table(s: ServiceStatement) -> str:
 def _inferred(items: list[InferredEvidence] | None) -> str:
     return "<br>".join(f"UPS {escape(e.device)}: {escape(e.evidence)}, without output since {escape(e.since)}"
                        for e in items or [])
+
+
+def _deliveries(outages: list[OutageDeliveries]) -> str:
+    """The notification of each outage per designated contact: accepted (when, delay, receipt) or undelivered."""
+    rows = []
+    for o in outages:
+        rows.append(f'<tr><td colspan="7"><b>{escape(o.service)} {escape(o.target)}</b>, determined '
+                    f"{escape(o.determined)}: {escape(outage_notification(o))}</td></tr>")
+        for d in o.contacts:
+            if d.accepted_at is not None:
+                outcome = f"<td>{escape(d.accepted_at)}</td><td>{d.delay_seconds:g}</td><td>{escape(d.receipt)}</td>"
+            else:
+                why = f"{d.last_failure or 'not attempted'} ({d.attempts} attempt(s), {d.state})"
+                outcome = f"<td>UNDELIVERED</td><td></td><td>{escape(why)}</td>"
+            rows.append(f"<tr><td>{escape(d.event)}</td><td>{escape(d.channel)}</td><td>{escape(d.contact)}</td>"
+                        f"<td>{escape(d.contact_version)}</td>{outcome}</tr>")
+    return ("<h3>Notifications</h3><table><tr><th>event</th><th>channel</th><th>contact</th><th>contact version</th>"
+            "<th>accepted at</th><th>delay s</th><th>receipt, or why undelivered</th></tr>" + "".join(rows)
+            + "</table>")
 
 
 def _applications(a: ApplicationsSection) -> str:

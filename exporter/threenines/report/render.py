@@ -7,12 +7,23 @@ import io
 import json
 
 from threenines.config.exclusions import REASONS
-from threenines.report.schema import ApplicationsSection, CustomerStatement, Statement
+from threenines.report.schema import (
+    ApplicationsSection,
+    ContactDeliveryLine,
+    CustomerStatement,
+    OutageDeliveries,
+    Statement,
+)
 
 CSV_FIELDS = ("month", "status", "customer", "name", "timezone", "service", "minutes_in_month", "raw_outage_seconds",
               *(f"excluded_{r}_seconds" for r in REASONS), "counted_outage_seconds", "unknown_seconds",
               "coverage_ratio", "availability_percent", "objective_ratio", "objective_met", "rent_waived",
-              "notification_deduction_days", "review", "applications")
+              "notification_deduction_days", "review", "applications", "notification_deliveries")
+
+# What a missed deadline's reason (the audit ledger's) means, as the statement says it to the customer.
+MISSED = {"undelivered": "never delivered to every designated contact by the deadline",
+          "not_notified": "no notification of it reached the exporter by the deadline",
+          "late": "notified after the deadline"}
 
 
 def rows(statement: Statement) -> list[dict[str, object]]:
@@ -32,6 +43,7 @@ def rows(statement: Statement) -> list[dict[str, object]]:
                 "rent_waived": s.rent_waived, "notification_deduction_days": c.notification.deduction_days,
                 "review": " | ".join(s.review),
                 "applications": applications_summary(c.applications),
+                "notification_deliveries": deliveries_summary(c.notification.deliveries or [], s.service),
             })
     return out
 
@@ -47,6 +59,36 @@ def applications_summary(section: ApplicationsSection | None) -> str:
             f"{section.ports_answered_seconds:g} s (customer_fault evidence), inside connectivity outage "
             f"{section.inside_connectivity_outage_seconds:g} s, connectivity unknown "
             f"{section.connectivity_unknown_seconds:g} s")
+
+
+def contact_summary(d: ContactDeliveryLine) -> str:
+    """One contact's notice in one line: accepted (when, delay, receipt) or undelivered (why, attempts)."""
+    who = f"{d.event} {d.contact} (contacts {d.contact_version})"
+    if d.accepted_at is not None:
+        return f"{who}: accepted {d.accepted_at} ({d.delay_seconds:g} s after determination), receipt {d.receipt!r}"
+    why = d.last_failure or "not attempted"
+    state = "given up" if d.state == "given up" else "still retried" if d.state == "failing" else "not attempted"
+    return f"{who}: UNDELIVERED ({state}): {why}, {d.attempts} attempt(s)"
+
+
+def outage_notification(o: OutageDeliveries) -> str:
+    """An outage's notification in one line: delivered to every contact (when, delay) or not, and its miss."""
+    if o.delivered_at is not None:
+        text = f"delivered to every contact at {o.delivered_at} ({o.delay_seconds:g} s after determination)"
+    elif o.contacts:
+        text = "NOT delivered to every contact"
+    else:
+        text = "no notice in the delivery ledger"
+    if o.missed:
+        text += f"; deadline MISSED at {o.missed_at} ({o.missed}: {MISSED.get(o.missed, o.missed)})"
+    return text
+
+
+def deliveries_summary(outages: list[OutageDeliveries], service: str) -> str:
+    """The service's outages' notifications (CSV column): empty without --delivery-ledger or outage notified."""
+    return " | ".join(f"{o.target} determined {o.determined}: {outage_notification(o)}"
+                      + "".join(f"; {contact_summary(d)}" for d in o.contacts if d.event == "firing")
+                      for o in outages if o.service == service)
 
 
 def _sections(c: CustomerStatement) -> list[str]:
@@ -93,6 +135,12 @@ def to_table(statement: Statement) -> str:
     sections = [line for c in statement.customers for line in _sections(c)]
     if sections:
         lines += ["", "Power inferences and applications:", *sections]
+    notified = [(c, o) for c in statement.customers for o in c.notification.deliveries or []]
+    if notified:
+        lines += ["", "Notifications (delivery per designated contact):"]
+        for c, o in notified:
+            lines.append(f"  {c.customer} {o.service} {o.target} determined {o.determined}: {outage_notification(o)}")
+            lines += [f"    {contact_summary(d)}" for d in o.contacts]
     review = statement.review + [f"prometheus warning: {w}" for w in statement.warnings]
     if review:
         lines.append("")

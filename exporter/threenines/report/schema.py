@@ -110,6 +110,45 @@ class ServiceStatement:
 
 
 @dataclass(frozen=True)
+class ContactDeliveryLine:
+    """One designated contact's notice of an outage event, as the exporter's delivery ledger recorded it: delivered
+    when the contact's channel accepted it (the relay's 250, the gateway's or webhook's 2xx, PagerDuty's 202)."""
+
+    event: str  # "firing" (unavailable) | "resolved" (restored)
+    channel: str  # email | sms | phone | webhook | pagerduty
+    contact: str  # as the ledger names it; a URL only as its origin
+    contact_version: str  # the customer's contacts.version when the notice was taken
+    first_attempt: str | None  # ISO 8601 in the contract zone; None: never attempted
+    accepted_at: str | None  # the delivery time; None: undelivered
+    accepted_at_unix: float | None
+    delay_seconds: float | None  # determination → acceptance
+    receipt: str  # the channel's answer: relay reply and queue id, HTTP status and body, dedup_key
+    attempts: int
+    state: str  # "delivered" | "failing" (undelivered, still retried) | "given up" | "pending"
+    last_failure: str | None  # "reason: detail" of the latest refused attempt
+
+
+@dataclass(frozen=True)
+class OutageDeliveries:
+    """The notification of one outage, per designated contact (report.statement.delivery_section)."""
+
+    service: str
+    target: str
+    determined: str  # ISO 8601 in the contract zone
+    determined_unix: float
+    # when every designated contact's channel had accepted the firing notice (the contract's notification);
+    # None while one has not
+    delivered_at: str | None
+    delay_seconds: float | None
+    # the audit ledger's missed deadline of this outage (with --audit-ledger): its reason ("undelivered": the
+    # dispatch reached the exporter, no accepted delivery to every contact by the deadline; "not_notified";
+    # "late") and the deadline instant; None: not missed, or not known
+    missed: str | None
+    missed_at: str | None
+    contacts: list[ContactDeliveryLine]
+
+
+@dataclass(frozen=True)
 class NotificationCredits:
     """Days of the contract calendar with at least one missed notification deadline: one deduction each."""
 
@@ -118,6 +157,8 @@ class NotificationCredits:
     deduction_days: int
     source: str  # where the misses come from: "prometheus:<metric>" or the audit ledger
     exact: bool  # True: each miss at the instant its deadline passed
+    # with --delivery-ledger: the outages of the month notified (or owed), each with its deliveries per contact
+    deliveries: list[OutageDeliveries] | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ Unknown seconds (exporter-reported plus scrape gaps) are not outage; a month who
 threshold is flagged for review. Every disagreement between counters, bounds and state gauges beyond one
 scrape interval is listed under `review`, never silently resolved.
 
+With the exporter's delivery ledger, the notification credits list each outage's deliveries per designated contact
+(delivery_section): when each channel accepted it and its receipt, or that it was never delivered and why.
+
 Two sections say what the billing figures rest on: a power outage decided by the blackout rule lists the UPSes
 and last words it was inferred from (`inferred_from`, and a review item), and a customer with application checks
 gets an `applications` section: each application outage set against the customer's connectivity during it.
@@ -21,16 +24,20 @@ from zoneinfo import ZoneInfo
 
 from threenines.config.exclusions import REASONS, Exclusions
 from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
+from threenines.ledgers.audit import Miss
+from threenines.ledgers.delivery import Delivery
 from threenines.report.collect import Evidence, Outage
 from threenines.report.inference import Inference
 from threenines.report.months import Month, budget_seconds
 from threenines.report.schema import (
     ApplicationOutageLine,
     ApplicationsSection,
+    ContactDeliveryLine,
     CustomerStatement,
     ExclusionLine,
     InferredEvidence,
     NotificationCredits,
+    OutageDeliveries,
     OutageLine,
     ServiceStatement,
     Span,
@@ -306,18 +313,55 @@ def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tupl
                                source=source, exact=exact)
 
 
+def delivery_section(spec: CustomerSpec, deliveries: Sequence[Delivery], misses: Sequence[Miss] = ()
+                     ) -> list[OutageDeliveries] | None:
+    """Each outage's notification per designated contact, from the delivery ledger (`deliveries`: this customer's
+    notices of the outages the month reports) and the audit ledger's missed deadlines (`misses`, those counted in
+    the month): an outage is notified when every contact's channel accepted its firing notice, at the latest
+    acceptance. A miss without any notice (nothing reached the exporter: `not_notified`) is listed too, with no
+    contact: the deduction it causes says why. None when there is nothing to list (the section is left out)."""
+    zone = spec.zone
+    by_outage: dict[tuple[str, str, str, float], list[Delivery]] = {}
+    for d in deliveries:
+        by_outage.setdefault(d.outage, []).append(d)
+    missed = {m.outage: m for m in misses}
+    out = []
+    for key in sorted(set(by_outage) | set(missed), key=lambda k: (k[3], k[1], k[2])):
+        _, service, target, determined = key
+        rows = by_outage.get(key, [])
+        firing = [d for d in rows if d.event == "firing"]
+        accepted = [d.accepted_at for d in firing if d.accepted_at is not None]
+        delivered = max(accepted) if firing and len(accepted) == len(firing) else None
+        miss = missed.get(key)
+        out.append(OutageDeliveries(
+            service=service, target=target, determined=_iso(determined, zone), determined_unix=determined,
+            delivered_at=_iso(delivered, zone) if delivered is not None else None,
+            delay_seconds=_r(delivered - determined) if delivered is not None else None,
+            missed=miss.reason if miss else None, missed_at=_iso(miss.deadline_at, zone) if miss else None,
+            contacts=[ContactDeliveryLine(
+                event=d.event, channel=d.channel, contact=d.contact, contact_version=d.contact_version,
+                first_attempt=_iso(d.first_attempt_at, zone) if d.first_attempt_at is not None else None,
+                accepted_at=_iso(d.accepted_at, zone) if d.accepted_at is not None else None,
+                accepted_at_unix=_r(d.accepted_at) if d.accepted_at is not None else None,
+                delay_seconds=_r(d.delay) if d.delay is not None else None, receipt=d.receipt, attempts=d.attempts,
+                state=d.state, last_failure=f"{d.last_reason}: {d.last_detail}" if d.last_reason else None)
+                for d in rows]))
+    return out or None
+
+
 def customer_statement(spec: CustomerSpec, month: Month, evidence: dict[str, Evidence], ledger: Exclusions,
                        misses: Sequence[tuple[float, float]], options: Options,
                        misses_source: str = "prometheus:threenines_notification_deadline_missed_total",
                        notification_review: Sequence[str] = (), exact: bool = False,
-                       inferred: Sequence[Inference] = (), applications: ApplicationsSection | None = None
-                       ) -> CustomerStatement:
+                       inferred: Sequence[Inference] = (), applications: ApplicationsSection | None = None,
+                       deliveries: list[OutageDeliveries] | None = None) -> CustomerStatement:
     """One customer's month. `inferred`: its power's blackout-rule episodes (report.inference); `applications`:
-    its application section (application_section), for a customer with application checks."""
+    its application section (application_section), for a customer with application checks; `deliveries`: its
+    outages' deliveries per contact (delivery_section)."""
     start, end = month.window(spec.zone)
     services = [service_statement(spec, s, evidence[s], ledger, options, inferred if s == "power" else ())
                 for s in spec.services]
-    notification = notification_credits(spec, month, misses, misses_source, exact)
+    notification = replace(notification_credits(spec, month, misses, misses_source, exact), deliveries=deliveries)
     return CustomerStatement(
         customer=spec.id, name=spec.name, timezone=spec.timezone, month=str(month),
         start=_iso(start, spec.zone), end=_iso(end, spec.zone), start_unix=start, end_unix=end,
