@@ -16,9 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus", required=True, help="Prometheus (or Thanos/Mimir) base URL")
     parser.add_argument("--config", help="inventory YAML (default: customers as Prometheus saw them)")
     parser.add_argument("--exclusions", help="exclusions ledger YAML (examples/exclusions.yml)")
-    parser.add_argument("--ledger", help="exporter outage ledger SQLite: exact outage bounds instead of the gauges")
+    parser.add_argument("--ledger", action="append", default=[], metavar="[VANTAGE=]PATH",
+                        help="exporter outage ledger SQLite: exact outage bounds instead of the gauges; with replica "
+                        "exporters one per vantage (repeatable, or a quoted glob: a ledger's vantage is VANTAGE= "
+                        "or its directory's name), merged by the exclusions' merge policy")
     parser.add_argument("--audit-ledger", help="exporter audit ledger SQLite: missed notification deadlines from it "
                         "(exact day), cross-checked against threenines_notification_deadline_missed_total")
+    parser.add_argument("--delivery-ledger", help="exporter delivery ledger SQLite (delivery.sqlite): each outage's "
+                        "notification per designated contact (accepted at, delay, receipt, or undelivered and why)")
     parser.add_argument("--customer", action="append", default=[], help="only this customer (repeatable)")
     parser.add_argument("--format", choices=("table", "csv", "json", "html"), default="table")
     parser.add_argument("--output", help="file to write (default: stdout)")
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from threenines.config.exclusions import Exclusions, load_exclusions
     from threenines.config.inventory_load import load_inventory
     from threenines.report import render
-    from threenines.report.build import build_statement, specs_from_inventory, specs_from_prometheus
+    from threenines.report.build import build_statement, resolve_ledgers, specs_from_inventory, specs_from_prometheus
     from threenines.report.close import close_month, content_hash
     from threenines.report.months import Month
     from threenines.report.promclient import ClientConfig, PrometheusClient, PrometheusError
@@ -97,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
             specs = [s for s in specs if s.id in set(args.customer)]
         zones = {s.id: s.zone for s in specs} if inventory else None
         ledger = load_exclusions(args.exclusions, zones) if args.exclusions else Exclusions()
-        statement = build_statement(client, month, specs, ledger, options, outage_ledger=args.ledger,
-                                    allow_incomplete=args.allow_incomplete, audit_ledger=args.audit_ledger)
+        outage_ledgers = resolve_ledgers(args.ledger) if args.ledger else None
+        statement = build_statement(client, month, specs, ledger, options, outage_ledger=outage_ledgers,
+                                    allow_incomplete=args.allow_incomplete, audit_ledger=args.audit_ledger,
+                                    delivery_ledger=args.delivery_ledger)
     except (ConfigError, ValueError, OSError, PrometheusError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -3,16 +3,20 @@ evidence with a handful of fleet-wide queries per zone, and assemble the per-cus
 
 from __future__ import annotations
 
+import glob
 import itertools
+import re
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from threenines.config.exclusions import Exclusions
 from threenines.config.inventory import Inventory
 from threenines.intervals import Interval, clip
-from threenines.ledgers.audit import AuditLedgerReader
+from threenines.ledgers.audit import AuditLedgerReader, Miss
+from threenines.ledgers.delivery import Delivery, DeliveryLedgerReader
 from threenines.report.applications import connectivity_unknown
 from threenines.report.collect import (
     M_MISSED,
@@ -20,6 +24,8 @@ from threenines.report.collect import (
     M_OUTAGE,
     M_UP,
     Evidence,
+    Key,
+    Outage,
     blind_spots,
     exact_selector,
     leaves,
@@ -32,13 +38,14 @@ from threenines.report.collect import (
 from threenines.report.inference import power_inferences
 from threenines.report.months import Month
 from threenines.report.promclient import PrometheusClient, PrometheusError, parallel
-from threenines.report.schema import SCHEMA, CustomerStatement, ExclusionsSource, Statement
+from threenines.report.schema import SCHEMA, CustomerStatement, ExclusionsSource, OutageDeliveries, Statement
 from threenines.report.statement import (
     CustomerSpec,
     Options,
     application_section,
     cross_check,
     customer_statement,
+    delivery_section,
     service_statement,
 )
 
@@ -124,12 +131,19 @@ def learn_scrape_interval(client: PrometheusClient, start: int, end: int) -> flo
 
 
 def build_statement(client: PrometheusClient, month: Month, specs: list[CustomerSpec], ledger: Exclusions,
-                    options: Options, outage_ledger: str | Path | None = None, now: float | None = None,
-                    allow_incomplete: bool = False, audit_ledger: str | Path | None = None) -> Statement:
+                    options: Options, outage_ledger: str | Path | Mapping[str, Path] | None = None,
+                    now: float | None = None,
+                    allow_incomplete: bool = False, audit_ledger: str | Path | None = None,
+                    delivery_ledger: str | Path | None = None) -> Statement:
     """The month's statement. `options.scrape_interval` None: learned from the data (a given value that the
     data contradicts is replaced by the data's, with a warning). A month that is not over, or not retained
-    from its first hour, is only ever a preview (allow_incomplete), marked as such, and never closed."""
+    from its first hour, is only ever a preview (allow_incomplete), marked as such, and never closed.
+    `outage_ledger`: one exporter's ledger (a path), or one per vantage ({vantage: path}, resolve_ledgers).
+    `delivery_ledger`: an exporter's delivery.sqlite, whose deliveries per contact the notification credits list
+    (with `audit_ledger`, each outage's missed deadline and its reason beside them)."""
     now = time.time() if now is None else now
+    ledgers = ({"": Path(outage_ledger)} if isinstance(outage_ledger, str | Path)
+               else dict(outage_ledger) if outage_ledger else {})
     by_zone: dict[str, list[CustomerSpec]] = defaultdict(list)
     for spec in specs:
         by_zone[spec.timezone].append(spec)
@@ -164,10 +178,10 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
                   else (*m.services, "application")) for m in members]
         evidence = service_evidence(client, asked, start, end, interval, only_zone, options.samples_per_shard)
         sampled = sampled or any(ev.samples for ev in leaves(evidence))
-        bounds = (outages_from_ledger(outage_ledger, start, end, now) if outage_ledger
+        bounds = (outages_from_ledgers(ledgers, evidence, start, end, now) if ledgers
                   else outages_from_prometheus(client, evidence, start, end, interval))
-        # Replica exporters: merge each service's vantages by the contract's rule (report.vantages). The outage
-        # ledger is one exporter's record, so with --ledger its runs are that vantage's (see docs/report.md).
+        # Replica exporters: merge each service's vantages by the contract's rule (contract/vantages.py), whether
+        # their runs come from Prometheus or from one outage ledger per vantage (each tagged with its vantage).
         blind = blind_spots(client, evidence, start, end, interval)
         evidence = {key: merge_vantages(ev, bounds.get(key, []), blind.get(key, {}), ledger.policy.merge)
                     if ev.vantages else replace(ev, outages=bounds.get(key, [])) for key, ev in evidence.items()}
@@ -178,6 +192,8 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         inferred = power_inferences(client, [m.id for m in members if "power" in m.services], start, end, interval,
                                     only_zone, options.samples_per_shard)
         conn_unknown = _connectivity_unknown(client, members, evidence, interval)
+        notified = (deliveries_of_month(delivery_ledger, audit_ledger, members, start, end) if delivery_ledger
+                    else {})
         for spec in members:
             per_service: dict[str, Evidence] = {}
             for service in spec.services:
@@ -197,14 +213,15 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
             if audit is None:
                 customers.append(customer_statement(spec, month, per_service, ledger, misses.get(spec.id, []),
                                                     options, metric_source, exact=exact,
-                                                    inferred=mine, applications=apps))
+                                                    inferred=mine, applications=apps,
+                                                    deliveries=notified.get(spec.id)))
                 continue
             legacy = audit[1].get(spec.id, []) if audit[1] is not None else None
             checks = cross_check(spec.id, audit[0].get(spec.id, []), misses.get(spec.id, []), exact, legacy, start,
                                  end, options.scrape_interval or 60.0)
             customers.append(customer_statement(spec, month, per_service, ledger, audit[0].get(spec.id, []), options,
                                                 AUDIT_SOURCE, checks, exact=True, inferred=mine,
-                                                applications=apps))
+                                                applications=apps, deliveries=notified.get(spec.id)))
     if not sampled:
         raise PrometheusError(f"Prometheus has no {M_UP} samples of these customers in the month at all: wrong "
                               "--prometheus, wrong tenant header, or retention does not cover the month")
@@ -219,12 +236,83 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         preview_reasons=preview,
         scrape_interval_seconds=min(intervals) if intervals else given.scrape_interval,
         min_coverage_ratio=options.min_coverage,
-        bounds_source="ledger" if outage_ledger else "prometheus",
+        bounds_source="ledger" if ledgers else "prometheus",
         exclusions=ExclusionsSource(ledger.source, ledger.sha256, ledger.policy.unreported_outages_not_counted),
         warnings=warnings + list(client.warnings),
         customers=customers,
         review=[f"{c.customer}: {item}" for c in customers for item in c.review],
     )
+
+
+_NAMED = re.compile(r"^([^=/]+)=(.+)$")  # VANTAGE=PATH; a vantage name has no "/" (an instance may have ":")
+
+
+def resolve_ledgers(values: Sequence[str]) -> dict[str, Path]:
+    """`--ledger` values (each `[VANTAGE=]PATH`, PATH may be a glob) -> {vantage: path}.
+
+    One ledger without a name is the one exporter's record: its vantage is "" (whatever Prometheus calls the
+    only exporter of a service). Several ledgers are one per vantage: a name given with `VANTAGE=`, else the
+    name of the ledger's directory (`ledgers/a/outages.sqlite` is vantage `a`), which is how a glob such as
+    `'ledgers/*/outages.sqlite'` names them. Two ledgers for one vantage, or a glob matching nothing, is an error
+    naming the flag and the fix."""
+    found: list[tuple[str | None, Path, str]] = []
+    for value in values:
+        named = _NAMED.match(value)
+        name, pattern = (named.group(1), named.group(2)) if named else (None, value)
+        if glob.has_magic(pattern):
+            paths = sorted(glob.glob(pattern))
+            if not paths:
+                raise ValueError(f"--ledger {value}: the pattern matches no file")
+            if name is not None and len(paths) > 1:
+                raise ValueError(f"--ledger {value}: one vantage name for {len(paths)} files ({', '.join(paths)}); "
+                                 "name each: --ledger NAME=PATH")
+            found += [(name, Path(p), value) for p in paths]
+        else:
+            found.append((name, Path(pattern), value))
+    if len(found) == 1 and found[0][0] is None:
+        return {"": found[0][1]}
+    out: dict[str, Path] = {}
+    for name, path, value in found:
+        vantage = name if name is not None else path.resolve().parent.name
+        if vantage in out:
+            raise ValueError(f"--ledger {value}: two ledgers for vantage {vantage!r} ({out[vantage]} and {path}); "
+                             "one ledger per vantage, named by its directory or with --ledger VANTAGE=PATH")
+        out[vantage] = path
+    return out
+
+
+def outages_from_ledgers(ledgers: Mapping[str, Path], evidence: Mapping[Key, Evidence], start: int, end: int,
+                         now: float | None = None) -> dict[Key, list[Outage]]:
+    """Each service's outage runs from the ledger of each vantage that exports it, tagged with that vantage, so
+    that merge_vantages applies the contract's rule to them exactly as to Prometheus' runs. The vantages'
+    no-evidence time still comes from Prometheus (report.collect.blind_spots): a ledger does not record when
+    its exporter was down outside an outage. ValueError when a vantage of a service has no ledger, or a named
+    ledger matches no vantage Prometheus knows (a misnamed directory would otherwise drop its runs)."""
+    read = {vantage: outages_from_ledger(path, start, end, now) for vantage, path in ledgers.items()}
+    if set(read) == {""}:  # one exporter's record
+        only = read[""]
+        several = sorted(key for key, ev in evidence.items() if ev.vantages and only.get(key))
+        if several:
+            customer, service = several[0]
+            raise ValueError(f"--ledger {ledgers['']}: one exporter's ledger, but {customer}/{service} has vantages "
+                             f"{', '.join(evidence[several[0]].vantages)} in Prometheus (replica exporters): pass "
+                             "each vantage's ledger, --ledger VANTAGE=PATH (repeatable)")
+        return only
+    known = {v for ev in evidence.values() for v in ([*ev.vantages] if ev.vantages else [ev.vantage])}
+    stray = sorted(set(read) - known)
+    if stray:
+        raise ValueError(f"--ledger {ledgers[stray[0]]}: vantage {stray[0]!r} is not one Prometheus knows "
+                         f"({', '.join(sorted(v for v in known if v)) or 'none'}): name it, --ledger VANTAGE=PATH")
+    out: dict[Key, list[Outage]] = defaultdict(list)
+    for key, ev in evidence.items():
+        vantages = list(ev.vantages) if ev.vantages else [ev.vantage] if ev.vantage else list(read)
+        missing = [v for v in vantages if v not in read]
+        if missing:
+            raise ValueError(f"{key[0]}/{key[1]}: no --ledger for vantage {missing[0]!r} (given: "
+                             f"{', '.join(sorted(read))}): pass one ledger per vantage, --ledger VANTAGE=PATH")
+        for vantage in vantages:
+            out[key] += [replace(o, vantage=vantage) for o in read[vantage].get(key, [])]
+    return out
 
 
 def _connectivity_unknown(client: PrometheusClient, members: list[CustomerSpec],
@@ -239,6 +327,35 @@ def _connectivity_unknown(client: PrometheusClient, members: list[CustomerSpec],
         if conn.unknown_counter + conn.gap_seconds > 0:
             spans[spec.id] = clip((p for o in app.outages for p in o.outage_pieces()), (app.start, app.end))
     return connectivity_unknown(client, spans, interval) if spans else {}
+
+
+# How long before the month an outage can be determined and still have its deadline (and so its miss) in the month:
+# far beyond any notification deadline (15 minutes in the contract).
+DELIVERY_LOOKBACK = 86400
+
+
+def deliveries_of_month(delivery_ledger: str | Path, audit_ledger: str | Path | None, members: list[CustomerSpec],
+                        start: int, end: int) -> dict[str, list[OutageDeliveries]]:
+    """Per customer, the deliveries of the outages determined in [start, end), and of those determined before
+    whose missed deadline the audit ledger counts in the month (with the miss and its reason)."""
+    ids = {m.id for m in members}
+    month_misses: list[Miss] = []
+    if audit_ledger:
+        with AuditLedgerReader(audit_ledger) as audit:
+            month_misses = [m for m in audit.misses(start, end) if m.customer in ids]
+    missed = {m.outage for m in month_misses}
+    with DeliveryLedgerReader(delivery_ledger) as book:
+        rows = book.deliveries(start - DELIVERY_LOOKBACK, end, customers=ids)
+    mine: dict[str, list[Delivery]] = defaultdict(list)
+    for d in rows:
+        if d.determined_at >= start or d.outage in missed:
+            mine[d.customer].append(d)
+    out: dict[str, list[OutageDeliveries]] = {}
+    for spec in members:
+        section = delivery_section(spec, mine.get(spec.id, []), [m for m in month_misses if m.customer == spec.id])
+        if section is not None:
+            out[spec.id] = section
+    return out
 
 
 # How far around the month a legacy ledger's late dispatches are read: one that arrived a scrape interval from an

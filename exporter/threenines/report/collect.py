@@ -293,7 +293,9 @@ def blind_spots(client: PrometheusClient, evidence: dict[Key, Evidence], start: 
 
     Exact, from the exporter's accounting start (docs/metrics.md): before a process's accounting start, and
     from the old process's last scrape to the new one's accounting start across a restart (the time in no
-    counter). To scrape resolution: after a process's last scrape when it stopped being scraped before the
+    counter). To scrape resolution: across a restart where the new process resumed from the old one's last
+    heartbeat (its accounting start; the downtime is in its unknown counter), to its first scrape; after a
+    process's last scrape when it stopped being scraped before the
     month's end (more than two scrape intervals before it), and the scrape intervals ending in a sample of
     `threenines_customer_service_known` == 0 (the exporter's own unknown: stale or unsendable probes). A
     vantage's HA replicas (same exporter, two Prometheus) have evidence when either does.
@@ -312,9 +314,14 @@ def blind_spots(client: PrometheusClient, evidence: dict[Key, Evidence], start: 
             first_at = samples[0][1]
             if first_at > start:
                 blind.append((start, min(first_at, end)))
-            for (t_a, before), (_t_b, after) in itertools.pairwise(samples):
-                if after != before and after > t_a:
-                    blind.append((max(t_a, start), min(after, end)))
+            for (t_a, before), (t_b, after) in itertools.pairwise(samples):
+                # A new process counts from its accounting start: its own start, or, when it resumed from its
+                # predecessor's last heartbeat (at most a scrape interval after that one's last scrape), that
+                # heartbeat, with the downtime after it as unknown: then no evidence until its first scrape
+                # (scrape resolution; tests/ha/test_fault_stack.py kills a replica with SIGKILL).
+                if after != before:
+                    back = t_b if after <= t_a + scrape_interval else after
+                    blind.append((max(t_a, start), min(max(after, back), end)))
             if samples[-1][0] < end - 2 * scrape_interval:
                 blind.append((max(samples[-1][0], start), end))
         per_vantage[vantage_of(labels)].append(blind)
