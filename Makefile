@@ -1,5 +1,6 @@
 # Two commands on a fresh Debian machine (as root, or with sudo for apt-get):
 #   make demo   install what the demo needs and run it
+#   make demo-ha  the same for the HA chain (docs/ha.md): two replicas, two Prometheus, VictoriaMetrics, 2 Alertmanagers
 #   make test   install system packages (apt-get) and Python deps (venv), then run the whole suite
 SHELL := /bin/bash
 VENV ?= .venv
@@ -10,7 +11,7 @@ BASE_PYTHON ?= /usr/bin/python3
 
 # Real components the tests start as their own processes on 127.0.0.1.
 APT_PACKAGES := python3-venv python3-dev gcc iproute2 nftables fping faketime snmp snmpd snmptrapd nut-server nginx-light \
-	dovecot-imapd dovecot-pop3d vsftpd \
+	dovecot-imapd dovecot-pop3d vsftpd exim4-daemon-light \
 	prometheus prometheus-alertmanager prometheus-snmp-exporter prometheus-blackbox-exporter victoria-metrics \
 	postgresql php-cli php-pgsql zabbix-server-pgsql zabbix-frontend-php \
 	debhelper dh-python help2man pybuild-plugin-pyproject python3-setuptools python3-pip dpkg-dev fakeroot systemd \
@@ -24,7 +25,7 @@ DEB_APT_PACKAGES := debhelper dh-python help2man pybuild-plugin-pyproject python
 DEB_DIR ?= build/deb
 
 STAMP := .make
-.PHONY: demo test check lint system-deps demo-system-deps venv bench clean regenerate dashboards alertmanager-example conformance \
+.PHONY: demo demo-ha test check lint system-deps demo-system-deps demo-ha-system-deps venv bench clean regenerate dashboards alertmanager-example conformance \
 	deb deb-system-deps \
 	zabbix-templates
 
@@ -41,6 +42,13 @@ demo-system-deps: | $(STAMP)
 	@if ! command -v prometheus >/dev/null || ! $(BASE_PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEMO_APT_PACKAGES) >/dev/null; fi
+
+# The HA demo also runs VictoriaMetrics (it starts without it, saying so) and two Alertmanagers.
+demo-ha-system-deps: demo-system-deps
+	@if ! command -v victoria-metrics >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEMO_APT_PACKAGES) \
+	    victoria-metrics >/dev/null; fi
 
 $(VENV)/.installed: pyproject.toml
 	[ -x $(PY) ] || $(BASE_PYTHON) -m venv $(VENV)
@@ -71,6 +79,9 @@ test: system-deps venv check
 
 demo: demo-system-deps venv
 	$(VENV)/bin/threenines demo
+
+demo-ha: demo-ha-system-deps venv
+	$(VENV)/bin/threenines demo --ha
 
 # The Debian package (README "Install"), built from a copy of the tree (packaging/build-deb):
 # $(DEB_DIR)/threenines_VERSION_ARCH.deb. Needs only the build dependencies, not the test suite's.

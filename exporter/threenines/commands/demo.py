@@ -1,6 +1,8 @@
 """`threenines demo`: the exporter on a built-in loopback inventory, with a shortened contract interval,
 simulated PDUs/UPSes (one snmpsim per device on 127.0.0.1) when snmpsim is installed, one port that can be cut
-(nftables, as root) and a local Prometheus when Debian's prometheus is installed.
+(nftables, as root) and a local Prometheus when Debian's prometheus is installed. With --ha, the HA chain of
+docs/ha.md instead (threenines.demo.ha): two replica exporters, two Prometheus, VictoriaMetrics and a 2-node
+Alertmanager cluster.
 
 It prints the exact lines that cut and restore each power feed and the port, and what the contract then shows
 within how long. On exit (Ctrl-C, SIGTERM) it stops every process it started, deletes its nftables table and
@@ -18,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # cli.build_parser imports every command module: heavy imports wait for run()
     from threenines.config.inventory import Customer, Inventory
+    from threenines.demo.ha import Stack
     from threenines.demo.portcut import PortCut
     from threenines.demo.simulator import Agent
 
@@ -37,10 +41,15 @@ CUT_CUSTOMER, CUT_PORT = "globex", "cross-connect-7"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="127.0.0.1:9839", help="HOST:PORT for /metrics (default %(default)s)")
     parser.add_argument("--state-dir", type=Path,
-                        help="ledger directory, kept on exit (default: in the demo's temporary directory)")
+                        help="ledger directory, kept on exit (default: in the demo's temporary directory); with "
+                             "--ha, each replica's is DIR/a and DIR/b")
     parser.add_argument("--print-inventory", action="store_true", help="print the demo inventory and exit")
     parser.add_argument("--no-power", action="store_true", help="do not start simulated PDUs/UPSes (snmpsim)")
     parser.add_argument("--no-prometheus", action="store_true", help="do not start a local Prometheus")
+    parser.add_argument("--ha", action="store_true",
+                        help="the HA chain (docs/ha.md): two replica exporters, two Prometheus, VictoriaMetrics "
+                             "(when installed) and a 2-node Alertmanager cluster, each on a free loopback port "
+                             "(--listen does not apply)")
 
 
 def demo_inventory_text(snmp_ports: Mapping[str, int] | None = None) -> str:
@@ -128,10 +137,13 @@ class _Started:
     workdir: Path
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     cut: PortCut | None = None
+    ha: Stack | None = None
 
     def remove(self) -> None:
         from threenines.demo import stop_child
 
+        if self.ha is not None:
+            self.ha.stop()
         for child in reversed(self.children):
             stop_child(child)
         if self.cut is not None:
@@ -147,13 +159,16 @@ def run(args: argparse.Namespace) -> int:
     if args.print_inventory:
         print(text, end="")
         return 0
+    if args.ha and args.no_prometheus:
+        print("error: --ha runs two Prometheus; leave out --no-prometheus", file=sys.stderr)
+        return 2
     started = _Started(Path(tempfile.mkdtemp(prefix="threenines-demo-")))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Until the exporter's loop takes both signals over, SIGTERM stops the demo as Ctrl-C does (through the
     # clean-up below, not by killing it where it stands).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        return _run(args, text, snmp_ports, started)
+        return (_run_ha if args.ha else _run)(args, text, snmp_ports, started)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -165,18 +180,15 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def _run(args: argparse.Namespace, text: str, snmp_ports: Mapping[str, int] | None, started: _Started) -> int:
-    from threenines.demo import portcut, prometheus, simulator
-    from threenines.probes.ping import PingSetupError
-    from threenines.serve.process import Exporter, ServeOptions
+def _start_power_and_cut(snmp_ports: Mapping[str, int] | None, started: _Started) -> tuple[dict[str, Agent],
+                                                                                          str | None]:
+    """Start the simulated power devices and create the port's nftables table; returns the agents and why the
+    port cannot be cut (None when it can)."""
+    from threenines.demo import portcut, simulator
 
-    workdir = started.workdir
-    config = workdir / DEMO_INVENTORY
-    config.write_text(text, encoding="utf-8")
-    state_dir = args.state_dir or workdir / "state"
     agents: dict[str, Agent] = {}
     for device, port in (snmp_ports or {}).items():
-        agents[device] = simulator.start(workdir, device, port)
+        agents[device] = simulator.start(started.workdir, device, port)
         started.children.append(agents[device].process)
     reason = portcut.unavailable_reason()
     if reason is None:
@@ -184,6 +196,19 @@ def _run(args: argparse.Namespace, text: str, snmp_ports: Mapping[str, int] | No
             started.cut = portcut.create(f"threenines_demo_{os.getpid()}")
         except RuntimeError as err:
             reason = str(err)
+    return agents, reason
+
+
+def _run(args: argparse.Namespace, text: str, snmp_ports: Mapping[str, int] | None, started: _Started) -> int:
+    from threenines.demo import prometheus
+    from threenines.probes.ping import PingSetupError
+    from threenines.serve.process import Exporter, ServeOptions
+
+    workdir = started.workdir
+    config = workdir / DEMO_INVENTORY
+    config.write_text(text, encoding="utf-8")
+    state_dir = args.state_dir or workdir / "state"
+    agents, reason = _start_power_and_cut(snmp_ports, started)
     prom_port = prometheus.free_tcp_port() if prometheus.available() and not args.no_prometheus else None
     if prom_port is not None:
         started.children.append(prometheus.start(workdir, args.listen, prom_port))
@@ -216,3 +241,57 @@ def _run(args: argparse.Namespace, text: str, snmp_ports: Mapping[str, int] | No
     print("  Ctrl-C stops the demo and removes its agents, nftables table and temporary directory.", flush=True)
     asyncio.run(exporter.run())
     return 0
+
+
+def _run_ha(args: argparse.Namespace, text: str, snmp_ports: Mapping[str, int] | None, started: _Started) -> int:
+    from threenines.config.inventory_load import load_inventory
+    from threenines.demo import ha
+
+    agents, reason = _start_power_and_cut(snmp_ports, started)
+    stack = started.ha = ha.Stack(started.workdir, args.state_dir or started.workdir / "state")
+    try:
+        stack.start(text)
+    except ha.Unavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    assert stack.config is not None
+    inventory = load_inventory(stack.config)
+    ping = next(p for p in inventory.customer(CUT_CUSTOMER).ports if p.id == CUT_PORT).policy
+    engines = "VictoriaMetrics, " if stack.vm_url else ""
+    print(f"threenines demo --ha: 2 replica exporters, 2 Prometheus, {engines}a 2-node Alertmanager cluster on "
+          f"127.0.0.1; ports probed every {ping.interval:g} s ({ping.threshold} failed probes = outage)")
+    print("\n".join(stack.guide_lines(os.getpid())))
+    if agents:
+        print("\n".join(power_lines(inventory, agents, prometheus=True)))
+    else:
+        print("  power:     not simulated (install snmpsim to see PDUs and UPSes)")
+    print("\n".join(port_lines(inventory, started.cut, reason)))
+    kept = "kept" if args.state_dir else "deleted on exit; --state-dir DIR keeps them"
+    print(f"  inventory: {stack.config}   (ledgers {kept})")
+    print("  Ctrl-C stops the demo and removes every process it started, its nftables table and temporary directory.",
+          flush=True)
+    return _supervise(stack)
+
+
+def _supervise(stack: Stack) -> int:
+    """Until Ctrl-C/SIGTERM: say when a process exits, and start again what is dead on SIGUSR1."""
+    from threenines.demo.ha import Unavailable
+
+    wanted: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: wanted.append(signum))
+    try:
+        while True:
+            time.sleep(0.5)
+            for one in stack.newly_dead():
+                code = one.process.returncode if one.process else None
+                print(f"  {one.name} (pid {one.pid}) exited (status {code}); `kill -USR1 {os.getpid()}` starts it "
+                      "again", flush=True)
+            if wanted:
+                wanted.clear()
+                try:
+                    for one in stack.restart_dead():
+                        print(f"  restarted {one.name}: pid {one.pid} (kill -9 {one.pid})", flush=True)
+                except Unavailable as err:
+                    print(f"  restart failed: {err}", flush=True)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
