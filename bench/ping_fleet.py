@@ -12,6 +12,7 @@ and RSS. Then fping pings the same N targets twice, its CPU per 1000 pings measu
     .venv/bin/python bench/ping_fleet.py --sizes 50000 --interval 300 --duration 120   # the contract cadence
     .venv/bin/python bench/ping_fleet.py --sizes 1000,10000,50000 --interval 60 --scrape-interval 0
     .venv/bin/python bench/ping_fleet.py --sizes 16700 --interval 100 --against /tmp/old-checkout   # A/B
+    .venv/bin/python bench/ping_fleet.py --sizes 16700 --interval 100 --scrapers 2   # an HA pair of Prometheus
 
 `--against DIR` runs this checkout's exporter and DIR's (another git worktree) at the same time, on disjoint
 127.x ranges, and prints their CPU ratio: run-to-run noise on a shared VM (±15 %) hides a 10 % change, two
@@ -76,6 +77,7 @@ def rss_mib(field: str = "VmHWM") -> float:
 SCRAPER = """
 import json, sys, time, urllib.request
 url, interval, until = sys.argv[1], float(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+time.sleep(float(sys.argv[4]) if len(sys.argv) > 4 else 0.0)  # the phase of this scraper within the interval
 durations, sizes = [], []
 while time.monotonic() < until:
     started = time.monotonic()
@@ -88,7 +90,7 @@ print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": m
 
 
 def run_exporter(size: int, interval: float, duration: float, scrape_interval: float, offset: int = 0,
-                 privileged: bool | None = None) -> dict[str, float]:
+                 privileged: bool | None = None, scrapers: int = 1) -> dict[str, float]:
     try:
         from threenines.serve.process import Exporter, ServeOptions
     except ImportError:  # --against a checkout from before the package's wings (threenines.service)
@@ -107,11 +109,14 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
         while not exporter.http._thread.is_alive():
             await asyncio.sleep(0.1)
         host, port = exporter.http.address
-        scraper = None
-        if scrape_interval:
-            scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, f"http://{host}:{port}/metrics",
-                                        str(scrape_interval), str(interval + duration)],
-                                       stdout=subprocess.PIPE, text=True)
+        # An HA pair of Prometheus scrapes every replica independently, at phases of its own (Prometheus
+        # offsets each target's scrapes by a hash that includes its external labels): scraper k starts k/n of
+        # an interval late, the even spread.
+        running_scrapers = [
+            subprocess.Popen([sys.executable, "-c", SCRAPER, f"http://{host}:{port}/metrics", str(scrape_interval),
+                              str(interval + duration), str(k * scrape_interval / scrapers)],
+                             stdout=subprocess.PIPE, text=True)
+            for k in range(scrapers if scrape_interval else 0)]
         # Measure one steady window after the first interval (every port has had its first probe).
         await asyncio.sleep(interval)
         scheduler = exporter.scheduler
@@ -124,9 +129,11 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
         render = exporter._render_seconds
         steady_rss = rss_mib("VmRSS")
         scrapes = {}
-        if scraper is not None:
-            out, _ = await asyncio.get_running_loop().run_in_executor(None, scraper.communicate)
-            scrapes = json.loads(out)
+        if running_scrapers:
+            each = [json.loads((await asyncio.get_running_loop().run_in_executor(None, s.communicate))[0])
+                    for s in running_scrapers]
+            scrapes = {"scrapers": len(each), "scrapes": sum(e["scrapes"] for e in each),
+                       "max_s": max(e["max_s"] for e in each), "bytes": max(e["bytes"] for e in each)}
         exporter.stop()
         await task
         return {
@@ -134,7 +141,8 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
             "probes_per_s": round(probes / wall, 1), "lag_p50_s": round(percentile(lags, 0.5), 4),
             "lag_p99_s": round(percentile(lags, 0.99), 4), "lag_max_s": round(max(lags, default=0.0), 4),
             "cpu_s": round(cpu, 2), "cpu_s_per_1000_probes": round(cpu / probes * 1000, 4) if probes else None,
-            "scrape_interval_s": scrape_interval, "scrapes": scrapes,
+            "scrape_interval_s": scrape_interval, "scrapers": scrapers if scrape_interval else 0,
+            "scrapes": scrapes,
             "wire": exporter.pinger.wire_kind, "render_s": round(render, 3), "setup_cpu_s": round(setup_cpu, 2),
             "failed_probes_total": failures,
             "peak_rss_mib": round(rss_mib("VmHWM"), 1), "rss_mib": round(steady_rss, 1),
@@ -213,7 +221,7 @@ def run_fping_cadence(size: int, interval: float, duration: float) -> dict[str, 
 def one_exporter_command(size: int, args: argparse.Namespace) -> list[str]:
     """This script in a child process, measuring one exporter of `size` ports (`--one`)."""
     return [sys.executable, __file__, "--one", str(size), "--interval", str(args.interval), "--duration",
-            str(args.duration), "--scrape-interval", str(args.scrape_interval)]
+            str(args.duration), "--scrape-interval", str(args.scrape_interval), "--scrapers", str(args.scrapers)]
 
 
 def run_pair(size: int, args: argparse.Namespace) -> dict[str, object]:
@@ -243,6 +251,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="measured window after warm-up, seconds")
     parser.add_argument("--scrape-interval", type=float, default=30.0,
                         help="a separate process scrapes /metrics this often, like Prometheus (0: no scrapes)")
+    parser.add_argument("--scrapers", type=int, default=1,
+                        help="independent scraper processes, like an HA pair of Prometheus (2), each every "
+                        "--scrape-interval, evenly out of phase")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--unprivileged", action="store_true", help=argparse.SUPPRESS)
@@ -256,7 +267,7 @@ def main() -> int:
         return 0
     if args.one:
         print(json.dumps(run_exporter(args.one, args.interval, args.duration, args.scrape_interval, args.offset,
-                                      False if args.unprivileged else None)))
+                                      False if args.unprivileged else None, args.scrapers)))
         return 0
     if args.against:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -285,6 +296,8 @@ def main() -> int:
         scrapes = o["scrapes"]
         scraped = (f"{scrapes['bytes'] / 1e6:.1f} MB, {scrapes['max_s']:.2f}s" if scrapes else "–")
         every = f"every {o['scrape_interval_s']:g}s" if o["scrape_interval_s"] else "none"
+        if o["scrape_interval_s"] and o.get("scrapers", 1) > 1:
+            every += f" ×{o['scrapers']}"
         print(f"| {o['size']} | {o['interval_s']:g}s | {every} | {o['probes_per_s']} | {o['lag_p50_s']}s |"
               f" {o['lag_p99_s']}s | {o['cpu_s_per_1000_probes']} | {f['cpu_s_per_1000_pings']} |"
               f" {row['cpu_ratio_vs_fping']}× | {row['fping_same_cadence']['cpu_s_per_1000_pings']} |"

@@ -11,21 +11,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
+import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.ha.victoriametrics import VICTORIA_METRICS
 from tests.promdata import backfill, prometheus
+from tests.support import free_port, running
 from threenines.config.exclusions import Exclusions
 from threenines.report.build import build_statement
 from threenines.report.months import Month
 from threenines.report.promclient import ClientConfig, PrometheusClient, Trace
 from threenines.report.statement import CustomerSpec, Options
 
+HERE = Path(__file__).resolve().parent
 MONTH = Month(2026, 10)
 BLOCK = "1488h"  # one block (one promtool pass over the file) for the month and its margins
 START, END = 1790812800, 1793491200  # October 2026 in UTC
@@ -54,20 +68,85 @@ RESTART = START + 10 * 86400 + 2 * 3600 + 30  # --restart: the exporter restarts
 UNKNOWN_AT_START = (90, 45)  # unknown seconds each exporter start accrued before its first probe result
 
 
-def write(path: Path, customers: int, step: int, restart: bool = False) -> int:
-    """OpenMetrics for the fleet month. With restart, every counter of the exporter restarts at RESTART: the
-    unknown counters of all series fall from 90 to 45 (a reset the report must see everywhere), an outage
-    counter that had counted an outage falls to 0; the missed-deadline counter is rebuilt from the audit
-    ledger at start (audit.py), so it does not fall."""
-    grid = list(range(START - 6 * 3600, END + 6 * 3600 + 1, step))
-    lines = 0
-    with open(path, "w", encoding="utf-8") as out:
-        def family(name: str, kind: str, rows) -> None:
-            nonlocal lines
-            out.write(f"# TYPE {name} {kind}\n")
-            for labels, values in rows:
-                out.writelines(f"{name}{{{labels}}} {v} {t}\n" for t, v in values)
-                lines += len(grid)
+class VMImport:
+    """Feeds the same series to VictoriaMetrics' /api/v1/import (JSON lines, one per series) while write() runs:
+    POSTs of ~32 MB go out on one background thread (two in flight at most), so VictoriaMetrics parses while
+    Python generates the next batch. The grid's timestamps are one JSON string shared by every series."""
+
+    BATCH_BYTES = 32_000_000
+
+    def __init__(self, url: str, grid: list[int]) -> None:
+        self.url, self.grid = url, grid
+        self.grid_json = json.dumps([t * 1000 for t in grid], separators=(",", ":"))
+        self.batch: list[str] = []
+        self.size = self.samples = 0
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: deque[Future[None]] = deque()
+        self.post_seconds = 0.0
+
+    def add(self, name: str, labels: str, values: list[tuple[int, float]]) -> None:
+        full = len(values) == len(self.grid) and values[0][0] == self.grid[0]
+        stamps = self.grid_json if full else json.dumps([t * 1000 for t, _ in values], separators=(",", ":"))
+        metric = json.dumps({"__name__": name, **dict(LABEL.findall(labels))}, separators=(",", ":"))
+        line = (f'{{"metric":{metric},"values":{json.dumps([v for _, v in values], separators=(",", ":"))},'
+                f'"timestamps":{stamps}}}')
+        self.batch.append(line)
+        self.size += len(line)
+        self.samples += len(values)
+        if self.size >= self.BATCH_BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        body = ("\n".join(self.batch) + "\n").encode()
+        self.batch, self.size = [], 0
+        while len(self.pending) >= 2:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._post, body))
+
+    def _post(self, body: bytes) -> None:
+        started = time.monotonic()
+        response = requests.post(f"{self.url}/api/v1/import", data=body, timeout=3600)
+        self.post_seconds += time.monotonic() - started
+        if response.status_code != 204:
+            raise RuntimeError(f"VictoriaMetrics import: HTTP {response.status_code} {response.text[:300]}")
+
+    def finish(self) -> None:
+        if self.batch:
+            self._send()
+        while self.pending:
+            self.pending.popleft().result()
+        self.pool.shutdown()
+        requests.get(f"{self.url}/internal/force_flush", timeout=600).raise_for_status()
+
+
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def write(path: Path | None, customers: int, step: int, restart: bool = False, vm: VMImport | None = None) -> int:
+    """OpenMetrics for the fleet month (to path, unless None) and the same samples to VictoriaMetrics (vm, with
+    the grid of grid_of(step)), in one pass; returns the number of samples. With restart, every counter of the
+    exporter restarts at RESTART: the unknown counters of all series fall from 90 to 45 (a reset the report must
+    see everywhere), an outage counter that had counted an outage falls to 0; the missed-deadline counter is
+    rebuilt from the audit ledger at start (audit.py), so it does not fall."""
+    grid = grid_of(step)
+    samples = 0
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(path, "w", encoding="utf-8")) if path else None
+
+        def family(name: str, kind: str, rows: Iterable[tuple[str, Iterable[tuple[int, float]]]]) -> None:
+            nonlocal samples
+            if out:
+                out.write(f"# TYPE {name} {kind}\n")
+            for labels, lazy in rows:
+                values = list(lazy)
+                if not values:
+                    continue
+                if out:
+                    prefix = f"{name}{{{labels}}}" if labels else name
+                    out.writelines(f"{prefix} {v} {t}\n" for t, v in values)
+                if vm:
+                    vm.add(name, labels, values)
+                samples += len(values)
 
         def cs_rows(value):
             for i in range(customers):
@@ -106,18 +185,21 @@ def write(path: Path, customers: int, step: int, restart: bool = False) -> int:
         # What the current exporter exports besides (docs/metrics.md): the instant of each target's latest missed
         # deadline (born at the first scrape after it), and the time its counters count from — the exporter
         # resumed from its heartbeat at the scrape before the restart, so no second is in no counter.
-        out.write("# TYPE threenines_notification_deadline_missed_timestamp_seconds gauge\n")
-        for i in range(customers):
-            if (m := miss_of(i)) is not None:
-                labels = f'customer="c{i:05d}",service="connectivity",target="p1"'
-                out.writelines(f"threenines_notification_deadline_missed_timestamp_seconds{{{labels}}} {m} {t}\n"
-                               for t in grid if t >= m)
+        family("threenines_notification_deadline_missed_timestamp_seconds", "gauge", (
+            (f'customer="c{i:05d}",service="connectivity",target="p1"', ((t, m) for t in grid if t >= m))
+            for i in range(customers) if (m := miss_of(i)) is not None))
         resumed = max(t for t in grid if t < RESTART)
-        out.write("# TYPE threenines_exporter_accounting_start_timestamp_seconds gauge\n")
-        out.writelines(f"threenines_exporter_accounting_start_timestamp_seconds "
-                       f"{resumed if restart and t >= RESTART else grid[0]} {t}\n" for t in grid)
-        out.write("# EOF\n")
-    return lines
+        family("threenines_exporter_accounting_start_timestamp_seconds", "gauge", [
+            ("", ((t, resumed if restart and t >= RESTART else grid[0]) for t in grid))])
+        if out:
+            out.write("# EOF\n")
+    if vm:
+        vm.finish()
+    return samples
+
+
+def grid_of(step: int) -> list[int]:
+    return list(range(START - 6 * 3600, END + 6 * 3600 + 1, step))
 
 
 def check(statement: dict, step: int, misses: bool = True, restart: bool = False) -> list[str]:
@@ -151,57 +233,217 @@ def profile(trace: list[Trace], top: int) -> None:
               f"{t.samples or 0:>12,} samples  {t.query[:110]}")
 
 
+def du(path: Path, skip: Iterable[str] = ()) -> int:
+    """Bytes of the files under path, without the top-level entries named in skip (caches, locks, WAL)."""
+    return sum(f.stat().st_size for f in path.rglob("*")
+               if f.is_file() and f.relative_to(path).parts[0] not in set(skip))
+
+
+def wait_merged(url: str, timeout: float = 3600.0) -> None:
+    """/internal/force_merge only starts the merge (in the background): wait until no merge runs, so that the
+    disk figure is the month at rest, not the parts before merging."""
+    deadline = time.monotonic() + timeout
+    time.sleep(2)
+    while time.monotonic() < deadline:
+        text = requests.get(f"{url}/metrics", timeout=60).text
+        active = sum(float(v) for v in re.findall(r"^vm_active_(?:force_)?merges(?:\{[^}]*\})? (\S+)$", text, re.M))
+        if active == 0:
+            break
+        time.sleep(2)
+    requests.get(f"{url}/internal/force_flush", timeout=600).raise_for_status()
+
+
+def vm_flags(step: int, max_query_len: int | None = None) -> list[str]:
+    """What docs/ha.md prescribes, for this scrape interval: the report's month-long outage-run subquery holds
+    (745 h + 10 h of margins) / step + 1 points per series, above the default 30,000 at 60 s; the month is in
+    the past (100y); a month-long range function over a 10 M-sample shard can take longer than the default 30 s
+    on a loaded 2-core machine. -search.disableCache: the rollup cache would make a second run cheaper than
+    Prometheus' (which has none). -search.maxQueryLen stays at its default (16 KiB, what
+    prometheus/ha/victoria-metrics.default ships) unless max_query_len is given."""
+    points = (755 * 3600) // step + 1
+    return ["-retentionPeriod=100y", f"-dedup.minScrapeInterval={step}s",
+            f"-search.maxPointsPerTimeseries={max(30000, points + 1000)}", "-search.maxQueryDuration=600s",
+            "-search.disableCache", "-loggerLevel=WARN",
+            *([f"-search.maxQueryLen={max_query_len}"] if max_query_len else [])]
+
+
+@dataclass
+class Run:
+    engine: str
+    seconds: float
+    requests: int
+    response_bytes: int
+    server_seconds: float
+    samples: int
+    statement: dict[str, Any]
+    trace: list[Trace]
+
+
+def report(url: str, args: argparse.Namespace, specs: list[CustomerSpec]) -> Run:
+    client = PrometheusClient(ClientConfig(url, timeout=900, stats=True, concurrency=args.concurrency))
+    engine = client.detect_engine()  # VictoriaMetrics: the client keeps every query within -search.maxQueryLen
+    requests_before = client.requests_made
+    t0 = time.monotonic()
+    statement = build_statement(client, MONTH, specs, Exclusions(), Options(scrape_interval=args.scrape_interval))
+    seconds = time.monotonic() - t0
+    return Run(engine.describe(), seconds, client.requests_made - requests_before,
+               sum(t.response_bytes for t in client.trace), sum(t.server_seconds or 0 for t in client.trace),
+               sum(t.samples or 0 for t in client.trace), statement.to_dict(), list(client.trace))
+
+
+def differences(a: Any, b: Any, where: str = "") -> Iterator[str]:
+    """Every figure where two statements differ, by its path in the JSON."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            yield from differences(a.get(key), b.get(key), f"{where}.{key}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            yield from differences(x, y, f"{where}[{index}]")
+    elif a != b:
+        yield f"{where}: {a!r} != {b!r}"
+
+
+def summarize(run: Run, args: argparse.Namespace, misses: bool) -> None:
+    statement = run.statement
+    outages = sum(len(s["outages"]) for c in statement["customers"] for s in c["services"])
+    wrong = check(statement, args.scrape_interval, misses, args.restart)
+    print(f"{run.engine}\n  report: {args.customers} customers, {outages} outages, {run.requests} HTTP requests, "
+          f"{run.seconds:.1f} s, {run.response_bytes / 1e6:.1f} MB; status {statement.get('status', 'final')}, "
+          f"scrape interval {statement['scrape_interval_seconds']:g} s, notification days exact: "
+          f"{all(c['notification'].get('exact') for c in statement['customers'])}, "
+          f"review items {len(statement['review'])}; exact: {args.customers - len(wrong)}/{args.customers} "
+          "customers equal the generated truth" + "".join(f"\n  {w}" for w in wrong[:10]), flush=True)
+    profile(run.trace, args.top)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--scrape-interval", type=int, default=3600)
-    parser.add_argument("--workdir", type=Path, help="keep the TSDB here (under /tmp) and reuse it on the next run "
-                        "with the same --customers/--scrape-interval; default: a temporary directory")
+    parser.add_argument("--engine", choices=("prometheus", "victoriametrics", "both"), default="prometheus",
+                        help="where the report reads the month: both writes it once, backfills Prometheus and "
+                        "imports the same samples into VictoriaMetrics, runs the report on each, compares the "
+                        "statements figure by figure and prints the ratios")
+    parser.add_argument("--vm-max-query-len", type=int, metavar="BYTES",
+                        help="VictoriaMetrics' -search.maxQueryLen (default: its own, 16 KiB; at 5,000 customers "
+                        "the report's batched outage-bound queries are 60 kB)")
+    parser.add_argument("--repeat", type=int, default=1, help="report runs per engine, alternating")
+    parser.add_argument("--workdir", type=Path, help="keep the TSDB (and VictoriaMetrics' data) here (under /tmp) "
+                        "and reuse it on the next run with the same --customers/--scrape-interval; default: a "
+                        "temporary directory")
     parser.add_argument("--restart", action="store_true", help="the exporter restarts on 11 October: every "
                         "unknown counter (and the outage counters that had counted) resets")
     parser.add_argument("--top", type=int, default=12, help="slowest queries to list")
-    parser.add_argument("--concurrency", type=int, default=4, help="queries sent to Prometheus at once")
+    parser.add_argument("--concurrency", type=int, default=4, help="queries sent to the engine at once")
     args = parser.parse_args()
+    engines = ("prometheus", "victoriametrics") if args.engine == "both" else (args.engine,)
     with contextlib.ExitStack() as stack:
         work = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="report-bench-")))
         work.mkdir(parents=True, exist_ok=True)
         restart = "-restart" if args.restart else ""
         # v2: missed counter; v3: the accounting start and missed-deadline instants of the current exporter
         marker = work / f"tsdb-{args.customers}-{args.scrape_interval}{restart}-v3.done"
+        vm_marker = work / f"vm-{args.customers}-{args.scrape_interval}{restart}-v3.done"
         older = work / f"tsdb-{args.customers}-{args.scrape_interval}.done"  # v1: no missed counter series
         misses = not older.exists() or marker.exists()
-        if older.exists() and not marker.exists():
+        want_prom, want_vm = "prometheus" in engines, "victoriametrics" in engines
+        vm = None
+        if want_vm:
+            if not vm_marker.exists():
+                shutil.rmtree(work / "vmdata", ignore_errors=True)
+            port = free_port()
+            argv = [VICTORIA_METRICS, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={work / 'vmdata'}",
+                    *vm_flags(args.scrape_interval, args.vm_max_query_len)]
+            vm = stack.enter_context(running(argv, work / "victoria-metrics.log",
+                                             ready_url=f"http://127.0.0.1:{port}/health", timeout=300))
+            vm_url = f"http://127.0.0.1:{port}"
+        write_om = want_prom and not marker.exists() and not older.exists()
+        write_vm = want_vm and not vm_marker.exists()
+        if older.exists() and not marker.exists() and want_prom:
             print(f"reusing {work / 'tsdb'} ({int(older.read_text()):,} samples; v1 data: no missed counter, "
                   "notification days not checked)", flush=True)
-        elif not marker.exists():
-            shutil.rmtree(work / "tsdb", ignore_errors=True)
+        if write_om or write_vm:
+            if write_om:
+                shutil.rmtree(work / "tsdb", ignore_errors=True)
+            importer = VMImport(vm_url, grid_of(args.scrape_interval)) if write_vm else None
             t0 = time.monotonic()
-            samples = write(work / "data.om", args.customers, args.scrape_interval, args.restart)
+            samples = write(work / "data.om" if write_om else None, args.customers, args.scrape_interval,
+                            args.restart, importer)
             t1 = time.monotonic()
-            backfill(work / "data.om", work / "tsdb", timeout=4 * 3600, max_block_duration=BLOCK)
-            (work / "data.om").unlink()
-            t2 = time.monotonic()
-            marker.write_text(f"{samples}\n", encoding="utf-8")
-            print(f"generated {samples:,} samples in {t1 - t0:.1f} s; promtool backfill {t2 - t1:.1f} s", flush=True)
-        else:
-            print(f"reusing {work / 'tsdb'} ({int(marker.read_text()):,} samples)", flush=True)
+            print(f"generated {samples:,} samples in {t1 - t0:.1f} s"
+                  + (f" (OpenMetrics file {(work / 'data.om').stat().st_size / 1e9:.1f} GB)" if write_om else "")
+                  + (f"; imported into VictoriaMetrics alongside (POSTs {importer.post_seconds:.1f} s)"
+                     if importer else ""), flush=True)
+            if write_om:
+                backfill(work / "data.om", work / "tsdb", timeout=4 * 3600, max_block_duration=BLOCK)
+                (work / "data.om").unlink()
+                marker.write_text(f"{samples}\n", encoding="utf-8")
+                print(f"promtool backfill {time.monotonic() - t1:.1f} s", flush=True)
+            if write_vm:
+                t2 = time.monotonic()
+                # merge the parts into what a month at rest looks like (VictoriaMetrics merges in the background)
+                requests.get(f"{vm_url}/internal/force_merge", timeout=3600).raise_for_status()
+                wait_merged(vm_url)
+                vm_marker.write_text(f"{samples}\n", encoding="utf-8")
+                print(f"VictoriaMetrics force_merge {time.monotonic() - t2:.1f} s", flush=True)
+        for done in (marker if want_prom else None, vm_marker if want_vm else None):
+            if done is not None and done.exists() and not (write_om if done is marker else write_vm):
+                print(f"reusing {done.name} ({int(done.read_text()):,} samples)", flush=True)
+        disk: dict[str, int] = {}
+        samples_stored = int((marker if want_prom and marker.exists() else vm_marker).read_text())
+        if want_prom:
+            disk["prometheus"] = du(work / "tsdb", skip=("wal", "chunks_head", "lock", "queries.active"))
+        if want_vm:
+            disk["victoriametrics"] = du(work / "vmdata", skip=("cache", "flock.lock", "snapshots"))
+        for name, size in disk.items():
+            print(f"disk {name}: {size / 1e6:.1f} MB, {size / samples_stored:.3f} B/sample, "
+                  f"{size / args.customers / 1e3:.1f} kB per customer-month "
+                  f"({samples_stored / args.customers:,.0f} samples per customer-month)", flush=True)
         specs = [CustomerSpec(f"c{i:05d}", f"C{i}", "UTC", 0.999, ("connectivity", "power"))
                  for i in range(args.customers)]
-        with prometheus(work / "tsdb", work) as prom:
-            client = PrometheusClient(ClientConfig(prom.url, timeout=300, stats=True, concurrency=args.concurrency))
-            t3 = time.monotonic()
-            options = Options(scrape_interval=args.scrape_interval)
-            statement = build_statement(client, MONTH, specs, Exclusions(), options).to_dict()  # the JSON
-            t4 = time.monotonic()
-        print(f"status {statement.get('status', 'final')}, scrape interval {statement['scrape_interval_seconds']:g} s,"
-              f" notification days exact: {all(c['notification'].get('exact') for c in statement['customers'])}")
-        outages = sum(len(s["outages"]) for c in statement["customers"] for s in c["services"])
-        print(f"report: {args.customers} customers, {outages} outages, {client.requests_made} HTTP requests, "
-              f"{t4 - t3:.1f} s; review items {len(statement['review'])}")
-        wrong = check(statement, args.scrape_interval, misses, args.restart)
-        print(f"exact: {args.customers - len(wrong)}/{args.customers} customers equal the generated truth"
-              + "".join(f"\n  {w}" for w in wrong[:10]))
-        profile(client.trace, args.top)
+        prom = stack.enter_context(prometheus(work / "tsdb", work)) if want_prom else None
+        urls = {"prometheus": prom.url if prom else "", "victoriametrics": vm_url if vm else ""}
+        runs: dict[str, list[Run]] = {name: [] for name in engines}
+        for _ in range(args.repeat):
+            for name in engines:
+                runs[name].append(report(urls[name], args, specs))
+                summarize(runs[name][-1], args, misses)
+        if vm is not None:
+            vm_rss = vm_cpu = None
+            with contextlib.suppress(OSError, ValueError):
+                stat = Path(f"/proc/{vm.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                vm_cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                vm_rss = int(stat[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            print(f"victoria-metrics process: {vm_cpu} CPU-s in all, RSS {vm_rss and round(vm_rss)} MiB")
+    result: dict[str, Any] = {
+        "customers": args.customers, "scrape_interval_s": args.scrape_interval, "restart": args.restart,
+        "samples": samples_stored, "disk_bytes": disk, "concurrency": args.concurrency,
+        "runs": {name: [{"engine": r.engine, "seconds": round(r.seconds, 2), "requests": r.requests,
+                         "response_bytes": r.response_bytes, "server_seconds": round(r.server_seconds, 2),
+                         "samples_scanned": r.samples} for r in rs] for name, rs in runs.items()}}
+    if args.engine == "both":
+        prom_runs, vm_runs = runs["prometheus"], runs["victoriametrics"]
+        diff = list(differences(prom_runs[0].statement, vm_runs[0].statement))
+        same_every_run = all(r.statement == prom_runs[0].statement for r in prom_runs + vm_runs)
+        print(f"\nstatements: {'identical, every figure' if not diff else f'{len(diff)} figures differ'}"
+              f"{'' if same_every_run else ' (and some runs differ from the first)'}"
+              + "".join(f"\n  {d}" for d in diff[:20]))
+        p, v = (statistics.median(r.seconds for r in rs) for rs in (prom_runs, vm_runs))
+        print("\n| engine | report time (median of runs) | runs | HTTP requests | response bytes | disk | "
+              "B/sample |\n|---|---|---|---|---|---|---|")
+        for name, rs in runs.items():
+            r = rs[0]
+            print(f"| {name} | {statistics.median(x.seconds for x in rs):.1f} s | "
+                  f"{' / '.join(f'{x.seconds:.1f}' for x in rs)} | {r.requests} | {r.response_bytes / 1e6:.1f} MB | "
+                  f"{disk[name] / 1e6:.1f} MB | {disk[name] / samples_stored:.3f} |")
+        print(f"VictoriaMetrics / Prometheus: time {v / p:.2f}×, requests "
+              f"{vm_runs[0].requests / prom_runs[0].requests:.2f}×, bytes "
+              f"{vm_runs[0].response_bytes / prom_runs[0].response_bytes:.2f}×, disk "
+              f"{disk['victoriametrics'] / disk['prometheus']:.3f}×")
+        result.update(identical=not diff, differences=diff[:50], time_ratio_vm_vs_prometheus=round(v / p, 3))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"report_fleet-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(result, indent=2))
     return 0
 
 
