@@ -23,8 +23,8 @@ from tests.report.test_truth import EXCLUSIONS_YML, OCTOBER, SCENARIO, TRUE_EXCL
 from threenines.cli import main
 from threenines.config.exclusions import load_exclusions
 from threenines.report.build import build_statement
-from threenines.report.promclient import ClientConfig, PrometheusClient, PrometheusQueryError
-from threenines.report.resets import MAX_QUERY_BYTES, corrections
+from threenines.report.promclient import MAX_QUERY_BYTES, ClientConfig, PrometheusClient, PrometheusQueryError
+from threenines.report.resets import corrections
 from threenines.report.statement import CustomerSpec, Options
 
 # What docs/ha.md prescribes for a 60 s scrape: the month-long subqueries of the report hold up to 45,301

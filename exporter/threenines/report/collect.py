@@ -37,7 +37,7 @@ from threenines.contract.vantages import View, identity, merge_views, vantage_of
 from threenines.exposition import catalogue
 from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.ledgers.outages import OutageLedgerReader
-from threenines.report.promclient import PrometheusClient, parallel, promql_string
+from threenines.report.promclient import PrometheusClient, pack_queries, parallel, promql_string
 from threenines.report.resets import corrections
 
 Key = tuple[str, str]  # (customer, service)
@@ -547,8 +547,8 @@ def _bounded(client: PrometheusClient, runs: list[tuple[dict[str, str], float, f
             # Did the exporter that wrote the run restart inside it? Its accounting start changes at a restart.
             process = exact_selector({k: v for k, v in lab.items() if k not in ("customer", "service", "target")})
             exprs.append(_tag(f"changes({M_ACCOUNTING}{process}[{t_next - t_prev}s] @ {t_next})", i, "restarts"))
-    calls = {str(i): (lambda part=part: client.vector(" or ".join(part), hi))
-             for i, part in enumerate(_chunks(exprs, 3 * RUN_BATCH))}
+    calls = {str(i): (lambda query=query: client.vector(query, hi))
+             for i, query in enumerate(pack_queries(exprs, 3 * RUN_BATCH))}
     answers: dict[tuple[int, str], float] = {}
     for answer in parallel(client, calls).values():
         for labels, value in answer.items():

@@ -393,3 +393,26 @@ def _without_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
 def promql_string(value: str) -> str:
     """A label value or regex inside a PromQL double-quoted string: backslash and quote escaped (the one place)."""
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# VictoriaMetrics' default -search.maxQueryLen: every query the report builds stays within it, so the report runs
+# on an engine left at its defaults (Prometheus has no such limit).
+MAX_QUERY_BYTES = 16_384
+
+
+def pack_queries(terms: list[str], max_terms: int, joiner: str = " or ") -> list[str]:
+    """Join terms into as few queries as fit MAX_QUERY_BYTES and max_terms terms each (a term longer than the
+    limit alone is its own query; the client refuses it naming the flag)."""
+    queries: list[str] = []
+    current: list[str] = []
+    size = 0
+    for term in terms:
+        extra = len(term.encode()) + (len(joiner) if current else 0)
+        if current and (size + extra > MAX_QUERY_BYTES or len(current) >= max_terms):
+            queries.append(joiner.join(current))
+            current, size, extra = [], 0, len(term.encode())
+        current.append(term)
+        size += extra
+    if current:
+        queries.append(joiner.join(current))
+    return queries

@@ -29,7 +29,7 @@ import re
 from collections import defaultdict
 from itertools import pairwise
 
-from threenines.report.promclient import PrometheusClient, parallel, promql_string
+from threenines.report.promclient import MAX_QUERY_BYTES, PrometheusClient, pack_queries, parallel, promql_string
 
 LabelKey = tuple[tuple[str, str], ...]
 Piece = tuple[int, int]  # (s, e]: a window of the month; the month's first piece also holds x @ start
@@ -38,7 +38,6 @@ LOOKBACK = 300
 TAG = "threenines_report_piece"
 PIECES_PER_QUERY = 48
 RAW_SAMPLES_PER_QUERY = 1_000_000
-MAX_QUERY_BYTES = 16_384  # VictoriaMetrics' default -search.maxQueryLen
 SELECTOR_BYTES = MAX_QUERY_BYTES // 4  # a customer selector's share: two of them per piece, and room to pack
 
 
@@ -81,23 +80,6 @@ def _customer_parts(customers: list[str], per_query: int) -> list[list[str]]:
     return out
 
 
-def _pack(terms: list[str], joiner: str = " or ") -> list[str]:
-    """Join terms into as few queries as fit MAX_QUERY_BYTES (and PIECES_PER_QUERY pairs of terms) each."""
-    queries: list[str] = []
-    current: list[str] = []
-    size = 0
-    for term in terms:
-        extra = len(term.encode()) + (len(joiner) if current else 0)
-        if current and (size + extra > MAX_QUERY_BYTES or len(current) >= 2 * PIECES_PER_QUERY):
-            queries.append(joiner.join(current))
-            current, size, extra = [], 0, len(term.encode())
-        current.append(term)
-        size += extra
-    if current:
-        queries.append(joiner.join(current))
-    return queries
-
-
 def _count_resets(client: PrometheusClient, metric: str, parent: Piece, series: set[LabelKey], size: int,
                   scrape_interval: float, budget: int) -> dict[LabelKey, dict[Piece, float]]:
     """The drops (C - T) of these series in each `size` piece of parent, where any."""
@@ -109,9 +91,10 @@ def _count_resets(client: PrometheusClient, metric: str, parent: Piece, series: 
     queries = []
     for part in _customer_parts(customers, per_query):
         sel = _selector(set(part))
-        queries += _pack([
+        queries += pack_queries([
             f'label_replace(resets({metric}{sel}{rng}) > 0, "{TAG}", "{sign}{p[0]}:{p[1]}", "", "")'
-            for p in pieces for sign, rng in (("+", _range(p)), ("-", f"[{LOOKBACK}s] @ {p[0]}"))])
+            for p in pieces for sign, rng in (("+", _range(p)), ("-", f"[{LOOKBACK}s] @ {p[0]}"))],
+            2 * PIECES_PER_QUERY)
     answers = parallel(client, {str(i): (lambda q=q: client.vector(q, parent[1])) for i, q in enumerate(queries)})
     for answer in answers.values():
         for labels, count in answer.items():
