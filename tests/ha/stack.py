@@ -148,6 +148,9 @@ def stack(tmp: Path, interval: float = 2.0, scrape: float = 1.0) -> Iterator[Sta
         vm_url = f"http://127.0.0.1:{vm_port}"
         vm = Restartable("victoriametrics", [VICTORIA_METRICS, f"-httpListenAddr=127.0.0.1:{vm_port}",
                                              f"-storageDataPath={tmp / 'vm'}", "-search.disableCache",
+                                             # VictoriaMetrics hides samples younger than 30 s by default; this
+                                             # test reads the store seconds after writing (docs/ha.md)
+                                             "-search.latencyOffset=1s",
                                              "-loggerLevel=WARN", *vm_flags(scrape)],
                          tmp / "victoria-metrics", f"{vm_url}/health")
         replica_ports = {"a": free_port(), "b": free_port()}
