@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from threenines.ledgers.sqlite import LedgerFile, describe_error, has_table, open_read_only
+from threenines.ledgers.sqlite import LedgerFile, LedgerReader
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def _dispatch(row: tuple) -> Dispatch:
 _SAME_OUTAGE = "customer = ? AND service = ? AND target = ? AND abs(determined_at - ?) < 0.0005"
 
 
-class AuditLedgerReader:
+class AuditLedgerReader(LedgerReader):
     """The audit ledger read by another process (`threenines report --audit-ledger`, `threenines status`),
     read-only (threenines.ledgers.sqlite.open_read_only), while the exporter runs or not.
 
@@ -227,28 +227,11 @@ class AuditLedgerReader:
     misses are its late first dispatches, and an outage never notified at all is not in it.
     """
 
+    what = "audit ledger"
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = open_read_only(self.path, "audit ledger")
-        self.has_misses = self._read(lambda: has_table(self._db, "misses"))
-
-    def __enter__(self) -> AuditLedgerReader:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _read(self, query: Callable[[], _T]) -> _T:
-        try:
-            return query()
-        except sqlite3.Error as err:
-            raise OSError(f"{self.path}: cannot read the audit ledger: {describe_error(err)}") from err
-
-    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
-        return self._read(lambda: self._db.execute(sql, params).fetchall())
+        super().__init__(path)
+        self.has_misses = self._has_table("misses")
 
     def misses(self, since: float, until: float) -> list[Miss]:
         """The misses whose deadline passed in [since, until), in the order they were written (none without the

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from threenines.ledgers.audit import outage_key
-from threenines.ledgers.sqlite import LedgerFile, describe_error, open_read_only
+from threenines.ledgers.sqlite import LedgerFile, LedgerReader
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notices (
@@ -259,7 +259,7 @@ def _delivery(row: tuple) -> Delivery:
     return Delivery(*values)
 
 
-class DeliveryLedgerReader:
+class DeliveryLedgerReader(LedgerReader):
     """The delivery ledger read by another process (`threenines status`, `threenines report --delivery-ledger`),
     read-only (threenines.ledgers.sqlite.open_read_only), while the exporter runs or not: per outage event and
     designated contact, the channel, contact version, first attempt, acceptance and receipt, or the failures
@@ -269,24 +269,7 @@ class DeliveryLedgerReader:
             rows = ledger.for_outage(outage_key(customer, service, target, determined_at))
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = open_read_only(self.path, "delivery ledger")
-
-    def __enter__(self) -> DeliveryLedgerReader:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as err:
-            raise OSError(f"{self.path}: cannot read the delivery ledger: {describe_error(err)}") from err
+    what = "delivery ledger"
 
     def for_outage(self, outage: tuple[str, str, str, float]) -> list[Delivery]:
         """Every notice of one outage (firing first, then resolved; by contact), within half a millisecond of

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from threenines.config.inventory import TargetKey
 from threenines.contract.machine import Checkpoint, OutageEvent
-from threenines.ledgers.sqlite import LedgerFile, describe_error, has_table, open_read_only
+from threenines.ledgers.sqlite import LedgerFile, LedgerReader, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ class OutageLedger:
         return rows[0][0] if rows else None
 
 
-class OutageLedgerReader:
+class OutageLedgerReader(LedgerReader):
     """The outage ledger read by another process (`threenines report --ledger`, `threenines status`), read-only
     (threenines.ledgers.sqlite.open_read_only): what is on disk, while the exporter runs or not. The exporter
     itself reads through OutageLedger, which adds what its disk has not taken yet.
@@ -350,24 +350,7 @@ class OutageLedgerReader:
             records, gaps = ledger.outages(start, end), ledger.gaps()
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = open_read_only(self.path, "outage ledger")
-
-    def __enter__(self) -> OutageLedgerReader:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as err:
-            raise OSError(f"{self.path}: cannot read the outage ledger: {describe_error(err)}") from err
+    what = "outage ledger"
 
     def outages(self, since: float | None = None, until: float | None = None) -> list[OutageRecord]:
         """Outages overlapping [since, until) (all when both are None), oldest first; open ones end None."""
@@ -376,8 +359,4 @@ class OutageLedgerReader:
     def gaps(self) -> list[OutageGap]:
         """Every stretch without evidence inside an outage, oldest first (none in a ledger older than the
         `outage_gaps` table)."""
-        try:
-            present = has_table(self._db, "outage_gaps")
-        except sqlite3.Error as err:
-            raise OSError(f"{self.path}: cannot read the outage ledger: {describe_error(err)}") from err
-        return [_gap(row) for row in self._rows(_GAPS_SQL)] if present else []
+        return [_gap(row) for row in self._rows(_GAPS_SQL)] if self._has_table("outage_gaps") else []

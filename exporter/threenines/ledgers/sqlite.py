@@ -13,9 +13,10 @@ import sqlite3
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 # What SQLite calls a file it cannot read as a database (as opposed to a disk that refused a write).
@@ -76,6 +77,39 @@ def has_table(db: sqlite3.Connection, name: str) -> bool:
     """Whether a ledger has this table or view: one written by an older exporter may lack it."""
     return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
+
+
+class LedgerReader:
+    """A ledger read by another process through open_read_only: the one opener, context manager and query
+    wrapper of the outage, audit and delivery readers (each sets `what`). An SQLite error while reading is an
+    OSError naming the file."""
+
+    what = "ledger"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = open_read_only(self.path, self.what)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _read(self, query: Callable[[], _T]) -> _T:
+        try:
+            return query()
+        except sqlite3.Error as err:
+            raise OSError(f"{self.path}: cannot read the {self.what}: {describe_error(err)}") from err
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
+        return self._read(lambda: self._db.execute(sql, params).fetchall())
+
+    def _has_table(self, name: str) -> bool:
+        return self._read(lambda: has_table(self._db, name))
 
 class LedgerFile:
     """One SQLite evidence file (WAL, synchronous=FULL), checked before the exporter relies on it.
