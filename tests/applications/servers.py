@@ -101,6 +101,27 @@ class Nginx:
     wrong_name: int
 
 
+
+def nginx_conf(directory: Path, servers: str) -> str:
+    """Debian's nginx as a test process: pid, logs and temp paths in `directory`, the given server blocks."""
+    user = "user root root;" if os.geteuid() == 0 else ""
+    return f"""
+{user}
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+{servers}
+}}
+"""
+
 @contextlib.contextmanager
 def nginx(directory: Path, pki: Pki) -> Iterator[Nginx]:
     ports = Nginx(free_port(), free_port(), free_port(), free_port())
@@ -115,26 +136,11 @@ def nginx(directory: Path, pki: Pki) -> Iterator[Nginx]:
         return (f"server {{ listen 127.0.0.1:{port} ssl; server_name {SERVER_NAME}; "
                 f"ssl_certificate {pair[0]}; ssl_certificate_key {pair[1]}; {locations} }}")
 
-    user = "user root root;" if os.geteuid() == 0 else ""
-    conf = f"""
-{user}
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
+    conf = nginx_conf(directory, f"""
     server {{ listen 127.0.0.1:{ports.http}; listen [::1]:{ports.http}; {locations} }}
     {tls_server(ports.https, pki.good)}
     {tls_server(ports.expired, pki.expired)}
-    {tls_server(ports.wrong_name, pki.wrong_name)}
-}}
-"""
+    {tls_server(ports.wrong_name, pki.wrong_name)}""")
     (directory / "nginx.conf").write_text(conf)
     argv = [NGINX, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"]
     with running(argv, directory / "nginx.out") as process:

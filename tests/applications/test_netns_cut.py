@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.applications.servers import NGINX
+from tests.applications.servers import NGINX, nginx_conf
 from tests.foundation.exporter_process import sample, scrape, serve
 from tests.netns import CustomerPort, customer_port
 from tests.support import RunningProcess, free_port, running, wait_until
@@ -81,26 +81,11 @@ def _inventory(address: str) -> str:
 def _nginx_in(port: CustomerPort, directory: Path) -> Iterator[RunningProcess]:
     """Debian's nginx inside the namespace (`ip netns exec` execs it: the PID is nginx's master), on APP_PORT."""
     directory.mkdir(parents=True, exist_ok=True)
-    user = "user root root;" if os.geteuid() == 0 else ""
-    (directory / "nginx.conf").write_text(f"""
-{user}
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
+    (directory / "nginx.conf").write_text(nginx_conf(directory, f"""
     server {{
         listen {port.address}:{APP_PORT};
         location = /ok {{ default_type text/plain; return 200 "customer site\\n"; }}
-    }}
-}}
-""")
+    }}"""))
     argv = ["ip", "netns", "exec", port.namespace, NGINX, "-p", str(directory), "-c", str(directory / "nginx.conf"),
             "-g", "daemon off;"]
     with running(argv, directory / "nginx.out") as process:
