@@ -75,22 +75,26 @@ def rss_mib(field: str = "VmHWM") -> float:
 
 # The scraper is its own process, like Prometheus: reading tens of megabytes is not the exporter's CPU.
 SCRAPER = """
-import json, sys, time, urllib.request
+import gzip, json, sys, time, urllib.request
 url, interval, until = sys.argv[1], float(sys.argv[2]), time.monotonic() + float(sys.argv[3])
 time.sleep(float(sys.argv[4]) if len(sys.argv) > 4 else 0.0)  # the phase of this scraper within the interval
-durations, sizes = [], []
+durations, sizes, wire = [], [], []
+# Prometheus asks for gzip (Accept-Encoding: gzip), and so does this scraper unless told not to (--identity).
+headers = {} if len(sys.argv) > 5 and sys.argv[5] == "identity" else {"Accept-Encoding": "gzip"}
 while time.monotonic() < until:
     started = time.monotonic()
-    with urllib.request.urlopen(url, timeout=60) as reply:
-        sizes.append(len(reply.read()))
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as reply:
+        body = reply.read()
+        wire.append(len(body))
+        sizes.append(len(gzip.decompress(body)) if reply.headers.get("Content-Encoding") == "gzip" else len(body))
     durations.append(time.monotonic() - started)
     time.sleep(max(0.0, interval - durations[-1]))
-print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": max(sizes)}))
+print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": max(sizes), "wire_bytes": max(wire)}))
 """
 
 
 def run_exporter(size: int, interval: float, duration: float, scrape_interval: float, offset: int = 0,
-                 privileged: bool | None = None, scrapers: int = 1) -> dict[str, float]:
+                 privileged: bool | None = None, scrapers: int = 1, identity: bool = False) -> dict[str, float]:
     try:
         from threenines.serve.process import Exporter, ServeOptions
     except ImportError:  # --against a checkout from before the package's wings (threenines.service)
@@ -114,7 +118,8 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
         # an interval late, the even spread.
         running_scrapers = [
             subprocess.Popen([sys.executable, "-c", SCRAPER, f"http://{host}:{port}/metrics", str(scrape_interval),
-                              str(interval + duration), str(k * scrape_interval / scrapers)],
+                              str(interval + duration), str(k * scrape_interval / scrapers),
+                              "identity" if identity else "gzip"],
                              stdout=subprocess.PIPE, text=True)
             for k in range(scrapers if scrape_interval else 0)]
         # Measure one steady window after the first interval (every port has had its first probe).
@@ -133,7 +138,8 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
             each = [json.loads((await asyncio.get_running_loop().run_in_executor(None, s.communicate))[0])
                     for s in running_scrapers]
             scrapes = {"scrapers": len(each), "scrapes": sum(e["scrapes"] for e in each),
-                       "max_s": max(e["max_s"] for e in each), "bytes": max(e["bytes"] for e in each)}
+                       "max_s": max(e["max_s"] for e in each), "bytes": max(e["bytes"] for e in each),
+                       "wire_bytes": max(e["wire_bytes"] for e in each), "encoding": "identity" if identity else "gzip"}
         exporter.stop()
         await task
         return {
@@ -221,7 +227,8 @@ def run_fping_cadence(size: int, interval: float, duration: float) -> dict[str, 
 def one_exporter_command(size: int, args: argparse.Namespace) -> list[str]:
     """This script in a child process, measuring one exporter of `size` ports (`--one`)."""
     return [sys.executable, __file__, "--one", str(size), "--interval", str(args.interval), "--duration",
-            str(args.duration), "--scrape-interval", str(args.scrape_interval), "--scrapers", str(args.scrapers)]
+            str(args.duration), "--scrape-interval", str(args.scrape_interval), "--scrapers", str(args.scrapers),
+            *(["--identity"] if args.identity else [])]
 
 
 def run_pair(size: int, args: argparse.Namespace) -> dict[str, object]:
@@ -254,6 +261,8 @@ def main() -> int:
     parser.add_argument("--scrapers", type=int, default=1,
                         help="independent scraper processes, like an HA pair of Prometheus (2), each every "
                         "--scrape-interval, evenly out of phase")
+    parser.add_argument("--identity", action="store_true",
+                        help="scrapers do not ask for gzip (Prometheus does: Accept-Encoding: gzip)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--unprivileged", action="store_true", help=argparse.SUPPRESS)
@@ -267,7 +276,7 @@ def main() -> int:
         return 0
     if args.one:
         print(json.dumps(run_exporter(args.one, args.interval, args.duration, args.scrape_interval, args.offset,
-                                      False if args.unprivileged else None, args.scrapers)))
+                                      False if args.unprivileged else None, args.scrapers, args.identity)))
         return 0
     if args.against:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -294,7 +303,8 @@ def main() -> int:
     for row in rows:
         o, f = row["threenines"], row["fping"]
         scrapes = o["scrapes"]
-        scraped = (f"{scrapes['bytes'] / 1e6:.1f} MB, {scrapes['max_s']:.2f}s" if scrapes else "–")
+        scraped = (f"{scrapes['bytes'] / 1e6:.1f} MB ({scrapes.get('wire_bytes', scrapes['bytes']) / 1e6:.1f} MB"
+                   f" {scrapes.get('encoding', 'identity')}), {scrapes['max_s']:.2f}s" if scrapes else "–")
         every = f"every {o['scrape_interval_s']:g}s" if o["scrape_interval_s"] else "none"
         if o["scrape_interval_s"] and o.get("scrapers", 1) > 1:
             every += f" ×{o['scrapers']}"

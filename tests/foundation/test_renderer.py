@@ -1,6 +1,12 @@
-"""The incremental renderer: after any sequence of published changes it writes what a fresh render would."""
+"""The incremental renderer: after any sequence of published changes it writes what a fresh render would, as
+plain text and as gzip (one member made of its pieces' deflate segments)."""
 
 from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,7 +14,9 @@ from hypothesis import strategies as st
 from threenines.config.inventory import TargetKey
 from threenines.contract.engine import ContractChanges
 from threenines.contract.machine import CustomerServiceView, TargetView
+from threenines.exposition import contract, encoding
 from threenines.exposition.contract import ExporterChanges, HealthView, SnapshotRenderer
+from threenines.exposition.encoding import Piece, gzip_parts
 from threenines.probes.ping_scheduler import LAG_BUCKETS, ScheduledPortView
 
 KEYS = tuple(TargetKey(f"c{i % 3}", "connectivity", f"p{i}") for i in range(5))
@@ -37,6 +45,30 @@ def changes(targets, probes, services, first: bool) -> ExporterChanges:
         {p.key: p.encode() for p in probes}, KEYS if first else None, (), HEALTH)
 
 
+def text(pieces: list[Piece]) -> bytes:
+    """The exposition the pieces make; their gzip must be one member of the same text, with its CRC-32 combined
+    by zlib or computed over the text (a Python without a loadable libz)."""
+    raw = b"".join(piece.raw for piece in pieces)
+    body = b"".join(gzip_parts(pieces))
+    assert gzip.decompress(body) == raw and zlib.decompressobj(31).decompress(body) == raw  # one member
+    combine, encoding.crc32_combine = encoding.crc32_combine, None
+    try:
+        assert b"".join(gzip_parts(pieces)) == body
+    finally:
+        encoding.crc32_combine = combine
+    return raw
+
+
+@contextmanager
+def piece_slots(slots: int) -> Iterator[None]:
+    """Pieces of `slots` lines: with the 5 test ports, 1 and 2 put piece boundaries inside every family."""
+    saved, contract.PIECE_SLOTS = contract.PIECE_SLOTS, slots
+    try:
+        yield
+    finally:
+        contract.PIECE_SLOTS = saved
+
+
 def initial() -> tuple[list, list, list]:
     return ([TargetView(k, True, False, 0.0, 0.0, None, None) for k in KEYS],
             [ScheduledPortView(k, 0, 0, 0, 0.0, None, None) for k in KEYS],
@@ -44,8 +76,13 @@ def initial() -> tuple[list, list, list]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(batches, st.integers(min_value=1, max_value=3))
-def test_rendering_changes_in_batches_equals_rendering_the_final_state(history, scrape_every) -> None:
+@given(batches, st.integers(min_value=1, max_value=3), st.sampled_from([1, 2, 512]))
+def test_rendering_changes_in_batches_equals_rendering_the_final_state(history, scrape_every, slots) -> None:
+    with piece_slots(slots):
+        rendered_in_batches_equals_fresh(history, scrape_every)
+
+
+def rendered_in_batches_equals_fresh(history, scrape_every) -> None:
     incremental = SnapshotRenderer()
     pending = changes(*initial(), first=True)
     final = {"t": {v.key: v for v in initial()[0]}, "p": {v.key: v for v in initial()[1]},
@@ -58,11 +95,11 @@ def test_rendering_changes_in_batches_equals_rendering_the_final_state(history, 
         final["p"].update({key: ScheduledPortView.decode(key, record) for key, record in published.probes.items()})
         final["s"].update(published.contract.services)
         if index % scrape_every == 0:  # some ticks are never scraped: their changes wait, merged
-            body = b"".join(incremental.render(pending))
+            body = text(incremental.render(pending))
             pending = None
     if pending is not None:
-        body = b"".join(incremental.render(pending))
-    fresh = b"".join(SnapshotRenderer().render(
+        body = text(incremental.render(pending))
+    fresh = text(SnapshotRenderer().render(
         changes(list(final["t"].values()), list(final["p"].values()), list(final["s"].values()), first=True)))
     assert body == fresh
 
@@ -72,17 +109,17 @@ def test_a_reload_drops_the_lines_of_removed_targets_and_keeps_the_others() -> N
     targets, probes, services = initial()
     renderer.render(changes(targets, probes, services, first=True))
     kept = KEYS[:2]
-    text = b"".join(renderer.render(ExporterChanges(
+    body = text(renderer.render(ExporterChanges(
         ContractChanges(0.0, kept, GROUPS, {}, {}), {}, kept, (), HEALTH))).decode()
-    assert 'target="p0"' in text and 'target="p1"' in text
-    assert 'target="p2"' not in text and 'target="p4"' not in text
+    assert 'target="p0"' in body and 'target="p1"' in body
+    assert 'target="p2"' not in body and 'target="p4"' not in body
 
 
 def test_a_replica_exporter_labels_every_contract_series_with_its_vantage() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    plain = b"".join(SnapshotRenderer().render(changes(*initial(), first=True))).decode()
-    named = b"".join(SnapshotRenderer("fra-1").render(changes(*initial(), first=True))).decode()
+    plain = text(SnapshotRenderer().render(changes(*initial(), first=True))).decode()
+    named = text(SnapshotRenderer("fra-1").render(changes(*initial(), first=True))).decode()
     contract = ("threenines_service_", "threenines_customer_", "threenines_probe_total", "threenines_probe_failures",
                 "threenines_probe_errors", "threenines_probe_rtt", "threenines_probe_loss", "threenines_probe_last",
                 "threenines_port_info", "threenines_exporter_accounting_start")
@@ -95,3 +132,18 @@ def test_a_replica_exporter_labels_every_contract_series_with_its_vantage() -> N
                                                    a.value)
             labelled += mine
     assert labelled >= len(KEYS) * 6 + len(GROUPS) * 4 + 1
+
+
+def test_a_render_makes_again_only_the_pieces_whose_lines_changed() -> None:
+    with piece_slots(2):
+        renderer = SnapshotRenderer()
+        targets, probes, services = initial()
+        before = renderer.render(changes(targets, probes, services, first=True))
+        probed = ScheduledPortView(KEYS[4], 1, 0, 0, 1.0, 0.001, 0.0)  # the last port: the third piece of each
+        after = renderer.render(changes([], [probed], [], first=False))
+    kept = {id(piece) for piece in before}
+    made = [piece.raw.decode() for piece in after if id(piece) not in kept]
+    assert "threenines_config_last_reload_successful " in made[-1]  # the small families: every render
+    probe_pieces = made[:-1]
+    assert probe_pieces and all('target="p4"' in piece for piece in probe_pieces)
+    assert all("p0" not in piece and "p2" not in piece for piece in probe_pieces)

@@ -21,7 +21,8 @@ from threenines.config.inventory import Customer, TargetKey
 from threenines.contract.engine import ContractChanges
 from threenines.contract.machine import CustomerServiceView, TargetView
 from threenines.exposition import catalogue as c
-from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeRecord, ScheduledPortView
+from threenines.exposition.encoding import Piece
+from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeRecord, unpack_record
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,25 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
+# Slots (lines of one family) per piece. A piece is rejoined, and its gzip segment made again, only when one of its
+# lines changed; the probe families are laid out in schedule order (serve/process.py), so the ports probed between
+# two scrapes fill a few neighbouring pieces. 512 lines (~40 kB) compress almost as well as one stream (17.5 vs
+# 17.8 times on a 16,700-port exposition).
+PIECE_SLOTS = 512
+
+
 class _Families:
-    """Families with one line per slot (target, port or customer service), joined only when a line changed."""
+    """Families with one line per slot (target, port or customer service), rejoined a piece at a time and only
+    when a line in the piece changed."""
 
     def __init__(self, families: tuple[c.Family, ...]) -> None:
         self.families = families
         self.headers = [family.header for family in families]
         self.slots: dict[tuple[str, ...], int] = {}
         self.lines: list[list[str]] = [[] for _ in families]
-        self.chunks: list[bytes] = [b""] * len(families)
-        self.dirty = [True] * len(families)
+        self.pieces: list[list[Piece]] = [[] for _ in families]
+        self.dirty: list[set[int]] = [set() for _ in families]
+        self.lay_out(())
 
     def lay_out(self, keys: tuple[tuple[str, ...], ...]) -> None:
         old_slots, old_lines = self.slots, self.lines
@@ -107,7 +117,9 @@ class _Families:
             if old is not None:
                 for family, lines in enumerate(old_lines):
                     self.lines[family][index] = lines[old]
-        self.dirty = [True] * len(self.families)
+        count = max(1, -(-len(keys) // PIECE_SLOTS))  # the first piece holds the header, even with no slots
+        self.pieces = [[Piece(b"")] * count for _ in self.families]
+        self.dirty = [set(range(count)) for _ in self.families]
 
     def set(self, key: tuple[str, ...], lines: tuple[str, ...]) -> None:
         index = self.slots.get(key)
@@ -117,14 +129,82 @@ class _Families:
             column = self.lines[family]
             if column[index] != line:
                 column[index] = line
-                self.dirty[family] = True
+                self.dirty[family].add(index // PIECE_SLOTS)
 
-    def render(self) -> list[bytes]:
+    def render(self) -> list[Piece]:
+        out: list[Piece] = []
         for family, header in enumerate(self.headers):
-            if self.dirty[family]:
-                self.chunks[family] = (header + "".join(self.lines[family])).encode()
-                self.dirty[family] = False
-        return self.chunks
+            pieces, dirty = self.pieces[family], self.dirty[family]
+            if dirty:
+                lines = self.lines[family]
+                for piece in dirty:
+                    text = "".join(lines[piece * PIECE_SLOTS:(piece + 1) * PIECE_SLOTS])
+                    pieces[piece] = Piece(((header if piece == 0 else "") + text).encode())
+                dirty.clear()
+            out.extend(piece for piece in pieces if piece.raw)
+        return out
+
+
+class _PortFamilies:
+    """The six per-port probe families, formatted from the ports' packed records when a render needs a piece.
+
+    Every probe changes its port's lines (the count and the time at least), so comparing lines saves nothing:
+    a record that arrives is only stored, and a render formats the pieces that received one, six lines per
+    port in one pass over neighbouring records. The ports are laid out in the order they are probed
+    (serve/process.py), so the ports probed since the last render fill a few pieces. Formatting when a record
+    arrived cost ~13 µs a probe at 16,700 ports (the port's objects out of the cache by then).
+    """
+
+    def __init__(self) -> None:
+        self.slots: dict[TargetKey, int] = {}
+        self.labels: list[str] = []
+        self.records: list[ProbeRecord | None] = []
+        self.pieces: list[list[Piece]] = [[] for _ in _PROBE_FAMILIES]
+        self.dirty: set[int] = set()
+
+    def lay_out(self, keys: tuple[TargetKey, ...], own: dict[str, str]) -> None:
+        old_slots, old_records = self.slots, self.records
+        self.slots = {key: index for index, key in enumerate(keys)}
+        self.labels = [labels(**own, customer=key.customer, target=key.target) for key in keys]
+        self.records = [None] * len(keys)
+        for key, index in self.slots.items():
+            old = old_slots.get(key)
+            if old is not None:
+                self.records[index] = old_records[old]
+        count = max(1, -(-len(keys) // PIECE_SLOTS))  # the first piece holds the header, even with no slots
+        self.pieces = [[Piece(b"")] * count for _ in _PROBE_FAMILIES]
+        self.dirty = set(range(count))
+
+    def set(self, key: TargetKey, record: ProbeRecord) -> None:
+        index = self.slots.get(key)
+        if index is not None:  # else it left the inventory after this record was taken
+            self.records[index] = record
+            self.dirty.add(index // PIECE_SLOTS)
+
+    def render(self) -> list[Piece]:
+        unpack = unpack_record
+        for piece in self.dirty:
+            start = piece * PIECE_SLOTS
+            columns: list[list[str]] = [[] for _ in _PROBE_FAMILIES]
+            total_, failures_, errors_, rtt_, loss_, last_ = columns
+            for n, record in zip(self.labels[start:start + PIECE_SLOTS], self.records[start:start + PIECE_SLOTS],
+                                 strict=True):
+                if record is None:
+                    continue  # not published yet: no lines
+                total, failures, errors, last_at, rtt, loss = unpack(record)
+                total_.append(f"{_PROBES}{n} {float(total)!r}\n")
+                failures_.append(f"{_FAILURES}{n} {float(failures)!r}\n")
+                errors_.append(f'{_ERRORS}{n[:-1]},reason="send_failed"}} {float(errors)!r}\n')
+                if rtt == rtt:  # NaN: none answered yet
+                    rtt_.append(f"{_RTT}{n} {rtt!r}\n")
+                if loss == loss:
+                    loss_.append(f"{_LOSS}{n} {loss!r}\n")
+                    last_.append(f"{_LAST}{n} {last_at!r}\n")
+            for family, lines in enumerate(columns):
+                head = _PROBE_FAMILIES[family].header if piece == 0 else ""
+                self.pieces[family][piece] = Piece((head + "".join(lines)).encode())
+        self.dirty.clear()
+        return [piece for pieces in self.pieces for piece in pieces if piece.raw]
 
 
 class SnapshotRenderer:
@@ -142,13 +222,12 @@ class SnapshotRenderer:
         self._vantage = {"vantage": vantage} if vantage else {}
         self._own = labels(**self._vantage) if vantage else ""
         self._targets = _Families(_TARGET_FAMILIES)
-        self._probes = _Families(_PROBE_FAMILIES)
+        self._probes = _PortFamilies()
         self._services = _Families(_SERVICE_FAMILIES)
         self._target_labels: dict[tuple[str, ...], str] = {}
         self._service_labels: dict[tuple[str, ...], str] = {}
-        self._port_labels: dict[tuple[str, ...], str] = {}
         self._customers: tuple[Customer, ...] | None = None
-        self._customer_chunk = b""
+        self._customer_chunk = Piece(b"")
         self._accounting_start = 0.0
 
     def apply(self, changes: ExporterChanges) -> None:
@@ -161,23 +240,22 @@ class SnapshotRenderer:
             self._services.lay_out(contract.service_layout)
             self._service_labels = {}
         if changes.probe_layout is not None:
-            self._probes.lay_out(changes.probe_layout)
-            self._port_labels = {}
+            self._probes.lay_out(changes.probe_layout, self._vantage)
         for key, view in contract.targets.items():
             self._targets.set(key, self._target_lines(view))
         for group, service in contract.services.items():
             self._services.set(group, self._service_lines(service))
-        decode = ScheduledPortView.decode
         for key, record in changes.probes.items():
-            self._probes.set(key, self._probe_lines(decode(key, record)))
+            self._probes.set(key, record)
         if changes.customers is not self._customers:
             self._customers = changes.customers
             out: list[str] = []
             _customers(out, changes.customers, self._vantage)
-            self._customer_chunk = ("\n".join(out) + "\n").encode()
+            self._customer_chunk = Piece(("\n".join(out) + "\n").encode())
 
-    def render(self, changes: ExporterChanges) -> list[bytes]:
-        """The exposition after `changes`: HELP/TYPE and samples, family by family."""
+    def render(self, changes: ExporterChanges) -> list[Piece]:
+        """The exposition after `changes`: HELP/TYPE and samples, family by family, in pieces (Piece.raw) that
+        stay the same objects while their lines do."""
         self.apply(changes)
         out: list[str] = []
         _family(out, c.CUSTOMER_SERVICE_EXCLUDED,
@@ -186,7 +264,7 @@ class SnapshotRenderer:
         _family(out, c.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS,
                 [f"{c.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS}{self._own} {number(self._accounting_start)}"])
         _health(out, changes.health)
-        tail = ("\n".join(out) + "\n").encode()
+        tail = Piece(("\n".join(out) + "\n").encode())
         return [*self._targets.render(), *self._services.render(), self._customer_chunk, *self._probes.render(),
                 tail]
 
@@ -214,20 +292,6 @@ class SnapshotRenderer:
             f"{_C_KNOWN}{n} {'1' if s.known else '0'}\n",
             f"{_C_OUTAGE}{n} {s.outage_seconds!r}\n",
             f"{_C_UNKNOWN}{n} {s.unknown_seconds!r}\n",
-        )
-
-    def _probe_lines(self, p: ScheduledPortView) -> tuple[str, ...]:
-        n = self._port_labels.get(p.key)
-        if n is None:
-            n = self._port_labels[p.key] = labels(**self._vantage, customer=p.key.customer, target=p.key.target)
-        answered = p.last_loss is not None
-        return (  # in the order of _PROBE_FAMILIES
-            f"{_PROBES}{n} {float(p.total)!r}\n",
-            f"{_FAILURES}{n} {float(p.failures)!r}\n",
-            f'{_ERRORS}{n[:-1]},reason="send_failed"}} {float(p.errors)!r}\n',
-            f"{_RTT}{n} {p.last_rtt!r}\n" if p.last_rtt is not None else "",
-            f"{_LOSS}{n} {p.last_loss!r}\n" if answered else "",
-            f"{_LAST}{n} {p.last_at!r}\n" if answered else "",
         )
 
 

@@ -47,6 +47,9 @@ MAX_LAG_SAMPLES = 200_000
 # NaN stands for "none" (no answer yet).
 _RECORD = struct.Struct("=3q3d")
 ProbeRecord = bytes
+# (total, failures, errors, last_at, rtt, loss) of a record, NaN for none: for the renderer, which formats them
+# without building a ScheduledPortView per port.
+unpack_record = _RECORD.unpack
 
 
 def _record_of(counters: ScheduledPort | ScheduledPortView) -> ProbeRecord:

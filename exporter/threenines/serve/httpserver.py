@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
 _DIGITS_RE = re.compile(r"[0-9]{1,18}")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a field value; HTAB is allowed
+_IOV_MAX = 1024  # Linux's UIO_MAXIOV
 
 
 def framing_problem(headers: Message) -> tuple[int, str] | None:
@@ -54,6 +56,49 @@ def framing_problem(headers: Message) -> tuple[int, str] | None:
     if lengths and not _DIGITS_RE.fullmatch(lengths[0].strip(" \t")):
         return 400, "Content-Length is not a number of bytes"
     return None
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding value (RFC 9110 §12.5.3) accepts gzip: named (or `*`) with a q above 0."""
+    if not header:
+        return False
+    weights: dict[str, float] = {}
+    for item in header.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[name.lower()] = weight
+    for name in ("gzip", "x-gzip", "*"):
+        if name in weights:
+            return weights[name] > 0
+    return False
+
+
+def send_parts(sock: socket.socket, parts: Sequence[bytes]) -> None:
+    """Write `parts` in order with as few system calls as the kernel allows: sendmsg gathers up to IOV_MAX
+    buffers a call, so an exposition in thousands of pieces is neither one write each nor one more copy."""
+    if isinstance(sock, ssl.SSLSocket):  # no sendmsg on TLS: the record layer copies anyway
+        for part in parts:
+            sock.sendall(part)
+        return
+    views = [memoryview(part) for part in parts if part]
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first:first + _IOV_MAX])
+        while sent and first < len(views):
+            size = len(views[first])
+            if sent >= size:
+                sent -= size
+                first += 1
+            else:
+                views[first] = views[first][sent:]
+                sent = 0
 
 
 def listen_backlog() -> int:
@@ -92,8 +137,13 @@ class _Server(ThreadingHTTPServer):
 
 class ExporterHTTPServer:
     def __init__(self, host: str, port: int, metrics: Callable[[], Body], healthy: Callable[[], tuple[bool, str]],
-                 max_post_bytes: int = MAX_POST_BYTES, web: WebConfig | None = None) -> None:
+                 max_post_bytes: int = MAX_POST_BYTES, web: WebConfig | None = None,
+                 gzip_metrics: Callable[[], Body] | None = None) -> None:
+        """gzip_metrics: the exposition as gzip members, served (Content-Encoding: gzip) to a client that
+        accepts gzip, as Prometheus does by default: a tenth of the bytes on the wire, and of the kernel's copying
+        on the exporter's side."""
         self._metrics = metrics
+        self._gzip_metrics = gzip_metrics
         self._healthy = healthy
         self._posts: dict[str, PostHandler] = {}
         self._own_auth: set[str] = set()
@@ -208,13 +258,16 @@ class ExporterHTTPServer:
                 if not self._authorized(path):
                     return
                 if path == "/metrics":
+                    gzip = outer._gzip_metrics is not None and accepts_gzip(self.headers.get("Accept-Encoding"))
                     try:
-                        body = outer._metrics()
+                        body = outer._gzip_metrics() if gzip and outer._gzip_metrics else outer._metrics()
                     except Exception:
                         log.exception("rendering /metrics failed")
                         self._reply(500, b"internal error\n")
                         return
-                    self._reply(200, body, CONTENT_TYPE_METRICS)
+                    encoding = {"Content-Encoding": "gzip"} if gzip else {}
+                    vary = {"Vary": "Accept-Encoding"} if outer._gzip_metrics is not None else {}
+                    self._reply(200, body, CONTENT_TYPE_METRICS, {**encoding, **vary})
                 elif path == "/healthz":
                     ok, detail = outer._healthy()
                     self._reply(200 if ok else 503, (detail + "\n").encode())
@@ -249,15 +302,18 @@ class ExporterHTTPServer:
                     status, reply = 500, b"internal error\n"
                 self._reply(status, reply)
 
-            def _reply(self, status: int, body: Body, content_type: str = "text/plain; charset=utf-8") -> None:
-                # A large exposition comes in chunks (one per metric family): written one after the
-                # other, never concatenated into one more copy of tens of megabytes.
+            def _reply(self, status: int, body: Body, content_type: str = "text/plain; charset=utf-8",
+                       headers: Mapping[str, str] | None = None) -> None:
+                # A large exposition comes in pieces (exposition/contract.py): gathered by the kernel, never
+                # concatenated into one more copy of tens of megabytes.
                 parts = (body,) if isinstance(body, bytes) else body
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self._framing_headers(sum(len(part) for part in parts))
-                for part in parts:
-                    self.wfile.write(part)
+                self.wfile.flush()
+                send_parts(self.connection, parts)
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("http %s %s", self.address_string(), format % args)

@@ -40,6 +40,7 @@ from threenines.exposition.applications import ApplicationCollector
 from threenines.exposition.catalogue import TICK_ERRORS_TOTAL, metric_family
 from threenines.exposition.clock import ClockStepsCollector
 from threenines.exposition.contract import ExporterChanges, HealthView, SnapshotRenderer
+from threenines.exposition.encoding import Piece, gzip_parts
 from threenines.exposition.vantage_health import VantageHealthCollector
 from threenines.ledgers.audit import AuditLedger
 from threenines.ledgers.delivery import DeliveryLedger
@@ -52,7 +53,7 @@ from threenines.notify.peer import PEER_PATH, PeerEndpoint, PeerLink
 from threenines.notify.worker import Notifier
 from threenines.probes.app_poller import ApplicationPoller, applications_of
 from threenines.probes.ping import Pinger
-from threenines.probes.ping_scheduler import ProbeScheduler
+from threenines.probes.ping_scheduler import ProbeScheduler, phase
 from threenines.probes.power_trap import TRAP_PATH, trap_route
 from threenines.serve.httpserver import ExporterHTTPServer
 
@@ -208,8 +209,8 @@ class Exporter:
         self._exclusion_states: tuple[tuple[str, str, str, bool], ...] = ()
         self._pending: ExporterChanges | None = None  # published by the loop, taken by the next render
         self._pending_lock = threading.Lock()
-        self._render_lock = threading.Lock()
-        self._rendered: list[bytes] = []
+        self._render_lock = threading.RLock()  # _exposition_gzip holds it around _pieces
+        self._rendered: list[Piece] = []
         self._render_seconds = 0.0
         self._reload_ok = True
         self._reload_at = clock()
@@ -223,7 +224,8 @@ class Exporter:
         host, port = split_listen(options.listen or self.inventory.exporter.listen)
         web = load_web_config(options.web_config) if options.web_config else None
         self.http = ExporterHTTPServer(host, port, self._exposition, self._health,
-                                       max_post_bytes=MAX_AUDIT_BODY_BYTES, web=web)
+                                       max_post_bytes=MAX_AUDIT_BODY_BYTES, web=web,
+                                       gzip_metrics=self._exposition_gzip)
         self.http.add_post("/-/reload", self._http_reload)
         self.http.add_post(TRAP_PATH, trap_route(lambda: self._power[0].poller if self._power else None,
                                                   lambda: self._loop))
@@ -416,7 +418,10 @@ class Exporter:
         self.vantage_health.configure(inventory)
         # Canaries are scheduled like ports; the layout (what the port families render) has the ports only.
         self.scheduler.configure({**ports, **canary_ports(inventory)})
-        return tuple(ports)
+        # The port families list the ports in the order they are probed: the ports probed between two scrapes
+        # are then neighbours, in a few pieces of the exposition, and only those pieces are joined and
+        # compressed again (exposition/contract.py).
+        return tuple(sorted(ports, key=lambda key: phase(key, ports[key].policy.interval) / ports[key].policy.interval))
 
     def _tick(self) -> None:
         """Advance time and publish; each stage that raises is logged and counted, and the others still run.
@@ -506,6 +511,15 @@ class Exporter:
 
     def _exposition(self) -> list[bytes]:
         """/metrics: apply what the loop published since the last scrape, render, add the small collectors."""
+        return [piece.raw for piece in self._pieces()]
+
+    def _exposition_gzip(self) -> list[bytes]:
+        """/metrics for a client that accepts gzip (Prometheus asks for it): the same pieces in one gzip member,
+        each piece compressed once for as long as its lines stay (exposition/encoding.py)."""
+        with self._render_lock:  # a piece's segment is made under the lock, once
+            return gzip_parts(self._pieces())
+
+    def _pieces(self) -> list[Piece]:
         with self._render_lock:
             with self._pending_lock:
                 changes, self._pending = self._pending, None
@@ -520,7 +534,7 @@ class Exporter:
                     raise
                 self._render_seconds = time.perf_counter() - started
             # The contract families, then the prometheus_client collectors (audit, power, process).
-            return [*self._rendered, generate_latest(self.registry)]
+            return [*self._rendered, Piece(generate_latest(self.registry))]
 
     async def _ticker(self) -> None:
         while not self._stop.is_set():
