@@ -22,7 +22,7 @@ from tests.promdata import PROMETHEUS
 from tests.support import free_port, running, wait_until
 from threenines.exposition.contract import PIECE_SLOTS
 
-PORTS = PIECE_SLOTS + 88  # two pieces in every per-port family
+PORTS = PIECE_SLOTS + 88  # more than one piece in every per-port family
 
 
 def get(port: int, accept: str | None) -> tuple[dict[str, str], bytes]:

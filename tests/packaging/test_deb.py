@@ -294,6 +294,8 @@ def test_install_puts_each_file_where_the_readme_says(installed: Installed) -> N
     assert not expected - files, f"not installed: {sorted(expected - files)}"
     assert any(re.fullmatch(r"/usr/lib/threenines/threenines/probes/_wire\.cpython-3\d+-.+\.so", f) for f in files), \
         "the C wire is not in the package"
+    assert any(re.fullmatch(r"/usr/lib/threenines/threenines/exposition/_port_lines\.cpython-3\d+-.+\.so", f)
+               for f in files), "the C port lines are not in the package"
 
     conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}", "threenines"]).stdout.split()
     assert set(conffiles[::2]) == {str(DEFAULTS), str(INVENTORY)}
@@ -313,7 +315,7 @@ def test_the_private_libraries_run_on_bookworms_python(installed: Installed) -> 
     """The bundled pysnmp and icmplib, and bookworm's pyasn1, cryptography and prometheus-client, import together
     in the installed layout as the service user; SNMPv3 AES privacy is available (README.Debian)."""
     probe = ("import sys; sys.path.insert(0, '/usr/lib/threenines'); import icmplib, pysnmp, prometheus_client, "
-             "threenines.probes.snmp.client, threenines.probes._wire; "
+             "threenines.probes.snmp.client, threenines.probes._wire, threenines.exposition._port_lines; "
              "from pysnmp.proto.secmod.rfc3826.priv import aes; "
              "print(icmplib.__file__, pysnmp.__file__, prometheus_client.__file__, aes.PysnmpCryptoError)")
     result = run(["runuser", "-u", "threenines", "--", "/usr/bin/python3", "-I", "-c", probe], env=system_env())
