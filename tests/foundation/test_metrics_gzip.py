@@ -107,3 +107,62 @@ def test_prometheus_scrapes_the_gzip_exposition_whole(exporter) -> None:
         wait_until(lambda: scraped() > 0, 30, what="Prometheus' first scrape")
         # Every sample of every member: the few series that come and go (a probe's RTT before its answer) aside.
         assert abs(scraped() - expected) <= 5, (scraped(), expected)
+
+
+def test_a_large_uncompressed_exposition_is_gathered_whole() -> None:
+    """Above the join threshold the parts go out by sendmsg, up to IOV_MAX at a time, resumed after partial
+    sends (a socket buffer far smaller than the body forces them)."""
+    import socket
+    import threading
+
+    from threenines.serve import httpserver
+
+    parts = [bytes([i % 251]) * (1 + i * 7 % 9000) for i in range(3000)]  # ~13.5 MB in 3,000 parts
+    assert sum(map(len, parts)) > httpserver._JOIN_BYTES and len(parts) > httpserver._IOV_MAX
+    sender, receiver = socket.socketpair()
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    received = bytearray()
+
+    def read() -> None:
+        while chunk := receiver.recv(1 << 16):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        httpserver.send_parts(sender, parts)
+    finally:
+        sender.close()
+        reader.join(timeout=30)
+        receiver.close()
+    assert bytes(received) == b"".join(parts)
+
+
+def test_partial_sends_resume_where_the_kernel_stopped() -> None:
+    """A blocking socket may take part of a sendmsg (a signal, a full buffer on a non-blocking one): the next call
+    starts at the first byte not taken, inside a part or at a part's start."""
+    from threenines.serve import httpserver
+
+    class Trickle:  # takes 1,000 bytes at most per call, across the buffers it is given
+        def __init__(self) -> None:
+            self.taken = bytearray()
+            self.calls = 0
+
+        def sendmsg(self, buffers: list[memoryview]) -> int:
+            self.calls += 1
+            assert len(buffers) <= httpserver._IOV_MAX
+            room = 1000
+            for buffer in buffers:
+                piece = bytes(buffer[:room])
+                self.taken.extend(piece)
+                room -= len(piece)
+                if not room:
+                    break
+            return 1000 - room
+
+    parts = [bytes([i % 251]) * (1 + i * 13 % 3000) for i in range(3000)]
+    assert sum(map(len, parts)) > httpserver._JOIN_BYTES  # the gathering path, not one joined copy
+    sock = Trickle()
+    httpserver.send_parts(sock, parts)  # type: ignore[arg-type]
+    assert bytes(sock.taken) == b"".join(parts)
+    assert sock.calls >= sum(map(len, parts)) // 1000

@@ -37,6 +37,7 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
 _DIGITS_RE = re.compile(r"[0-9]{1,18}")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a field value; HTAB is allowed
 _IOV_MAX = 1024  # Linux's UIO_MAXIOV
+_JOIN_BYTES = 4 * 1024 * 1024
 
 
 def framing_problem(headers: Message) -> tuple[int, str] | None:
@@ -86,6 +87,9 @@ def send_parts(sock: socket.socket, parts: Sequence[bytes]) -> None:
     if isinstance(sock, ssl.SSLSocket):  # no sendmsg on TLS: the record layer copies anyway
         for part in parts:
             sock.sendall(part)
+        return
+    if sum(len(part) for part in parts) <= _JOIN_BYTES:  # a gzip reply: one copy costs less than a view a part
+        sock.sendall(b"".join(parts))
         return
     views = [memoryview(part) for part in parts if part]
     first = 0
