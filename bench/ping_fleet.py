@@ -46,9 +46,10 @@ def loopback_address(index: int) -> str:
     return f"127.{1 + second}.{third}.{fourth + 1}"
 
 
-def write_inventory(path: Path, size: int, interval: float, offset: int = 0) -> None:
+def write_inventory(path: Path, size: int, interval: float, offset: int = 0, probe_metrics: bool = True) -> None:
     lines = [
-        "exporter: {max_concurrent_probes: 1024}",
+        # probe_metrics only when off: an --against checkout from before it refuses the key
+        "exporter: {max_concurrent_probes: 1024" + ("" if probe_metrics else ", probe_metrics: false") + "}",
         f"defaults: {{ping: {{interval: {interval:g}s, threshold: 2, packets: 1, timeout: 1s}}}}",
         "customers:",
     ]
@@ -94,7 +95,8 @@ print(json.dumps({"scrapes": len(durations), "max_s": max(durations), "bytes": m
 
 
 def run_exporter(size: int, interval: float, duration: float, scrape_interval: float, offset: int = 0,
-                 privileged: bool | None = None, scrapers: int = 1, identity: bool = False) -> dict[str, float]:
+                 privileged: bool | None = None, scrapers: int = 1, identity: bool = False,
+                 probe_metrics: bool = True) -> dict[str, float]:
     try:
         from threenines.serve.process import Exporter, ServeOptions
     except ImportError:  # --against a checkout from before the package's wings (threenines.service)
@@ -102,7 +104,7 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
 
     workdir = Path(tempfile.mkdtemp(prefix="threenines-bench-"))
     config = workdir / "inventory.yml"
-    write_inventory(config, size, interval, offset)
+    write_inventory(config, size, interval, offset, probe_metrics)
     started = time.process_time()
     exporter = Exporter(ServeOptions(config=config, listen="127.0.0.1:0", state_dir=workdir / "state", tick=15.0,
                                      privileged=privileged))
@@ -148,6 +150,7 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
             "lag_p99_s": round(percentile(lags, 0.99), 4), "lag_max_s": round(max(lags, default=0.0), 4),
             "cpu_s": round(cpu, 2), "cpu_s_per_1000_probes": round(cpu / probes * 1000, 4) if probes else None,
             "scrape_interval_s": scrape_interval, "scrapers": scrapers if scrape_interval else 0,
+            "probe_metrics": probe_metrics,
             "scrapes": scrapes,
             "wire": exporter.pinger.wire_kind, "render_s": round(render, 3), "setup_cpu_s": round(setup_cpu, 2),
             "failed_probes_total": failures,
@@ -228,7 +231,7 @@ def one_exporter_command(size: int, args: argparse.Namespace) -> list[str]:
     """This script in a child process, measuring one exporter of `size` ports (`--one`)."""
     return [sys.executable, __file__, "--one", str(size), "--interval", str(args.interval), "--duration",
             str(args.duration), "--scrape-interval", str(args.scrape_interval), "--scrapers", str(args.scrapers),
-            *(["--identity"] if args.identity else [])]
+            *(["--identity"] if args.identity else []), *(["--no-probe-metrics"] if args.no_probe_metrics else [])]
 
 
 def run_pair(size: int, args: argparse.Namespace) -> dict[str, object]:
@@ -263,6 +266,8 @@ def main() -> int:
                         "--scrape-interval, evenly out of phase")
     parser.add_argument("--identity", action="store_true",
                         help="scrapers do not ask for gzip (Prometheus does: Accept-Encoding: gzip)")
+    parser.add_argument("--no-probe-metrics", action="store_true",
+                        help="the exporter with exporter.probe_metrics: false (no per-port probe families)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--unprivileged", action="store_true", help=argparse.SUPPRESS)
@@ -276,7 +281,8 @@ def main() -> int:
         return 0
     if args.one:
         print(json.dumps(run_exporter(args.one, args.interval, args.duration, args.scrape_interval, args.offset,
-                                      False if args.unprivileged else None, args.scrapers, args.identity)))
+                                      False if args.unprivileged else None, args.scrapers, args.identity,
+                                      not args.no_probe_metrics)))
         return 0
     if args.against:
         for size in (int(s) for s in args.sizes.split(",")):

@@ -201,6 +201,9 @@ class ExporterSettings:
     max_concurrent_probes: int = 512
     audit_token: SecretRef | None = None
     vantage: str = ""  # a replica exporter's name: label of every contract family (serve --vantage overrides)
+    # The six per-port probe families (threenines_probe_total, …_rtt_seconds, …; docs/metrics.md). Every probe
+    # changes them, so they are most of what a scrape costs the exporter; false leaves them out.
+    probe_metrics: bool = True
 
 
 @dataclass(frozen=True)

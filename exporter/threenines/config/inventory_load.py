@@ -603,7 +603,7 @@ def _listen(node: Node) -> str:
 
 
 def _exporter(node: Node, errors: Errors) -> ExporterSettings:
-    f = node.mapping(("listen", "state_dir", "max_concurrent_probes", "audit_token", "vantage"))
+    f = node.mapping(("listen", "state_dir", "max_concurrent_probes", "audit_token", "vantage", "probe_metrics"))
     return ExporterSettings(
         listen=f.value("listen", _listen, ExporterSettings.listen, errors),
         state_dir=f.value("state_dir", Node.string, ExporterSettings.state_dir, errors),
@@ -611,6 +611,7 @@ def _exporter(node: Node, errors: Errors) -> ExporterSettings:
                                       ExporterSettings.max_concurrent_probes, errors),
         audit_token=f.value("audit_token", secret_ref, None, errors),
         vantage=f.value("vantage", _vantage, "", errors),
+        probe_metrics=f.value("probe_metrics", Node.boolean, ExporterSettings.probe_metrics, errors),
     )
 
 

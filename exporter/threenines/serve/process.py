@@ -418,6 +418,8 @@ class Exporter:
         self.vantage_health.configure(inventory)
         # Canaries are scheduled like ports; the layout (what the port families render) has the ports only.
         self.scheduler.configure({**ports, **canary_ports(inventory)})
+        if not inventory.exporter.probe_metrics:
+            return ()  # exporter.probe_metrics: false: the port families have no series
         # The port families list the ports in the order they are probed: the ports probed between two scrapes
         # are then neighbours, in a few pieces of the exposition, and only those pieces are joined and
         # compressed again (exposition/contract.py).
