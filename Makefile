@@ -74,8 +74,11 @@ check: lint
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(UNIT_TESTS)
 
+# Two workers: most of the suite waits on real processes' timers, which overlap; tests/conftest.py keeps each
+# module on one worker and the tests that change host-wide state (namespaces, nftables, dpkg) one at a time.
+TEST_WORKERS ?= 2
 test: system-deps venv check
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(UNIT_TESTS))
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope $(addprefix --ignore=,$(UNIT_TESTS))
 
 demo: demo-system-deps venv
 	$(VENV)/bin/threenines demo

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.applications.servers import _wait_listening
+from tests.applications.servers import _wait_listening, wait_refused
 from tests.support import RunningProcess, free_port, running, wait_until
 
 EXIM = shutil.which("exim4") or "/usr/sbin/exim4"  # Debian: exim4-daemon-light
@@ -99,3 +99,4 @@ def exim(directory: Path, pair: tuple[Path, Path] | None = None, smtp: int | Non
         wait_until(pidfile.exists, 10, 0.05, "exim's pid file")
         assert int(pidfile.read_text().split()[0]) == process.pid, pidfile.read_text()
         yield Exim(smtp, smtps, process, directory)
+    wait_refused((smtp, smtps), "exim", ("127.0.0.1", "::1"))

@@ -19,8 +19,9 @@ import os
 import shutil
 import socket
 import ssl
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,6 +231,27 @@ def _wait_listening(process: RunningProcess, port: int, what: str, logs: list[Pa
     wait_until(listening, 20, 0.1, f"{what} to listen on {port}")
 
 
+def wait_refused(ports: Iterable[int | None], what: str, hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    """After its master is stopped: until every port refuses connections. A child serving the last connection
+    (exim's, dovecot's login processes) can hold the listening socket for a moment on a loaded machine; the
+    server is stopped once they are gone too."""
+    def refused() -> bool:
+        for host in hosts:
+            for port in ports:
+                if port is None:
+                    continue
+                try:
+                    with socket.create_connection((host, port), 1):
+                        return False
+                except ConnectionRefusedError:
+                    continue
+                except OSError:
+                    return False
+        return True
+
+    wait_until(refused, 10, 0.05, f"{what}'s ports to refuse connections once it stopped")
+
+
 @dataclass(frozen=True)
 class Dovecot:
     imap: int  # STARTTLS offered
@@ -243,10 +265,13 @@ def dovecot(directory: Path, pair: tuple[Path, Path]) -> Iterator[Dovecot]:
     """Debian's dovecot on 127.0.0.1 (IMAP, IMAPS, POP3, POP3S) with the certificate `pair`; no mail is read."""
     ports = Dovecot(free_port(), free_port(), free_port(), free_port())
     directory.mkdir(parents=True, exist_ok=True)
+    # Its UNIX sockets live in base_dir, whose paths must fit sun_path (108 bytes): not under pytest's tmp_path,
+    # which is deeper under xdist (popen-gwN/).
+    run_dir = tempfile.mkdtemp(prefix="tn-dovecot-")
     conf = f"""
 protocols = imap pop3
 listen = 127.0.0.1
-base_dir = {directory}/run
+base_dir = {run_dir}
 state_dir = {directory}/state
 instance_name = threenines-test-{ports.imap}
 log_path = {directory}/dovecot.log
@@ -284,10 +309,14 @@ service pop3-login {{
     (directory / "dovecot.conf").write_text(conf)
     # -F: the master stays in the foreground, so it is the PID stopped; its children exit with it.
     argv = [DOVECOT, "-F", "-c", str(directory / "dovecot.conf")]
-    with running(argv, directory / "dovecot.out") as process:
-        for port in (ports.imap, ports.imaps, ports.pop3, ports.pop3s):
-            _wait_listening(process, port, "dovecot", [directory / "dovecot.log"])
-        yield ports
+    try:
+        with running(argv, directory / "dovecot.out") as process:
+            for port in (ports.imap, ports.imaps, ports.pop3, ports.pop3s):
+                _wait_listening(process, port, "dovecot", [directory / "dovecot.log"])
+            yield ports
+        wait_refused((ports.imap, ports.imaps, ports.pop3, ports.pop3s), "dovecot")
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @dataclass(frozen=True)

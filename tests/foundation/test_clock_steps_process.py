@@ -22,6 +22,8 @@ from tests.foundation.exporter_process import inventory_text, sample, scrape
 from tests.netns import CustomerPort, customer_port
 from tests.support import VENV_BIN, RunningProcess, free_port, http_post, running, wait_until
 
+pytestmark = pytest.mark.netns  # root: a network namespace per customer port
+
 INTERVAL = 2.0
 HOUR = 3600.0
 

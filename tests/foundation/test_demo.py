@@ -11,8 +11,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.foundation.exporter_process import sample, scrape
 from tests.support import VENV_BIN, free_port, http_get, running, wait_until
+
+pytestmark = pytest.mark.netns  # root: the demo's nftables table
 
 # The demo's promises are the exporter's worst case; /metrics shows a determination after the next tick
 # (service.MIN_TICK_SPACING, 1 s) and this test reads /metrics every 0.5 s.

@@ -19,6 +19,8 @@ import pytest
 from tests.foundation.exporter_process import sample
 from tests.support import VENV_BIN, http_get, running, wait_until
 
+pytestmark = pytest.mark.netns  # root: the demo's nftables table
+
 # How long after the guide the chain may take to show a thing: a 5 s scrape and evaluation, the remote-write
 # batch, the Alertmanager cluster's gossip (--cluster.settle-timeout 5 s) on a loaded 2-CPU machine.
 SETTLE = 60.0

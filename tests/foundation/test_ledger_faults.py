@@ -38,6 +38,8 @@ from threenines.ledgers.audit import AuditLedger, Dispatch
 from threenines.ledgers.outages import OutageLedger
 from threenines.ledgers.sqlite import LedgerError
 
+pytestmark = pytest.mark.netns  # root: nftables
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERT_RULES = REPO / "prometheus" / "rules" / "threenines.alerts.yml"
 A = TargetKey("acme", "connectivity", "a")

@@ -17,10 +17,14 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.foundation.exporter_process import inventory_text, sample, scrape, serve
 from tests.support import REPO, VENV_BIN, free_port, running, wait_until
 from threenines.exposition import catalogue
 from threenines.exposition.catalogue import FAMILIES, PREFIX, Family
+
+pytestmark = pytest.mark.netns  # root: the demo's nftables table
 
 DOCS = REPO / "docs" / "metrics.md"
 APPLICATION_FAMILIES = {name for name in FAMILIES if name.startswith("threenines_application_")}

@@ -9,9 +9,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.foundation.exporter_process import inventory_text, sample, scrape, serve
 from tests.netns import customer_port
 from tests.support import VENV_BIN, wait_until
+
+pytestmark = pytest.mark.netns  # root: a network namespace per customer port
 
 INTERVAL = 2.0
 

@@ -17,6 +17,8 @@ from tests.netns import customer_port
 from threenines.probes import ping
 from threenines.probes.ping import Pinger, Probe
 
+pytestmark = pytest.mark.netns  # root: raw ICMP, network namespaces, nftables in them
+
 WIRES = ["native", "python"]
 
 

@@ -31,6 +31,8 @@ import pytest
 from tests.ha.stack import Stack, stack
 from tests.support import wait_until
 
+pytestmark = pytest.mark.netns  # root: a network namespace per customer port
+
 INTERVAL = 2.0  # the port's probe interval (threshold 2, timeout 0.5 s)
 SCRAPE = 1.0
 PROBE = 0.5  # the probe's timeout: a failed probe is decided this long after it was sent

@@ -15,9 +15,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.foundation.exporter_process import sample, scrape, serve
 from tests.ha.site_netns import Site, site
 from tests.support import wait_until
+
+pytestmark = pytest.mark.netns  # root: network namespaces for the site
 
 INTERVAL = 3.0
 

@@ -35,6 +35,8 @@ import pytest
 
 from tests.support import REPO, free_port, http_get, running, wait_until
 
+pytestmark = pytest.mark.system  # apt-get install: /etc/threenines, /var/lib/threenines
+
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 UNITS = Path("/lib/systemd/system")
 SERVICE = UNITS / "threenines.service"

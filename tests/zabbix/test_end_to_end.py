@@ -23,6 +23,8 @@ from threenines.cli import main
 from threenines.zabbix.api import ZabbixApi
 from threenines.zabbix.sync import object_name
 
+pytestmark = pytest.mark.netns  # root: a network namespace per customer port
+
 INTERVAL = 2  # contract probe interval in this test (the contract's 5 min, shrunk)
 THRESHOLD = 2
 SCRAPE = 2  # Zabbix scrape interval of /metrics
