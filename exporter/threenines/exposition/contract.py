@@ -97,6 +97,10 @@ def number(value: float) -> str:
 PIECE_SLOTS = 256
 
 
+def _piece_count(slots: int) -> int:
+    return max(1, -(-slots // PIECE_SLOTS))  # the first piece holds the header, even with no slots
+
+
 class _Families:
     """Families with one line per slot (target, port or customer service), rejoined a piece at a time and only
     when a line in the piece changed."""
@@ -119,7 +123,7 @@ class _Families:
             if old is not None:
                 for family, lines in enumerate(old_lines):
                     self.lines[family][index] = lines[old]
-        count = max(1, -(-len(keys) // PIECE_SLOTS))  # the first piece holds the header, even with no slots
+        count = _piece_count(len(keys))
         self.pieces = [[Piece(b"")] * count for _ in self.families]
         self.dirty = [set(range(count)) for _ in self.families]
 
@@ -174,7 +178,7 @@ class _PortFamilies:
             old = old_slots.get(key)
             if old is not None:
                 self.records[index] = old_records[old]
-        count = max(1, -(-len(keys) // PIECE_SLOTS))  # the first piece holds the header, even with no slots
+        count = _piece_count(len(keys))
         self.pieces = [[Piece(b"")] * count for _ in _PROBE_FAMILIES]
         self.dirty = set(range(count))
 

@@ -423,7 +423,7 @@ class Exporter:
         # The port families list the ports in the order they are probed: the ports probed between two scrapes
         # are then neighbours, in a few pieces of the exposition, and only those pieces are joined and
         # compressed again (exposition/contract.py).
-        return tuple(sorted(ports, key=lambda key: phase(key, ports[key].policy.interval) / ports[key].policy.interval))
+        return tuple(sorted(ports, key=lambda key: phase(key, 1.0)))  # the phase as a fraction of any interval
 
     def _tick(self) -> None:
         """Advance time and publish; each stage that raises is logged and counted, and the others still run.
