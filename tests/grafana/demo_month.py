@@ -438,6 +438,8 @@ def _health(rng: random.Random) -> Iterator[Series]:
     # The process started at the beginning of the month and never restarted.
     yield _series("threenines_exporter_accounting_start_timestamp_seconds", {}, lambda t: float(START))
     yield _series("threenines_build_info", {"version": "0.1.0"}, lambda t: 1)
+    # One exporter, no exclusions policy set: the contract's default merge (replicas are vantage_day.py's).
+    yield _series("threenines_merge_policy_info", {"merge": "all"}, lambda t: 1)
     yield _series("threenines_config_last_reload_successful", {}, lambda t: 1)
     yield _series("threenines_config_last_reload_success_timestamp_seconds", {}, lambda t: float(START + 3600))
     probes_per_step = sum(1 for t in TARGETS if t.service == "connectivity")

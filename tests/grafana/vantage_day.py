@@ -10,6 +10,7 @@ from midnight; an outage counts from its first failed probe, determined THRESHOL
   canaries fail) and still says up.
 - initech (fra1, port p3): b sees an outage since 23:45 (open); a says up.
 
+Both exporters export the merge policy given (threenines_merge_policy_info, their exclusions' policy.merge).
 Only the families the SLA month and NOC service panels read (the demo month covers every family).
 """
 
@@ -79,11 +80,12 @@ def _series(name: str, labels: dict[str, str], vantage: str, value: Callable[[in
     return Series(name, {**labels, **scrape}, [(t, value(t)) for t in TIMES if scraped(vantage, t)], kind)
 
 
-def vantage_day() -> list[Series]:
+def vantage_day(merge: str = "all") -> list[Series]:
     series: list[Series] = []
     for vantage in VANTAGES:
         series.append(Series("up", {"job": "threenines", "instance": f"{vantage}:9839"},
                              [(t, 1.0 if scraped(vantage, t) else 0.0) for t in TIMES]))
+        series.append(_series("threenines_merge_policy_info", {"merge": merge}, vantage, lambda t: 1.0))
         for customer, site in SITES.items():
             runs = RUNS[(customer, vantage)]
             own = {"customer": customer}

@@ -95,8 +95,8 @@ CERTIFICATE_DAYS_LEFT = (f"(min by (customer, target) ({APPLICATION_CERTIFICATE_
 CERTIFICATE_SOON_DAYS = 14
 
 # Open outages per target: every column of the table is one series per (customer, service, target). Merged over
-# vantages as ThreeninesServiceUnavailable pages it: open when every vantage with evidence determined it, at the
-# earliest determination (the one the notification deadline counts from).
+# vantages as ThreeninesServiceUnavailable pages it: open when every vantage with evidence determined it (`all`) or
+# one did (`any`), at the earliest determination (the one the notification deadline counts from).
 PER_TARGET = "max by (customer, service, target)"
 DETERMINED = f"({merge.TARGET_DETERMINED}{{{CUSTOMER}}} > 0)"
 # The first failed probe the customer's message gives: the earliest among the vantages (the alert's
@@ -133,8 +133,9 @@ def _tiles() -> stat.Panel:
                          "consecutive failed probes, or every power feed down) or UNKNOWN (no fresh evidence: "
                          "exporter, probe or SNMP gap). Colours are colour-blind safe and every tile also says its "
                          "state in words. Click a tile for the customer's SLA month. With replica exporters the "
-                         "tile is merged over vantages: DOWN when every vantage with evidence says down ('Service "
-                         "state per vantage' below shows each one).")
+                         "tile is merged over vantages by the exporters' merge policy: DOWN when every vantage with "
+                         "evidence says down (merge: all), or any of them (merge: any) ('Service state per vantage' "
+                         "below shows each one).")
             .with_target(query(at_sites(TILES), "{{name}} · {{service}}", instant=True))
             .mappings(STATE_MAPPINGS).color_scheme(threshold_colours())
             .thresholds(thresholds((None, GREY))).no_value("No customer at the selected sites")
@@ -181,10 +182,12 @@ def _vantages() -> table.Panel:
     return (table_panel().title("Service state per vantage").datasource(DS).span(24).height(7)
             .description("Each replica exporter's (vantage's) own view of every customer and billed service, before "
                          "the merge: UP, DOWN or UNKNOWN as that vantage alone says it. The tiles above merge them by "
-                         "the contract's rule: DOWN when every vantage with evidence says down, UNKNOWN only when "
-                         "none has evidence, a dead replica (no row here) or a vantage blind for the site never "
-                         "holds DOWN back (docs/ha.md). One vantage DOWN while another says UP is a path problem "
-                         "of that vantage, not a customer outage. Without --vantage the vantage is the instance.")
+                         "the contract's rule with the exporters' merge policy: DOWN when every vantage with "
+                         "evidence says down (merge: all) or any of them (merge: any), UNKNOWN only when none has "
+                         "evidence; a dead replica (no row here) or a vantage blind for the site never holds DOWN "
+                         "back (docs/ha.md). Under merge: all, one vantage DOWN while another says UP is a path "
+                         "problem of that vantage, not a customer outage. Without --vantage the vantage is the "
+                         "instance.")
             .with_target(query(at_sites(VANTAGE_TILES), instant=True, table=True))
             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
                 "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True},

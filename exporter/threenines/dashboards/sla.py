@@ -53,9 +53,9 @@ from threenines.exposition.catalogue import (
     SERVICE_UP,
 )
 
-# Merged over replica exporters (vantages) by the contract's rule `all`, as the recording rules do
-# (threenines.dashboards.merge): one series per customer and service, approximate to scrape resolution with
-# several vantages, exactly the exporter's own increase() with one.
+# Merged over replica exporters (vantages) by the contract's rule with the exporters' merge policy, as the
+# recording rules do (threenines.dashboards.merge): one series per customer and service, approximate with several
+# vantages, exactly the exporter's own increase() with one.
 _OUTAGE_TOTAL = f"{CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL}{{{CUSTOMER}}}"
 _UNKNOWN_TOTAL = f"{CUSTOMER_SERVICE_UNKNOWN_SECONDS_TOTAL}{{{CUSTOMER}}}"
 OUTAGE, UNKNOWN = merged_increase(_OUTAGE_TOTAL, _UNKNOWN_TOTAL, "$__range", "$__range_s")
@@ -104,7 +104,7 @@ def _availability() -> stat.Panel:
             .description("1 − outage time ÷ time elapsed in the selected range (This month: the month so far), per "
                          "customer and billed service. Vermillion below the 99.9% objective. Excluded windows are "
                          "still counted here; the billing report subtracts them. With replica exporters, merged "
-                         "over vantages (approximate to scrape resolution; the report is exact).")
+                         "over vantages by their merge policy (approximate; the report is exact).")
             .with_target(query(at_sites(billed(AVAILABILITY)), "{{name}} · {{service}}", instant=True))
             .unit("percentunit").decimals(3).min(0).max(1).color_scheme(threshold_colours())
             .thresholds(thresholds((None, VERMILLION), (0.999, BLUE)))
@@ -155,8 +155,8 @@ def _timeline() -> statetimeline.Panel:
             .description("Contract state over the range per customer and billed service: UP, DOWN (determined "
                          "outage) or UNKNOWN (no evidence). Hover a DOWN band for its start and end. Application "
                          "checks have their own timeline below. With replica exporters (vantages) this is the "
-                         "merged state of the recording rules: DOWN when every vantage with evidence says down, "
-                         "at their evaluation interval.")
+                         "merged state of the recording rules: DOWN when every vantage with evidence says down "
+                         "(merge: all) or any of them (merge: any), at their evaluation interval.")
             .with_target(query(at_sites(billed(state(up, known))), "{{name}} · {{service}}"))
             .mappings(STATE_MAPPINGS).color_scheme(threshold_colours()).thresholds(thresholds((None, GREY)))
             .show_value(cm.VisibilityMode.NEVER).merge_values(True).row_height(0.8).fill_opacity(90)

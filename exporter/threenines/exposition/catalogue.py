@@ -302,6 +302,12 @@ VANTAGE_BLIND_FAILURES_TOTAL = Family(
     "threenines_vantage_blind_failures_total", "counter",
     "Customer probe failures seen while blind for the site, passed on as no evidence.", ("site",), vantage=True)
 
+# --- Replica exporters: how their evidence merges (exposition/merge_policy.py, docs/ha.md "Merged views") ---
+MERGE_POLICY_INFO = Family(
+    "threenines_merge_policy_info", "info",
+    "The exclusions file's policy.merge for replica exporters (all: the default, also without the file; any); 1.",
+    ("merge",), vantage=True)
+
 # --- The exporter's own health (exposition/contract.py, serve/process.py, exposition/clock.py) ---
 CONFIG_LAST_RELOAD_SUCCESSFUL = Family(
     "threenines_config_last_reload_successful", "gauge",

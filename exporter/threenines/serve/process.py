@@ -41,6 +41,7 @@ from threenines.exposition.catalogue import TICK_ERRORS_TOTAL, metric_family
 from threenines.exposition.clock import ClockStepsCollector
 from threenines.exposition.contract import ExporterChanges, HealthView, SnapshotRenderer
 from threenines.exposition.encoding import Piece, gzip_parts
+from threenines.exposition.merge_policy import MergePolicyCollector
 from threenines.exposition.vantage_health import VantageHealthCollector
 from threenines.ledgers.audit import AuditLedger
 from threenines.ledgers.delivery import DeliveryLedger
@@ -203,6 +204,9 @@ class Exporter:
         ProcessCollector(registry=self.registry)
         self.registry.register(VantageHealthCollector(self.vantage_health.snapshot,
                                                       options.vantage or self.inventory.exporter.vantage))
+        # The rules apply the policy the report bills by (docs/ha.md "Merged views"); a reload swaps self.exclusions.
+        self.registry.register(MergePolicyCollector(lambda: self.exclusions,
+                                                    options.vantage or self.inventory.exporter.vantage))
         self.faults = LoopFaults()
         self.registry.register(self.faults)
         self.registry.register(ClockStepsCollector(clock))
