@@ -13,6 +13,9 @@ delivery ledger (`<state_dir>/delivery.sqlite`, threenines.ledgers.delivery.Deli
 (with the delay from the determination and the channel's receipt), or failing (the last reason, the attempts,
 and whether the deadline passed). An outage counts as notified only when every contact's channel accepted its
 firing notice (docs/alerting.md, "Delivery"); a dispatch alone is not a notification.
+
+With replica exporters (`--exporter a=URL --state-dir a=DIR --exporter b=…`), threenines.commands.status_replicas
+shows each replica's view and their merge by the contract's rule.
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from threenines.commands.status_sources import (
+    ContactDelivery,
+    contact_line,
+    contacts,
+    fetch,
+    http_options,
+    notification_words,
+    samples,
+)
+
 if TYPE_CHECKING:
     from threenines.ledgers.delivery import Delivery, DeliveryLedgerReader
 
@@ -34,36 +47,22 @@ DEFAULT_EXPORTER = "http://127.0.0.1:9839"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="inventory YAML (zones, objectives, deadlines)")
-    parser.add_argument("--exporter", default=DEFAULT_EXPORTER,
-                        help=f"the running exporter (default {DEFAULT_EXPORTER})")
-    parser.add_argument("--state-dir", type=Path, help="its ledger directory (default: exporter.state_dir)")
+    parser.add_argument("--exporter", action="append", default=[], metavar="[VANTAGE=]URL",
+                        help=f"the running exporter (default {DEFAULT_EXPORTER}); with replica exporters one per "
+                        "vantage (repeatable), named VANTAGE= or by its host:port")
+    parser.add_argument("--state-dir", action="append", default=[], metavar="[VANTAGE=]DIR",
+                        help="its ledger directory (default: exporter.state_dir); with replica exporters one per "
+                        "vantage (repeatable, or a quoted glob), named VANTAGE= or by the directory's name")
+    parser.add_argument("--exclusions", help="with replica exporters: the exclusions YAML whose policy.merge "
+                        "(all|any) merges their views (default all)")
     parser.add_argument("--customer", action="append", default=[], help="only this customer (repeatable)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each exporter")
     http = parser.add_argument_group("exporter HTTP (as set by --web.config.file)")
     http.add_argument("--basic-auth-user")
     http.add_argument("--basic-auth-password-file", help="file holding the password (never on the command line)")
     http.add_argument("--ca-file", help="CA bundle for an https exporter")
     http.add_argument("--insecure-skip-verify", action="store_true")
-
-
-@dataclass
-class ContactDelivery:
-    """One designated contact's notice of an outage event, from the delivery ledger."""
-
-    event: str  # firing | resolved
-    channel: str
-    contact: str  # as the ledger names it, a URL only as its origin (threenines.ledgers.delivery.shown_contact)
-    contact_version: str
-    state: str  # delivered | failing | given up | pending (not attempted yet)
-    first_attempt_at: str | None
-    accepted_at: str | None
-    delay_seconds: float | None  # determination → the channel's acceptance
-    receipt: str  # relay reply with its queue id, gateway/webhook status and body, dedup_key
-    attempts: int
-    last_failure: str | None  # "reason: detail" of the latest refused attempt
-    # firing: accepted after the deadline, or not accepted and the deadline is past; None for a resolved notice
-    deadline_passed: bool | None
 
 
 @dataclass
@@ -106,37 +105,6 @@ class CustomerStatus:
     services: list[ServiceStatus]
 
 
-def _fetch(args: argparse.Namespace) -> str:
-    import requests
-
-    auth = None
-    if args.basic_auth_user:
-        if not args.basic_auth_password_file:
-            raise ValueError("--basic-auth-user needs --basic-auth-password-file")
-        auth = (args.basic_auth_user, Path(args.basic_auth_password_file).read_text(encoding="utf-8").strip())
-    verify: bool | str = False if args.insecure_skip_verify else (args.ca_file or True)
-    url = args.exporter.rstrip("/") + "/metrics"
-    try:
-        response = requests.get(url, auth=auth, verify=verify, timeout=args.timeout)
-    except requests.RequestException as err:
-        raise ValueError(f"cannot reach the exporter at {args.exporter}: {type(err).__name__}") from err
-    if response.status_code != 200:
-        raise ValueError(f"{url} answered HTTP {response.status_code}"
-                         + (": pass --basic-auth-user/--basic-auth-password-file" if response.status_code == 401
-                            else ""))
-    return response.text
-
-
-def _samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
-
-
 def _notification(audit: Path, customer: str, service: str, target: str, determined_at: float, deadline: float,
                   now: float, iso: Callable[[float], str], deliveries: list[Delivery]) -> tuple[str, bool]:
     """The outage's notification in words, and whether the audit ledger holds its missed deadline."""
@@ -151,44 +119,7 @@ def _notification(audit: Path, customer: str, service: str, target: str, determi
             first, missed = ledger.first_dispatch(key), ledger.miss(key)
     elif not deliveries:
         return "unknown (no audit ledger)", False
-    if missed is not None:
-        return f"MISSED at {iso(missed.deadline_at)} ({missed.reason})", True
-    firing = [d for d in deliveries if d.event == "firing"]
-    if firing:
-        # Notified when every designated contact's channel accepted: the latest acceptance (docs/alerting.md).
-        accepted = [d.accepted_at for d in firing if d.accepted_at is not None]
-        if len(accepted) == len(firing):
-            return (f"delivered to every contact at {iso(max(accepted))} ({max(accepted) - determined_at:.0f} s "
-                    "after determination)"), False
-        owed = f"UNDELIVERED to {len(firing) - len(accepted)} of {len(firing)} contact(s)"
-        if determined_at + deadline > now:
-            return f"{owed}, deadline {iso(determined_at + deadline)}", False
-        return f"{owed}, OVERDUE since {iso(determined_at + deadline)}", False
-    if first is not None:
-        return (f"notified at {iso(first.dispatched_at)} ({first.dispatched_at - determined_at:.0f} s after "
-                "determination)"), False
-    if determined_at + deadline > now:
-        return f"pending until {iso(determined_at + deadline)}", False
-    return f"OVERDUE since {iso(determined_at + deadline)}", False
-
-
-def _contacts(deliveries: list[Delivery], deadline: float, now: float, missed: bool,
-              iso: Callable[[float], str]) -> list[ContactDelivery]:
-    out = []
-    for d in deliveries:
-        due = d.determined_at + deadline
-        # `now` was taken before the ledgers were read: a miss found there is a deadline that has passed since
-        # (the exporter writes it when the deadline passes), whatever `now` says.
-        passed = None if d.event != "firing" else (d.accepted_at > due if d.accepted_at is not None
-                                                    else missed or now > due)
-        out.append(ContactDelivery(
-            event=d.event, channel=d.channel, contact=d.contact, contact_version=d.contact_version, state=d.state,
-            first_attempt_at=iso(d.first_attempt_at) if d.first_attempt_at is not None else None,
-            accepted_at=iso(d.accepted_at) if d.accepted_at is not None else None,
-            delay_seconds=round(d.delay, 3) if d.delay is not None else None, receipt=d.receipt,
-            attempts=d.attempts, last_failure=f"{d.last_reason}: {d.last_detail}" if d.last_reason else None,
-            deadline_passed=passed))
-    return out
+    return notification_words(first, missed, deliveries, determined_at, deadline, now, iso), missed is not None
 
 
 def _deliveries(reader: DeliveryLedgerReader | None, customer: str, service: str, target: str,
@@ -198,7 +129,8 @@ def _deliveries(reader: DeliveryLedgerReader | None, customer: str, service: str
     return reader.for_outage(outage_key(customer, service, target, determined_at)) if reader is not None else []
 
 
-def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
+def collect(args: argparse.Namespace, now: float, exporter: str = DEFAULT_EXPORTER,
+            state_dir: Path | None = None) -> list[CustomerStatus]:
     import contextlib
     from datetime import datetime
 
@@ -210,10 +142,10 @@ def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
     from threenines.report.months import Month, budget_seconds
 
     inventory = load_inventory(args.config)
-    state_dir = args.state_dir or Path(inventory.exporter.state_dir)
-    samples = _samples(_fetch(args))
-    up = samples.get(str(catalogue.CUSTOMER_SERVICE_UP), {})
-    known = samples.get(str(catalogue.CUSTOMER_SERVICE_KNOWN), {})
+    state_dir = state_dir or Path(inventory.exporter.state_dir)
+    found, _ = samples(fetch(exporter, http_options(args)))
+    up = found.get(str(catalogue.CUSTOMER_SERVICE_UP), {})
+    known = found.get(str(catalogue.CUSTOMER_SERVICE_KNOWN), {})
     wanted = set(args.customer)
     outage_ledger = state_dir / "outages.sqlite"
     delivery_ledger = state_dir / "delivery.sqlite"
@@ -251,29 +183,15 @@ def collect(args: argparse.Namespace, now: float) -> list[CustomerStatus]:
                     rows = _deliveries(reader, customer.id, service, o.target, determined)
                     note, missed = _notification(state_dir / "audit.sqlite", customer.id, service, o.target,
                                                  determined, deadline, now, iso, rows)
-                    contacts = _contacts(rows, deadline, now, missed, iso)
+                    shown = contacts(rows, deadline, now, missed, iso)
                     if o.open:
-                        status.open_outages.append(OpenOutage(o.target, iso(o.start), iso(determined), note,
-                                                              contacts))
+                        status.open_outages.append(OpenOutage(o.target, iso(o.start), iso(determined), note, shown))
                     else:
                         status.ended_outages.append(EndedOutage(o.target, iso(o.start), iso(determined),
-                                                                iso(o.end), note, contacts))
+                                                                iso(o.end), note, shown))
                 services.append(status)
             out.append(CustomerStatus(customer.id, customer.name, customer.timezone, services))
     return out
-
-
-def _contact_line(d: ContactDelivery) -> str:
-    head = f"    {d.event} {d.contact} (contacts {d.contact_version}): "
-    late = " (after the deadline)" if d.deadline_passed else ""
-    if d.state == "delivered":
-        return (f"{head}delivered at {d.accepted_at}, {d.delay_seconds:.0f} s after determination{late}, "
-                f"receipt {d.receipt!r}")
-    if d.state == "pending":
-        return f"{head}not attempted yet" + (", deadline passed" if d.deadline_passed else "")
-    word = "GIVEN UP" if d.state == "given up" else "FAILING"
-    return (f"{head}{word}: {d.last_failure}, {d.attempts} attempt(s) since {d.first_attempt_at}"
-            + (", deadline passed" if d.deadline_passed else ""))
 
 
 def _table(statuses: list[CustomerStatus]) -> str:
@@ -289,22 +207,27 @@ def _table(statuses: list[CustomerStatus]) -> str:
         for c, s, o in opened:
             lines.append(f"  {c.customer} {s.service} {o.target}: first failed probe {o.first_failed_at}, determined "
                          f"{o.determined_at}, notification {o.notification}")
-            lines += [_contact_line(d) for d in o.deliveries]
+            lines += [contact_line(d) for d in o.deliveries]
     ended = [(c, s, o) for c in statuses for s in c.services for o in s.ended_outages]
     if ended:
         lines += ["", "ended outages this month:"]
         for c, s, e in ended:
             lines.append(f"  {c.customer} {s.service} {e.target}: first failed probe {e.first_failed_at}, determined "
                          f"{e.determined_at}, ended {e.ended_at}, notification {e.notification}")
-            lines += [_contact_line(d) for d in e.deliveries]
+            lines += [contact_line(d) for d in e.deliveries]
     return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
+    from threenines.commands import status_replicas
     from threenines.config.configfile import ConfigError
 
     try:
-        statuses = collect(args, time.time())
+        replicas = status_replicas.replica_specs(args.exporter, args.state_dir)
+        if replicas is not None:
+            return status_replicas.run(args, replicas, time.time())
+        statuses = collect(args, time.time(), args.exporter[0] if args.exporter else DEFAULT_EXPORTER,
+                           Path(args.state_dir[0]) if args.state_dir else None)
     except (ConfigError, ValueError, OSError) as err:  # the ledger readers' errors are OSError
         print(f"error: {err}", file=sys.stderr)
         return 1

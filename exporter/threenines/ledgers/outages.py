@@ -360,3 +360,15 @@ class OutageLedgerReader(LedgerReader):
         """Every stretch without evidence inside an outage, oldest first (none in a ledger older than the
         `outage_gaps` table)."""
         return [_gap(row) for row in self._rows(_GAPS_SQL)] if self._has_table("outage_gaps") else []
+
+    def last_alive(self) -> float | None:
+        """The latest heartbeat: the exporter ran, with everything before it on disk, until then (None: none)."""
+        return self._rows("SELECT max(alive_at) FROM heartbeat")[0][0] if self._has_table("heartbeat") else None
+
+    def targets_added(self) -> dict[TargetKey, float] | None:
+        """When the ledger first knew each target: no probe of it is older (None: a ledger older than the
+        `targets` table)."""
+        if not self._has_table("targets"):
+            return None
+        return {TargetKey(*row[:3]): row[3]
+                for row in self._rows("SELECT customer, service, target, added_at FROM targets")}
