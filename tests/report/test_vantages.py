@@ -51,11 +51,15 @@ DEAD = {  # exporter not running: no evidence
                   (ts("2026-10-25T03:10:00+00:00"), ts("2026-10-25T03:20:00+00:00"))],   # a dead too: unknown
 }
 CUSTOMERS = ("ab", "ba")
+# One missed notification deadline of ba's outage, which both exporters recorded (as the replicas' deadline watches
+# do: keyed by the outage's earliest determination, at that determination + the deadline): one miss, one credit.
+MISSED = {"ab": [], "ba": [ts("2026-10-20T10:20:00+00:00")]}
 
 
 def _scenario(exporter: str) -> Scenario:
     missing = {g for a, b in DEAD[exporter] for g in range(a + STEP, b + 1, STEP)}
-    customers = [Customer(c, "UTC", [Service(c, "connectivity", ("p1",), SEEN[exporter][c])]) for c in CUSTOMERS]
+    customers = [Customer(c, "UTC", [Service(c, "connectivity", ("p1",), SEEN[exporter][c])], misses=MISSED[c])
+                 for c in CUSTOMERS]
     return Scenario(BEGIN, END, missing, customers, step=STEP)
 
 
@@ -141,3 +145,11 @@ def test_the_worked_example_of_the_issue(prom) -> None:
                                                           ts("2026-10-20T10:25:00+00:00"))
     # both dead 03:10–03:20 on the 25th: the only unknown seconds
     assert merged["ab"].unknown_seconds == merged["ba"].unknown_seconds == 600
+
+
+def test_a_miss_both_exporters_recorded_is_one_miss(prom) -> None:
+    # Two exporters, each stored twice by the Prometheus pair: four series carry the one miss of the outage.
+    server, workdir = prom
+    credits = {c.customer: c.notification for c in _statement(server.url, _ledger(workdir, None)).customers}
+    assert (credits["ba"].missed_deadlines, credits["ba"].days, credits["ba"].deduction_days) == (1, ["2026-10-20"], 1)
+    assert (credits["ab"].missed_deadlines, credits["ab"].deduction_days) == (0, 0)

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from threenines.alerting.alertmanager_config import RECEIVER_PREFIX
@@ -142,16 +142,35 @@ class AuditWebhook:
         self._on_record = on_record
         self._lock = threading.Lock()
         self.state = AuditState()
+        # Per target, the determinations its first dispatches and misses carry (the page's): a replica's deadline
+        # watch finds there the outage's determination the page carries when it is not its own.
+        self._determined: dict[tuple[str, str, str], set[float]] = {}
         self.set_inventory(inventory)
         for dispatch in ledger.dispatches():
             self.state.apply(dispatch)
+            self._note(dispatch)
         for miss in ledger.misses():
             self.state.apply_miss(miss)
+            self._note(miss)
         self.collector = AuditCollector(self.state)
 
+    def _note(self, record: Dispatch | Miss) -> None:
+        if isinstance(record, Dispatch) and not (record.first and record.outage is not None
+                                                 and self.state.is_counted(record.outage)):
+            return
+        outage = record.outage
+        assert outage is not None
+        self._determined.setdefault(outage[:3], set()).add(outage[3])
+
+    def determinations(self, customer: str, service: str, target: str) -> list[float]:
+        """The determinations (to the millisecond) of this target's outages that a first dispatch or a miss
+        carries, oldest first."""
+        with self._lock:
+            return sorted(self._determined.get((customer, service, target), ()))
+
     def decide_deadline(self, outage: tuple[str, str, str, float], deadline_at: float, now: float,
-                        delivered_at: Callable[[tuple[str, str, str, float]], float | None] | None = None
-                        ) -> Miss | bool:
+                        delivered_at: Callable[[tuple[str, str, str, float]], float | None] | None = None,
+                        same: Iterable[tuple[str, str, str, float]] = ()) -> Miss | bool:
         """Decide an outage whose notification deadline passed by `now` (threenines.alerting.deadlines).
 
         True: a first dispatch reached the ledger by the deadline, nothing to record. A Miss: it did not, and
@@ -161,11 +180,14 @@ class AuditWebhook:
         With `delivered_at` (threenines.notify: when every designated contact's channel accepted the
         notification) the promise is measured to delivery: a dispatch that no channel accepted is no
         notification (reason `undelivered`).
+        `same`: the outage's other determinations (replica exporters, threenines.alerting.deadlines): a dispatch
+        or a delivery under any of them is the outage's notification; the miss is keyed by `outage`.
         """
         with self._lock:
             outage = outage_key(*outage)
-            dispatched = self.state.first_dispatch_at(outage)
-            first = dispatched if delivered_at is None else delivered_at(outage)
+            keys = [outage, *(outage_key(*o) for o in same)]
+            dispatched = _earliest(self.state.first_dispatch_at(k) for k in keys)
+            first = dispatched if delivered_at is None else _earliest(delivered_at(k) for k in keys)
             if first is not None and first <= deadline_at:
                 return True
             reason = "late" if first is not None else "undelivered" if dispatched is not None else "not_notified"
@@ -176,6 +198,7 @@ class AuditWebhook:
                 log.error("audit ledger write of a missed deadline failed, will retry: %s", err)
                 return False
             self.state.apply_miss(miss)
+            self._note(miss)
         return miss
 
     def set_inventory(self, inventory: Inventory) -> None:
@@ -213,6 +236,7 @@ class AuditWebhook:
                     return 500, b"audit ledger write failed\n"  # Alertmanager retries the delivery
             for dispatch in dispatches:
                 self.state.apply(dispatch)
+                self._note(dispatch)
             for reason, alerts in rejected.items():
                 self.state.reject(reason, len(alerts))
         if rejected:
@@ -288,6 +312,10 @@ class AuditWebhook:
                 group_key=payload.group_key,
             ))
         return out, rejected
+
+
+def _earliest(times: Iterable[float | None]) -> float | None:
+    return min((t for t in times if t is not None), default=None)
 
 
 # What the alert rule writes ({{ printf "%.3f" $value }}), with an exponent allowed for hand-made rules;

@@ -16,6 +16,11 @@ notice if Alertmanager's post never reached it), so each ledger holds the delive
 keeps the proof. A deferring replica that finds its peer gone takes the notice over and delivers it. The holder
 is in memory only: a restarted replica asks again before sending, and its peer still knows.
 docs/alerting.md ("HA") says why.
+
+The same endpoint carries the replicas' determinations (`{from, runs}`): a replica that determined an outage tells
+its peer the run (first failed probe, determination), and the peer answers with its own run of the same outage, if
+any — so each replica's notification deadline counts from the earlier of the two determinations even when no page
+brought it (threenines.alerting.deadlines).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from threenines.alerting.deadlines import Run
 from threenines.ledgers.delivery import NoticeRow
 from threenines.notify import http
 
@@ -34,6 +40,8 @@ PEER_PATH = "/alertmanager/peer"
 PEER_TIMEOUT = 3.0  # an unanswered question is an unreachable peer: the asker sends
 RECHECK = 5.0  # a deferring replica asks its peer again this often (and takes over when the peer is gone)
 MAX_BODY = 64 * 1024
+RUN_BATCH = 100  # runs per question: well inside MAX_BODY with ids of 200 characters
+MAX_ID = 200
 _TEXT_FIELDS = ("customer", "service", "target", "event", "contact", "channel", "contact_version", "facts")
 
 
@@ -109,6 +117,41 @@ def answer_document(vantage: str, holder: str, accepted: Acceptance | None) -> b
     return json.dumps({"vantage": vantage, "holder": holder, "accepted": _acceptance_document(accepted)}).encode()
 
 
+def _run_document(run: Run) -> dict[str, object]:
+    return {"customer": run.customer, "service": run.service, "target": run.target,
+            "first_failed_at": run.first_failed_at, "determined_at": run.determined_at}
+
+
+def _run(value: object) -> Run | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("a run must be null or {customer, service, target, first_failed_at, determined_at}")
+    customer, service, target = (value.get(k) for k in ("customer", "service", "target"))
+    if not all(isinstance(n, str) and 0 < len(n) <= MAX_ID for n in (customer, service, target)):
+        raise ValueError(f"a run's customer, service and target are strings of 1 to {MAX_ID} characters")
+    first, determined = (_number(value.get(k), f"run.{k}") for k in ("first_failed_at", "determined_at"))
+    if first > determined:
+        raise ValueError("a run's first failed probe cannot follow its determination")
+    return Run(str(customer), str(service), str(target), first, determined)
+
+
+def parse_runs_request(data: dict[str, object]) -> tuple[str, list[Run]]:
+    """A peer's runs (`{from, runs}`, already decoded) → (its vantage, the runs); ValueError says what is wrong."""
+    sender, runs = data.get("from"), data.get("runs")
+    if not isinstance(sender, str) or not isinstance(runs, list) or not 0 < len(runs) <= RUN_BATCH:
+        raise ValueError(f"expected {{from, runs}} with 1 to {RUN_BATCH} runs")
+    parsed = [_run(r) for r in runs]
+    if any(r is None for r in parsed):
+        raise ValueError("a question's runs are never null")
+    return sender, [r for r in parsed if r is not None]
+
+
+def runs_answer_document(vantage: str, runs: list[Run | None]) -> bytes:
+    return json.dumps({"vantage": vantage,
+                       "runs": [None if r is None else _run_document(r) for r in runs]}).encode()
+
+
 class PeerLink:
     """The client side: one question to the peer replica, bounded by the caller (PEER_TIMEOUT)."""
 
@@ -118,20 +161,9 @@ class PeerLink:
         self._token = token  # read at every question: a reload may have changed it
 
     async def ask(self, row: NoticeRow, accepted: Acceptance | None) -> PeerAnswer:
-        body = json.dumps({"from": self.vantage, "notice": _row_document(row),
-                           "accepted": _acceptance_document(accepted)}).encode()
-        headers = {"Content-Type": "application/json"}
-        token = self._token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        data = await self._question({"from": self.vantage, "notice": _row_document(row),
+                                     "accepted": _acceptance_document(accepted)})
         try:
-            reply = await http.post(self.url, body, headers)
-        except http.HttpError as err:
-            raise PeerError(f"{err.reason}: {err.detail}") from None
-        if reply.status != 200:
-            raise PeerError(f"HTTP {reply.status} from {self.url}")  # 401: the replicas' tokens differ
-        try:
-            data = json.loads(reply.body)
             if not isinstance(data, dict) or not isinstance(data.get("holder"), str) or \
                     not isinstance(data.get("vantage"), str):
                 raise ValueError("expected {vantage, holder, accepted}")
@@ -139,15 +171,47 @@ class PeerLink:
         except ValueError as err:
             raise PeerError(f"not a peer's answer: {err}") from None
 
+    async def share_runs(self, runs: list[Run]) -> list[Run | None]:
+        """Tell the peer these runs (at most RUN_BATCH); it answers with its own run of each one's outage, or None.
+        A peer from before the runs answers 400: a PeerError, as an unreachable one."""
+        data = await self._question({"from": self.vantage, "runs": [_run_document(r) for r in runs]})
+        try:
+            answers = data.get("runs") if isinstance(data, dict) else None
+            if not isinstance(answers, list) or len(answers) != len(runs):
+                raise ValueError("expected {vantage, runs} with one answer per run")
+            return [_run(a) for a in answers]
+        except ValueError as err:
+            raise PeerError(f"not a peer's answer: {err}") from None
+
+    async def _question(self, question: dict[str, object]) -> object:
+        headers = {"Content-Type": "application/json"}
+        token = self._token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            reply = await http.post(self.url, json.dumps(question).encode(), headers)
+        except http.HttpError as err:
+            raise PeerError(f"{err.reason}: {err.detail}") from None
+        if reply.status != 200:
+            raise PeerError(f"HTTP {reply.status} from {self.url}")  # 401: the replicas' tokens differ
+        try:
+            return json.loads(reply.body)
+        except ValueError as err:
+            raise PeerError(f"not a peer's answer: {err}") from None
 
 Claim = Callable[[str, NoticeRow, Acceptance | None], tuple[str, Acceptance | None]]
+
+
+Runs = Callable[[list[Run]], list[Run | None]]
 
 
 class PeerEndpoint:
     """`POST /alertmanager/peer`: the server side, for the other replica (same bearer token as the webhooks)."""
 
-    def __init__(self, vantage: str, claim: Claim, token: Callable[[], str | None]) -> None:
+    def __init__(self, vantage: str, claim: Claim, token: Callable[[], str | None], runs: Runs | None = None
+                 ) -> None:
         self._vantage, self._claim, self._token = vantage, claim, token
+        self._runs = runs  # threenines.alerting.deadlines.DeadlineWatch.peer_runs
 
     def handle(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         token = self._token()
@@ -158,6 +222,18 @@ class PeerEndpoint:
                 return 401, b"missing or wrong bearer token\n"
         if len(body) > MAX_BODY:
             return 413, b"a peer's question is small\n"
+        try:
+            question = json.loads(body)
+        except (ValueError, RecursionError) as err:
+            return 400, f"not a peer's question: {err}\n".encode()
+        if self._runs is not None and isinstance(question, dict) and "runs" in question:
+            try:
+                sender, runs = parse_runs_request(question)
+            except ValueError as err:
+                return 400, f"not a peer's question: {err}\n".encode()
+            if sender == self._vantage:
+                return 400, b"the peer has this replica's own vantage name: give each replica its own --vantage\n"
+            return 200, runs_answer_document(self._vantage, self._runs(runs))
         try:
             sender, row, accepted = parse_request(body)
         except (ValueError, RecursionError) as err:

@@ -12,7 +12,8 @@ ThreeninesNotificationOverdue (through `…_last_delivery_determined_timestamp_s
 
 Retries are scheduled on the monotonic clock (a step of the wall clock neither delays nor bunches them); the
 ledger's stamps (attempts, acceptances) are the exporter's wall clock. With a replica peer (threenines.notify.peer),
-every attempt is cleared with the peer first, so one of the two replicas sends each notice.
+every attempt is cleared with the peer first, so one of the two replicas sends each notice, and the replica's
+determinations are told to the peer (`share_runs`) for the deadline watch (threenines.alerting.deadlines).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from threenines.alerting.deadlines import Run
 from threenines.config.inventory import Contact, Inventory
 from threenines.exposition.delivery import DeliveryCollector, DeliveryState
 from threenines.ledgers.audit import outage_key
 from threenines.ledgers.delivery import Attempt, DeliveryLedger, NoticeRow
 from threenines.notify.channels import Channel, DeliveryError
 from threenines.notify.message import Notice
-from threenines.notify.peer import PEER_TIMEOUT, RECHECK, Acceptance, PeerError, PeerLink, winner
+from threenines.notify.peer import PEER_TIMEOUT, RECHECK, RUN_BATCH, Acceptance, PeerError, PeerLink, winner
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,13 @@ class _Owed:
     row: NoticeRow
     failures: int = 0
     next_at: float = 0.0  # on the monotonic clock
+
+
+@dataclass(frozen=True)
+class _Sharing:
+    run: Run
+    until: float  # wall clock: told again every RECHECK seconds while the peer does not answer, until then
+    learn: Callable[[Run], None]
 
 
 class Notifier:
@@ -84,6 +93,10 @@ class Notifier:
         self._in_flight: set[int] = set()
         self._accepted: dict[int, float] = {}  # notice id -> acceptance time
         self._firing: dict[Outage, list[int]] = {}  # outage -> its firing notices (one per contact)
+        self._firing_determined: dict[tuple[str, str, str], set[float]] = {}  # target -> its firing notices' outages
+        self._sharing: list[_Sharing] = []  # runs to tell the peer (threenines.alerting.deadlines)
+        self._share_at = 0.0
+        self._share_busy = False
         self._delivered: dict[Outage, float] = {}
         self._unwritten: list[Attempt] = []  # acceptances the disk refused: written again, never re-sent
         self._wake: asyncio.Event | None = None
@@ -110,6 +123,7 @@ class Notifier:
         self._ids[row.key] = row.id
         if row.event == "firing":
             self._firing.setdefault(row.outage, []).append(row.id)
+            self._firing_determined.setdefault(row.outage[:3], set()).add(row.outage[3])
         self.state.owed(row.customer, row.channel, +1)
 
     def _apply(self, row: NoticeRow, attempt: Attempt) -> None:
@@ -157,6 +171,26 @@ class Notifier:
         with self._lock:
             return self._delivered.get(outage_key(*outage))
 
+    def determinations(self, customer: str, service: str, target: str) -> list[float]:
+        """The determinations (to the millisecond) the target's firing notices carry: the page's, posted here or
+        pushed by the replica peer. For a replica's deadline watch (threenines.alerting.deadlines)."""
+        with self._lock:
+            return sorted(self._firing_determined.get((customer, service, target), ()))
+
+    def share_runs(self, runs: Iterable[Run], until: float, learn: Callable[[Run], None]) -> None:
+        """Tell the replica peer these runs of this replica's (from any thread); `learn` gets each answer that is
+        the peer's own run of the same outage. Told again every RECHECK seconds while the peer does not answer,
+        until `until` (wall clock). Nothing without a peer."""
+        if self._peer is None:
+            return
+        with self._lock:
+            self._sharing += [_Sharing(run, until, learn) for run in runs]
+            self._share_at = 0.0
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile: the next run() tells them
+                loop.call_soon_threadsafe(wake.set)
+
     def set_inventory(self, inventory: Inventory, channels: dict[str, Channel]) -> None:
         """After a reload: contacts' secrets and the relays as they are now (notices keep what they say)."""
         with self._lock:
@@ -166,6 +200,12 @@ class Notifier:
     def pending(self) -> int:
         with self._lock:
             return len(self._owed)
+
+    @property
+    def unshared(self) -> int:
+        """Runs waiting to be told to the replica peer (or being told)."""
+        with self._lock:
+            return len(self._sharing) + (1 if self._share_busy else 0)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -182,6 +222,11 @@ class Notifier:
                 if self._peer is not None and self._unreplicated and now >= self._replicate_at:
                     self._replicate_at = now + RECHECK
                     task = asyncio.create_task(self._replicate(), name="deliver-replicate")
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if self._peer is not None and self._sharing and not self._share_busy and now >= self._share_at:
+                    self._share_at, self._share_busy = now + RECHECK, True
+                    task = asyncio.create_task(self._share(), name="deliver-share-runs")
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 for owed in self._due(now, self._max_concurrent - len(tasks)):
@@ -331,6 +376,35 @@ class Notifier:
         with self._lock:
             # Bounded: the peer also learns an acceptance when it asks about the notice itself.
             self._unreplicated = (still + self._unreplicated)[-10_000:]
+
+    async def _share(self) -> None:
+        """Tell the peer this replica's runs, in batches; each answer goes to the deadline watch."""
+        try:
+            peer = self._peer
+            with self._lock:
+                pending, self._sharing = self._sharing, []
+            if peer is None:
+                return
+            still: list[_Sharing] = []
+            for i in range(0, len(pending), RUN_BATCH):
+                batch = pending[i:i + RUN_BATCH]
+                try:
+                    answers = await asyncio.wait_for(peer.share_runs([s.run for s in batch]), PEER_TIMEOUT)
+                except (PeerError, TimeoutError) as err:
+                    # The rest would wait for the same peer: all of it is told again in RECHECK seconds.
+                    now, rest = self._clock(), pending[i:]
+                    still = [s for s in rest if now < s.until]
+                    if len(still) < len(rest):
+                        log.warning("replica peer not answering (%s): %d determination(s) not told; their deadlines "
+                                    "count from what this replica knows", err, len(rest) - len(still))
+                    break
+                for sharing, answer in zip(batch, answers, strict=True):
+                    if answer is not None:
+                        sharing.learn(answer)
+            with self._lock:
+                self._sharing = (still + self._sharing)[-10_000:]  # bounded, as the acceptances to replicate
+        finally:
+            self._share_busy = False
 
     def peer_claim(self, sender: str, row: NoticeRow, accepted: Acceptance | None) -> tuple[str, Acceptance | None]:
         """The peer asks who sends `row` (accepted None), or says it delivered it. From an HTTP thread. The notice is

@@ -66,6 +66,7 @@ M_T_UNKNOWN = catalogue.SERVICE_UNKNOWN_SECONDS_TOTAL.name
 M_MISSED = catalogue.NOTIFICATION_DEADLINE_MISSED_TOTAL.name
 M_ACCOUNTING = catalogue.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS.name
 M_MISSED_AT = catalogue.NOTIFICATION_DEADLINE_MISSED_TIMESTAMP_SECONDS.name
+SAME_MISS = 0.001  # seconds: deadline instants of one target this close are one outage's miss (missed_notifications)
 
 
 @dataclass(frozen=True)
@@ -686,10 +687,22 @@ def missed_notifications(client: PrometheusClient, customers: list[str], start: 
     answers = parallel(client, calls)
     candidates = {labels for answer in answers.values() for labels in answer}
     raw = _raw_samples(client, M_MISSED_AT, candidates, hi - start + LOOKBACK, hi, scrape_interval)
-    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    # One miss per outage, whichever series carry it: replica exporters (vantages) record an outage's miss at its
+    # earliest determination + the deadline (threenines.alerting.deadlines), the same instant on each (to the
+    # millisecond when one of them learnt the determination from the page), and a Prometheus HA pair without
+    # deduplication stores each exporter's series twice. Two outages of one target never miss within a millisecond.
+    instants: dict[tuple[str, str, str], set[float]] = defaultdict(set)
     for labels, samples in raw.items():
-        for instant in sorted({value for _, value in samples if start <= value < end}):
-            out[dict(labels)["customer"]].append((instant, 1.0))
+        lab = dict(labels)
+        instants[(lab["customer"], lab.get("service", ""), lab.get("target", ""))].update(
+            value for _, value in samples if start <= value < end)
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for (customer, _, _), values in sorted(instants.items()):
+        kept: list[float] = []
+        for instant in sorted(values):
+            if not kept or instant - kept[-1] >= SAME_MISS:
+                kept.append(instant)
+        out[customer] += [(instant, 1.0) for instant in kept]
     return out, True
 
 

@@ -260,11 +260,17 @@ class Exporter:
         self.http.add_post("/alertmanager/deliver", CountedEndpoint("deliver", self.delivery.handle,
                                                                     self.notifier.state), own_auth=True)
         if peer is not None:
-            self.http.add_post(PEER_PATH, PeerEndpoint(vantage, self.notifier.peer_claim, lambda: token).handle,
+            # The peer's questions about notices, and its determinations for the deadline watch (created below,
+            # before the server starts).
+            self.http.add_post(PEER_PATH, PeerEndpoint(vantage, self.notifier.peer_claim, lambda: token,
+                                                       lambda runs: self.deadlines.peer_runs(runs)).handle,
                                own_auth=True)
         # Each determination's notification deadline is decided when it passes (deadlines.py); outages whose
-        # deadline passed while the exporter was not running are decided now.
-        self.deadlines = DeadlineWatch(self.audit, self._notification_deadline, self.notifier.delivered_at)
+        # deadline passed while the exporter was not running are decided now. Replicas count it from the earliest
+        # determination of the outage they know: the page's, or the peer's (told through the notifier).
+        self.deadlines = DeadlineWatch(self.audit, self._notification_deadline, self.notifier.delivered_at,
+                                       notices=self.notifier.determinations,
+                                       share=self.notifier.share_runs if peer is not None else None)
         self.deadlines.rebuild(self.ledger, clock())
 
     def _outage_event(self, event: OutageEvent) -> None:
