@@ -9,6 +9,7 @@ from threenines.zabbix.sync import (
     Change,
     ExcludedDowntime,
     SyncOptions,
+    authorization,
     desired_state,
     downtimes_from_ledger,
     month_start,
@@ -70,3 +71,47 @@ def test_a_change_never_prints_a_secret() -> None:
     assert "s3cr3t-value" not in text
     assert "{$THREENINES.PASSWORD}: <secret>" in text
     assert "MW-1 1970-01-01T00:00Z..1970-01-01T01:00Z" in text
+
+
+def test_with_prometheus_the_merged_host_feeds_the_services_and_the_secret_is_never_printed() -> None:
+    inventory = load_inventory(REPO / "examples" / "inventory.yml")
+    options = SyncOptions("http://a:9839/metrics", host_name="threenines exporter a", import_templates=True,
+                          prometheus_url="https://prom.example:9090/", prometheus_interval="30s",
+                          prometheus_authorization=authorization(token="tok-5d1e"))
+    desired = desired_state(inventory, options, NOW)
+    merged = desired.hosts["threenines merged"]
+    assert merged["template"] == "threenines merged by Prometheus"
+    assert merged["macros"] == {"{$THREENINES.PROMETHEUS.URL}": "https://prom.example:9090",
+                                "{$THREENINES.PROMETHEUS.INTERVAL}": "30s"}
+    assert merged["secret_macros"] == {"{$THREENINES.PROMETHEUS.AUTHORIZATION}": "Bearer tok-5d1e"}
+    # The imported templates' digest stays on the exporter host; the replica's own host is still made.
+    assert "{$THREENINES.TEMPLATES.SHA256}" in desired.hosts["threenines exporter a"]["macros"]
+    # Every service takes only problems that carry both its sla tag and vantage=merged (the replicas' hosts
+    # raise the same sla tag from their own view).
+    assert desired.services["threenines acme connectivity"]["problem_tags"] == [
+        {"tag": "sla", "operator": "0", "value": "acme/connectivity"},
+        {"tag": "vantage", "operator": "0", "value": "merged"}]
+    assert "tok-5d1e" not in Change("create", "host", "threenines merged",
+                                    {k: v for k, v in merged.items() if v}).describe()
+
+
+def test_without_prometheus_the_services_take_the_sla_tag_alone() -> None:
+    inventory = load_inventory(REPO / "examples" / "inventory.yml")
+    desired = desired_state(inventory, SyncOptions("http://x/metrics"), NOW)
+    assert set(desired.hosts) == {"threenines exporter"}
+    assert desired.services["threenines acme power"]["problem_tags"] == [
+        {"tag": "sla", "operator": "0", "value": "acme/power"}]
+
+
+def test_the_merged_host_alone_carries_the_templates_digest() -> None:
+    inventory = load_inventory(REPO / "examples" / "inventory.yml")
+    desired = desired_state(inventory, SyncOptions(None, prometheus_url="http://p:9090", import_templates=True), NOW)
+    assert set(desired.hosts) == {"threenines merged"}
+    assert "{$THREENINES.TEMPLATES.SHA256}" in desired.hosts["threenines merged"]["macros"]
+
+
+def test_prometheus_authorization_is_basic_or_bearer() -> None:
+    # RFC 7617: base64 of user ":" password.
+    assert authorization("zabbix", "s3cret") == "Basic emFiYml4OnMzY3JldA=="
+    assert authorization(token="abc") == "Bearer abc"
+    assert authorization() is None

@@ -11,6 +11,7 @@ from threenines.cli import main as threenines
 from threenines.zabbix.templates import (
     DISCOVERIES,
     HTTP_TEMPLATE,
+    MERGED_TEMPLATE,
     metric_names,
     template_files,
     uuid_for,
@@ -134,3 +135,90 @@ def test_certificate_trigger_fires_within_the_macro_days_of_expiry() -> None:
         '<{$THREENINES.APP.CERT.DAYS:"{#TARGET}"}*86400')
     macros = {m["macro"]: m["value"] for m in _http_template()["macros"]}
     assert macros["{$THREENINES.APP.CERT.DAYS}"] == "14"  # as ThreeninesApplicationCertificateExpiring
+
+
+RULES = REPO / "prometheus" / "rules" / "threenines.rules.yml"
+
+
+def _merged_template() -> dict:
+    text = next(t.text for t in template_files() if t.name == MERGED_TEMPLATE)
+    return yaml.safe_load(text)["zabbix_export"]["templates"][0]
+
+
+def _walk_strings(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _walk_strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _walk_strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_the_merged_template_asks_prometheus_one_instant_query_of_recorded_rules() -> None:
+    template = _merged_template()
+    [master] = [i for i in template["items"] if i["type"] == "HTTP_AGENT"]
+    assert master["url"] == "{$THREENINES.PROMETHEUS.URL}/api/v1/query"
+    [query] = master["query_fields"]
+    assert query["name"] == "query"
+    # Every name the template reads is a rule recorded in the shipped rules (not a name of its own).
+    recorded = {rule["record"] for group in yaml.safe_load(RULES.read_text())["groups"]
+                for rule in group["rules"] if "record" in rule}
+    read = set(re.findall(r"[a-z_]+:[a-z_]+:[a-z_]+", "\n".join(_walk_strings(template))))
+    assert read and read <= recorded, read - recorded
+    assert read == set(re.findall(r"[a-z_]+:[a-z_]+:[a-z_]+", query["value"]))
+    # Every other item is a dependent item of that one query, read with JSONPath.
+    items = template["items"] + [p for rule in template["discovery_rules"] for p in rule["item_prototypes"]]
+    dependents = [i for i in items if i is not master]
+    assert dependents and all(i["master_item"] == {"key": master["key"]} for i in dependents)
+    assert all([s["type"] for s in i["preprocessing"]] == ["JSONPATH"] for i in dependents)
+
+
+def test_the_merged_template_authenticates_with_one_secret_header_macro() -> None:
+    template = _merged_template()
+    [master] = [i for i in template["items"] if i["type"] == "HTTP_AGENT"]
+    assert master["headers"] == [{"name": "Authorization", "value": "{$THREENINES.PROMETHEUS.AUTHORIZATION}"}]
+    assert "authtype" not in master  # basic auth of Zabbix's own would be replaced by the header
+    macros = {m["macro"]: m for m in template["macros"]}
+    assert macros["{$THREENINES.PROMETHEUS.AUTHORIZATION}"]["type"] == "SECRET_TEXT"
+    assert macros["{$THREENINES.PROMETHEUS.AUTHORIZATION}"]["value"] == ""
+    assert macros["{$THREENINES.PROMETHEUS.URL}"]["value"] == "http://127.0.0.1:9090"
+
+
+def test_the_merged_outage_problem_feeds_an_sla_service_and_says_it_is_merged() -> None:
+    rules = {r["key"]: r for r in _merged_template()["discovery_rules"]}
+    services = rules["threenines.merged.customer_service.discovery"]
+    assert services["preprocessing"][0]["parameters"] == [
+        "$.data.result[?(@.metric.__name__ == 'customer_service:threenines_customer_service_up:merged'"
+        " && @.metric.service != 'application')]"]
+    triggers = {t["name"]: t for t in services["trigger_prototypes"]}
+    outage = triggers["{#CUSTOMER} {#SERVICE}: service unavailable (merged)"]
+    assert outage["priority"] == "HIGH"
+    assert outage["expression"] == (
+        'last(/threenines merged by Prometheus/threenines.merged.customer_service.up["{#CUSTOMER}","{#SERVICE}"])=0')
+    assert {t["tag"]: t["value"] for t in outage["tags"]} == {
+        "customer": "{#CUSTOMER}", "service": "{#SERVICE}", "threenines": "outage", "sla": "{#CUSTOMER}/{#SERVICE}",
+        "vantage": "merged"}
+    unknown = triggers["{#CUSTOMER} {#SERVICE}: no vantage has evidence"]
+    assert unknown["priority"] == "WARNING"
+    assert {t["tag"]: t["value"] for t in unknown["tags"]}["threenines"] == "unknown"
+    assert "sla" not in {t["tag"] for t in unknown["tags"]}  # unknown time is never outage
+    # Applications: their own rule, never called a service outage (as in 'threenines by HTTP').
+    apps = rules["threenines.merged.application.discovery"]
+    [unavailable] = [t for t in apps["trigger_prototypes"] if t["priority"] == "HIGH"]
+    assert "service unavailable" not in unavailable["name"]
+    assert {t["tag"]: t["value"] for t in unavailable["tags"]}["threenines"] == "application"
+    # Per target: state, evidence and the open outage's determination, no problem of its own.
+    targets = rules["threenines.merged.target.discovery"]
+    assert [p["key"].split("[")[0] for p in targets["item_prototypes"]] == [
+        "threenines.merged.target.up", "threenines.merged.target.known", "threenines.merged.target.determined"]
+    assert "trigger_prototypes" not in targets
+
+
+def test_a_merged_item_selects_its_series_by_name_and_every_label() -> None:
+    rules = {r["key"]: r for r in _merged_template()["discovery_rules"]}
+    determined = rules["threenines.merged.target.discovery"]["item_prototypes"][2]
+    assert determined["preprocessing"][0]["parameters"] == [
+        "$.data.result[?(@.metric.__name__ == 'customer_service_target:threenines_service_determined_timestamp_"
+        "seconds:merged' && @.metric.customer == '{#CUSTOMER}' && @.metric.service == '{#SERVICE}' && "
+        "@.metric.target == '{#TARGET}')].value[1].first()"]
+    assert determined["preprocessing"][0]["error_handler"] == "CUSTOM_ERROR"
+    assert (determined["units"], determined["value_type"]) == ("unixtime", "FLOAT")

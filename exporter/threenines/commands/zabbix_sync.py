@@ -1,5 +1,6 @@
 """`threenines zabbix-sync`: create or update, idempotently, the Zabbix hosts, services and SLAs the inventory
-implies (--dry-run prints the changes and touches nothing)."""
+implies (--dry-run prints the changes and touches nothing). With replica exporters, --prometheus-url adds the
+merged host and feeds the services from it alone (docs/zabbix.md "Replica exporters")."""
 
 from __future__ import annotations
 
@@ -18,12 +19,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="file holding a Zabbix API token (default: $ZABBIX_API_TOKEN when set)")
     auth.add_argument("--user", help="Zabbix user name; password from --password-file or $ZABBIX_PASSWORD")
     parser.add_argument("--password-file", type=Path, help="file holding the password for --user")
-    parser.add_argument("--exporter-url", required=True, help="the exporter's /metrics URL as Zabbix reaches it")
+    parser.add_argument("--exporter-url",
+                        help="the exporter's /metrics URL as Zabbix reaches it (its host: threenines by HTTP)")
     parser.add_argument("--exporter-user", help="basic-auth user for /metrics (the exporter's --web.config.file)")
     parser.add_argument("--exporter-password-file", type=Path,
                         help="file holding the basic-auth password for /metrics, stored as a secret macro")
     parser.add_argument("--host-name", default="threenines exporter", help="Zabbix host for the exporter")
     parser.add_argument("--scrape-interval", default="1m", help="how often Zabbix scrapes /metrics (default 1m)")
+    parser.add_argument("--prometheus-url",
+                        help="a Prometheus (base URL, as Zabbix reaches it) that scrapes the replica exporters and "
+                             "evaluates the shipped rules: creates the merged host (threenines merged by Prometheus) "
+                             "and feeds the services and SLAs from it alone; give it on every run")
+    prom_auth = parser.add_mutually_exclusive_group()
+    prom_auth.add_argument("--prometheus-user", help="basic-auth user for Prometheus (its web config)")
+    prom_auth.add_argument("--prometheus-token-file", type=Path,
+                           help="file holding a bearer token for Prometheus (a proxy in front of it)")
+    parser.add_argument("--prometheus-password-file", type=Path, help="file holding the password for --prometheus-user")
+    parser.add_argument("--merged-host-name", default="threenines merged", help="Zabbix host for the merged view")
+    parser.add_argument("--prometheus-interval", default="1m",
+                        help="how often Zabbix queries Prometheus for the merged state (default 1m)")
     parser.add_argument("--native-ping", action="store_true",
                         help="also create one host per customer port linked to 'threenines contract ping'")
     parser.add_argument("--import-templates", action="store_true",
@@ -46,8 +60,14 @@ def run(args: argparse.Namespace) -> int:
     from threenines.config.configfile import ConfigError
     from threenines.config.inventory_load import load_inventory
     from threenines.zabbix.api import ZabbixApi, ZabbixError
-    from threenines.zabbix.sync import Syncer, SyncOptions, desired_state, downtimes_from_ledger
+    from threenines.zabbix.sync import Syncer, SyncOptions, authorization, desired_state, downtimes_from_ledger
 
+    if args.exporter_url is None and args.prometheus_url is None:
+        print("error: give --exporter-url, --prometheus-url, or both", file=sys.stderr)
+        return 2
+    if args.prometheus_password_file and not args.prometheus_user:
+        print("error: --prometheus-password-file needs --prometheus-user", file=sys.stderr)
+        return 2
     now = time.time()
     try:
         inventory = load_inventory(args.config)
@@ -66,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
         exporter_user=args.exporter_user,
         exporter_password=_secret_file(args.exporter_password_file) if args.exporter_password_file else None,
         native_ping=args.native_ping, import_templates=args.import_templates,
+        prometheus_url=args.prometheus_url, merged_host_name=args.merged_host_name,
+        prometheus_interval=args.prometheus_interval,
+        prometheus_authorization=authorization(
+            args.prometheus_user,
+            _secret_file(args.prometheus_password_file) if args.prometheus_password_file else None,
+            _secret_file(args.prometheus_token_file) if args.prometheus_token_file else None),
     )
     desired = desired_state(inventory, options, now, downtimes)
     try:

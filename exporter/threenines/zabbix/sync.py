@@ -3,14 +3,18 @@
 What is managed (everything else in Zabbix is left alone):
 - host group `threenines`; the templates (imported when missing or changed, with --import-templates);
 - one exporter host linked to `threenines by HTTP` (macros: /metrics URL, scrape interval, optional basic auth);
+- with --prometheus-url, one host linked to `threenines merged by Prometheus`: the replica exporters' evidence
+  merged by the recording rules (macros: Prometheus URL, query interval, optional Authorization header);
 - with --native-ping, one host per customer port linked to `threenines contract ping` with the port's policy;
 - per customer and service: a Zabbix service fed by problems tagged `sla=<customer>/<service>` (only the
-  contract-outage triggers carry that tag), and an SLA: the contract's objective, monthly, in the contract
-  time zone, with the exclusions ledger's windows as excluded downtimes.
+  contract-outage triggers carry that tag) — with --prometheus-url only the merged host's (`vantage=merged`
+  too), so the replicas' own hosts stay the per-vantage view and never feed it — and an SLA: the contract's
+  objective, monthly, in the contract time zone, with the exclusions ledger's windows as excluded downtimes.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Iterable
@@ -21,12 +25,23 @@ from zoneinfo import ZoneInfo
 
 from threenines.config.inventory import Customer, Inventory, Port
 from threenines.zabbix.api import ZabbixApi, ZabbixError
-from threenines.zabbix.templates import HTTP_TEMPLATE, PING_TEMPLATE, SLA_TAG, template_files
+from threenines.zabbix.templates import (
+    HTTP_TEMPLATE,
+    MERGED,
+    MERGED_TEMPLATE,
+    PING_TEMPLATE,
+    SLA_TAG,
+    VANTAGE_TAG,
+    template_files,
+)
 
 GROUP = "threenines"
 TEMPLATES_MACRO = "{$THREENINES.TEMPLATES.SHA256}"
 USER_MACRO = "{$THREENINES.USER}"
 PASSWORD_MACRO = "{$THREENINES.PASSWORD}"
+PROMETHEUS_URL_MACRO = "{$THREENINES.PROMETHEUS.URL}"
+PROMETHEUS_INTERVAL_MACRO = "{$THREENINES.PROMETHEUS.INTERVAL}"
+PROMETHEUS_AUTHORIZATION_MACRO = "{$THREENINES.PROMETHEUS.AUTHORIZATION}"
 MONTHLY = "2"
 SLA_ENABLED = "1"
 SECRET_MACRO = "1"
@@ -44,7 +59,7 @@ class ExcludedDowntime:
 
 @dataclass(frozen=True)
 class SyncOptions:
-    exporter_url: str
+    exporter_url: str | None  # None: no exporter host (only the merged one)
     host_name: str = "threenines exporter"
     scrape_interval: str = "1m"
     exporter_user: str | None = None  # basic auth on /metrics (the exporter's --web.config.file)
@@ -52,6 +67,24 @@ class SyncOptions:
     native_ping: bool = False
     import_templates: bool = False
     effective_date: int | None = None  # SLA effective date; default: start of the current month (contract zone)
+    prometheus_url: str | None = None  # a merged host, and services fed by it alone
+    merged_host_name: str = "threenines merged"
+    prometheus_interval: str = "1m"
+    prometheus_authorization: str | None = None  # the Authorization header's value (a secret); never printed
+
+    @property
+    def marker_host(self) -> str:
+        """The host that carries the imported templates' digest."""
+        return self.host_name if self.exporter_url is not None else self.merged_host_name
+
+
+def authorization(user: str | None = None, password: str | None = None, token: str | None = None) -> str | None:
+    """The Authorization header for Prometheus: basic auth (its web config) or a bearer token (a proxy)."""
+    if token:
+        return f"Bearer {token}"
+    if user:
+        return "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,16 +153,27 @@ class Desired:
 def desired_state(inventory: Inventory, options: SyncOptions, now: float,
                   downtimes: dict[tuple[str, str], list[ExcludedDowntime]] | None = None) -> Desired:
     downtimes = downtimes or {}
-    hosts: dict[str, dict[str, Any]] = {
-        options.host_name: {
+    marker = {TEMPLATES_MACRO: templates_sha256()} if options.import_templates else {}
+    hosts: dict[str, dict[str, Any]] = {}
+    if options.exporter_url is not None:
+        hosts[options.host_name] = {
             "template": HTTP_TEMPLATE,
             "macros": {"{$THREENINES.URL}": options.exporter_url, "{$THREENINES.INTERVAL}": options.scrape_interval,
                        **({USER_MACRO: options.exporter_user} if options.exporter_user else {}),
-                       **({TEMPLATES_MACRO: templates_sha256()} if options.import_templates else {})},
+                       **(marker if options.marker_host == options.host_name else {})},
             "secret_macros": {PASSWORD_MACRO: options.exporter_password} if options.exporter_password else {},
             "interface": None,
         }
-    }
+    if options.prometheus_url is not None:
+        hosts[options.merged_host_name] = {
+            "template": MERGED_TEMPLATE,
+            "macros": {PROMETHEUS_URL_MACRO: options.prometheus_url.rstrip("/"),
+                       PROMETHEUS_INTERVAL_MACRO: options.prometheus_interval,
+                       **(marker if options.marker_host == options.merged_host_name else {})},
+            "secret_macros": ({PROMETHEUS_AUTHORIZATION_MACRO: options.prometheus_authorization}
+                              if options.prometheus_authorization else {}),
+            "interface": None,
+        }
     if options.native_ping:
         for customer, port in inventory.ports():
             policy = port.policy
@@ -149,6 +193,10 @@ def desired_state(inventory: Inventory, options: SyncOptions, now: float,
             }
     services: dict[str, dict[str, Any]] = {}
     slas: dict[str, dict[str, Any]] = {}
+    # With replica exporters each replica's host raises the same sla tag: taken together they would merge by
+    # `any` whatever the policy, and a dead replica's last state would linger. The merged host's problems carry
+    # vantage=merged as well, and a 6.0 service takes a problem only when it has every one of its problem tags.
+    merged_only = [{"tag": VANTAGE_TAG, "operator": "0", "value": MERGED}] if options.prometheus_url else []
     for customer in inventory.customers:
         for service in customer.services:
             tag = sla_tag_value(customer.id, service)
@@ -156,7 +204,7 @@ def desired_state(inventory: Inventory, options: SyncOptions, now: float,
             services[name] = {
                 "tags": [{"tag": SLA_TAG, "value": tag}, {"tag": "customer", "value": customer.id},
                          {"tag": "service", "value": service}],
-                "problem_tags": [{"tag": SLA_TAG, "operator": "0", "value": tag}],
+                "problem_tags": [{"tag": SLA_TAG, "operator": "0", "value": tag}, *merged_only],
             }
             slas[name] = {
                 "slo": _slo_text(customer.objective),
@@ -213,19 +261,19 @@ class Syncer:
 
     def _template_ids(self) -> dict[str, str]:
         found = self.api.call("template.get", {"output": ["templateid", "host"],
-                                               "filter": {"host": [HTTP_TEMPLATE, PING_TEMPLATE]}})
+                                               "filter": {"host": [HTTP_TEMPLATE, PING_TEMPLATE, MERGED_TEMPLATE]}})
         return {t["host"]: t["templateid"] for t in found}
 
     def _plan_templates(self) -> list[Change]:
         present = self._template_ids()
-        needed = {HTTP_TEMPLATE} | ({PING_TEMPLATE} if self.options.native_ping else set())
+        needed = {h["template"] for h in self.desired.hosts.values()}
         if not self.options.import_templates:
             missing = sorted(needed - present.keys())
             if missing:
                 raise ZabbixError(f"template(s) {', '.join(missing)} not in Zabbix: import zabbix_templates/*.yaml "
                                   "(Data collection → Templates → Import) or pass --import-templates")
             return []
-        marker = self._host_macros(self.options.host_name).get(TEMPLATES_MACRO)
+        marker = self._host_macros(self.options.marker_host).get(TEMPLATES_MACRO)
         if needed <= present.keys() and marker == templates_sha256():
             return []
         return [Change("import", "template", t.name, {"file": t.filename}) for t in template_files()]

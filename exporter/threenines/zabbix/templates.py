@@ -10,6 +10,11 @@ customer's own WWW, e-mail, FTP) are discovered apart from the billed services, 
 `threenines contract ping` is for sites that want Zabbix itself to ping a customer port at the contract
 interval; its trigger fires after the contract's consecutive misses (a macro, default 2 × 5 min).
 
+`threenines merged by Prometheus` is the view over replica exporters (vantages): one HTTP agent item asks
+Prometheus' /api/v1/query for the `threenines-vantages-merge` recording rules (threenines.dashboards.merge),
+which apply the contract's merge rule with the billing policy; dependent items read that result with JSONPath.
+Zabbix cannot merge the replicas' own hosts (docs/zabbix.md "Replica exporters" says why), so it reads the merge.
+
 Run `threenines zabbix-templates -o zabbix_templates` (make zabbix-templates) to rewrite zabbix_templates/;
 tests/zabbix checks the files are current.
 """
@@ -17,11 +22,13 @@ tests/zabbix checks the files are current.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from threenines.dashboards import merge
 from threenines.exposition.catalogue import (
     APPLICATION_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
     APPLICATION_CHECK_DURATION_SECONDS,
@@ -39,6 +46,7 @@ from threenines.exposition.catalogue import (
     DEVICE_LAST_SUCCESS_TIMESTAMP_SECONDS,
     DEVICE_POLL_DURATION_SECONDS,
     DEVICE_UP,
+    MERGE_POLICY_INFO,
     PDU_OUTLET_CURRENT_AMPERES,
     PDU_OUTLET_ENERGY_JOULES_TOTAL,
     PDU_OUTLET_ON,
@@ -535,7 +543,8 @@ def _trigger(template: str, item_key: str, trigger: Trigger, scope: str) -> dict
     return out
 
 
-def _dependent(template: str, metric: Metric, scope: str) -> dict[str, Any]:
+def _dependent(template: str, metric: Metric, scope: str, master: str = MASTER_KEY,
+               preprocessing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     key = metric.full_key()
     item: dict[str, Any] = {
         "uuid": uuid_for(template, scope, "item", key),
@@ -550,10 +559,10 @@ def _dependent(template: str, metric: Metric, scope: str) -> dict[str, Any]:
     item["value_type"] = metric.value_type
     if metric.units:
         item["units"] = metric.units
-    item["description"] = (metric.description + "\n" if metric.description else "") + f"Metric: {metric.metric}"
+    item["description"] = "\n".join(filter(None, (metric.description, metric.metric and f"Metric: {metric.metric}")))
     if metric.valuemap:
         item["valuemap"] = {"name": metric.valuemap}
-    item["preprocessing"] = [{
+    item["preprocessing"] = preprocessing if preprocessing is not None else [{
         "type": "PROMETHEUS_PATTERN",
         # 6.0 takes three parameters: pattern, what to output (value|label|function), and the label name.
         "parameters": [metric.pattern(), *(("function", metric.function) if metric.function
@@ -563,14 +572,15 @@ def _dependent(template: str, metric: Metric, scope: str) -> dict[str, Any]:
     if metric.delta:
         # A counter reset (exporter restart) gives a negative change, which Zabbix discards.
         item["preprocessing"].append({"type": "SIMPLE_CHANGE", "parameters": [""]})
-    item["master_item"] = {"key": MASTER_KEY}
+    item["master_item"] = {"key": master}
     if metric.tags:
         item["tags"] = _tags(metric.tags)
     return item
 
 
-def _with_triggers(template: str, metric: Metric, scope: str, prototype: bool) -> tuple[dict[str, Any], list]:
-    item = _dependent(template, metric, scope)
+def _with_triggers(template: str, metric: Metric, scope: str, prototype: bool,
+                   **dependent: Any) -> tuple[dict[str, Any], list]:
+    item = _dependent(template, metric, scope, **dependent)
     triggers = [_trigger(template, item["key"], t, scope) for t in metric.triggers]
     if triggers and not prototype:
         item["triggers"] = triggers
@@ -578,13 +588,16 @@ def _with_triggers(template: str, metric: Metric, scope: str, prototype: bool) -
     return item, triggers
 
 
-def _discovery(template: str, rule: Discovery) -> dict[str, Any]:
+def _lld(template: str, rule: Discovery | MergedDiscovery, master: str, macro_path: str, step: dict[str, Any],
+         prototype_steps: Callable[[Metric], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """A dependent discovery rule on `master`: its prototypes, LLD macros at `macro_path`.<label> of each row."""
     items, triggers = [], []
     for metric in rule.prototypes:
-        item, item_triggers = _with_triggers(template, metric, rule.key, prototype=True)
+        item, item_triggers = _with_triggers(
+            template, metric, rule.key, prototype=True, master=master,
+            preprocessing=prototype_steps(metric) if prototype_steps else None)
         items.append(item)
         triggers.extend(item_triggers)
-    pattern = f"{rule.metric}{{{rule.selector}}}" if rule.selector else rule.metric
     out: dict[str, Any] = {
         "uuid": uuid_for(template, "discovery", rule.key),
         "name": rule.name,
@@ -597,13 +610,17 @@ def _discovery(template: str, rule: Discovery) -> dict[str, Any]:
     }
     if triggers:
         out["trigger_prototypes"] = triggers
-    out |= {
-        "master_item": {"key": MASTER_KEY},
-        "lld_macro_paths": [{"lld_macro": f"{{#{label.upper()}}}", "path": f"$.labels.{label}"}
+    return out | {
+        "master_item": {"key": master},
+        "lld_macro_paths": [{"lld_macro": f"{{#{label.upper()}}}", "path": f"{macro_path}.{label}"}
                             for label in rule.macros],
-        "preprocessing": [{"type": "PROMETHEUS_TO_JSON", "parameters": [pattern]}],
+        "preprocessing": [step],
     }
-    return out
+
+
+def _discovery(template: str, rule: Discovery) -> dict[str, Any]:
+    pattern = f"{rule.metric}{{{rule.selector}}}" if rule.selector else rule.metric
+    return _lld(template, rule, MASTER_KEY, "$.labels", {"type": "PROMETHEUS_TO_JSON", "parameters": [pattern]})
 
 
 def _macros(macros: tuple[Macro, ...]) -> list[dict[str, str]]:
@@ -623,31 +640,39 @@ def _valuemaps(template: str, names: set[str]) -> list[dict[str, Any]]:
             for vm in VALUE_MAPS if vm.name in names]
 
 
-def http_template() -> dict[str, Any]:
-    t = HTTP_TEMPLATE
-    master = {
-        "uuid": uuid_for(t, "item", MASTER_KEY),
-        "name": "Exporter: get /metrics",
+def _http_agent(template: str, key: str, name: str, macros: str, component: str, description: str,
+                request: dict[str, Any]) -> dict[str, Any]:
+    """The master item of a template: one HTTP request every {$<macros>.INTERVAL}, kept only for its dependents,
+    with TLS verified and client certificates from {$<macros>.TLS.CERT|KEY}."""
+    return {
+        "uuid": uuid_for(template, "item", key),
+        "name": name,
         "type": "HTTP_AGENT",
-        "key": MASTER_KEY,
-        "delay": "{$THREENINES.INTERVAL}",
+        "key": key,
+        "delay": f"{{${macros}.INTERVAL}}",
         "history": "0",
         "trends": "0",
         "value_type": "TEXT",
-        "description": "The whole /metrics page; every other item reads it with Prometheus-pattern preprocessing.",
+        "description": description,
         "timeout": "10s",
-        # The exporter's web config (exporter-toolkit format) does basic auth; with no users configured it
-        # ignores the header an empty user produces.
-        "authtype": "BASIC",
-        "username": "{$THREENINES.USER}",
-        "password": "{$THREENINES.PASSWORD}",
-        "url": "{$THREENINES.URL}",
-        "ssl_cert_file": "{$THREENINES.TLS.CERT}",
-        "ssl_key_file": "{$THREENINES.TLS.KEY}",
+        **request,
+        "ssl_cert_file": f"{{${macros}.TLS.CERT}}",
+        "ssl_key_file": f"{{${macros}.TLS.KEY}}",
         "verify_peer": "YES",
         "verify_host": "YES",
-        "tags": [{"tag": "component", "value": "exporter"}],
+        "tags": [{"tag": "component", "value": component}],
     }
+
+
+def http_template() -> dict[str, Any]:
+    t = HTTP_TEMPLATE
+    master = _http_agent(
+        t, MASTER_KEY, "Exporter: get /metrics", "THREENINES", "exporter",
+        "The whole /metrics page; every other item reads it with Prometheus-pattern preprocessing.",
+        # The exporter's web config (exporter-toolkit format) does basic auth; with no users configured it
+        # ignores the header an empty user produces.
+        {"authtype": "BASIC", "username": "{$THREENINES.USER}", "password": "{$THREENINES.PASSWORD}",
+         "url": "{$THREENINES.URL}"})
     items = [master]
     for metric in EXPORTER_ITEMS:
         item, _ = _with_triggers(t, metric, "exporter", prototype=False)
@@ -731,6 +756,228 @@ def ping_template() -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------------
+# threenines merged by Prometheus: the replicas' evidence merged by the recording rules, read from Prometheus
+
+MERGED_TEMPLATE = "threenines merged by Prometheus"
+MERGED_MASTER_KEY = "threenines.merged.query"
+# The merged view's problems carry vantage=merged: the replicas' own hosts raise the same `sla` tag from their
+# per-vantage triggers, so a Zabbix service that must follow the merge alone asks for both tags (problem tags
+# of a 6.0 service are AND-ed). threenines zabbix-sync does that when it creates the merged host.
+VANTAGE_TAG = "vantage"
+MERGED = "merged"
+# The query's one series that is no rule: how many exporters Prometheus scraped at the query's time.
+EXPORTERS = "exporters"
+MERGED_QUERY = (
+    '{__name__=~"' + "|".join(merge.RULES) + '"}'
+    # `or vector(0)`: with every replica down the count is 0, not absent, so a trigger can say so.
+    f' or label_replace(count({MERGE_POLICY_INFO.name}) or vector(0), "{KIND_TAG}", "{EXPORTERS}", "", "")'
+)
+MERGED_TAG = (VANTAGE_TAG, MERGED)
+# A series that left the result (every replica down, or the customer left the inventory) is an error on the
+# item, never a value: Zabbix then keeps the trigger's state, and "no exporter answers" says why.
+MISSING = ("Not in Prometheus' merged result: no replica exporter exports it now (all down, or it left the "
+           "inventory).")
+
+MERGED_MACROS = (
+    Macro("{$THREENINES.PROMETHEUS.URL}", "http://127.0.0.1:9090",
+          "Base URL of a Prometheus that scrapes every replica exporter and evaluates the shipped rules (or of the "
+          "store it writes them to), as Zabbix reaches it; https:// for TLS. The item asks <URL>/api/v1/query."),
+    Macro("{$THREENINES.PROMETHEUS.INTERVAL}", "1m", "How often Zabbix queries Prometheus."),
+    Macro("{$THREENINES.PROMETHEUS.AUTHORIZATION}", "",
+          "The whole Authorization header, if Prometheus asks for one: 'Basic <base64 of user:password>' (its web "
+          "config's basic_auth_users) or 'Bearer <token>' (a proxy in front of it). Empty: no header.", secret=True),
+    Macro("{$THREENINES.PROMETHEUS.TLS.CERT}", "", "Client certificate file for mutual TLS (on the Zabbix server)."),
+    Macro("{$THREENINES.PROMETHEUS.TLS.KEY}", "", "Client key file for mutual TLS (on the Zabbix server)."),
+    Macro("{$THREENINES.PROMETHEUS.NODATA}", "5m",
+          "No successful query for this long raises 'Prometheus query failing'."),
+)
+
+
+@dataclass(frozen=True)
+class MergedDiscovery(Discovery):
+    """A discovery rule over one merged record (`metric`, and each prototype's `metric`, name a recording rule):
+    one LLD row per series of the query's JSON answer, picked by `where` rather than a Prometheus selector."""
+
+    where: tuple[tuple[str, str, str], ...] = ()  # (label, == or !=, value)
+
+
+def _conditions(metric: Metric) -> list[str]:
+    conditions = [f"@.metric.__name__ == '{metric.metric}'"] if metric.metric else []
+    conditions += [f"@.metric.{label} == '{{#{label.upper()}}}'" for label in metric.labels]
+    return conditions + [f"@.metric.{label} == '{value}'" for label, value in metric.fixed]
+
+
+def merged_path(metric: Metric) -> str:
+    """The JSONPath that takes one item's value out of the /api/v1/query answer (a vector's [time, "value"])."""
+    return f"$.data.result[?({' && '.join(_conditions(metric))})].value[1].first()"
+
+
+def _merged_steps(metric: Metric) -> list[dict[str, Any]]:
+    step: dict[str, Any] = {"type": "JSONPATH", "parameters": [merged_path(metric)]}
+    if metric.metric:  # a record's series; the exporter count is in every answer
+        step |= {"error_handler": "CUSTOM_ERROR", "error_handler_params": MISSING}
+    return [step]
+
+
+def merged_rows_path(rule: MergedDiscovery) -> str:
+    conditions = [f"@.metric.__name__ == '{rule.metric}'"]
+    conditions += [f"@.metric.{label} {op} '{value}'" for label, op, value in rule.where]
+    return f"$.data.result[?({' && '.join(conditions)})]"
+
+
+MERGED_SERVICE_LABELS = ("customer", "service")
+MERGED_SERVICE_SCOPE = SCOPE_TAGS[:2]
+MERGED_APP_SCOPE = (SCOPE_TAGS[0], ("service", APPLICATION))
+
+MERGED_SERVICES = MergedDiscovery(
+    key="threenines.merged.customer_service.discovery",
+    name="Merged customer services",
+    metric=merge.SERVICE_UP,
+    macros=MERGED_SERVICE_LABELS,
+    where=(("service", "!=", APPLICATION),),
+    description="One row per customer × service (connectivity, power) the replicas export: the union of its "
+                "targets per vantage, merged over the vantages by the billing policy (merge: all | any).",
+    prototypes=(
+        Metric(merge.SERVICE_UP, "threenines.merged.customer_service.up", "{#CUSTOMER} {#SERVICE}: contract state "
+               "(merged)", MERGED_SERVICE_LABELS, value_type="UNSIGNED", valuemap="threenines contract state",
+               tags=(*MERGED_SERVICE_SCOPE, MERGED_TAG),
+               description="0 while the merge says outage: under `all` every vantage with evidence has determined "
+                           "one, under `any` one of them has; a dead replica and a vantage blind for the site hold "
+                           "nothing back (docs/ha.md \"Merged views\").",
+               triggers=(Trigger("{#CUSTOMER} {#SERVICE}: service unavailable (merged)", "last({ITEM})=0", "HIGH",
+                                 "The replica exporters' evidence, merged by the contract's rule with the policy the "
+                                 "report bills by, says the customer's service is in outage. The outage is counted "
+                                 "from the first failed probe; Zabbix opens the problem when the merge turns. Which "
+                                 "target, and when it was determined: the items '{#CUSTOMER} {#SERVICE} <target>: "
+                                 "… (merged)'.",
+                                 (*MERGED_SERVICE_SCOPE, (KIND_TAG, OUTAGE), (SLA_TAG, "{#CUSTOMER}/{#SERVICE}"),
+                                  MERGED_TAG)),)),
+        Metric(merge.SERVICE_KNOWN, "threenines.merged.customer_service.known", "{#CUSTOMER} {#SERVICE}: evidence "
+               "(merged)", MERGED_SERVICE_LABELS, value_type="UNSIGNED", valuemap="threenines evidence",
+               tags=(*MERGED_SERVICE_SCOPE, MERGED_TAG),
+               description="0 when no vantage has evidence for the customer's service (then the state is unknown, "
+                           "never outage).",
+               triggers=(Trigger("{#CUSTOMER} {#SERVICE}: no vantage has evidence", "last({ITEM})=0", "WARNING",
+                                 "No replica exporter has fresh evidence for this service: neither up nor down. "
+                                 "Unknown time is reported apart (coverage), never as outage.",
+                                 (*MERGED_SERVICE_SCOPE, (KIND_TAG, "unknown"), MERGED_TAG)),)),
+    ),
+)
+
+MERGED_APPLICATIONS = MergedDiscovery(
+    key="threenines.merged.application.discovery",
+    name="Merged application services",
+    metric=merge.SERVICE_UP,
+    macros=("customer",),
+    where=(("service", "==", APPLICATION),),
+    description="One row per customer with application checks: the union of its checks per vantage, merged. "
+                "Notified like an outage, billed only with applications_billable (docs/design.md "
+                "\"Applications\"), so its problem never says \"service unavailable\".",
+    prototypes=(
+        Metric(merge.SERVICE_UP, "threenines.merged.application.up", "{#CUSTOMER} application: contract state "
+               "(merged)", ("customer",), fixed=APP_FIXED, value_type="UNSIGNED", valuemap="threenines contract state",
+               tags=(*MERGED_APP_SCOPE, MERGED_TAG),
+               triggers=(Trigger("{#CUSTOMER} application: unavailable (merged)", "last({ITEM})=0", "HIGH",
+                                 "The customer's own applications failed their checks on consecutive runs, merged "
+                                 "over the replica exporters by the billing policy. Provider outage time only where "
+                                 "the contract has applications_billable (only then does threenines zabbix-sync "
+                                 "create the SLA service this problem's sla tag feeds).",
+                                 (*MERGED_APP_SCOPE, (KIND_TAG, APPLICATION), (SLA_TAG, "{#CUSTOMER}/" + APPLICATION),
+                                  MERGED_TAG)),)),
+        Metric(merge.SERVICE_KNOWN, "threenines.merged.application.known", "{#CUSTOMER} application: evidence "
+               "(merged)", ("customer",), fixed=APP_FIXED, value_type="UNSIGNED", valuemap="threenines evidence",
+               tags=(*MERGED_APP_SCOPE, MERGED_TAG),
+               triggers=(Trigger("{#CUSTOMER} application: no vantage has evidence", "last({ITEM})=0", "WARNING",
+                                 "No replica exporter could check the customer's applications: neither up nor down.",
+                                 (*MERGED_APP_SCOPE, (KIND_TAG, "unknown"), MERGED_TAG)),)),
+    ),
+)
+
+MERGED_TARGET_SCOPE = (*SCOPE_TAGS, MERGED_TAG)
+
+MERGED_TARGETS = MergedDiscovery(
+    key="threenines.merged.target.discovery",
+    name="Merged contract targets",
+    metric=merge.TARGET_UP,
+    macros=SERVICE_LABELS,
+    description="One row per customer × service × target (ports, power, application checks), merged over the "
+                "vantages: which target is down, and since when the open outage is determined.",
+    prototypes=(
+        Metric(merge.TARGET_UP, "threenines.merged.target.up", "{#CUSTOMER} {#SERVICE} {#TARGET}: contract state "
+               "(merged)", SERVICE_LABELS, value_type="UNSIGNED", valuemap="threenines contract state",
+               tags=MERGED_TARGET_SCOPE),
+        Metric(merge.TARGET_KNOWN, "threenines.merged.target.known", "{#CUSTOMER} {#SERVICE} {#TARGET}: evidence "
+               "(merged)", SERVICE_LABELS, value_type="UNSIGNED", valuemap="threenines evidence",
+               tags=MERGED_TARGET_SCOPE),
+        Metric(merge.TARGET_DETERMINED, "threenines.merged.target.determined", "{#CUSTOMER} {#SERVICE} {#TARGET}: "
+               "outage determined at (merged)", SERVICE_LABELS, units="unixtime", trends=False,
+               tags=MERGED_TARGET_SCOPE,
+               description="The open outage as ThreeninesServiceUnavailable pages it: the earliest determination "
+                           "among the vantages that count (the notification deadline runs from it); 0 while up."),
+    ),
+)
+
+MERGED_DISCOVERIES = (MERGED_SERVICES, MERGED_APPLICATIONS, MERGED_TARGETS)
+
+MERGED_EXPORTERS = Metric(
+    "", "threenines.merged.exporters", "Prometheus: replica exporters answering", fixed=((KIND_TAG, EXPORTERS),),
+    value_type="UNSIGNED", tags=(("component", "prometheus"), MERGED_TAG),
+    description="Exporters Prometheus scraped at the query (count of threenines_merge_policy_info, which each "
+                "exporter exports once); a value on every successful query.",
+    triggers=(
+        Trigger("threenines merged: Prometheus query failing", "nodata({ITEM},{$THREENINES.PROMETHEUS.NODATA})=1",
+                "HIGH",
+                "No successful query of {$THREENINES.PROMETHEUS.URL} for {$THREENINES.PROMETHEUS.NODATA}: the merged "
+                "states here stand still. The replicas' own hosts still show each vantage.",
+                (("component", "prometheus"), (KIND_TAG, "prometheus"), MERGED_TAG)),
+        Trigger("threenines merged: no replica exporter answers Prometheus", "last({ITEM})=0", "HIGH",
+                "Prometheus scrapes no threenines exporter: no vantage has evidence for any customer, and the "
+                "merged items say 'not in the merged result' until one answers.",
+                (("component", "exporter"), (KIND_TAG, "exporter"), MERGED_TAG)),
+    ),
+)
+
+
+def _merged_discovery(template: str, rule: MergedDiscovery) -> dict[str, Any]:
+    return _lld(template, rule, MERGED_MASTER_KEY, "$.metric",
+                {"type": "JSONPATH", "parameters": [merged_rows_path(rule)]}, _merged_steps)
+
+
+def merged_template() -> dict[str, Any]:
+    t = MERGED_TEMPLATE
+    master = _http_agent(
+        t, MERGED_MASTER_KEY, "Prometheus: merged contract state", "THREENINES.PROMETHEUS", "prometheus",
+        "One instant query of the threenines-vantages-merge recording rules (and the count of exporters answering); "
+        "every other item reads its JSON answer.",
+        {"url": "{$THREENINES.PROMETHEUS.URL}/api/v1/query",
+         "query_fields": [{"name": "query", "value": MERGED_QUERY}],
+         # One header macro for basic auth and bearer alike: Zabbix 6.0's HTTP agent has no bearer type, and an
+         # Authorization header beside its basic auth would replace that (curl keeps the item's own header).
+         "headers": [{"name": "Authorization", "value": "{$THREENINES.PROMETHEUS.AUTHORIZATION}"}]})
+    exporters, _ = _with_triggers(t, MERGED_EXPORTERS, "exporters", prototype=False, master=MERGED_MASTER_KEY,
+                                  preprocessing=_merged_steps(MERGED_EXPORTERS))
+    return {
+        "uuid": uuid_for(t),
+        "template": t,
+        "name": t,
+        "description": (
+            "threenines: the replica exporters' (vantages') contract state merged by the contract's rule with the "
+            "billing policy, as Prometheus' threenines-vantages-merge recording rules compute it; one instant "
+            "query of {$THREENINES.PROMETHEUS.URL}.\n"
+            "Problem tags vantage=merged and sla=<customer>/<service> feed the SLA services threenines zabbix-sync "
+            "--prometheus-url creates; the replicas' own hosts (threenines by HTTP) stay the per-vantage view.\n"
+            "Generated by `threenines zabbix-templates` (docs/zabbix.md \"Replica exporters\")."
+        ),
+        "groups": [{"name": GROUP}],
+        "items": [master, exporters],
+        "discovery_rules": [_merged_discovery(t, rule) for rule in MERGED_DISCOVERIES],
+        "tags": [{"tag": "class", "value": "application"}],
+        "macros": _macros(MERGED_MACROS),
+        "valuemaps": _valuemaps(t, {m.valuemap for d in MERGED_DISCOVERIES for m in d.prototypes if m.valuemap}),
+    }
+
+
 def export(template: dict[str, Any]) -> dict[str, Any]:
     # No `date`: the files are generated and diffed; import does not need it.
     return {"zabbix_export": {"version": EXPORT_VERSION,
@@ -757,4 +1004,5 @@ def template_files() -> tuple[TemplateFile, ...]:
     return (
         TemplateFile("threenines_by_http.yaml", HTTP_TEMPLATE, render(export(http_template()))),
         TemplateFile("threenines_contract_ping.yaml", PING_TEMPLATE, render(export(ping_template()))),
+        TemplateFile("threenines_merged_by_prometheus.yaml", MERGED_TEMPLATE, render(export(merged_template()))),
     )
