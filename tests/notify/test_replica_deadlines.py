@@ -12,7 +12,9 @@ carries T (the rule's `min by`), and so do the expected values here:
 * not delivered: one miss per outage, at T + 6 s, keyed by T, the same row in both ledgers (a merge of the
   replicas counts it once) — whether the replicas learnt T from each other or from the page;
 * a delivery of an earlier outage of the same target, which ended before this replica's run began, is not this
-  outage's notification.
+  outage's notification;
+* a replica that was down when the outage began determines it long after the peer's determination (which falls
+  before its own first failed probe): the peer's delivery under T is still the outage's notification.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from tests.audit.test_webhook import alert, payload
 from tests.notify.test_peer import TOKEN, Gateway, Wire
-from threenines.alerting.deadlines import DeadlineWatch, Run
+from threenines.alerting.deadlines import KEEP, PEER_RUNS, DeadlineWatch, Run
 from threenines.alerting.webhook import AuditWebhook
 from threenines.config.inventory import TargetKey
 from threenines.config.inventory_load import parse_inventory_text
@@ -32,7 +34,7 @@ from threenines.contract.machine import OutageEvent
 from threenines.ledgers.audit import AuditLedger
 from threenines.ledgers.delivery import DeliveryLedger
 from threenines.notify.endpoint import DeliveryEndpoint
-from threenines.notify.peer import PeerEndpoint, PeerError, _run, _run_document
+from threenines.notify.peer import RUN_BATCH, PeerEndpoint, PeerError, _run, _run_document
 from threenines.notify.worker import Notifier, drain
 
 T = 1_790_000_000.0  # the earliest determination: replica a's
@@ -90,13 +92,14 @@ class Replica:
                 for m in self.audit.ledger.misses()]
 
 
-def replica(path: Path, vantage: str, clock: Clock) -> Replica:
+def replica(path: Path, vantage: str, clock: Clock, monotonic: Clock | None = None) -> Replica:
+    """`monotonic`: what the notifier's retries follow (by default they are always due, told once)."""
     path.mkdir()
     inventory = parse_inventory_text(INVENTORY)
     audit = AuditWebhook(AuditLedger(path / "audit.sqlite"), TOKEN, 1 << 20, inventory, clock)
     wire, gateway = RunWire(vantage), Gateway()
     notifier = Notifier(DeliveryLedger(path / "delivery.sqlite"), {"sms": gateway}, inventory, clock,
-                        backoff=(0.0,), monotonic=lambda: 0.0, peer=wire)  # type: ignore[arg-type]
+                        backoff=(0.0,), monotonic=monotonic or (lambda: 0.0), peer=wire)  # type: ignore[arg-type]
     deadlines = {c.id: c.notification_deadline for c in inventory.customers}
     watch = DeadlineWatch(audit, deadlines.get, notifier.delivered_at, notices=notifier.determinations,
                           share=notifier.share_runs)
@@ -247,3 +250,62 @@ def test_a_peer_that_never_answers_is_told_until_the_deadline_then_the_replica_d
     assert b.notifier.unshared == 0
     b.watch.check(clock.now)
     assert b.misses() == [("acme", "connectivity", "p1", LATER, LATER + DEADLINE, "not_notified")]
+
+
+def test_a_replica_down_when_the_outage_began_takes_the_peers_delivery_under_its_earlier_determination(
+        tmp_path: Path) -> None:
+    # a fails at T - 1, determines at T, is paged and delivers at T + 2 while b is down; b is back, fails its first
+    # probe at T + 10 and determines at T + 11 while a's run still fails. The customer was notified 2 s after the
+    # outage's earliest determination, with a 6 s deadline: no miss on either replica.
+    clock = Clock(T - 5)
+    a = replica(tmp_path / "a", "a", clock, monotonic=clock)  # tells b its acceptance again once b is back
+    a.wire.far = None  # b is down
+    clock.now = T
+    a.watch.observe(determined(T, T - 1))
+    clock.now = T + 1
+    a.page(T)
+    clock.now = T + 2
+    drain(a.notifier, lambda: a.notifier.pending == 0, 10)
+    assert a.gateway.sent == [("firing", "+31201234567")] and a.notifier.delivered_at(OUTAGE) == T + 2
+    check(clock, T + DEADLINE, a)
+    assert a.misses() == []
+    b = replica(tmp_path / "b", "b", clock)
+    a.wire.far, b.wire.far = b.peer_endpoint, a.peer_endpoint
+    clock.now = T + 11
+    b.watch.observe(determined(T + 11, T + 10))
+    drain(b.notifier, lambda: b.notifier.unshared == 0, 10)  # b tells a its run; a answers with its own
+    drain(a.notifier, lambda: b.notifier.delivered_at(OUTAGE) is not None, 10)
+    assert b.notifier.unshared == 0 and b.notifier.delivered_at(OUTAGE) == T + 2
+    check(clock, T + 11 + DEADLINE + 1, a, b)
+    assert (a.misses(), b.misses()) == ([], [])
+    assert a.watch.pending == b.watch.pending == 0
+
+
+def test_a_peer_flapping_on_a_target_leaves_a_bounded_record_and_its_newest_run_still_counts(tmp_path: Path
+                                                                                              ) -> None:
+    clock = Clock(T)
+    b = replica(tmp_path / "b", "b", clock)
+    key = ("acme", "connectivity", "p1")
+
+    def push(runs: list[Run]) -> None:
+        for i in range(0, len(runs), RUN_BATCH):
+            body = json.dumps({"from": "a", "runs": [_run_document(r) for r in runs[i:i + RUN_BATCH]]}).encode()
+            assert b.peer_endpoint.handle(body, AUTH)[0] == 200
+
+    flaps = [Run(*key, T + 10 * i, T + 10 * i + 2) for i in range(1000)]  # b never determines meanwhile
+    push(flaps)
+    assert b.watch._peer_runs[key] == flaps[-PEER_RUNS:]
+    # targets this replica's inventory does not have are not kept at all
+    push([Run("acme", "connectivity", f"p{i}", T, T + 2) for i in range(2, 1002)]
+         + [Run("other", "connectivity", "p1", T, T + 2)])
+    assert set(b.watch._peer_runs) == {key}
+    # the newest is the peer's run of the outage b determines now: counted from its determination
+    last = flaps[-1].determined_at
+    clock.now = last + 0.5
+    b.watch.observe(determined(last + 0.5, last - 0.5))
+    check(clock, last + DEADLINE, b)
+    assert b.misses() == [("acme", "connectivity", "p1", last, last + DEADLINE, "not_notified")]
+    # a run older than KEEP goes with the next one the peer tells
+    check(clock, last + KEEP + 100, b)
+    push([Run(*key, last + KEEP + 90, last + KEEP + 92)])
+    assert b.watch._peer_runs[key] == [Run(*key, last + KEEP + 90, last + KEEP + 92)]

@@ -22,8 +22,15 @@ threenines.notify.peer) — and a notification delivered under any determination
 The miss is keyed by that earliest determination, so both replicas' ledgers hold the same row and a merge of the
 replicas counts it once. One outage is the replica's own run and every determination that falls inside it (a
 determination is only made while its vantage's run is failing, so the two runs overlap: one merged outage, under
-`merge: all` and `any`), or a peer's run inside whose failing stretch [first failed probe, determination] the
-replica determined. A single exporter knows only its own determination: nothing changes for it.
+`merge: all` and `any`), a peer's run inside whose failing stretch [first failed probe, determination] the
+replica determined, and the run the peer answers about this one with: the peer checked this replica's run against
+its own (whose end only the peer knows), so its answer is the same outage even when its determination came before
+this replica's first failed probe (this replica was down when the outage began, or its vantage failed later) —
+which this replica could not tell from the peer's run alone. A single exporter knows only its own determination:
+nothing changes for it.
+
+What the peer tells is bounded: runs of targets not in this replica's inventory are not kept, a target keeps at
+most PEER_RUNS of the peer's runs (the newest), and none determined more than KEEP before now.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 from threenines.alerting.webhook import AuditWebhook
 from threenines.contract.machine import OutageEvent
@@ -46,6 +54,9 @@ Target = tuple[str, str, str]  # customer, service, target
 # How long a run is kept after it ended, to answer the peer about it (a restarted peer asks again about the
 # outages it still watches): far beyond any notification deadline.
 KEEP = 7 * 86400.0
+# The peer's runs kept per target (the newest): an outage's deadline needs the peer's run of that outage, which
+# it pushes at its determination; a peer flapping on a target this replica never determines sends one per flap.
+PEER_RUNS = 16
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,8 @@ class _Own:
 
     run: Run
     ended_at: float | None = None
+    # The peer's answers about this run: the same outage by the peer's own check (DeadlineWatch._answered).
+    answers: list[Run] = field(default_factory=list)
 
     def holds(self, at: float) -> bool:
         return self.run.first_failed_at <= at and (self.ended_at is None or at < self.ended_at)
@@ -110,11 +123,14 @@ class DeadlineWatch:
         self._lock = threading.Lock()  # the loop observes and checks; the peer endpoint's HTTP threads ask
         self._pending: dict[Outage, _Pending] = {}
         self._runs: dict[Target, list[_Own]] = {}
-        self._peer_runs: dict[Target, list[Run]] = {}
+        self._peer_runs: dict[Target, list[Run]] = {}  # pushed unasked: the same outage only by _Own.same
+        self._now = 0.0  # the latest instant observed or checked: the age of the peer's runs
 
     def observe(self, event: OutageEvent) -> None:
         """From the contract engine: start watching a newly determined outage (and note when a run ended)."""
         key: Target = (event.key.customer, event.key.service, event.key.target)
+        with self._lock:
+            self._now = max(self._now, event.at)
         if event.kind == "determined":
             own = self._remember(Run(*key, event.first_failed_at, event.determined_at), None, event.at)
             pending = self._watch(own)
@@ -179,18 +195,36 @@ class DeadlineWatch:
     def _tell(self, pending: list[_Pending]) -> None:
         if self._share is None or not pending:
             return
-        # Asked again while the peer does not answer, until this replica decides with what it knows.
-        until = max(p.own.run.determined_at + p.deadline for p in pending)
-        self._share([p.own.run for p in pending], until, self.learn)
+        # Asked again while the peer does not answer, until this replica decides with what it knows; each answer
+        # goes to the run it answers.
+        for p in pending:
+            self._share([p.own.run], p.own.run.determined_at + p.deadline, partial(self._answered, p.own))
 
     # -- the replica peer (threenines.notify.peer) --------------------------------------------------------
 
     def learn(self, run: Run) -> None:
         """A run of the peer's: its determination counts for the outage of every own run it is the same as."""
+        targets = self._audit.state.targets
+        if targets is not None and run.key not in targets:
+            return  # the peer endpoint takes any target: none of this inventory's outages can be its
         with self._lock:
             runs = self._peer_runs.setdefault(run.key, [])
             if all(outage_key(*r.key, r.determined_at) != outage_key(*run.key, run.determined_at) for r in runs):
                 runs.append(run)
+            runs[:] = sorted((r for r in runs if r.determined_at >= self._now - KEEP),
+                             key=lambda r: r.determined_at)[-PEER_RUNS:]
+            if not runs:
+                del self._peer_runs[run.key]
+
+    def _answered(self, own: _Own, run: Run) -> None:
+        """The peer's answer about `own`: its run of the same outage, by its check against its own run."""
+        if run.key != own.run.key:
+            return
+        with self._lock:
+            if all(outage_key(*r.key, r.determined_at) != outage_key(*run.key, run.determined_at)
+                   for r in own.answers):
+                own.answers.append(run)
+                del own.answers[:-PEER_RUNS]  # told once per determination (and rebuild): never near it
 
     def peer_runs(self, runs: Sequence[Run]) -> list[Run | None]:
         """The peer tells its runs (from an HTTP thread): each is learnt, and answered with this replica's own run
@@ -207,11 +241,13 @@ class DeadlineWatch:
 
     def _determinations(self, own: _Own) -> dict[Outage, float]:
         """Every known determination of the outage of this own run, by outage key: its own, the peer's same runs',
-        and the pages' that fall inside it. Exact values (own, peer) over the pages' milliseconds."""
+        the peer's answers about it, and the pages' that fall inside it. Exact values (own, peer) over the pages'
+        milliseconds."""
         run = own.run
         found = {outage_key(*run.key, run.determined_at): run.determined_at}
         with self._lock:
             peers = [p.determined_at for p in self._peer_runs.get(run.key, ()) if own.same(p)]
+            peers += [p.determined_at for p in own.answers]
         for at in peers:
             found.setdefault(outage_key(*run.key, at), at)
         pages = list(self._audit.determinations(*run.key))
@@ -226,11 +262,14 @@ class DeadlineWatch:
     def check(self, now: float) -> None:
         """Decide every watched outage whose deadline has passed by `now`."""
         with self._lock:
-            watched = list(self._pending.values())
-        for pending in watched:
+            self._now = max(self._now, now)
             # Every determination of the outage comes at or after this run's first failed probe (_Own.same, the
-            # pages inside it): until then + the deadline nothing can be due, and nothing is looked up.
-            if pending.own.run.first_failed_at + pending.deadline > now:
+            # pages inside it), or is one of the peer's answers: until the earliest of those + the deadline
+            # nothing can be due, and nothing is looked up.
+            watched = [(p, min([p.own.run.first_failed_at, *(a.determined_at for a in p.own.answers)]))
+                       for p in self._pending.values()]
+        for pending, earliest_possible in watched:
+            if earliest_possible + pending.deadline > now:
                 continue
             found = self._determinations(pending.own)
             if any(self._audit.state.is_missed(key) for key in found):
