@@ -114,6 +114,23 @@ def test_the_exporter_password_becomes_a_secret_macro_and_is_never_printed(
     assert _sync(zabbix, capsys, *auth) == ["zabbix-sync: nothing to change"]
 
 
+def test_a_rotated_password_is_written_again_and_then_left_alone(
+        zabbix: ZabbixStack, api: ZabbixApi, capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    password = tmp_path / "metrics-password"
+    auth = ("--exporter-user", "zabbix", "--exporter-password-file", str(password))
+    password.write_text("pw-old-1\n")
+    _sync(zabbix, capsys, *auth)
+    password.write_text("pw-new-2\n")
+    lines = _sync(zabbix, capsys, *auth)
+    assert lines == [f"update host '{HOST}': secret_macros={{{{$THREENINES.PASSWORD}}: <secret>}}",
+                     "zabbix-sync: applied 1 change(s)"]
+    (host,) = api.call("host.get", {"output": ["hostid"], "filter": {"host": [HOST]}, "selectMacros": "extend"})
+    macros = {m["macro"]: m for m in host["macros"]}
+    assert macros["{$THREENINES.PASSWORD}"]["type"] == "1"
+    assert not any("pw-new-2" in m.get("value", "") or "pw-old-1" in m.get("value", "") for m in macros.values())
+    assert _sync(zabbix, capsys, *auth) == ["zabbix-sync: nothing to change"]
+
+
 def test_a_refused_login_names_the_method_not_the_password(zabbix: ZabbixStack) -> None:
     with ZabbixApi(zabbix.api_url) as client, pytest.raises(ZabbixError) as refused:
         client.login("Admin", "wrong-pass-81c2")

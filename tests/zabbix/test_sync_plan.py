@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.support import REPO
+from threenines.cli import main
 from threenines.config.exclusions import load_exclusions
 from threenines.config.inventory_load import load_inventory, parse_inventory_text
 from threenines.zabbix.sync import (
     Change,
     ExcludedDowntime,
+    Syncer,
     SyncOptions,
     authorization,
     desired_state,
     downtimes_from_ledger,
+    fingerprint,
     month_start,
     ping_host_name,
 )
@@ -115,3 +122,80 @@ def test_prometheus_authorization_is_basic_or_bearer() -> None:
     assert authorization("zabbix", "s3cret") == "Basic emFiYml4OnMzY3JldA=="
     assert authorization(token="abc") == "Bearer abc"
     assert authorization() is None
+
+
+def test_a_basic_auth_user_without_a_password_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs its password"):
+        authorization("zabbix")
+
+
+@pytest.mark.parametrize("given", [(), ("--prometheus-password-file", "EMPTY")])
+def test_zabbix_sync_refuses_a_prometheus_user_without_a_password(
+        given: tuple[str, ...], tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").write_text("\n")
+    extra = [str(tmp_path / "empty") if g == "EMPTY" else g for g in given]
+    # Refused before any Zabbix is asked: the URL is a closed loopback port.
+    code = main(["zabbix-sync", "--config", str(REPO / "examples" / "inventory.yml"), "--url", "http://127.0.0.1:9",
+                 "--prometheus-url", "http://127.0.0.1:9090", "--prometheus-user", "zabbix", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: --prometheus-user needs --prometheus-password-file" if not given
+                          else "error: --prometheus-password-file ") and "Traceback" not in err
+
+
+AUTH = "{$THREENINES.PROMETHEUS.AUTHORIZATION}"
+
+
+class _Recorded:
+    """Zabbix 6.0's host.get answer for the merged host as it stands: a secret macro comes back without a value."""
+
+    def __init__(self, macros: list[dict[str, str]]) -> None:
+        self.macros = macros
+
+    def call(self, method: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        assert method == "host.get"
+        return [{"hostid": "10601", "host": "threenines merged", "parentTemplates": [
+            {"host": "threenines merged by Prometheus"}], "groups": [{"name": "threenines"}], "interfaces": [],
+            "macros": [{"hostmacroid": str(i), **m} for i, m in enumerate(self.macros, 1)]}]
+
+
+def _merged_plan(token: str, macros: list[dict[str, str]]) -> list[Change]:
+    inventory = load_inventory(REPO / "examples" / "inventory.yml")
+    options = SyncOptions(None, prometheus_url="http://p:9090", prometheus_interval="1m",
+                          prometheus_authorization=authorization(token=token))
+    return Syncer(_Recorded(macros), desired_state(inventory, options, NOW), options)._plan_hosts()  # type: ignore[arg-type]
+
+
+def _stands(written_token: str | None, fingerprinted: bool = True) -> list[dict[str, str]]:
+    macros = [{"macro": "{$THREENINES.PROMETHEUS.URL}", "value": "http://p:9090", "type": "0"},
+              {"macro": "{$THREENINES.PROMETHEUS.INTERVAL}", "value": "1m", "type": "0"}]
+    if written_token is not None:
+        macros.append({"macro": AUTH, "type": "1"})  # write-only: no value
+        if fingerprinted:
+            macros.append({"macro": "{$THREENINES.PROMETHEUS.AUTHORIZATION.FINGERPRINT}",
+                           "value": fingerprint(f"Bearer {written_token}"), "type": "0"})
+    return macros
+
+
+def test_the_secret_written_before_is_left_alone() -> None:
+    assert _merged_plan("tok-1", _stands("tok-1")) == []
+
+
+def test_a_rotated_token_rewrites_the_secret_macro_and_the_plan_says_so_without_it() -> None:
+    [change] = _merged_plan("tok-2", _stands("tok-1"))
+    assert (change.action, change.name, change.fields) == ("update", "threenines merged",
+                                                          {"secret_macros": {AUTH: "Bearer tok-2"}})
+    assert change.describe() == ("update host 'threenines merged': "
+                                 "secret_macros={{$THREENINES.PROMETHEUS.AUTHORIZATION}: <secret>}")
+
+
+def test_a_secret_without_its_fingerprint_is_rewritten_once() -> None:
+    # Written by a zabbix-sync before fingerprints: its value is unknown, so it is written again.
+    [change] = _merged_plan("tok-1", _stands("tok-1", fingerprinted=False))
+    assert change.fields == {"secret_macros": {AUTH: "Bearer tok-1"}}
+
+
+def test_a_fingerprint_holds_no_secret_and_differs_per_salt() -> None:
+    first, second = fingerprint("Bearer tok-5d1e"), fingerprint("Bearer tok-5d1e")
+    assert "tok-5d1e" not in first and first != second
+    assert first.startswith("scrypt$") and len(first) <= 2048  # a Zabbix 6.0 macro value's limit

@@ -56,6 +56,7 @@ from threenines.commands.status_sources import (
     http_options,
     notification_words,
     samples,
+    shown_url,
 )
 
 if TYPE_CHECKING:
@@ -82,11 +83,6 @@ def _instance(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url
 
 
-def _shown(url: str) -> str:
-    """The URL (or a VANTAGE=URL value) as printed: never a user:password someone put in it."""
-    return re.sub(r"//[^/@]*@", "//", url)
-
-
 def replica_specs(exporters: list[str], state_dirs: list[str]) -> list[ReplicaSpec] | None:
     """The replicas of `--exporter [VANTAGE=]URL` and `--state-dir [VANTAGE=]DIR` (repeatable; a DIR may be a quoted
     glob), or None for one exporter: at most one of each, neither named nor a glob (the single invocation)."""
@@ -99,7 +95,7 @@ def replica_specs(exporters: list[str], state_dirs: list[str]) -> list[ReplicaSp
         named = _NAMED.match(value)
         name, url = (named.group(1), named.group(2)) if named else (_instance(value), value)
         if name in urls:
-            raise ValueError(f"--exporter {_shown(value)}: two exporters for vantage {name!r}; name each: "
+            raise ValueError(f"--exporter {shown_url(value)}: two exporters for vantage {name!r}; name each: "
                              "--exporter VANTAGE=URL")
         urls[name] = url
     dirs: dict[str, Path] = {}
@@ -537,7 +533,7 @@ def collect(args: argparse.Namespace, specs: list[ReplicaSpec], now: float) -> R
         return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
     replicas = [Replica(
-        read.spec.vantage, _shown(read.spec.exporter) if read.spec.exporter else None, read.exporter_error,
+        read.spec.vantage, shown_url(read.spec.exporter) if read.spec.exporter else None, read.exporter_error,
         sorted(read.exported), str(read.spec.state_dir) if read.spec.state_dir else None, read.ledger_error,
         utc(read.alive), utc(read.value(str(catalogue.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS))),
         utc(read.value(PROCESS_START))) for read in reads]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,7 @@ class Http:
     """How to ask the exporters (as set by their --web.config.file); the password stays in here, never printed."""
 
     timeout: float
-    auth: tuple[str, str] | None
+    auth: tuple[str, str] | None = field(repr=False)  # (user, password): a traceback's repr must not carry it
     verify: bool | str
 
 
@@ -49,6 +49,12 @@ def http_options(args: argparse.Namespace) -> Http:
     return Http(args.timeout, auth, False if args.insecure_skip_verify else (args.ca_file or True))
 
 
+def shown_url(url: str) -> str:
+    """A URL (or a VANTAGE=URL value) as printed: never a user:password someone put in it (up to the authority's
+    last "@", so a password holding a raw "@" goes too)."""
+    return re.sub(r"//[^/?#]*@", "//", url)
+
+
 def _errno_text(err: BaseException) -> str:
     """The operating system's words inside requests' long message ("Connection refused"), or ""."""
     found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))
@@ -59,17 +65,18 @@ def fetch(url: str, http: Http) -> str:
     import requests
 
     metrics = url.rstrip("/") + "/metrics"
+    shown = shown_url(url)
     try:
         response = requests.get(metrics, auth=http.auth, verify=http.verify, timeout=http.timeout)
     except requests.Timeout as err:
-        raise ExporterError(f"cannot reach the exporter at {url}: {type(err).__name__}",
+        raise ExporterError(f"cannot reach the exporter at {shown}: {type(err).__name__}",
                             f"no answer within {http.timeout:g} s ({type(err).__name__})") from err
     except requests.RequestException as err:
-        raise ExporterError(f"cannot reach the exporter at {url}: {type(err).__name__}",
+        raise ExporterError(f"cannot reach the exporter at {shown}: {type(err).__name__}",
                             f"{type(err).__name__}{_errno_text(err)}") from err
     if response.status_code != 200:
         hint = ": pass --basic-auth-user/--basic-auth-password-file" if response.status_code == 401 else ""
-        raise ExporterError(f"{metrics} answered HTTP {response.status_code}{hint}",
+        raise ExporterError(f"{shown_url(metrics)} answered HTTP {response.status_code}{hint}",
                             f"/metrics answered HTTP {response.status_code}{hint}")
     return response.text
 

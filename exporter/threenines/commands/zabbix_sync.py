@@ -68,6 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if args.prometheus_password_file and not args.prometheus_user:
         print("error: --prometheus-password-file needs --prometheus-user", file=sys.stderr)
         return 2
+    if args.prometheus_user and not args.prometheus_password_file:
+        print("error: --prometheus-user needs --prometheus-password-file", file=sys.stderr)
+        return 2
+    prometheus_password = _secret_file(args.prometheus_password_file) if args.prometheus_password_file else None
+    if args.prometheus_user and not prometheus_password:
+        print(f"error: --prometheus-password-file {args.prometheus_password_file} is empty", file=sys.stderr)
+        return 2
     now = time.time()
     try:
         inventory = load_inventory(args.config)
@@ -89,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         prometheus_url=args.prometheus_url, merged_host_name=args.merged_host_name,
         prometheus_interval=args.prometheus_interval,
         prometheus_authorization=authorization(
-            args.prometheus_user,
-            _secret_file(args.prometheus_password_file) if args.prometheus_password_file else None,
+            args.prometheus_user, prometheus_password,
             _secret_file(args.prometheus_token_file) if args.prometheus_token_file else None),
     )
     desired = desired_state(inventory, options, now, downtimes)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +47,12 @@ PROMETHEUS_AUTHORIZATION_MACRO = "{$THREENINES.PROMETHEUS.AUTHORIZATION}"
 MONTHLY = "2"
 SLA_ENABLED = "1"
 SECRET_MACRO = "1"
+# A secret macro's companion, beside it on the host: the salted scrypt digest of the value written (never the
+# value), so a rotated password or token is seen and rewritten although Zabbix never returns a secret's value.
+FINGERPRINT_SUFFIX = ".FINGERPRINT}"
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+FINGERPRINT_NOTE = ("threenines zabbix-sync: salted scrypt digest of the secret macro beside it (never the secret); "
+                    "a different secret rewrites both")
 AGENT_INTERFACE = "1"
 
 
@@ -83,8 +91,35 @@ def authorization(user: str | None = None, password: str | None = None, token: s
     if token:
         return f"Bearer {token}"
     if user:
-        return "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        if not password:
+            # "Basic user:" would be refused by Prometheus as 401 on every query, which Zabbix shows only as a
+            # failing item: the caller (zabbix-sync) refuses the pairing before it gets here.
+            raise ValueError("a Prometheus basic-auth user needs its password")
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     return None
+
+
+def fingerprint_macro(macro: str) -> str:
+    """{$A.B} -> {$A.B.FINGERPRINT}: where the fingerprint of secret macro `macro` is kept."""
+    return macro[:-1] + FINGERPRINT_SUFFIX
+
+
+def fingerprint(secret: str, salt: bytes | None = None) -> str:
+    """`scrypt$<salt hex>$<digest hex>`: a fresh random salt unless one is given (to check a stored one)."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def fingerprint_matches(stored: str | None, secret: str) -> bool:
+    parts = (stored or "").split("$")
+    if len(parts) != 3 or parts[0] != "scrypt":
+        return False
+    try:
+        salt = bytes.fromhex(parts[1])
+    except ValueError:
+        return False
+    return hmac.compare_digest(fingerprint(secret, salt), stored or "")
 
 
 @dataclass(frozen=True)
@@ -302,10 +337,13 @@ class Syncer:
             wrong = {k: v for k, v in want["macros"].items() if macros.get(k, {}).get("value") != v}
             if wrong:
                 diff["macros"] = wrong
-            # A secret macro's value is write-only in Zabbix: present and secret is all that can be compared.
-            secrets = {k: v for k, v in want["secret_macros"].items() if macros.get(k, {}).get("type") != SECRET_MACRO}
-            if secrets:
-                diff["secret_macros"] = secrets
+            # A secret macro's value is write-only in Zabbix: it is rewritten when missing, not secret, or when
+            # its companion fingerprint does not match the value wanted (rotated, or written before fingerprints).
+            rewrite = {k: v for k, v in want["secret_macros"].items()
+                       if macros.get(k, {}).get("type") != SECRET_MACRO
+                       or not fingerprint_matches(macros.get(fingerprint_macro(k), {}).get("value"), v)}
+            if rewrite:
+                diff["secret_macros"] = rewrite
             if want["interface"] and want["interface"] not in {i["ip"] for i in have["interfaces"]}:
                 diff["interface"] = want["interface"]
             if diff:
@@ -381,8 +419,12 @@ class Syncer:
         name = change.name
         want = self.desired.hosts[name]
         template_id = self._template_ids()[want["template"]]
+        rewrite_secrets = (want["secret_macros"] if change.action == "create"
+                           else change.fields.get("secret_macros", {}))
         macros = [{"macro": k, "value": v} for k, v in want["macros"].items()]
-        macros += [{"macro": k, "value": v, "type": SECRET_MACRO} for k, v in want["secret_macros"].items()]
+        for k, v in rewrite_secrets.items():
+            macros += [{"macro": k, "value": v, "type": SECRET_MACRO},
+                       {"macro": fingerprint_macro(k), "value": fingerprint(v), "description": FINGERPRINT_NOTE}]
         if change.action == "create":
             params: dict[str, Any] = {"host": name, "groups": [{"groupid": self._group_id()}],
                                       "templates": [{"templateid": template_id}], "macros": macros}
@@ -394,13 +436,12 @@ class Syncer:
                                           "selectMacros": "extend", "selectParentTemplates": ["templateid"],
                                           "selectGroups": ["groupid"], "selectInterfaces": "extend"})[0]
         # host.update replaces macros, templates and groups wholesale: keep what we do not manage, and keep
-        # a secret macro by id unless it has to be written (its value cannot be read back to compare).
+        # a secret macro (and its fingerprint) by id unless it has to be written.
         have_macros = {m["macro"]: m for m in have["macros"]}
-        rewrite_secrets = change.fields.get("secret_macros", {})
-        kept = [{"hostmacroid": m["hostmacroid"]} for name, m in have_macros.items()
-                if name not in want["macros"] and (name not in want["secret_macros"] or name not in rewrite_secrets)]
+        written_names = {m["macro"] for m in macros}
+        kept = [{"hostmacroid": m["hostmacroid"]} for name, m in have_macros.items() if name not in written_names]
         written = [{**({"hostmacroid": have_macros[m["macro"]]["hostmacroid"]} if m["macro"] in have_macros else {}),
-                    **m} for m in macros if m["macro"] in want["macros"] or m["macro"] in rewrite_secrets]
+                    **m} for m in macros]
         params = {
             "hostid": change.object_id,
             "macros": kept + written,

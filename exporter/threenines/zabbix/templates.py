@@ -38,6 +38,7 @@ from threenines.exposition.catalogue import (
     APPLICATION_INFO,
     BUILD_INFO,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
+    CUSTOMER_INFO,
     CUSTOMER_OBJECTIVE_RATIO,
     CUSTOMER_SERVICE_KNOWN,
     CUSTOMER_SERVICE_OUTAGE_SECONDS_TOTAL,
@@ -46,7 +47,6 @@ from threenines.exposition.catalogue import (
     DEVICE_LAST_SUCCESS_TIMESTAMP_SECONDS,
     DEVICE_POLL_DURATION_SECONDS,
     DEVICE_UP,
-    MERGE_POLICY_INFO,
     PDU_OUTLET_CURRENT_AMPERES,
     PDU_OUTLET_ENERGY_JOULES_TOTAL,
     PDU_OUTLET_ON,
@@ -770,8 +770,12 @@ MERGED = "merged"
 EXPORTERS = "exporters"
 MERGED_QUERY = (
     '{__name__=~"' + "|".join(merge.RULES) + '"}'
+    # An exporter answers when Prometheus holds its threenines_customer_info (by job and instance, as the merge
+    # rules match an exporter's series), which every exporter version exports: threenines_merge_policy_info is
+    # newer, and counting it would say "no exporter answers" while older replicas still run.
     # `or vector(0)`: with every replica down the count is 0, not absent, so a trigger can say so.
-    f' or label_replace(count({MERGE_POLICY_INFO.name}) or vector(0), "{KIND_TAG}", "{EXPORTERS}", "", "")'
+    f' or label_replace(count(count by (job, instance) ({CUSTOMER_INFO.name})) or vector(0), "{KIND_TAG}", '
+    f'"{EXPORTERS}", "", "")'
 )
 MERGED_TAG = (VANTAGE_TAG, MERGED)
 # A series that left the result (every replica down, or the customer left the inventory) is an error on the
@@ -923,8 +927,8 @@ MERGED_DISCOVERIES = (MERGED_SERVICES, MERGED_APPLICATIONS, MERGED_TARGETS)
 MERGED_EXPORTERS = Metric(
     "", "threenines.merged.exporters", "Prometheus: replica exporters answering", fixed=((KIND_TAG, EXPORTERS),),
     value_type="UNSIGNED", tags=(("component", "prometheus"), MERGED_TAG),
-    description="Exporters Prometheus scraped at the query (count of threenines_merge_policy_info, which each "
-                "exporter exports once); a value on every successful query.",
+    description="Exporters Prometheus scraped at the query (the job and instance pairs exporting "
+                "threenines_customer_info, as every exporter version does); a value on every successful query.",
     triggers=(
         Trigger("threenines merged: Prometheus query failing", "nodata({ITEM},{$THREENINES.PROMETHEUS.NODATA})=1",
                 "HIGH",
