@@ -74,3 +74,19 @@ def test_only_the_determined_outage_pages_the_customer_at_once() -> None:
     for rule in customer:
         assert "for" not in rule  # the exporter already applied the 2-probe rule
         assert "determined_at" in rule["annotations"]  # read by the audit webhook
+
+
+def test_merge_policy_is_selected_one_way_everywhere() -> None:
+    """Every rule, alert and dashboard picks the customers merged by `any` with the same clause
+    (threenines.dashboards.merge.MERGED_BY_ANY): a copy that drifted would page by one policy and show another."""
+    from threenines.dashboards.merge import MERGED_BY_ANY
+    from threenines.exposition.catalogue import MERGE_POLICY_INFO
+
+    for path in RULE_FILES:
+        expressions = [rule["expr"] for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+        for expr in expressions:
+            flat = " ".join(expr.split())
+            if f'{MERGE_POLICY_INFO.name}{{merge="any"}}' not in flat:
+                continue
+            assert flat.count(f'{MERGE_POLICY_INFO.name}{{merge="any"}}') == flat.count(MERGED_BY_ANY), (path, expr)
+    assert sum(" ".join(path.read_text().split()).count(MERGED_BY_ANY) for path in RULE_FILES) >= 11
