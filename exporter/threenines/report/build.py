@@ -23,16 +23,21 @@ from threenines.report.collect import (
     M_MISSED_AT,
     M_OUTAGE,
     M_UP,
+    SAME_MISS,
     Evidence,
     Key,
+    MissKey,
     Outage,
+    UnowedMiss,
     blind_spots,
     exact_selector,
     leaves,
     merge_vantages,
     missed_notifications,
+    notification_deadlines,
     outages_from_ledger,
     outages_from_prometheus,
+    owed_misses,
     service_evidence,
 )
 from threenines.report.inference import power_inferences
@@ -47,6 +52,7 @@ from threenines.report.statement import (
     customer_statement,
     delivery_section,
     service_statement,
+    unowed_miss_review,
 )
 
 AUDIT_SOURCE = "audit-ledger: missed deadlines, at determined_at + deadline"
@@ -185,10 +191,24 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
         blind = blind_spots(client, evidence, start, end, interval)
         evidence = {key: merge_vantages(ev, bounds.get(key, []), blind.get(key, {}), ledger.policy.merge)
                     if ev.vantages else replace(ev, outages=bounds.get(key, [])) for key, ev in evidence.items()}
-        misses, exact = missed_notifications(client, ids, start, end, only_zone, interval,
-                                             options.samples_per_shard)
+        misses, exact, per_target = missed_notifications(client, ids, start, end, only_zone, interval,
+                                                         options.samples_per_shard)
         metric_source = f"prometheus:{M_MISSED_AT if exact else M_MISSED}"
         audit = audit_misses(audit_ledger, start, end) if audit_ledger else None
+        # With replica exporters a miss counts only where the merge had an outage to notify (owed_misses); the
+        # cross-check below still compares the two sources whole.
+        merged = {key for key, ev in evidence.items() if ev.merged}
+        if audit is None:
+            checked = {key: found for key, found in per_target.items() if key[:2] in merged}
+            deadline = notification_deadlines(client, sorted({key[0] for key in checked}), start, end) if checked \
+                else {}
+            to_check = {key: [(m, deadline.get(key[0])) for m in found] for key, found in checked.items()}
+        else:
+            to_check = {key: found for key, found in _audit_miss_deadlines(audit_ledger, start, end).items()
+                        if key[:2] in merged} if audit_ledger and merged else {}
+        unowed: dict[str, list[UnowedMiss]] = defaultdict(list)
+        for miss in owed_misses(evidence, blind, ledger.policy.merge, to_check):
+            unowed[miss.customer].append(miss)
         inferred = power_inferences(client, [m.id for m in members if "power" in m.services], start, end, interval,
                                     only_zone, options.samples_per_shard)
         conn_unknown = _connectivity_unknown(client, members, evidence, interval)
@@ -210,17 +230,20 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
                                         evidence.get((spec.id, "connectivity")), conn_unknown.get(spec.id, []))
                     if spec.applications else None)
             mine = inferred.get(spec.id, [])
+            dropped = unowed.get(spec.id, [])
+            unbilled = [unowed_miss_review(spec, miss, ledger.policy.merge) for miss in dropped]
             if audit is None:
-                customers.append(customer_statement(spec, month, per_service, ledger, misses.get(spec.id, []),
-                                                    options, metric_source, exact=exact,
-                                                    inferred=mine, applications=apps,
-                                                    deliveries=notified.get(spec.id)))
+                customers.append(customer_statement(spec, month, per_service, ledger,
+                                                    _without(misses.get(spec.id, []), dropped), options,
+                                                    metric_source, unbilled, exact=exact, inferred=mine,
+                                                    applications=apps, deliveries=notified.get(spec.id)))
                 continue
             legacy = audit[1].get(spec.id, []) if audit[1] is not None else None
             checks = cross_check(spec.id, audit[0].get(spec.id, []), misses.get(spec.id, []), exact, legacy, start,
                                  end, options.scrape_interval or 60.0)
-            customers.append(customer_statement(spec, month, per_service, ledger, audit[0].get(spec.id, []), options,
-                                                AUDIT_SOURCE, checks, exact=True, inferred=mine,
+            customers.append(customer_statement(spec, month, per_service, ledger,
+                                                _without(audit[0].get(spec.id, []), dropped), options,
+                                                AUDIT_SOURCE, [*checks, *unbilled], exact=True, inferred=mine,
                                                 applications=apps, deliveries=notified.get(spec.id)))
     if not sampled:
         raise PrometheusError(f"Prometheus has no {M_UP} samples of these customers in the month at all: wrong "
@@ -383,6 +406,27 @@ def audit_misses(path: str | Path, start: int, end: int) -> tuple[Misses, dict[s
             misses[d.customer].append((float(missed_at), 1.0))
         dispatched[d.customer].append(float(d.dispatched_at))
     return misses, dispatched
+
+
+def _audit_miss_deadlines(path: str | Path, start: int, end: int) -> dict[MissKey, list[tuple[float, float | None]]]:
+    """The audit ledger's misses in [start, end) per target, each with its own deadline (deadline_at − determined_at,
+    exact: the row says both); none for a ledger older than its `misses` table (no targets to check)."""
+    out: dict[MissKey, list[tuple[float, float | None]]] = defaultdict(list)
+    with AuditLedgerReader(path) as audit:
+        for miss in audit.misses(start, end):
+            out[(miss.customer, miss.service, miss.target)].append(
+                (float(miss.deadline_at), float(miss.deadline_at) - float(miss.determined_at)))
+    return out
+
+
+def _without(misses: list[tuple[float, float]], dropped: list[UnowedMiss]) -> list[tuple[float, float]]:
+    """A customer's misses less one entry per unowed miss (each of which is one of them, at its instant)."""
+    out = list(misses)
+    for miss in dropped:
+        at = next((i for i, (t, _) in enumerate(out) if abs(t - miss.instant) < SAME_MISS), None)
+        if at is not None:
+            del out[at]
+    return out
 
 
 def _check_retention(client: PrometheusClient, start: int, end: int, allow_incomplete: bool) -> bool:

@@ -41,6 +41,7 @@ from threenines.report.promclient import PrometheusClient, pack_queries, paralle
 from threenines.report.resets import corrections
 
 Key = tuple[str, str]  # (customer, service)
+MissKey = tuple[str, str, str]  # (customer, service, target) of a missed notification deadline
 LabelKey = tuple[tuple[str, str], ...]  # a series' sorted label pairs, as PrometheusClient returns them
 RAW_SAMPLES = 2_000_000  # samples per raw-sample query: bounds the answer (~50 MB of JSON) and stays far below
 # Prometheus' --query.max-samples (default 50M), which counts a range selector's samples of all series at once
@@ -66,6 +67,7 @@ M_T_UNKNOWN = catalogue.SERVICE_UNKNOWN_SECONDS_TOTAL.name
 M_MISSED = catalogue.NOTIFICATION_DEADLINE_MISSED_TOTAL.name
 M_ACCOUNTING = catalogue.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS.name
 M_MISSED_AT = catalogue.NOTIFICATION_DEADLINE_MISSED_TIMESTAMP_SECONDS.name
+M_DEADLINE = catalogue.CUSTOMER_NOTIFICATION_DEADLINE_SECONDS.name
 SAME_MISS = 0.001  # seconds: deadline instants of one target this close are one outage's miss (missed_notifications)
 
 
@@ -667,8 +669,9 @@ def outages_from_ledger(path: str | Path, start: int, end: int, now: float | Non
 
 def missed_notifications(client: PrometheusClient, customers: list[str], start: int, end: int, only_zone: bool,
                          scrape_interval: float = 60.0, budget: int = SHARD_SAMPLES
-                         ) -> tuple[dict[str, list[tuple[float, float]]], bool]:
-    """Missed notification deadlines of the month per customer: ([(instant, count)], exact).
+                         ) -> tuple[dict[str, list[tuple[float, float]]], bool, dict[MissKey, list[float]]]:
+    """Missed notification deadlines of the month per customer: ([(instant, count)], exact, the same instants per
+    target — empty for the counter, which has no target: owed_misses checks them against the merged evidence).
 
     The exporter decides a miss when its deadline passes and exports that instant per target
     (threenines_notification_deadline_missed_timestamp_seconds): every distinct value in [start, end) is one
@@ -680,7 +683,7 @@ def missed_notifications(client: PrometheusClient, customers: list[str], start: 
     span = f"[{hi - start + LOOKBACK}s] @ {hi}"
     # The instants come with the exporter that exports its accounting start; an older one has only the counter.
     if not client.vector(f"count(count_over_time({M_ACCOUNTING}{span}))", hi):
-        return _missed_by_counter(client, customers, start, end, only_zone, scrape_interval, budget), False
+        return _missed_by_counter(client, customers, start, end, only_zone, scrape_interval, budget), False, {}
     calls = {str(i): (lambda sel=sel: client.vector(f"max_over_time({M_MISSED_AT}{sel}{span}) >= {start}", hi))
              for i, sel in enumerate(shards([(c, ("",)) for c in customers], only_zone, length / scrape_interval,
                                             budget))}
@@ -697,13 +700,80 @@ def missed_notifications(client: PrometheusClient, customers: list[str], start: 
         instants[(lab["customer"], lab.get("service", ""), lab.get("target", ""))].update(
             value for _, value in samples if start <= value < end)
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for (customer, _, _), values in sorted(instants.items()):
+    per_target: dict[MissKey, list[float]] = {}
+    for key, values in sorted(instants.items()):
         kept: list[float] = []
         for instant in sorted(values):
             if not kept or instant - kept[-1] >= SAME_MISS:
                 kept.append(instant)
-        out[customer] += [(instant, 1.0) for instant in kept]
-    return out, True
+        out[key[0]] += [(instant, 1.0) for instant in kept]
+        per_target[key] = kept
+    return out, True, per_target
+
+
+def notification_deadlines(client: PrometheusClient, customers: list[str], start: int, end: int) -> dict[str, float]:
+    """Each customer's notification deadline (threenines_customer_notification_deadline_seconds): the longest any
+    exporter exported over the month and the hours after it that misses are read from (owed_misses' window is then
+    the widest the contract allowed, so a change of the deadline never drops a miss it owed)."""
+    hi = end + OUTAGE_MARGIN
+    answer = client.vector(f"max by (customer) (max_over_time({M_DEADLINE}{selector(customers)}"
+                           f"[{hi - start + LOOKBACK}s] @ {hi}))", hi)
+    return {dict(labels).get("customer", ""): value for labels, value in answer.items()}
+
+
+@dataclass(frozen=True)
+class UnowedMiss:
+    """A missed deadline of a target that the merged evidence gives no outage to owe a notification for."""
+
+    customer: str
+    service: str
+    target: str
+    instant: float  # the deadline instant the exporter recorded
+    since: float  # the window's start: instant - deadline - the target's longest pending stretch
+    saw_up: tuple[str, ...]  # the vantages with evidence that the target was up in [since, instant)
+
+
+def owed_misses(evidence: dict[Key, Evidence], blind: dict[Key, dict[str, list[Interval]]], policy: str,
+                misses: dict[MissKey, list[tuple[float, float | None]]]) -> list[UnowedMiss]:
+    """The misses of services with two or more vantages that no merged outage owed (docs/report.md, "Notification
+    credits"); every other miss counts.
+
+    The contract owes a notification within the deadline D of determining unavailability, and with replica
+    exporters unavailability is what the merge says (docs/design.md, "Replica exporters"). Each replica watches its
+    own determination, so a replica whose own path failed records a miss at determination + D although the merge
+    has no outage and nobody was paged. A miss of target t at instant m counts when the merge of t's runs (each
+    vantage's runs of t, its no-evidence time, the policy) has outage in [m - D - R, m): m - D is the determination
+    the miss counts from, and R the longest a run of t (any vantage's, read for the month) began before its
+    determination, so the window reaches back to the first failed probe of the run that determination was made in
+    (the merge can put the outage in the run's pending stretch). By the probe policy R is at most threshold x
+    interval (the threshold-th failed probe ends within an interval after the (threshold-1)-th); a blind spell's
+    residue can add one interval; R is read from the runs rather than assumed. A miss whose window begins before
+    the month counts as before: no-evidence time is known only inside the month. `misses`: per target, the
+    (instant, deadline) pairs; a deadline of None (not known) counts the miss.
+    """
+    out: list[UnowedMiss] = []
+    for (customer, service, target), found in sorted(misses.items()):
+        ev = evidence.get((customer, service))
+        if ev is None or not ev.merged:
+            continue  # one exporter: its determination is the determination, every miss counts
+        runs = {vantage: [o for o in sub.outages if o.target == target] for vantage, sub in ev.vantages.items()}
+        reach = max((o.determined - o.start for mine in runs.values() for o in mine if o.determined is not None),
+                    default=0.0)
+        spots = blind.get((customer, service), {})
+        views = {vantage: View(tuple(p for o in mine for p in o.outage_pieces()), tuple(spots.get(vantage, ())))
+                 for vantage, mine in runs.items()}
+        for instant, deadline in found:
+            if deadline is None:
+                continue
+            since = instant - deadline - reach
+            if since < ev.start or since >= instant:
+                continue
+            window = (since, instant)
+            if merge_views(views, window, policy).outage:
+                continue
+            out.append(UnowedMiss(customer, service, target, instant, since,
+                                  tuple(sorted(v for v, view in views.items() if view.up(window)))))
+    return out
 
 
 def _missed_by_counter(client: PrometheusClient, customers: list[str], start: int, end: int, only_zone: bool,

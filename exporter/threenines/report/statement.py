@@ -26,7 +26,7 @@ from threenines.config.exclusions import REASONS, Exclusions
 from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.ledgers.audit import Miss
 from threenines.ledgers.delivery import Delivery
-from threenines.report.collect import Evidence, Outage
+from threenines.report.collect import Evidence, Outage, UnowedMiss
 from threenines.report.inference import Inference
 from threenines.report.months import Month, budget_seconds
 from threenines.report.schema import (
@@ -311,6 +311,16 @@ def notification_credits(spec: CustomerSpec, month: Month, misses: Sequence[tupl
                 hit[name] = hit.get(name, 0) + count
     return NotificationCredits(missed_deadlines=_r(sum(hit.values())), days=sorted(hit), deduction_days=len(hit),
                                source=source, exact=exact)
+
+
+def unowed_miss_review(spec: CustomerSpec, miss: UnowedMiss, policy: str) -> str:
+    """The review item of a missed deadline that is not billed (report.collect.owed_misses): it never vanishes."""
+    zone = spec.zone
+    up = ", ".join(repr(v) for v in miss.saw_up) or "none"
+    return (f"notifications: the deadline of {miss.service} {miss.target} missed at {_iso(miss.instant, zone)} is not "
+            f"billed: the vantages' merged evidence (merge: {policy}) has no outage of {miss.target} from "
+            f"{_iso(miss.since, zone)} to it (vantages that saw it up: {up}), so no unavailability was determined "
+            "and no notification was owed; one replica's own determination recorded it")
 
 
 def delivery_section(spec: CustomerSpec, deliveries: Sequence[Delivery], misses: Sequence[Miss] = ()
