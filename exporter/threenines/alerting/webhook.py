@@ -8,6 +8,11 @@ same clock that stamped `determined_at`, so the delay needs no clock synchronisa
 Only the *first* firing dispatch of an outage (customer, service, target, determined_at) is a notification
 in the contract's sense: it gives the delay and may miss the deadline. Repeats (repeat_interval, or an
 Alertmanager that lost its notification log in a restart) are recorded as evidence but never counted twice.
+
+With replica exporters under `merge: any` the alert's determined_at can move later while it fires (the vantage
+that determined first recovered, docs/alerting.md "The deadline with replicas"): a firing or resolved alert whose
+determination is later than an outage of the same target still open here (its firing dispatched, no resolved
+one), and whose Alertmanager `startsAt` is no later than that outage's, is that outage (`outage_of`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from threenines.alerting.alertmanager_config import RECEIVER_PREFIX
 from threenines.config.inventory import Inventory
@@ -35,6 +41,10 @@ from threenines.ledgers.audit import (
 )
 
 log = logging.getLogger(__name__)
+
+Outage = tuple[str, str, str, float]
+OPEN_PER_TARGET = 16  # open outages kept per target: a resolved post that never came must not grow memory
+
 
 class PayloadError(ValueError):
     """The body is not an Alertmanager webhook payload; nothing of it is recorded."""
@@ -145,10 +155,15 @@ class AuditWebhook:
         # Per target, the determinations its first dispatches and misses carry (the page's): a replica's deadline
         # watch finds there the outage's determination the page carries when it is not its own.
         self._determined: dict[tuple[str, str, str], set[float]] = {}
+        # Per target, the outages whose firing was dispatched and no resolved yet, with the latest startsAt they
+        # came with; and the later determinations that were found to be one of them (see the module's doc).
+        self._open: dict[tuple[str, str, str], dict[float, float]] = {}
+        self._alias: dict[Outage, Outage] = {}
         self.set_inventory(inventory)
         for dispatch in ledger.dispatches():
             self.state.apply(dispatch)
             self._note(dispatch)
+            self._track(dispatch, self._continued(dispatch))
         for miss in ledger.misses():
             self.state.apply_miss(miss)
             self._note(miss)
@@ -161,6 +176,43 @@ class AuditWebhook:
         outage = record.outage
         assert outage is not None
         self._determined.setdefault(outage[:3], set()).add(outage[3])
+
+    def _continued(self, d: Dispatch | _Probe) -> Outage | None:
+        """The outage a dispatch belongs to: its own key, or an open outage of the target it continues."""
+        if d.outage is None:
+            return None
+        if d.outage in self._alias:
+            return self._alias[d.outage]
+        open_ = self._open.get(d.outage[:3], {})
+        starts = _starts_at(d.starts_at)
+        if d.outage[3] in open_ or starts is None:
+            return d.outage
+        # A later determination of the alert that kept firing: Alertmanager keeps the earliest startsAt of a firing
+        # alert, while a new outage after one whose resolved post was lost (muted by a silence) starts later.
+        earlier = [t for t, s in open_.items() if t < d.outage[3] and starts <= s]
+        return (*d.outage[:3], max(earlier)) if earlier else d.outage
+
+    def _track(self, d: Dispatch, outage: Outage | None) -> None:
+        if outage is None or d.outage is None:
+            return
+        if outage != d.outage:
+            self._alias[d.outage] = outage
+        open_ = self._open.setdefault(outage[:3], {})
+        if d.resolved:
+            open_.pop(outage[3], None)
+            return
+        starts = _starts_at(d.starts_at)
+        if starts is not None:
+            open_[outage[3]] = max(open_.get(outage[3], starts), starts)
+        for old in sorted(open_)[:-OPEN_PER_TARGET]:
+            del open_[old]
+
+    def outage_of(self, customer: str, service: str, target: str, determined_at: float) -> Outage:
+        """The outage an alert with this determination belongs to, as this webhook recorded it: its own key, or
+        the open outage of the target whose later determination it is (after `handle` took the alert)."""
+        outage = outage_key(customer, service, target, determined_at)
+        with self._lock:
+            return self._alias.get(outage, outage)
 
     def determinations(self, customer: str, service: str, target: str) -> list[float]:
         """The determinations (to the millisecond) of this target's outages that a first dispatch or a miss
@@ -235,8 +287,10 @@ class AuditWebhook:
                     log.error("audit ledger write failed: %s", err)
                     return 500, b"audit ledger write failed\n"  # Alertmanager retries the delivery
             for dispatch in dispatches:
+                outage = self._continued(dispatch)
                 self.state.apply(dispatch)
                 self._note(dispatch)
+                self._track(dispatch, outage)
             for reason, alerts in rejected.items():
                 self.state.reject(reason, len(alerts))
         if rejected:
@@ -281,6 +335,8 @@ class AuditWebhook:
                 continue
             resolved = alert.status == "resolved"
             outage = outage_key(customer_id, service, target, determined_at) if determined_at is not None else None
+            if outage is not None:
+                outage = self._continued(_Probe(outage, alert.starts_at, resolved))
             first = (not resolved and outage is not None and outage not in seen_in_payload
                      and not self.state.is_counted(outage))
             # Within the clock-skew allowance a dispatch may stamp a hair before its determination: delay 0.
@@ -312,6 +368,22 @@ class AuditWebhook:
                 group_key=payload.group_key,
             ))
         return out, rejected
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What `_continued` reads of a dispatch, before the dispatch is built."""
+    outage: Outage
+    starts_at: str
+    resolved: bool
+
+
+def _starts_at(raw: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def _earliest(times: Iterable[float | None]) -> float | None:

@@ -3,7 +3,10 @@
 Same token, limits and checks as the audit webhook, which records the dispatch first (threenines.ledgers.audit). Then
 each alert becomes one notice per designated contact in the delivery ledger, on disk before the post is
 answered: a 500 makes Alertmanager retry, and a repeat (repeat_interval, a retried post, the other member of an
-Alertmanager cluster) adds nothing, because a notice is unique per outage event and contact.
+Alertmanager cluster) adds nothing, because a notice is unique per outage event and contact. An alert whose
+determined_at moved later while it kept firing (replicas under `merge: any`) is the outage the audit found it
+continues (AuditWebhook.outage_of): its notices keep that outage's determination, so the repeat owes nothing and the
+resolved notice closes the outage the contacts were told of.
 """
 
 from __future__ import annotations
@@ -144,8 +147,12 @@ class DeliveryEndpoint:
             service, target = alert.labels.get("service", ""), alert.labels.get("target", "")
             if customer is None or determined_at is None or not self._has_target(customer, service, target):
                 continue  # counted by the audit as rejected, or not an outage notification
+            outage = self._audit.outage_of(customer.id, service, target, determined_at)
+            later = None
+            if outage[3] != round(determined_at, 3):
+                determined_at, later = outage[3], determined_at
             notice = self._notice(customer, alert.status, service, target, determined_at, alert.annotations,
-                                  alert.ends_at)
+                                  alert.ends_at, later)
             rows += rows_for(notice, customer.contacts.notify, now)
         try:
             queued = self._notifier.accept(rows) if rows else 0
@@ -173,13 +180,19 @@ class DeliveryEndpoint:
         return service == "power" and target == "power" and customer.power is not None
 
     def _notice(self, customer: Customer, status: str, service: str, target: str, determined_at: float,
-                annotations: Mapping[str, str], ends_at: str) -> Notice:
+                annotations: Mapping[str, str], ends_at: str, later: float | None = None) -> Notice:
         first_failed = _time_of(annotations.get("first_failed_at"))
         ended = None
         known = self._outage_times(customer.id, service, target, determined_at) if self._outage_times else None
         if known is not None:
             first_failed = known[0] if known[0] is not None else first_failed
             ended = known[1]
+        if later is not None:
+            # The vantage that determined first recovered before the outage did: its end is not the outage's.
+            last = self._outage_times(customer.id, service, target, later) if self._outage_times else None
+            ended = last[1] if last is not None else None
+            if first_failed is None and last is not None:
+                first_failed = last[0]
         # The month so far as of the instant the message reports, only for an outage this exporter's engine
         # determined (and, resolved, ended): otherwise the history would lack the very outage being reported. Only
         # for a billed service: the text defers to the monthly statement, which has no line for the others (the
