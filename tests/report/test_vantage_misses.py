@@ -52,17 +52,35 @@ def _miss(run: Run) -> int:
     return run.determined + DEADLINE
 
 
+# Replicas that could not reach each other and got no page: each determined the outage at its own probe (b's
+# phase 60 s after a's) and keyed its miss by its own determination, 60 s apart. One outage, one miss.
+APART = (_run("2026-10-22T10:00:00+00:00", 20), _run("2026-10-22T10:01:00+00:00", 20))  # misses 10:20, 10:21
+# The same across midnight in the customer's zone (Europe/Berlin, UTC+2 in October before the 25th): a's miss at
+# 23:59 on the 20th, b's at 00:00 on the 21st.
+MIDNIGHT = (_run("2026-10-20T21:39:00+00:00", 20), _run("2026-10-20T21:40:00+00:00", 20))
+# Two outages of the target two hours apart, each missed by both replicas under their own determinations.
+TWICE_A = [_run("2026-10-24T10:00:00+00:00", 20), _run("2026-10-24T12:00:00+00:00", 20)]
+TWICE_B = [_run("2026-10-24T10:01:00+00:00", 20), _run("2026-10-24T12:01:00+00:00", 20)]
+# Two outages 3 minutes apart: the first's window [m - D - R, m) reaches into the second: still two outages.
+CLOSE_A = [_run("2026-10-26T10:00:00+00:00", 7), _run("2026-10-26T10:10:00+00:00", 20)]
+CLOSE_B = [_run("2026-10-26T10:01:00+00:00", 7), _run("2026-10-26T10:11:00+00:00", 20)]
+
 SEEN: dict[str, dict[str, list[Run]]] = {
-    A: {"only_a": [ONLY_A], "both": [BOTH], "b_dead": [B_DEAD], "single": [SINGLE]},
-    B: {"only_a": [], "both": [BOTH], "b_dead": []},
+    A: {"only_a": [ONLY_A], "both": [BOTH], "b_dead": [B_DEAD], "single": [SINGLE],
+        "apart": [APART[0]], "midnight": [MIDNIGHT[0]], "twice": TWICE_A, "close": CLOSE_A,
+        "single_close": CLOSE_A},
+    B: {"only_a": [], "both": [BOTH], "b_dead": [],
+        "apart": [APART[1]], "midnight": [MIDNIGHT[1]], "twice": TWICE_B, "close": CLOSE_B},
 }
 DEAD = {A: [], B: [(ts("2026-10-16T09:50:00+00:00"), ts("2026-10-16T10:40:00+00:00"))]}
 CUSTOMERS = ("both", "b_dead", "only_a", "single")
+ZONES = {"midnight": "Europe/Berlin"}  # every other customer's contract zone is UTC
 
 
 def _scenario(exporter: str) -> Scenario:
     missing = {g for a, b in DEAD[exporter] for g in range(a + STEP, b + 1, STEP)}
-    customers = [Customer(c, "UTC", [Service(c, "connectivity", ("p1",), runs)], misses=[_miss(r) for r in runs])
+    customers = [Customer(c, ZONES.get(c, "UTC"), [Service(c, "connectivity", ("p1",), runs)],
+                          misses=[_miss(r) for r in runs])
                  for c, runs in SEEN[exporter].items()]
     return Scenario(BEGIN, END, missing, customers, step=STEP)
 
@@ -95,9 +113,10 @@ def _ledger(workdir: Path, policy: str | None) -> Path:
     return path
 
 
-def _statement(url: str, exclusions: Path, audit: Path | None = None) -> Statement:
+def _statement(url: str, exclusions: Path, audit: Path | None = None,
+               customers: tuple[str, ...] = CUSTOMERS) -> Statement:
     client = PrometheusClient(ClientConfig(url, timeout=60))
-    specs = [CustomerSpec(c, c, "UTC", 0.999, ("connectivity",)) for c in CUSTOMERS]
+    specs = [CustomerSpec(c, c, ZONES.get(c, "UTC"), 0.999, ("connectivity",)) for c in customers]
     return build_statement(client, OCTOBER, specs, load_exclusions(exclusions), Options(), audit_ledger=audit)
 
 
@@ -179,3 +198,64 @@ def test_victoriametrics_gives_the_same_credits_and_review(prom, tmp_path: Path)
     assert _credits(on_vm) == _credits(on_prom)
     assert _credits(on_vm)["only_a"] == (0, [], 0)
     assert _unowed_items(on_vm) == _unowed_items(on_prom) and len(_unowed_items(on_vm)) == 1
+
+
+APART_CUSTOMERS = ("apart", "midnight", "twice", "close")
+
+
+def _repeated_items(statement: Statement) -> list[str]:
+    return sorted(item for item in statement.review if " again: " in item)
+
+
+def test_one_outage_missed_under_two_replicas_determinations_is_one_miss(prom) -> None:
+    # "Notification within 15 minutes of determining unavailability ... Each miss costs one day's rent, at most one
+    # per day": the provider determined the outage once, at the earliest determination, so one notification was
+    # owed and missed, whichever replica's instants say so; two outages are two notifications owed.
+    server, workdir = prom
+    statement = _statement(server.url, _ledger(workdir, None), customers=APART_CUSTOMERS)
+    got = _credits(statement)
+    assert got["apart"] == (1, ["2026-10-22"], 1)
+    # the day is the earliest instant's, in the customer's zone: 23:59 on the 20th, not 00:00 on the 21st
+    assert got["midnight"] == (1, ["2026-10-20"], 1)
+    # two outages two hours apart, both missed by both replicas: two misses (on one day: one deduction)
+    assert got["twice"] == (2, ["2026-10-24"], 1)
+    # two outages 3 minutes apart, the first's window reaching into the second's run: still two misses
+    assert got["close"] == (2, ["2026-10-26"], 1)
+    # each later instant is named with the miss it repeats, never silently dropped
+    assert [item.split(" is the miss at ")[0] for item in _repeated_items(statement)] == [
+        "apart: notifications: the deadline of connectivity p1 missed at 2026-10-22T10:21:00+00:00",
+        "close: notifications: the deadline of connectivity p1 missed at 2026-10-26T10:21:00+00:00",
+        "close: notifications: the deadline of connectivity p1 missed at 2026-10-26T10:31:00+00:00",
+        "midnight: notifications: the deadline of connectivity p1 missed at 2026-10-21T00:00:00+02:00",
+        "twice: notifications: the deadline of connectivity p1 missed at 2026-10-24T10:21:00+00:00",
+        "twice: notifications: the deadline of connectivity p1 missed at 2026-10-24T12:21:00+00:00",
+    ]
+    assert ("midnight: notifications: the deadline of connectivity p1 missed at 2026-10-21T00:00:00+02:00 is the "
+            "miss at 2026-10-20T23:59:00+02:00 again") in _repeated_items(statement)[3]
+    assert " is the miss at 2026-10-26T10:20:00+00:00 again" in _repeated_items(statement)[1]
+    assert " is the miss at 2026-10-26T10:30:00+00:00 again" in _repeated_items(statement)[2]
+    assert _unowed_items(statement) == []
+
+
+def test_one_exporter_bills_every_miss_of_close_outages(prom) -> None:
+    # A service with one exporter (a alone exports single_close): its determinations are the provider's and every
+    # miss counts as before; its two outages 3 minutes apart are two misses.
+    server, workdir = prom
+    statement = _statement(server.url, _ledger(workdir, None), customers=("single_close",))
+    assert _credits(statement)["single_close"] == (2, ["2026-10-26"], 1)
+    assert _repeated_items(statement) == [] and _unowed_items(statement) == []
+
+
+def test_victoriametrics_counts_one_outage_once_as_prometheus(prom, tmp_path: Path) -> None:
+    from tests.ha.test_victoriametrics import VM_FLAGS
+    from tests.ha.victoriametrics import victoriametrics, vm_import
+
+    server, workdir = prom
+    series = _series()
+    on_prom = _statement(server.url, _ledger(workdir, None), customers=APART_CUSTOMERS)
+    with victoriametrics(tmp_path, *VM_FLAGS) as vm:
+        assert vm_import(vm.url, series) == sum(len(s.samples) for s in series)
+        on_vm = _statement(vm.url, _ledger(workdir, None), customers=APART_CUSTOMERS)
+    assert _credits(on_vm) == _credits(on_prom)
+    assert _credits(on_vm)["apart"] == (1, ["2026-10-22"], 1)
+    assert _repeated_items(on_vm) == _repeated_items(on_prom) and len(_repeated_items(on_vm)) == 6

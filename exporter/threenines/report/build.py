@@ -28,6 +28,7 @@ from threenines.report.collect import (
     Key,
     MissKey,
     Outage,
+    RepeatedMiss,
     UnowedMiss,
     blind_spots,
     exact_selector,
@@ -51,6 +52,7 @@ from threenines.report.statement import (
     cross_check,
     customer_statement,
     delivery_section,
+    repeated_miss_review,
     service_statement,
     unowed_miss_review,
 )
@@ -195,8 +197,8 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
                                                          options.samples_per_shard)
         metric_source = f"prometheus:{M_MISSED_AT if exact else M_MISSED}"
         audit = audit_misses(audit_ledger, start, end) if audit_ledger else None
-        # With replica exporters a miss counts only where the merge had an outage to notify (owed_misses); the
-        # cross-check below still compares the two sources whole.
+        # With replica exporters a miss counts only where the merge had an outage to notify, and once per run of
+        # merged outage (owed_misses); the cross-check below still compares the two sources whole.
         merged = {key for key, ev in evidence.items() if ev.merged}
         if audit is None:
             checked = {key: found for key, found in per_target.items() if key[:2] in merged}
@@ -207,8 +209,12 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
             to_check = {key: found for key, found in _audit_miss_deadlines(audit_ledger, start, end).items()
                         if key[:2] in merged} if audit_ledger and merged else {}
         unowed: dict[str, list[UnowedMiss]] = defaultdict(list)
-        for miss in owed_misses(evidence, blind, ledger.policy.merge, to_check):
+        repeated: dict[str, list[RepeatedMiss]] = defaultdict(list)
+        not_owed, again = owed_misses(evidence, blind, ledger.policy.merge, to_check)
+        for miss in not_owed:
             unowed[miss.customer].append(miss)
+        for once in again:
+            repeated[once.customer].append(once)
         inferred = power_inferences(client, [m.id for m in members if "power" in m.services], start, end, interval,
                                     only_zone, options.samples_per_shard)
         conn_unknown = _connectivity_unknown(client, members, evidence, interval)
@@ -230,8 +236,10 @@ def build_statement(client: PrometheusClient, month: Month, specs: list[Customer
                                         evidence.get((spec.id, "connectivity")), conn_unknown.get(spec.id, []))
                     if spec.applications else None)
             mine = inferred.get(spec.id, [])
-            dropped = unowed.get(spec.id, [])
-            unbilled = [unowed_miss_review(spec, miss, ledger.policy.merge) for miss in dropped]
+            dropped = [*(miss.instant for miss in unowed.get(spec.id, [])),
+                       *(once.instant for once in repeated.get(spec.id, []))]
+            unbilled = [*(unowed_miss_review(spec, miss, ledger.policy.merge) for miss in unowed.get(spec.id, [])),
+                        *(repeated_miss_review(spec, once, ledger.policy.merge) for once in repeated.get(spec.id, []))]
             if audit is None:
                 customers.append(customer_statement(spec, month, per_service, ledger,
                                                     _without(misses.get(spec.id, []), dropped), options,
@@ -419,11 +427,11 @@ def _audit_miss_deadlines(path: str | Path, start: int, end: int) -> dict[MissKe
     return out
 
 
-def _without(misses: list[tuple[float, float]], dropped: list[UnowedMiss]) -> list[tuple[float, float]]:
-    """A customer's misses less one entry per unowed miss (each of which is one of them, at its instant)."""
+def _without(misses: list[tuple[float, float]], dropped: list[float]) -> list[tuple[float, float]]:
+    """A customer's misses less one entry per instant not billed (owed_misses: each is one of them)."""
     out = list(misses)
-    for miss in dropped:
-        at = next((i for i, (t, _) in enumerate(out) if abs(t - miss.instant) < SAME_MISS), None)
+    for instant in dropped:
+        at = next((i for i, (t, _) in enumerate(out) if abs(t - instant) < SAME_MISS), None)
         if at is not None:
             del out[at]
     return out

@@ -733,10 +733,25 @@ class UnowedMiss:
     saw_up: tuple[str, ...]  # the vantages with evidence that the target was up in [since, instant)
 
 
+@dataclass(frozen=True)
+class RepeatedMiss:
+    """A replica's missed deadline of an outage whose miss another replica recorded earlier: one miss, billed at
+    the earliest instant."""
+
+    customer: str
+    service: str
+    target: str
+    instant: float  # the later deadline instant, not billed
+    kept: float  # the earliest instant of the same merged outage, billed
+    outage: Interval  # the run of merged outage of the target both misses were owed for
+
+
 def owed_misses(evidence: dict[Key, Evidence], blind: dict[Key, dict[str, list[Interval]]], policy: str,
-                misses: dict[MissKey, list[tuple[float, float | None]]]) -> list[UnowedMiss]:
-    """The misses of services with two or more vantages that no merged outage owed (docs/report.md, "Notification
-    credits"); every other miss counts.
+                misses: dict[MissKey, list[tuple[float, float | None]]]
+                ) -> tuple[list[UnowedMiss], list[RepeatedMiss]]:
+    """The misses of services with two or more vantages that are not billed (docs/report.md, "Notification
+    credits"): those no merged outage owed, and those repeating an earlier miss of the same merged outage; every
+    other miss counts.
 
     The contract owes a notification within the deadline D of determining unavailability, and with replica
     exporters unavailability is what the merge says (docs/design.md, "Replica exporters"). Each replica watches its
@@ -750,8 +765,17 @@ def owed_misses(evidence: dict[Key, Evidence], blind: dict[Key, dict[str, list[I
     residue can add one interval; R is read from the runs rather than assumed. A miss whose window begins before
     the month counts as before: no-evidence time is known only inside the month. `misses`: per target, the
     (instant, deadline) pairs; a deadline of None (not known) counts the miss.
+
+    Replicas that cannot reach each other and get no page each know only their own determination and key the
+    outage's miss by it: two instants up to a probe interval apart for one outage. A miss that counts belongs to
+    the run of merged outage of t (a maximal interval of the merge over the month) that meets its window and holds
+    m - D, else the one of those nearest m - D (a determination the merge puts before or after its outage: the
+    other vantage failed later, or recovered first); the misses of one run are one miss, at the earliest instant,
+    since the provider's deadline counts from the outage's earliest determination. Runs meeting one window are
+    told apart by the determination, so two outages less than D + R apart stay two misses.
     """
-    out: list[UnowedMiss] = []
+    unowed: list[UnowedMiss] = []
+    repeated: list[RepeatedMiss] = []
     for (customer, service, target), found in sorted(misses.items()):
         ev = evidence.get((customer, service))
         if ev is None or not ev.merged:
@@ -762,18 +786,27 @@ def owed_misses(evidence: dict[Key, Evidence], blind: dict[Key, dict[str, list[I
         spots = blind.get((customer, service), {})
         views = {vantage: View(tuple(p for o in mine for p in o.outage_pieces()), tuple(spots.get(vantage, ())))
                  for vantage, mine in runs.items()}
-        for instant, deadline in found:
+        merged = merge(merge_views(views, (ev.start, ev.end), policy).outage)
+        first: dict[Interval, float] = {}
+        for instant, deadline in sorted(found, key=lambda miss: miss[0]):
             if deadline is None:
                 continue
             since = instant - deadline - reach
             if since < ev.start or since >= instant:
                 continue
             window = (since, instant)
-            if merge_views(views, window, policy).outage:
+            meeting = [run for run in merged if run[0] < instant and run[1] > since]
+            if not meeting:
+                unowed.append(UnowedMiss(customer, service, target, instant, since,
+                                         tuple(sorted(v for v, view in views.items() if view.up(window)))))
                 continue
-            out.append(UnowedMiss(customer, service, target, instant, since,
-                                  tuple(sorted(v for v, view in views.items() if view.up(window)))))
-    return out
+            determined = instant - deadline
+            run = min(meeting, key=lambda r: (max(r[0] - determined, determined - r[1], 0.0), r[0]))
+            if run in first:
+                repeated.append(RepeatedMiss(customer, service, target, instant, first[run], run))
+            else:
+                first[run] = instant
+    return unowed, repeated
 
 
 def _missed_by_counter(client: PrometheusClient, customers: list[str], start: int, end: int, only_zone: bool,

@@ -26,7 +26,7 @@ from threenines.config.exclusions import REASONS, Exclusions
 from threenines.intervals import Interval, clip, intersect, measure, merge, subtract
 from threenines.ledgers.audit import Miss
 from threenines.ledgers.delivery import Delivery
-from threenines.report.collect import Evidence, Outage, UnowedMiss
+from threenines.report.collect import Evidence, Outage, RepeatedMiss, UnowedMiss
 from threenines.report.inference import Inference
 from threenines.report.months import Month, budget_seconds
 from threenines.report.schema import (
@@ -321,6 +321,16 @@ def unowed_miss_review(spec: CustomerSpec, miss: UnowedMiss, policy: str) -> str
             f"billed: the vantages' merged evidence (merge: {policy}) has no outage of {miss.target} from "
             f"{_iso(miss.since, zone)} to it (vantages that saw it up: {up}), so no unavailability was determined "
             "and no notification was owed; one replica's own determination recorded it")
+
+
+def repeated_miss_review(spec: CustomerSpec, miss: RepeatedMiss, policy: str) -> str:
+    """The review item of a replica's missed deadline counted as an earlier miss of the same merged outage
+    (report.collect.owed_misses): billed once, and the second instant still shown."""
+    zone = spec.zone
+    return (f"notifications: the deadline of {miss.service} {miss.target} missed at {_iso(miss.instant, zone)} is "
+            f"the miss at {_iso(miss.kept, zone)} again: both fall in one merged outage of {miss.target} "
+            f"(merge: {policy}, {_iso(miss.outage[0], zone)} – {_iso(miss.outage[1], zone)}), billed once at the "
+            "earliest; the replicas keyed it by their own determinations (they did not learn each other's)")
 
 
 def delivery_section(spec: CustomerSpec, deliveries: Sequence[Delivery], misses: Sequence[Miss] = ()
