@@ -10,10 +10,12 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,6 +112,22 @@ class RunningProcess:
             wait_until(ready, timeout, what=f"{url} to answer 200")
         except AssertionError as err:
             raise AssertionError(f"{err}\n--- log of {self.argv[0]} ---\n{self.log()[-3000:]}") from None
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], address: str = "127.0.0.1",
+            poll_interval: float = 0.5) -> Iterator[ThreadingHTTPServer]:
+    """`handler` on a free port of `address`, answered from a thread; shut down and joined (5 s) after."""
+    server = ThreadingHTTPServer((address, 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @contextlib.contextmanager

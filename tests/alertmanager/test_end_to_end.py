@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ import yaml
 
 from tests.foundation.exporter_process import sample, scrape
 from tests.netns import customer_port
-from tests.support import REPO, VENV_BIN, RunningProcess, free_port, http_get, running, wait_until
+from tests.support import REPO, VENV_BIN, RunningProcess, free_port, http_get, running, serving, wait_until
 from threenines.alerting.alertmanager_config import Options, render, write
 from threenines.alerting.notification_bound import check_deployment
 from threenines.config.inventory_load import load_inventory
@@ -54,15 +53,8 @@ def contact_sink() -> Iterator[tuple[str, list[tuple[float, dict]]]]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def write_configs(tmp: Path, address: str, exporter: int, alertmanager: int, sink: str) -> tuple[Path, Path, Path]:

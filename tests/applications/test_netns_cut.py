@@ -27,11 +27,10 @@ import os
 import socket
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -40,7 +39,7 @@ import yaml
 from tests.applications.servers import NGINX, nginx_conf
 from tests.foundation.exporter_process import sample, scrape, serve
 from tests.netns import CustomerPort, customer_port
-from tests.support import RunningProcess, free_port, running, wait_until
+from tests.support import RunningProcess, free_port, running, serving, wait_until
 from threenines.cli import main
 from threenines.config.inventory_load import parse_inventory_text
 from threenines.probes.app_checks import AppProber
@@ -292,15 +291,8 @@ class _Ok(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def _web_on(address: str) -> Iterator[int]:
-    server = ThreadingHTTPServer((address, 0), _Ok)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
+    with serving(_Ok, address, poll_interval=0.1) as server:
         yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @contextlib.contextmanager

@@ -4,14 +4,13 @@ put in an --exporter URL (one exporter or replicas)."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from tests.support import REPO
+from tests.support import REPO, serving
 from threenines.cli import main
 from threenines.commands.status_sources import ExporterError, Http, fetch, shown_url
 
@@ -35,15 +34,8 @@ def _refusing_exporter() -> Iterator[int]:
         def log_message(self, *_: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Refuse) as server:
         yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_the_http_options_repr_holds_no_password() -> None:

@@ -15,7 +15,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import requests
 import yaml
 
 from tests.ha.victoriametrics import victoriametrics
-from tests.support import REPO, free_port, running, wait_until
+from tests.support import REPO, free_port, running, serving, wait_until
 from threenines.config.configfile import parse_duration
 from threenines.report.promclient import ClientConfig, PrometheusClient
 
@@ -83,14 +82,8 @@ class _Exporter(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def _exporter() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_Exporter) as server:
         yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _loopback_config(path: Path, out: Path, target: str, vm_url: str) -> Path:
