@@ -177,7 +177,7 @@ class AuditWebhook:
         assert outage is not None
         self._determined.setdefault(outage[:3], set()).add(outage[3])
 
-    def _continued(self, d: Dispatch | _Probe) -> Outage | None:
+    def _continued(self, d: Dispatch | _Arrival) -> Outage | None:
         """The outage a dispatch belongs to: its own key, or an open outage of the target it continues."""
         if d.outage is None:
             return None
@@ -336,7 +336,7 @@ class AuditWebhook:
             resolved = alert.status == "resolved"
             outage = outage_key(customer_id, service, target, determined_at) if determined_at is not None else None
             if outage is not None:
-                outage = self._continued(_Probe(outage, alert.starts_at, resolved))
+                outage = self._continued(_Arrival(outage, alert.starts_at, resolved))
             first = (not resolved and outage is not None and outage not in seen_in_payload
                      and not self.state.is_counted(outage))
             # Within the clock-skew allowance a dispatch may stamp a hair before its determination: delay 0.
@@ -371,7 +371,7 @@ class AuditWebhook:
 
 
 @dataclass(frozen=True)
-class _Probe:
+class _Arrival:
     """What `_continued` reads of a dispatch, before the dispatch is built."""
     outage: Outage
     starts_at: str
