@@ -42,6 +42,35 @@ def test_c_and_python_write_the_same_lines(given_ports, vantage) -> None:
     assert native_port_lines(NAMES, names, recs) == python_port_lines(NAMES, names, recs)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(label_values, records, records), max_size=20))
+def test_c_and_python_leave_out_the_same_unchanged_families(given_ports) -> None:
+    assert native_port_lines is not None
+    names = [labels(customer=c, target="p") for c, _, _ in given_ports]
+    previous, recs = [old for _, old, _ in given_ports], [new for _, _, new in given_ports]
+    assert native_port_lines(NAMES, names, recs, previous) == python_port_lines(NAMES, names, recs, previous)
+
+
+def test_a_family_is_left_out_when_no_line_of_it_changes() -> None:
+    """Worked from the record's fields: an answer moves the count, RTT and time; a failure the count, failures,
+    loss and time; a first answer (loss was none) brings the loss and time lines; nothing new leaves all out."""
+    label = ['{customer="a",target="p"}']
+    up = struct.pack("=3q3d", 7, 2, 0, 100.0, 0.0015, 0.0)
+    answered = struct.pack("=3q3d", 8, 2, 0, 200.0, 0.0025, 0.0)
+    failed = struct.pack("=3q3d", 8, 3, 0, 200.0, 0.0015, 1.0)
+    unanswered = struct.pack("=3q3d", 1, 1, 0, 0.0, math.nan, math.nan)
+    first = struct.pack("=3q3d", 2, 1, 0, 0.0, 0.0015, 0.5)
+    for lines in (python_port_lines, native_port_lines):
+        assert lines is not None
+        present = [[text is not None for text in lines(NAMES, label, [new], [old])]
+                   for old, new in ((up, answered), (answered, failed), (unanswered, first), (up, up), (None, up))]
+        assert present == [[True, False, False, True, False, True],
+                           [False, True, False, True, True, False],
+                           [True, False, False, True, True, True],
+                           [False] * 6,
+                           [True] * 6]
+
+
 def test_what_the_lines_say() -> None:
     """Values from the record, not from either implementation: counts as floats, NaN for none leaves lines out."""
     record = struct.pack("=3q3d", 7, 2, 1, 1790812800.25, 0.0015, 0.5)

@@ -28,9 +28,11 @@ target_views = st.builds(
                                                        None if up else 100.0, None if up else 50.0),
     st.sampled_from(KEYS), st.booleans(), st.booleans(), st.integers(0, 10**6), st.integers(0, 10**6))
 probe_views = st.builds(
-    lambda key, total, failures, rtt: ScheduledPortView(key, total, min(failures, total), 0,
-                                                      float(total), rtt, None if rtt is None else 0.0),
-    st.sampled_from(KEYS), st.integers(0, 1000), st.integers(0, 1000), st.one_of(st.none(), st.floats(0, 1)))
+    lambda key, total, failures, errors, rtt, loss, last: ScheduledPortView(
+        key, total, min(failures, total), errors, float(total if last is None else last), rtt,
+        None if rtt is None else loss),
+    st.sampled_from(KEYS), st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 2),
+    st.one_of(st.none(), st.floats(0, 1)), st.sampled_from([0.0, 0.5, 1.0]), st.one_of(st.none(), st.floats(0, 9)))
 service_views = st.builds(
     lambda group, up, outage: CustomerServiceView(*group, up, True, float(outage), 0.0, 0.0, 0.0),
     st.sampled_from(GROUPS), st.booleans(), st.integers(0, 10**6))
@@ -147,3 +149,24 @@ def test_a_render_makes_again_only_the_pieces_whose_lines_changed() -> None:
     probe_pieces = made[:-1]
     assert probe_pieces and all('target="p4"' in piece for piece in probe_pieces)
     assert all("p0" not in piece and "p2" not in piece for piece in probe_pieces)
+
+
+def test_an_answered_probe_makes_again_the_pieces_of_its_count_rtt_and_time_only() -> None:
+    """Its failures, errors and loss lines are what they were: those pieces (and their gzip) are kept."""
+    with piece_slots(2):
+        renderer = SnapshotRenderer()
+        targets, probes, services = initial()
+        renderer.render(changes(targets, probes, services, first=True))
+        first = ScheduledPortView(KEYS[4], 1, 0, 0, 1.0, 0.001, 0.0)
+        before = renderer.render(changes([], [first], [], first=False))
+        answered = ScheduledPortView(KEYS[4], 2, 0, 0, 2.0, 0.002, 0.0)
+        after = renderer.render(changes([], [answered], [], first=False))
+        failed = ScheduledPortView(KEYS[4], 3, 1, 0, 3.0, 0.002, 1.0)
+        last = renderer.render(changes([], [failed], [], first=False))
+    def made(old: list[Piece], new: list[Piece]) -> set[str]:
+        kept = {id(piece) for piece in old}
+        return {piece.raw.decode().split("{")[0].rsplit("\n", 1)[-1] for piece in new[:-1] if id(piece) not in kept}
+    assert made(before, after) == {"threenines_probe_total", "threenines_probe_rtt_seconds",
+                                   "threenines_probe_last_timestamp_seconds"}
+    assert made(after, last) == {"threenines_probe_total", "threenines_probe_failures_total",
+                                 "threenines_probe_loss_ratio", "threenines_probe_last_timestamp_seconds"}

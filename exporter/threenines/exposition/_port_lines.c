@@ -6,6 +6,10 @@
  * half of what a scrape cost the exporter (16,700 ports probed every 100 s, scraped by two Prometheus).
  *
  * Floats are written as Python's repr() writes them (PyOS_double_to_string, mode 'r'), counts as "<n>.0".
+ *
+ * Given the records the ports had when their lines were last made, a family none of whose lines would change is
+ * None and is not formatted: an answered probe changes its port's count, RTT and time, not its failures, errors
+ * or loss (port_lines.py's changed_families says which bytes each family reads).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -73,9 +77,45 @@ static int put_head(Buffer *b, const char *name, Py_ssize_t name_size, const cha
     return put(b, "} ", 2);
 }
 
+/* The record's bytes each family's lines read, in family order (port_lines.py's _FIELDS). */
+static const int FIELD_START[FAMILIES] = {0, 8, 16, 32, 40, 24};
+
+static int is_record(PyObject *record, Py_ssize_t i) {
+    if (PyBytes_Check(record) && PyBytes_GET_SIZE(record) == RECORD_BYTES)
+        return 1;
+    PyErr_Format(PyExc_ValueError, "port_lines: record %zd is not %d bytes", i, RECORD_BYTES);
+    return 0;
+}
+
+/* Which families' lines differ between the records and the previous ones: a bit per family; -1 on bad input. */
+static int changed_families(PyObject *records, PyObject *previous) {
+    int changed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records) && changed != (1 << FAMILIES) - 1; i++) {
+        PyObject *record = PyList_GET_ITEM(records, i), *old = PyList_GET_ITEM(previous, i);
+        if (record == Py_None || old == Py_None) {
+            if (record != old)
+                changed = (1 << FAMILIES) - 1;
+            continue;
+        }
+        if (!is_record(record, i) || !is_record(old, i))
+            return -1;
+        const char *new_bytes = PyBytes_AS_STRING(record), *old_bytes = PyBytes_AS_STRING(old);
+        for (int f = 0; f < FAMILIES; f++)
+            if (memcmp(new_bytes + FIELD_START[f], old_bytes + FIELD_START[f], 8) != 0)
+                changed |= 1 << f;
+        double old_loss, new_loss; /* loss NaN <-> a number adds or removes the `last` line too */
+        memcpy(&old_loss, old_bytes + FIELD_START[4], sizeof old_loss);
+        memcpy(&new_loss, new_bytes + FIELD_START[4], sizeof new_loss);
+        if ((old_loss != old_loss) != (new_loss != new_loss))
+            changed |= 1 << 5;
+    }
+    return changed;
+}
+
 static PyObject *port_lines(PyObject *self, PyObject *args) {
-    PyObject *names, *labels, *records;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyTuple_Type, &names, &PyList_Type, &labels, &PyList_Type, &records))
+    PyObject *names, *labels, *records, *previous = Py_None;
+    if (!PyArg_ParseTuple(args, "O!O!O!|O", &PyTuple_Type, &names, &PyList_Type, &labels, &PyList_Type, &records,
+                          &previous))
         return NULL;
     if (PyTuple_GET_SIZE(names) != FAMILIES) {
         PyErr_Format(PyExc_ValueError, "port_lines: %d family names expected", FAMILIES);
@@ -85,6 +125,16 @@ static PyObject *port_lines(PyObject *self, PyObject *args) {
     if (PyList_GET_SIZE(records) != count) {
         PyErr_SetString(PyExc_ValueError, "port_lines: as many records as labels expected");
         return NULL;
+    }
+    int wanted = (1 << FAMILIES) - 1;
+    if (previous != Py_None) {
+        if (!PyList_Check(previous) || PyList_GET_SIZE(previous) != count) {
+            PyErr_SetString(PyExc_ValueError, "port_lines: as many previous records as records expected");
+            return NULL;
+        }
+        wanted = changed_families(records, previous);
+        if (wanted < 0)
+            return NULL;
     }
     const char *name[FAMILIES];
     Py_ssize_t name_size[FAMILIES];
@@ -99,10 +149,8 @@ static PyObject *port_lines(PyObject *self, PyObject *args) {
         PyObject *record = PyList_GET_ITEM(records, i);
         if (record == Py_None)
             continue; /* not published yet: no lines */
-        if (!PyBytes_Check(record) || PyBytes_GET_SIZE(record) != RECORD_BYTES) {
-            PyErr_Format(PyExc_ValueError, "port_lines: record %zd is not %d bytes", i, RECORD_BYTES);
+        if (!is_record(record, i))
             goto done;
-        }
         Py_ssize_t label_size;
         const char *label = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(labels, i), &label_size);
         if (label == NULL)
@@ -116,21 +164,26 @@ static PyObject *port_lines(PyObject *self, PyObject *args) {
         memcpy(counts, PyBytes_AS_STRING(record), sizeof counts);
         memcpy(values, PyBytes_AS_STRING(record) + sizeof counts, sizeof values);
         for (int f = 0; f < 3; f++) {
+            if (!(wanted & (1 << f)))
+                continue;
             const char *extra = f == 2 ? ",reason=\"send_failed\"" : NULL;
             if (put_head(&out[f], name[f], name_size[f], label, label_size, extra) < 0
                 || put_count(&out[f], counts[f]) < 0 || put(&out[f], "\n", 1) < 0)
                 goto done;
         }
         double last_at = values[0], rtt = values[1], loss = values[2];
-        if (rtt == rtt) { /* NaN: none answered yet */
+        if (rtt == rtt && (wanted & (1 << 3))) { /* NaN: none answered yet */
             if (put_head(&out[3], name[3], name_size[3], label, label_size, NULL) < 0 || put_float(&out[3], rtt) < 0
                 || put(&out[3], "\n", 1) < 0)
                 goto done;
         }
-        if (loss == loss) {
+        if (loss == loss && (wanted & (1 << 4))) {
             if (put_head(&out[4], name[4], name_size[4], label, label_size, NULL) < 0
-                || put_float(&out[4], loss) < 0 || put(&out[4], "\n", 1) < 0
-                || put_head(&out[5], name[5], name_size[5], label, label_size, NULL) < 0
+                || put_float(&out[4], loss) < 0 || put(&out[4], "\n", 1) < 0)
+                goto done;
+        }
+        if (loss == loss && (wanted & (1 << 5))) {
+            if (put_head(&out[5], name[5], name_size[5], label, label_size, NULL) < 0
                 || put_float(&out[5], last_at) < 0 || put(&out[5], "\n", 1) < 0)
                 goto done;
         }
@@ -139,6 +192,10 @@ static PyObject *port_lines(PyObject *self, PyObject *args) {
     if (result == NULL)
         goto done;
     for (int f = 0; f < FAMILIES; f++) {
+        if (!(wanted & (1 << f))) {
+            PyList_SET_ITEM(result, f, Py_NewRef(Py_None));
+            continue;
+        }
         PyObject *text = PyBytes_FromStringAndSize(out[f].data ? out[f].data : "", out[f].size);
         if (text == NULL) {
             Py_CLEAR(result);
@@ -154,7 +211,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"port_lines", port_lines, METH_VARARGS,
-     "port_lines(names, labels, records) -> [bytes] * 6: the six per-port probe families' lines (port_lines.py)"},
+     "port_lines(names, labels, records, previous=None) -> [bytes | None] * 6: the six per-port probe families' "
+     "lines, None for a family whose lines are those of `previous` (port_lines.py)"},
     {NULL, NULL, 0, NULL},
 };
 

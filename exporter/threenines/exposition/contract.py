@@ -155,19 +155,24 @@ class _PortFamilies:
     """The six per-port probe families, formatted from the ports' packed records when a render needs a piece.
 
     Every probe changes its port's lines (the count and the time at least), so comparing lines saves nothing:
-    a record that arrives is only stored, and a render formats the pieces that received one, six lines per
-    port in one pass over neighbouring records (exposition/port_lines.py, in C when built). The ports are laid
-    out in the order they are probed (serve/process.py), so the ports probed since the last render fill a few
-    pieces. Formatting when a record arrived cost ~13 µs a probe at 16,700 ports (the port's objects out of the
-    cache by then).
+    a record that arrives is only stored, and a render formats the pieces that received one in one pass over
+    neighbouring records (exposition/port_lines.py, in C when built). The ports are laid out in the order they
+    are probed (serve/process.py), so the ports probed since the last render fill a few pieces. Formatting when a
+    record arrived cost ~13 µs a probe at 16,700 ports (the port's objects out of the cache by then).
+
+    A piece keeps the records it was last made from, per family: a family whose lines those records and the new
+    ones write alike keeps its piece (and its gzip segment). An answered probe leaves failures, errors and loss
+    as they were, so in steady state three of the six families are formatted and compressed again.
     """
 
     def __init__(self) -> None:
         self.slots: dict[TargetKey, int] = {}
         self.labels: list[str] = []
         self.records: list[ProbeRecord | None] = []
+        self.rendered: list[ProbeRecord | None] = []  # the records the pieces were made from
         self.pieces: list[list[Piece]] = [[] for _ in _PROBE_FAMILIES]
         self.dirty: set[int] = set()
+        self.fresh: set[int] = set()  # pieces to make whole: laid out anew, so `rendered` says nothing of them
 
     def lay_out(self, keys: tuple[TargetKey, ...], own: dict[str, str]) -> None:
         old_slots, old_records = self.slots, self.records
@@ -178,9 +183,11 @@ class _PortFamilies:
             old = old_slots.get(key)
             if old is not None:
                 self.records[index] = old_records[old]
+        self.rendered = [None] * len(keys)
         count = _piece_count(len(keys))
         self.pieces = [[Piece(b"")] * count for _ in _PROBE_FAMILIES]
         self.dirty = set(range(count))
+        self.fresh = set(range(count))
 
     def set(self, key: TargetKey, record: ProbeRecord) -> None:
         index = self.slots.get(key)
@@ -190,12 +197,16 @@ class _PortFamilies:
 
     def render(self) -> list[Piece]:
         for piece in self.dirty:
-            start = piece * PIECE_SLOTS
-            texts = port_lines(_PROBE_NAMES, self.labels[start:start + PIECE_SLOTS],
-                               self.records[start:start + PIECE_SLOTS])
+            start, end = piece * PIECE_SLOTS, (piece + 1) * PIECE_SLOTS
+            records = self.records[start:end]
+            texts = port_lines(_PROBE_NAMES, self.labels[start:end], records,
+                               None if piece in self.fresh else self.rendered[start:end])
             for family, text in enumerate(texts):
-                self.pieces[family][piece] = Piece(_PROBE_HEADERS[family] + text if piece == 0 else text)
+                if text is not None:  # None: this family's lines are those of the piece already made
+                    self.pieces[family][piece] = Piece(_PROBE_HEADERS[family] + text if piece == 0 else text)
+            self.rendered[start:end] = records
         self.dirty.clear()
+        self.fresh.clear()
         return [piece for pieces in self.pieces for piece in pieces if piece.raw]
 
 
