@@ -50,6 +50,7 @@ ProbeRecord = bytes
 # (total, failures, errors, last_at, rtt, loss) of a record, NaN for none: for the renderer, which formats them
 # without building a ScheduledPortView per port.
 unpack_record = _RECORD.unpack
+_pack_record = _RECORD.pack
 
 
 def _record_of(counters: ScheduledPort | ScheduledPortView) -> ProbeRecord:
@@ -110,13 +111,16 @@ class LagHistogram:
         self.total = 0.0
         self.samples: list[float] = []  # recent lags, bounded, for benchmark percentiles
 
-    def observe(self, lag: float) -> None:
-        self.counts[bisect.bisect_left(LAG_BUCKETS, lag)] += 1
-        self.total += lag
+    def observe(self, lags: list[float]) -> None:
+        """The lags of the probes one wake-up started (one call a wake-up, not one a probe)."""
+        counts, bucket = self.counts, bisect.bisect_left
+        for lag in lags:
+            counts[bucket(LAG_BUCKETS, lag)] += 1
+        self.total += sum(lags)
         samples = self.samples
-        samples.append(lag)
+        samples += lags
         if len(samples) > MAX_LAG_SAMPLES:
-            del samples[:MAX_LAG_SAMPLES // 2]
+            del samples[:len(samples) - MAX_LAG_SAMPLES // 2]
 
 
 def _due(port: ScheduledPort) -> float:
@@ -212,7 +216,8 @@ class ProbeScheduler:
                 self._send(queued, mono)
         now = self._schedule_clock()
         limit = self._max_concurrent
-        observe_lag = self.lag.observe
+        send = pinger.send
+        lags: list[float] = []
         started = 0
         for interval, lane in self._lanes.items():
             while lane and self.in_flight < limit:
@@ -221,7 +226,7 @@ class ProbeScheduler:
                 if due > now:
                     break
                 lane.rotate(-1)  # to the back of the lane, due one interval later
-                observe_lag(now - due if now > due else 0.0)
+                lags.append(now - due if now > due else 0.0)
                 # Far behind (overload): realign instead of a burst of catch-up probes.
                 port.due = due + interval if due + interval > now else now + interval
                 started += 1
@@ -233,18 +238,26 @@ class ProbeScheduler:
                     policy = port.policy
                     probe = port.probe = Probe(port, port.address, policy.packets, policy.timeout,
                                                policy.packet_interval)
-                self._send(probe, mono)
+                send(probe)
+                if probe.remaining:
+                    self._follow_up(probe, mono)
         self.probes_started += started
+        if lags:
+            self.lag.observe(lags)
         pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
         self._rearm(now)
 
     def _send(self, probe: Probe, mono: float) -> None:
         self.pinger.send(probe)
         if probe.remaining:
-            lane = self._follow_ups.get(probe.packet_interval)
-            if lane is None:
-                lane = self._follow_ups[probe.packet_interval] = deque()
-            lane.append((mono + probe.packet_interval, probe))
+            self._follow_up(probe, mono)
+
+    def _follow_up(self, probe: Probe, mono: float) -> None:
+        """Queue the probe's next echo request, `packet_interval` after this one."""
+        lane = self._follow_ups.get(probe.packet_interval)
+        if lane is None:
+            lane = self._follow_ups[probe.packet_interval] = deque()
+        lane.append((mono + probe.packet_interval, probe))
 
     def _rearm(self, now: float) -> None:
         """Sleep until the earliest due probe, follow-up or expiry (`now` is the schedule clock's)."""
@@ -285,16 +298,19 @@ class ProbeScheduler:
         ok = probe.ok
         if ok is None:
             port.errors += 1
+            rtt, loss = port.last_rtt, port.last_loss
         else:
             port.total += 1
             if not ok:
                 port.failures += 1
             port.last_at = at
-            port.last_rtt = probe.rtt_mean
-            port.last_loss = probe.loss_ratio
+            rtt = port.last_rtt = probe.rtt_mean
+            loss = port.last_loss = probe.loss_ratio
         key = port.key
         self._observe(key, at, ok)
-        self._records[key] = port.record()
+        # port.record(), written out: this runs once a probe
+        self._records[key] = _pack_record(port.total, port.failures, port.errors, port.last_at,
+                                          math.nan if rtt is None else rtt, math.nan if loss is None else loss)
 
     def _kick(self) -> None:
         self._kicked = False
