@@ -174,10 +174,10 @@ def run_prober(size: int) -> dict[str, float]:
     async def main() -> dict[str, float]:
         answered = finished = 0
 
-        def done(probe: Probe) -> None:
+        def done(probes: list[Probe]) -> None:
             nonlocal answered, finished
-            finished += 1
-            answered += bool(probe.received)
+            finished += len(probes)
+            answered += sum(bool(probe.received) for probe in probes)
 
         pinger = Pinger(done, privileged=True)
         pinger.open((4,))

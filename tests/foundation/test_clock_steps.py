@@ -121,7 +121,7 @@ def test_a_read_preempted_between_the_two_clocks_is_not_a_step() -> None:
 class AnsweringPinger:
     """The scheduler's pinger interface; every request is answered as it is sent."""
 
-    def __init__(self, on_done: Callable[[Probe], None]) -> None:
+    def __init__(self, on_done: Callable[[list[Probe]], None]) -> None:
         self._on_done = on_done
 
     def send(self, probe: Probe) -> None:
@@ -129,7 +129,7 @@ class AnsweringPinger:
         probe.sent += 1
         probe.received += 1
         if probe.finished:
-            self._on_done(probe)
+            self._on_done([probe])
 
     def expire(self, now: float) -> None:
         pass

@@ -207,7 +207,7 @@ from threenines.probes.ping import Pinger, Probe
 
 async def main():
     done = []
-    pinger = Pinger(done.append, wire=sys.argv[1])
+    pinger = Pinger(done.extend, wire=sys.argv[1])
     pinger.open((4,))
     probe = Probe("k", "127.0.60.1", 1, 1.0, 0.2)
     pinger.send(probe)

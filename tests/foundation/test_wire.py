@@ -27,7 +27,7 @@ def run(kind: str, body: Callable[[Pinger, list[Probe]], None], versions: tuple[
     finished: list[Probe] = []
 
     async def main() -> None:
-        pinger = Pinger(finished.append, privileged=True, wire=kind)
+        pinger = Pinger(finished.extend, privileged=True, wire=kind)
         pinger.open(versions)
         try:
             body(pinger, finished)
@@ -165,7 +165,7 @@ def test_a_send_after_close_gives_up_without_evidence(kind: str) -> None:
     finished: list[Probe] = []
 
     async def main() -> None:
-        pinger = Pinger(finished.append, privileged=True, wire=kind)
+        pinger = Pinger(finished.extend, privileged=True, wire=kind)
         pinger.open((4,))
         probe = Probe("k", "127.0.0.1", 1, 1.0, 0.1)
         pinger.send(probe)
@@ -235,7 +235,7 @@ sys.modules["threenines.probes._wire"] = None  # what an install without a compi
 from threenines.probes import ping
 finished = []
 async def main():
-    pinger = ping.Pinger(finished.append, privileged=True)
+    pinger = ping.Pinger(finished.extend, privileged=True)
     pinger.open((4,))
     pinger.send(ping.Probe("k", "127.0.0.1", 1, 2.0, 0.0))
     pinger.send(ping.Probe("j", "127.0.0.2", 1, 0.0, 0.0))  # a zero timeout: expires as lost

@@ -7,7 +7,10 @@ cost O(1) per reply.
 
 The prober is callback-driven, not a coroutine per probe: at hundreds of probes a second an asyncio Task, a
 future and a timer per probe cost more CPU than the ICMP exchange itself. The caller (the scheduler) sends,
-calls `expire()` from its own periodic wake-up, and is told of each finished probe through `on_done`.
+calls `expire()` from its own periodic wake-up, and is told of the probes that finished through `on_done`, a
+list at a time: the wires hand each finished probe to a list's `append` (a C call, no Python frame), and each
+of the Pinger's operations ends by passing what it finished on in one call. The probes whose replies one
+`drain` reads finish together, so their results take one pass of Python, not one call each.
 
 Each socket's requests in flight are kept by a *wire* (`wire.py` is the reference in Python; `_wire.c` is
 the same in C, used when it was built: side by side at 167 probes/s the exporter then uses 0.73× the CPU).
@@ -95,9 +98,10 @@ class Probe(_Counters):
 class Pinger:
     """Sends echo requests and matches replies. Open inside a running event loop; close() when done."""
 
-    def __init__(self, on_done: Callable[[Probe], None], privileged: bool | None = None,
+    def __init__(self, on_done: Callable[[list[Probe]], None], privileged: bool | None = None,
                  wire: str | None = None) -> None:
         self._on_done = on_done
+        self._done: list[Probe] = []  # finished and not handed on yet; the wires append to this very list
         self._privileged = privileged
         self.wire_kind = wire_kind(wire)
         self._wires: dict[int, Any] = {}  # IP version -> wire
@@ -148,10 +152,10 @@ class Pinger:
             _enable_receive_stamps(sock)
             ident = (os.getpid() & 0xFFFF) if privileged else sock.getsockname()[1]
             module = native_wire if self.wire_kind == "native" else python_wire
-            wire = module.Wire(sock, version, ident, privileged, self._on_done)
+            wire = module.Wire(sock, version, ident, privileged, self._done.append)
             self._sockets[version], self._wires[version] = sock, wire
             assert self._loop is not None
-            self._loop.add_reader(sock.fileno(), wire.drain)
+            self._loop.add_reader(sock.fileno(), self._readable, wire)
             log.info("ICMPv%d socket open (%s, %s wire)", version, "raw, privileged" if privileged else "unprivileged",
                      self.wire_kind)
             return
@@ -186,7 +190,8 @@ class Pinger:
             address = probe.address
             route = self._routes[address] if address in self._routes else self._route(address)
             if route is None:  # no socket for its address family
-                python_wire.give_up(probe, "no_socket", self._on_done)
+                python_wire.give_up(probe, "no_socket", self._done.append)
+                self._hand_on()
                 return
             probe.route = route
         failure = route[0].send(probe, route[1])
@@ -195,6 +200,16 @@ class Pinger:
                 log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
             else:
                 log.debug("ICMP send to %s failed: %s", probe.address, os.strerror(failure))
+        if self._done:  # a request that could not leave finished its probe
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Pass the finished probes on, in one call. The list is copied first: `on_done` may send, and a send
+        may finish a probe."""
+        done = self._done
+        batch = done[:]
+        done.clear()
+        self._on_done(batch)
 
     def _route(self, address: str) -> tuple[Any, object] | None:
         host, _, zone = address.partition("%")
@@ -226,6 +241,8 @@ class Pinger:
             wire.drain()
         for wire in wires:
             wire.expire(now)
+        if self._done:
+            self._hand_on()
 
     def next_expiry(self) -> float | None:
         """Monotonic time of the earliest deadline of a request still unanswered."""
@@ -236,6 +253,14 @@ class Pinger:
         """Read every queued reply."""
         for wire in self._wires.values():
             wire.drain()
+        if self._done:
+            self._hand_on()
+
+    def _readable(self, wire: Any) -> None:
+        """The event loop saw replies queued on the wire's socket."""
+        wire.drain()
+        if self._done:
+            self._hand_on()
 
 
 def _sockaddr(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, zone: str) -> bytes:

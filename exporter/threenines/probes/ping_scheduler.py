@@ -139,7 +139,7 @@ def phase(key: TargetKey, interval: float) -> float:
 
 
 class ProbeScheduler:
-    def __init__(self, pinger_factory: Callable[[Callable[[Probe], None]], Pinger], observe: Observer,
+    def __init__(self, pinger_factory: Callable[[Callable[[list[Probe]], None]], Pinger], observe: Observer,
                  max_concurrent: int, clock: Callable[[], float] | None = None) -> None:
         self.pinger = pinger_factory(self._finished)
         self._observe = observe
@@ -286,31 +286,35 @@ class ProbeScheduler:
 
     # -- results ---------------------------------------------------------------------------------------
 
-    def _finished(self, probe: Probe) -> None:
-        port: ScheduledPort = probe.port  # type: ignore[assignment]
+    def _finished(self, probes: list[Probe]) -> None:
+        """The probes the pinger finished together (one drain's replies, one expiry's losses): one stamp for all,
+        the moment their results were read."""
         if self.in_flight >= self._max_concurrent and not self._kicked and self._loop is not None:
             self._kicked = True  # a slot frees up: start the next due probe now, not at the next wake-up
             self._loop.call_soon(self._kick)
-        self.in_flight -= 1
-        if port.retired:
-            return
+        self.in_flight -= len(probes)
         at = self._clock()
-        ok = probe.ok
-        if ok is None:
-            port.errors += 1
-            rtt, loss = port.last_rtt, port.last_loss
-        else:
-            port.total += 1
-            if not ok:
-                port.failures += 1
-            port.last_at = at
-            rtt = port.last_rtt = probe.rtt_mean
-            loss = port.last_loss = probe.loss_ratio
-        key = port.key
-        self._observe(key, at, ok)
-        # port.record(), written out: this runs once a probe
-        self._records[key] = _pack_record(port.total, port.failures, port.errors, port.last_at,
-                                          math.nan if rtt is None else rtt, math.nan if loss is None else loss)
+        observe, records, nan = self._observe, self._records, math.nan
+        for probe in probes:
+            port: ScheduledPort = probe.port  # type: ignore[assignment]
+            if port.retired:
+                continue
+            ok = probe.ok
+            if ok is None:
+                port.errors += 1
+                rtt, loss = port.last_rtt, port.last_loss
+            else:
+                port.total += 1
+                if not ok:
+                    port.failures += 1
+                port.last_at = at
+                rtt = port.last_rtt = probe.rtt_mean
+                loss = port.last_loss = probe.loss_ratio
+            key = port.key
+            observe(key, at, ok)
+            # port.record(), written out: this runs once a probe
+            records[key] = _pack_record(port.total, port.failures, port.errors, port.last_at,
+                                        nan if rtt is None else rtt, nan if loss is None else loss)
 
     def _kick(self) -> None:
         self._kicked = False
