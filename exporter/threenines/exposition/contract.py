@@ -21,7 +21,7 @@ from threenines.config.inventory import Customer, TargetKey
 from threenines.contract.engine import ContractChanges
 from threenines.contract.machine import CustomerServiceView, TargetView
 from threenines.exposition import catalogue as c
-from threenines.exposition.encoding import Piece
+from threenines.exposition.encoding import Piece, Run
 from threenines.exposition.port_lines import port_lines
 from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeRecord
 
@@ -112,6 +112,7 @@ class _Families:
         self.lines: list[list[str]] = [[] for _ in families]
         self.pieces: list[list[Piece]] = [[] for _ in families]
         self.dirty: list[set[int]] = [set() for _ in families]
+        self.runs: list[Run | None] = [None for _ in families]  # each family's pieces, kept while they are
         self.lay_out(())
 
     def lay_out(self, keys: tuple[tuple[str, ...], ...]) -> None:
@@ -126,6 +127,7 @@ class _Families:
         count = _piece_count(len(keys))
         self.pieces = [[Piece(b"")] * count for _ in self.families]
         self.dirty = [set(range(count)) for _ in self.families]
+        self.runs = [None for _ in self.families]
 
     def set(self, key: tuple[str, ...], lines: tuple[str, ...]) -> None:
         index = self.slots.get(key)
@@ -137,17 +139,18 @@ class _Families:
                 column[index] = line
                 self.dirty[family].add(index // PIECE_SLOTS)
 
-    def render(self) -> list[Piece]:
-        out: list[Piece] = []
+    def render(self) -> list[Run]:
+        out: list[Run] = []
         for family, header in enumerate(self.headers):
-            pieces, dirty = self.pieces[family], self.dirty[family]
-            if dirty:
+            pieces, dirty, run = self.pieces[family], self.dirty[family], self.runs[family]
+            if dirty or run is None:
                 lines = self.lines[family]
                 for piece in dirty:
                     text = "".join(lines[piece * PIECE_SLOTS:(piece + 1) * PIECE_SLOTS])
                     pieces[piece] = Piece(((header if piece == 0 else "") + text).encode())
                 dirty.clear()
-            out.extend(piece for piece in pieces if piece.raw)
+                run = self.runs[family] = Run(pieces)
+            out.append(run)
         return out
 
 
@@ -171,6 +174,7 @@ class _PortFamilies:
         self.records: list[ProbeRecord | None] = []
         self.rendered: list[ProbeRecord | None] = []  # the records the pieces were made from
         self.pieces: list[list[Piece]] = [[] for _ in _PROBE_FAMILIES]
+        self.runs: list[Run] = [Run(pieces) for pieces in self.pieces]
         self.dirty: set[int] = set()
         self.fresh: set[int] = set()  # pieces to make whole: laid out anew, so `rendered` says nothing of them
 
@@ -186,6 +190,7 @@ class _PortFamilies:
         self.rendered = [None] * len(keys)
         count = _piece_count(len(keys))
         self.pieces = [[Piece(b"")] * count for _ in _PROBE_FAMILIES]
+        self.runs = [Run(pieces) for pieces in self.pieces]
         self.dirty = set(range(count))
         self.fresh = set(range(count))
 
@@ -195,7 +200,8 @@ class _PortFamilies:
             self.records[index] = record
             self.dirty.add(index // PIECE_SLOTS)
 
-    def render(self) -> list[Piece]:
+    def render(self) -> list[Run]:
+        changed = [False] * len(_PROBE_FAMILIES)
         for piece in self.dirty:
             start, end = piece * PIECE_SLOTS, (piece + 1) * PIECE_SLOTS
             records = self.records[start:end]
@@ -204,10 +210,14 @@ class _PortFamilies:
             for family, text in enumerate(texts):
                 if text is not None:  # None: this family's lines are those of the piece already made
                     self.pieces[family][piece] = Piece(_PROBE_HEADERS[family] + text if piece == 0 else text)
+                    changed[family] = True
             self.rendered[start:end] = records
         self.dirty.clear()
         self.fresh.clear()
-        return [piece for pieces in self.pieces for piece in pieces if piece.raw]
+        for family, pieces in enumerate(self.pieces):
+            if changed[family]:
+                self.runs[family] = Run(pieces)
+        return self.runs
 
 
 class SnapshotRenderer:
@@ -230,7 +240,7 @@ class SnapshotRenderer:
         self._target_labels: dict[tuple[str, ...], str] = {}
         self._service_labels: dict[tuple[str, ...], str] = {}
         self._customers: tuple[Customer, ...] | None = None
-        self._customer_chunk = Piece(b"")
+        self._customer_chunk = Run(())
         self._accounting_start = 0.0
 
     def apply(self, changes: ExporterChanges) -> None:
@@ -254,11 +264,11 @@ class SnapshotRenderer:
             self._customers = changes.customers
             out: list[str] = []
             _customers(out, changes.customers, self._vantage)
-            self._customer_chunk = Piece(("\n".join(out) + "\n").encode())
+            self._customer_chunk = Run((Piece(("\n".join(out) + "\n").encode()),))
 
-    def render(self, changes: ExporterChanges) -> list[Piece]:
-        """The exposition after `changes`: HELP/TYPE and samples, family by family, in pieces (Piece.raw) that
-        stay the same objects while their lines do."""
+    def render(self, changes: ExporterChanges) -> list[Run]:
+        """The exposition after `changes`: HELP/TYPE and samples, family by family, in runs of pieces (Piece.raw)
+        that stay the same objects while their lines do."""
         self.apply(changes)
         out: list[str] = []
         _family(out, c.CUSTOMER_SERVICE_EXCLUDED,
@@ -267,7 +277,7 @@ class SnapshotRenderer:
         _family(out, c.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS,
                 [f"{c.EXPORTER_ACCOUNTING_START_TIMESTAMP_SECONDS}{self._own} {number(self._accounting_start)}"])
         _health(out, changes.health)
-        tail = Piece(("\n".join(out) + "\n").encode())
+        tail = Run((Piece(("\n".join(out) + "\n").encode()),))
         return [*self._targets.render(), *self._services.render(), self._customer_chunk, *self._probes.render(),
                 tail]
 

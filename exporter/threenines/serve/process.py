@@ -40,7 +40,7 @@ from threenines.exposition.applications import ApplicationCollector
 from threenines.exposition.catalogue import TICK_ERRORS_TOTAL, metric_family
 from threenines.exposition.clock import ClockStepsCollector
 from threenines.exposition.contract import ExporterChanges, HealthView, SnapshotRenderer
-from threenines.exposition.encoding import Piece, gzip_parts
+from threenines.exposition.encoding import Piece, Run, gzip_parts
 from threenines.exposition.merge_policy import MergePolicyCollector
 from threenines.exposition.vantage_health import VantageHealthCollector
 from threenines.ledgers.audit import AuditLedger
@@ -214,7 +214,7 @@ class Exporter:
         self._pending: ExporterChanges | None = None  # published by the loop, taken by the next render
         self._pending_lock = threading.Lock()
         self._render_lock = threading.RLock()  # _exposition_gzip holds it around _pieces
-        self._rendered: list[Piece] = []
+        self._rendered: list[Run] = []
         self._render_seconds = 0.0
         self._reload_ok = True
         self._reload_at = clock()
@@ -523,7 +523,7 @@ class Exporter:
 
     def _exposition(self) -> list[bytes]:
         """/metrics: apply what the loop published since the last scrape, render, add the small collectors."""
-        return [piece.raw for piece in self._pieces()]
+        return [piece.raw for run in self._pieces() for piece in run.pieces]
 
     def _exposition_gzip(self) -> list[bytes]:
         """/metrics for a client that accepts gzip (Prometheus asks for it): the same pieces in one gzip member,
@@ -531,7 +531,7 @@ class Exporter:
         with self._render_lock:  # a piece's segment is made under the lock, once
             return gzip_parts(self._pieces())
 
-    def _pieces(self) -> list[Piece]:
+    def _pieces(self) -> list[Run]:
         with self._render_lock:
             with self._pending_lock:
                 changes, self._pending = self._pending, None
@@ -546,7 +546,7 @@ class Exporter:
                     raise
                 self._render_seconds = time.perf_counter() - started
             # The contract families, then the prometheus_client collectors (audit, power, process).
-            return [*self._rendered, Piece(generate_latest(self.registry))]
+            return [*self._rendered, Run((Piece(generate_latest(self.registry)),))]
 
     async def _ticker(self) -> None:
         while not self._stop.is_set():
