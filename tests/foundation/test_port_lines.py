@@ -97,3 +97,16 @@ def test_the_native_port_lines_refuse_what_is_not_a_record() -> None:
         native_port_lines(NAMES, ['{a="1"}'], [])
     with pytest.raises(ValueError, match="end with"):
         native_port_lines(NAMES, ["nolabels"], [struct.pack("=3q3d", 0, 0, 0, 0.0, 0.0, 0.0)])
+
+
+def test_neighbours_sharing_a_stamp_each_get_their_own_value() -> None:
+    """The C lines reuse the text of a value equal (bit for bit) to the previous line's: ports one read finished
+    share their stamp. A value that differs, even only in sign (-0.0), gets its own text."""
+    assert native_port_lines is not None
+    stamps = [1790812800.25, 1790812800.25, 1790812801.5, 1790812800.25, 0.0, -0.0, 0.0]
+    recs = [struct.pack("=3q3d", 1, 0, 0, stamp, 0.001, 0.0 if i % 2 else -0.0) for i, stamp in enumerate(stamps)]
+    names = [labels(customer=f"c{i}", target="p") for i in range(len(stamps))]
+    lines = native_port_lines(NAMES, names, recs)
+    assert lines == python_port_lines(NAMES, names, recs)
+    assert [line.split()[-1] for line in lines[5].decode().splitlines()] == [repr(stamp) for stamp in stamps]
+    assert [line.split()[-1] for line in lines[4].decode().splitlines()] == ["-0.0", "0.0"] * 3 + ["-0.0"]

@@ -55,11 +55,30 @@ static int put_count(Buffer *b, int64_t value) {
     return put(b, text, size);
 }
 
-static int put_float(Buffer *b, double value) {
+/* The last value a family wrote, as text: the ports that one read of the socket finished share their stamp (the
+ * `last` family), and answered ports share their loss, so neighbouring lines often write the same double. Compared
+ * by its bits, so the text is always repr() of exactly that value. */
+typedef struct {
+    uint64_t bits;
+    int size; /* 0: nothing cached */
+    char text[32];
+} FloatText;
+
+static int put_float(Buffer *b, double value, FloatText *last) {
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    if (last->size && last->bits == bits)
+        return put(b, last->text, last->size);
     char *text = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (text == NULL)
         return -1;
-    int failed = put(b, text, (Py_ssize_t)strlen(text));
+    Py_ssize_t size = (Py_ssize_t)strlen(text);
+    int failed = put(b, text, size);
+    if (size < (Py_ssize_t)sizeof last->text) {
+        memcpy(last->text, text, (size_t)size);
+        last->size = (int)size;
+        last->bits = bits;
+    }
     PyMem_Free(text);
     return failed;
 }
@@ -144,6 +163,7 @@ static PyObject *port_lines(PyObject *self, PyObject *args) {
             return NULL;
     }
     Buffer out[FAMILIES] = {{0}};
+    FloatText last_text[FAMILIES] = {{0}};
     PyObject *result = NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *record = PyList_GET_ITEM(records, i);
@@ -173,18 +193,18 @@ static PyObject *port_lines(PyObject *self, PyObject *args) {
         }
         double last_at = values[0], rtt = values[1], loss = values[2];
         if (rtt == rtt && (wanted & (1 << 3))) { /* NaN: none answered yet */
-            if (put_head(&out[3], name[3], name_size[3], label, label_size, NULL) < 0 || put_float(&out[3], rtt) < 0
+            if (put_head(&out[3], name[3], name_size[3], label, label_size, NULL) < 0 || put_float(&out[3], rtt, &last_text[3]) < 0
                 || put(&out[3], "\n", 1) < 0)
                 goto done;
         }
         if (loss == loss && (wanted & (1 << 4))) {
             if (put_head(&out[4], name[4], name_size[4], label, label_size, NULL) < 0
-                || put_float(&out[4], loss) < 0 || put(&out[4], "\n", 1) < 0)
+                || put_float(&out[4], loss, &last_text[4]) < 0 || put(&out[4], "\n", 1) < 0)
                 goto done;
         }
         if (loss == loss && (wanted & (1 << 5))) {
             if (put_head(&out[5], name[5], name_size[5], label, label_size, NULL) < 0
-                || put_float(&out[5], last_at) < 0 || put(&out[5], "\n", 1) < 0)
+                || put_float(&out[5], last_at, &last_text[5]) < 0 || put(&out[5], "\n", 1) < 0)
                 goto done;
         }
     }
