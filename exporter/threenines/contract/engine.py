@@ -8,7 +8,7 @@ immutable views of what changed, for the collector: it never touches the ledger.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -90,13 +90,32 @@ def specs_from_inventory(inventory: Inventory) -> list[TargetSpec]:
     return specs
 
 
+class _FreshLane:
+    """The up targets with fresh evidence of one horizon, in order of their last evidence, as an entry per renewal:
+    the evidence's stamp and the machine, in two deques (no tuple per entry).
+
+    A renewal appends an entry and leaves the machine's older ones in place: moving it (an OrderedDict's
+    move_to_end) cost a hash lookup and its neighbours' nodes, cold by then, at every probe. An entry is live while
+    its machine is not active and its last evidence is still that stamp; the tick drops the others as they reach
+    the head. Entries are appended in stamp order only, so the head is the oldest evidence.
+    """
+
+    __slots__ = ("machines", "times")
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.machines: deque[TargetMachine] = deque()
+
+
 class ContractEngine:
     """Work per tick is proportional to the targets that need it, not to the fleet.
 
     A target that is up with fresh evidence exports constant values until its next probe, so it sits in a
     *fresh lane* (one per horizon, ordered by last evidence) and a tick only looks at the lane's head to see
     whose evidence went stale. Everything else — down, failing, stale, never probed — is *active* and
-    advanced every tick, with the unions of its customer service.
+    advanced every tick, with the unions of its customer service. A target whose evidence is older than its
+    lane's newest (another source observed it late) waits in the active set for its next renewal, so a lane
+    never needs an insertion out of order.
     """
 
     def __init__(self, ledger: Recorder | None = None,
@@ -106,7 +125,7 @@ class ContractEngine:
         self._machines: dict[TargetKey, TargetMachine] = {}
         self._members: dict[tuple[str, str], list[TargetMachine]] = defaultdict(list)
         self._unions: dict[tuple[str, str], ServiceUnion] = {}
-        self._fresh: dict[float, OrderedDict[TargetKey, TargetMachine]] = {}
+        self._fresh: dict[float, _FreshLane] = {}
         self._active: dict[TargetKey, TargetMachine] = {}
         self._touched: set[tuple[str, str]] = set()  # groups whose union needs folding at the next tick
         self._changed: dict[TargetKey, TargetMachine] = {}  # exported values may have changed
@@ -165,7 +184,7 @@ class ContractEngine:
         self._active = {}
         self._fresh = {}
         for machine in sorted(self._machines.values(), key=lambda m: m.last_evidence or 0.0):
-            self._classify(machine)
+            self._classify(machine, renewed=True)
         self._touched = set(self._members)
         self._changed = dict(self._machines)
         self._changed_services = set(self._members)
@@ -189,11 +208,14 @@ class ContractEngine:
         if machine is None:
             return  # removed by a reload while its probe was in flight
         if machine.observe_up(at, ok):
-            # Up and fresh before and after: it stays in its fresh lane, now at the newest end.
-            try:
-                self._fresh[machine.horizon].move_to_end(key)
-            except KeyError:  # it was not in a fresh lane
-                self._classify(machine)
+            # Up and fresh before and after: a new entry at its lane's newest end.
+            active = self._active
+            lane = self._fresh.get(machine.horizon)
+            if (active and key in active) or lane is None or (lane.times and at < lane.times[-1]):
+                self._classify(machine, renewed=True)  # not in a lane, or observed out of the lane's order
+            else:
+                lane.times.append(at)
+                lane.machines.append(machine)
             return
         evidence = machine.last_evidence
         machine.observe(at, ok, failed_since)
@@ -205,36 +227,38 @@ class ContractEngine:
             self._touched.add((key.customer, key.service))
 
     def _classify(self, machine: TargetMachine, renewed: bool = False) -> None:
-        """Put the machine in the active set or its fresh lane; `renewed`: it has new evidence."""
+        """Put the machine in the active set or its fresh lane; `renewed`: it has new evidence (or, in configure,
+        no lane entry yet)."""
         key = machine.key
         evidence = machine.last_evidence
-        lane = self._fresh.get(machine.horizon)
-        if lane is None:
-            lane = self._fresh[machine.horizon] = OrderedDict()
         if (machine.down or machine.fail_count or evidence is None
                 or machine.accrued_to > evidence + machine.horizon):
+            self._active[key] = machine  # its lane entries are dead now
+            return
+        lane = self._fresh.get(machine.horizon)
+        if lane is None:
+            lane = self._fresh[machine.horizon] = _FreshLane()
+        # Lanes stay in order of last evidence: a machine joins with the newest (or, in configure, in sorted
+        # order) when it leaves the active set or its evidence is renewed; an observation without evidence
+        # leaves its entry where it is, or its staleness would hide behind newer entries. Evidence older than
+        # the lane's newest would be out of order: the machine stays active until its next renewal.
+        if self._active.pop(key, None) is None and not renewed:
+            return  # in its lane already, under this evidence
+        if lane.times and evidence < lane.times[-1]:
             self._active[key] = machine
-            lane.pop(key, None)
-        else:
-            self._active.pop(key, None)
-            # Lanes stay in order of last evidence: a machine joins with the newest (or, in configure, in
-            # sorted order), and moves only when its evidence is renewed; an observation without evidence
-            # leaves it where it is, or its staleness would hide behind newer entries.
-            if key not in lane:
-                lane[key] = machine
-            elif renewed:
-                lane.move_to_end(key)
+            return
+        lane.times.append(evidence)
+        lane.machines.append(machine)
 
     def tick(self, now: float) -> None:
         active = self._active
         for horizon, lane in self._fresh.items():
-            while lane:
-                key = next(iter(lane))
-                machine = lane[key]
-                if machine.last_evidence is not None and machine.last_evidence + horizon >= now:
-                    break
-                del lane[key]
-                active[key] = machine  # its evidence went stale: unknown from here
+            times, machines = lane.times, lane.machines
+            while times and times[0] + horizon < now:
+                evidence, machine = times.popleft(), machines.popleft()
+                if machine.last_evidence != evidence or machine.key in active:
+                    continue  # a dead entry: renewed since (a newer entry follows), or active already
+                active[machine.key] = machine  # its evidence went stale: unknown from here
         for key, machine in active.items():
             machine.advance(now)
             if machine._view is None:
@@ -263,8 +287,9 @@ class ContractEngine:
         """The exporter's stamps are moved by `shift` at `at` (clock.py): move every target and union with them.
 
         A tick at `at` first classifies everything up to the move in the stamps it passed in. Nothing exported
-        changes (counters are elapsed time; an open outage keeps its start and determination stamps), and the
-        fresh lanes keep their order: every target moves by the same amount. Called on the loop, between ticks.
+        changes (counters are elapsed time; an open outage keeps its start and determination stamps); the fresh
+        lanes are laid again from the moved evidence, in the same order (every target moves by the same amount).
+        Called on the loop, between ticks.
         """
         self.tick(at)
         for key, machine in self._machines.items():
@@ -273,6 +298,10 @@ class ContractEngine:
                 self._changed[key] = machine
         for union in self._unions.values():
             union.rebase(shift)
+        fresh = [machine for key, machine in self._machines.items() if key not in self._active]
+        self._fresh = {}
+        for machine in sorted(fresh, key=lambda m: m.last_evidence or 0.0):
+            self._classify(machine, renewed=True)
 
     def changes(self, now: float) -> ContractChanges:
         """Views of what changed since the last call; the first call after configure has everything."""
