@@ -182,9 +182,7 @@ class ContractEngine:
                 self._unions[group] = ServiceUnion(*group, min(m.finalized_until for m in members))
         # Re-sort every target into the fresh lanes or the active set (horizons may have changed).
         self._active = {}
-        self._fresh = {}
-        for machine in sorted(self._machines.values(), key=lambda m: m.last_evidence or 0.0):
-            self._classify(machine, renewed=True)
+        self._lay_lanes(self._machines.values())
         self._touched = set(self._members)
         self._changed = dict(self._machines)
         self._changed_services = set(self._members)
@@ -225,6 +223,12 @@ class ContractEngine:
         self._classify(machine, renewed=machine.last_evidence != evidence)
         if was_active or machine.segments or key in self._active:
             self._touched.add((key.customer, key.service))
+
+    def _lay_lanes(self, machines: Iterable[TargetMachine]) -> None:
+        """New fresh lanes for these machines (the active set's stay active), each lane in order of evidence."""
+        self._fresh = {}
+        for machine in sorted(machines, key=lambda m: m.last_evidence or 0.0):
+            self._classify(machine, renewed=True)
 
     def _classify(self, machine: TargetMachine, renewed: bool = False) -> None:
         """Put the machine in the active set or its fresh lane; `renewed`: it has new evidence (or, in configure,
@@ -298,10 +302,7 @@ class ContractEngine:
                 self._changed[key] = machine
         for union in self._unions.values():
             union.rebase(shift)
-        fresh = [machine for key, machine in self._machines.items() if key not in self._active]
-        self._fresh = {}
-        for machine in sorted(fresh, key=lambda m: m.last_evidence or 0.0):
-            self._classify(machine, renewed=True)
+        self._lay_lanes([machine for key, machine in self._machines.items() if key not in self._active])
 
     def changes(self, now: float) -> ContractChanges:
         """Views of what changed since the last call; the first call after configure has everything."""
