@@ -299,8 +299,11 @@ def main() -> int:
                                       not args.no_probe_metrics)))
         return 0
     if args.against:
+        pairs = []
         for size in (int(s) for s in args.sizes.split(",")):
-            print(json.dumps(run_pair(size, args)), flush=True)
+            pairs.append(run_pair(size, args))
+            print(json.dumps(pairs[-1]), flush=True)
+        write_results("ping_fleet-against", pairs)
         return 0
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -333,10 +336,14 @@ def main() -> int:
               f" {row['cpu_ratio_vs_fping']}× | {row['fping_same_cadence']['cpu_s_per_1000_pings']} |"
               f" {row['cpu_ratio_vs_fping_same_cadence']}× | {o['render_s']}s | {scraped} |"
               f" {o['rss_mib']} ({o['peak_rss_mib']}) MiB | {f['peak_rss_mib']} MiB |")
+    write_results("ping_fleet", rows)
+    return 0
+
+
+def write_results(name: str, rows: list[dict[str, object]]) -> None:
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / f"ping_fleet-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(rows, indent=2))
-    return 0
+    (out / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
