@@ -106,6 +106,16 @@ class _FreshLane:
         self.times: deque[float] = deque()
         self.machines: deque[TargetMachine] = deque()
 
+    def join(self, machine: TargetMachine, evidence: float) -> bool:
+        """An entry for the machine's evidence at the newest end; False, adding nothing, when older evidence is
+        already in the lane (the entry would be out of order)."""
+        times = self.times
+        if times and evidence < times[-1]:
+            return False
+        times.append(evidence)
+        self.machines.append(machine)
+        return True
+
 
 class ContractEngine:
     """Work per tick is proportional to the targets that need it, not to the fleet.
@@ -209,11 +219,8 @@ class ContractEngine:
             # Up and fresh before and after: a new entry at its lane's newest end.
             active = self._active
             lane = self._fresh.get(machine.horizon)
-            if (active and key in active) or lane is None or (lane.times and at < lane.times[-1]):
+            if (active and key in active) or lane is None or not lane.join(machine, at):
                 self._classify(machine, renewed=True)  # not in a lane, or observed out of the lane's order
-            else:
-                lane.times.append(at)
-                lane.machines.append(machine)
             return
         evidence = machine.last_evidence
         machine.observe(at, ok, failed_since)
@@ -248,11 +255,8 @@ class ContractEngine:
         # the lane's newest would be out of order: the machine stays active until its next renewal.
         if self._active.pop(key, None) is None and not renewed:
             return  # in its lane already, under this evidence
-        if lane.times and evidence < lane.times[-1]:
+        if not lane.join(machine, evidence):
             self._active[key] = machine
-            return
-        lane.times.append(evidence)
-        lane.machines.append(machine)
 
     def tick(self, now: float) -> None:
         active = self._active
