@@ -112,7 +112,7 @@ class _Families:
         self.lines: list[list[str]] = [[] for _ in families]
         self.pieces: list[list[Piece]] = [[] for _ in families]
         self.dirty: list[set[int]] = [set() for _ in families]
-        self.runs: list[Run | None] = [None for _ in families]  # each family's pieces, kept while they are
+        self.runs: list[Run] = [Run(()) for _ in families]  # each family's pieces, kept while they are
         self.lay_out(())
 
     def lay_out(self, keys: tuple[tuple[str, ...], ...]) -> None:
@@ -127,7 +127,7 @@ class _Families:
         count = _piece_count(len(keys))
         self.pieces = [[Piece(b"")] * count for _ in self.families]
         self.dirty = [set(range(count)) for _ in self.families]
-        self.runs = [None for _ in self.families]
+        self.runs = [Run(()) for _ in self.families]  # every piece is dirty: made again at the next render
 
     def set(self, key: tuple[str, ...], lines: tuple[str, ...]) -> None:
         index = self.slots.get(key)
@@ -142,15 +142,15 @@ class _Families:
     def render(self) -> list[Run]:
         out: list[Run] = []
         for family, header in enumerate(self.headers):
-            pieces, dirty, run = self.pieces[family], self.dirty[family], self.runs[family]
-            if dirty or run is None:
+            pieces, dirty = self.pieces[family], self.dirty[family]
+            if dirty:
                 lines = self.lines[family]
                 for piece in dirty:
                     text = "".join(lines[piece * PIECE_SLOTS:(piece + 1) * PIECE_SLOTS])
                     pieces[piece] = Piece(((header if piece == 0 else "") + text).encode())
                 dirty.clear()
-                run = self.runs[family] = Run(pieces)
-            out.append(run)
+                self.runs[family] = Run(pieces)
+            out.append(self.runs[family])
         return out
 
 
