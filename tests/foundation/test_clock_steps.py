@@ -125,11 +125,18 @@ class AnsweringPinger:
         self._on_done = on_done
 
     def send(self, probe: Probe) -> None:
-        probe.remaining -= 1
-        probe.sent += 1
-        probe.received += 1
-        if probe.finished:
-            self._on_done([probe])
+        self.send_many([probe])
+
+    def send_many(self, probes: list[Probe]) -> None:
+        done = []
+        for probe in probes:
+            probe.remaining -= 1
+            probe.sent += 1
+            probe.received += 1
+            if probe.finished:
+                done.append(probe)
+        if done:
+            self._on_done(done)
 
     def expire(self, now: float) -> None:
         pass

@@ -65,14 +65,26 @@ def lazy_equals_eager(history, threshold) -> None:
     exported_services: dict = {}
     at = last_tick = 0.0
     last_seen = dict.fromkeys(KEYS, 0.0)
+    answers: list[TargetKey] = []  # consecutive answers with one stamp reach the engine in one call, as a batch
+    answers_at = 0.0
     for gap, action in [*history, (1, "tick")]:
         at += gap
         if action != "tick":
             key, ok, late = action
             stamp = last_seen[key] = max(at - late, last_tick, last_seen[key])
-            engine.observe(key, stamp, ok)
             eager[key].observe(stamp, ok)
+            if answers and (ok is not True or stamp != answers_at):
+                engine.observe_answers(answers_at, answers)
+                answers = []
+            if ok is True:
+                answers.append(key)
+                answers_at = stamp
+            else:
+                engine.observe(key, stamp, ok)
             continue
+        if answers:
+            engine.observe_answers(answers_at, answers)
+            answers = []
         last_tick = at
         engine.tick(at)
         changes = engine.changes(at)

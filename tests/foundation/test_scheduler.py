@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Iterable
 
 from threenines.config.inventory import Port, TargetKey
 from threenines.config.policies import ProbePolicy
@@ -26,14 +27,14 @@ def run_scheduler(ports: dict[TargetKey, Port], max_concurrent: int, seconds: fl
         offset = 0.0
         scheduler = ProbeScheduler(lambda done: Pinger(done), lambda *args: observed.append(args), max_concurrent,
                                    clock=lambda: time.time() + offset)
-        send = scheduler.pinger.send
+        send_many = scheduler.pinger.send_many
 
-        def counting_send(probe: Probe) -> None:
+        def counting_send(probes: Iterable[Probe]) -> None:
             nonlocal peak
             peak = max(peak, scheduler.in_flight)
-            send(probe)
+            send_many(probes)
 
-        scheduler.pinger.send = counting_send  # type: ignore[method-assign]
+        scheduler.pinger.send_many = counting_send  # type: ignore[method-assign]
         scheduler.pinger.open((4, 6))
         scheduler.configure(ports)
         offset = clock_offset  # the schedule was made on the true clock
@@ -89,3 +90,32 @@ def test_a_multi_packet_probe_sends_every_packet_and_counts_the_answers() -> Non
     view = ScheduledPortView.decode(key, scheduler.changed_stats()[key])
     assert (view.total, view.failures, view.last_loss) == (1, 0, 0.0)
     assert 0 < view.last_rtt < 0.5
+
+
+def test_a_batch_passes_its_answers_on_at_once_and_keeps_the_order_of_results() -> None:
+    """The probes one read finishes take one stamp; answers go on in one call, but a failure or an error in the
+    batch passes the answers before it on first, so every target's results keep their order."""
+    calls: list[tuple] = []
+    scheduler = ProbeScheduler(lambda done: Pinger(done), lambda key, at, ok: calls.append(("one", key, at, ok)), 4,
+                               clock=lambda: 1000.0, observe_answers=lambda at, keys: calls.append(("answers", at,
+                                                                                                     list(keys))))
+    policy = ProbePolicy(interval=60.0, threshold=2, packets=1, timeout=0.5)
+    ports = ports_on_loopback(5, policy)
+    scheduler.configure(ports)
+    keys = list(ports)
+    probes = []
+    for key, outcome in zip(keys, [True, True, False, None, True], strict=True):
+        port = scheduler.stats[key]
+        probe = Probe(port, port.address, 1, 0.5, 1.0)
+        probe.remaining, probe.sent, probe.received = 0, 1, int(outcome is True)
+        if outcome is None:
+            probe.error = "send_failed"
+        probes.append(probe)
+    scheduler.in_flight = len(probes)
+    scheduler._finished(probes)
+    assert calls == [("answers", 1000.0, keys[:2]), ("one", keys[2], 1000.0, False), ("one", keys[3], 1000.0, None),
+                     ("answers", 1000.0, keys[4:])]
+    views = {key: ScheduledPortView.decode(key, record) for key, record in scheduler.changed_stats().items()}
+    assert [(views[k].total, views[k].failures, views[k].errors) for k in keys] == [
+        (1, 0, 0), (1, 0, 0), (1, 1, 0), (0, 0, 1), (1, 0, 0)]
+    assert scheduler.in_flight == 0

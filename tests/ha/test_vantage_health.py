@@ -125,6 +125,29 @@ def test_failures_pass_as_no_evidence_exactly_while_every_canary_failed(seq: lis
                                          if w in ("acme", "globex")], strict=True) if ok is None and o is False)
 
 
+def test_answers_in_one_batch_pass_on_as_one_and_a_canary_among_them_is_taken_in_order() -> None:
+    """The scheduler hands on the answers of one read of the socket at once (observe_answers): an answer is
+    evidence even from a blind site, and a canary's answer in the batch ends the blindness at the batch's stamp."""
+    inv = parse_inventory_text(inventory())
+    seen: list[tuple[TargetKey, float, bool | None]] = []
+    batches: list[tuple[float, list[TargetKey]]] = []
+    health = VantageHealth(lambda key, at, ok: seen.append((key, at, ok)),
+                           lambda at, keys: batches.append((at, list(keys))))
+    health.configure(inv)
+    acme, globex = TargetKey("acme", "connectivity", "p1"), TargetKey("globex", "connectivity", "p1")
+    router, ref = canary_key("ams1", "router"), canary_key("ams1", "ref")
+    health.observe(router, 1.0, False)
+    health.observe(ref, 1.0, False)
+    assert health.blind("ams1")
+    health.observe_answers(2.0, [acme, globex])
+    assert batches == [(2.0, [acme, globex])] and seen == []
+    health.observe_answers(3.0, [acme, router, globex])
+    assert not health.blind("ams1")
+    assert seen == [(acme, 3.0, True), (globex, 3.0, True)] and len(batches) == 1
+    health.observe(acme, 5.0, False)  # within one probe's length (2.4 s) of the site seeing again
+    assert seen[-1] == (acme, 5.0, None)
+
+
 def test_a_reload_keeps_the_canaries_results_and_forgets_removed_ones() -> None:
     health = VantageHealth(lambda key, at, ok: None)
     health.configure(parse_inventory_text(inventory()))

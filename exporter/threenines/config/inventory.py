@@ -8,7 +8,7 @@ resolved only where the secret is used.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
@@ -40,6 +40,19 @@ class TargetKey(NamedTuple):
 # What a prober calls with each result (target, when, True answered / False failed / None no evidence): the
 # contract engine's observe, or a filter in front of it (contract.vantage_health).
 Observer = Callable[[TargetKey, float, "bool | None"], None]
+# The answered probes of several targets at one stamp, in one call: what `observe(key, at, True)` for each key,
+# in order, does. A prober that finishes probes in batches (the ping scheduler: one read of the socket) saves a
+# call per probe down the chain.
+AnswersObserver = Callable[[float, Sequence[TargetKey]], None]
+
+
+def one_by_one(observe: Observer) -> AnswersObserver:
+    """An AnswersObserver for a sink that takes results one at a time."""
+    def observe_answers(at: float, keys: Sequence[TargetKey]) -> None:
+        for key in keys:
+            observe(key, at, True)
+    return observe_answers
+
 
 @dataclass(frozen=True)
 class Port:

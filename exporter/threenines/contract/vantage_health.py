@@ -25,9 +25,10 @@ Pure: results come in as calls, the sink is the engine's observe. Used on the ev
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
-from threenines.config.inventory import Inventory, Observer, Port, TargetKey
+from threenines.config.inventory import AnswersObserver, Inventory, Observer, Port, TargetKey, one_by_one
 
 CANARY_SERVICE = "canary"  # the service of a canary's scheduler key: TargetKey(site, "canary", canary id)
 
@@ -62,8 +63,10 @@ class VantageHealth:
     """Routes probe results: canaries update their site's health, customers' results go on to `sink`, a failure
     from a blind site as None."""
 
-    def __init__(self, sink: Observer) -> None:
+    def __init__(self, sink: Observer, sink_answers: AnswersObserver | None = None) -> None:
         self._sink = sink
+        self._sink_answers = sink_answers if sink_answers is not None else one_by_one(sink)
+        self._canaries: frozenset[TargetKey] = frozenset()  # the canaries' scheduler keys
         self._site_of: dict[str, str] = {}  # customer -> its site, only for sites with canaries
         # site -> canary id -> its latest probe answered (True), did not (False), or not probed yet (None)
         self._results: dict[str, dict[str, bool | None]] = {}
@@ -81,6 +84,7 @@ class VantageHealth:
                 old = self._results.get(site.id, {})
                 results[site.id] = {c.id: old.get(c.id) for c in site.canaries}
         self._results = results
+        self._canaries = frozenset(canary_key(site, canary) for site, ids in results.items() for canary in ids)
         self._site_of = {c.id: c.site for c in inventory.customers if c.site in results}
         grace = dict.fromkeys(results, 0.0)
         for customer in inventory.customers:
@@ -106,6 +110,15 @@ class VantageHealth:
                 self._withheld[site] += 1
                 ok = None  # the vantage's own path is down: no evidence about the customer
         self._sink(key, at, ok)
+
+    def observe_answers(self, at: float, keys: Sequence[TargetKey]) -> None:
+        """`observe(key, at, True)` for each key, in order. An answer is evidence whatever the canaries say: a
+        batch without a canary passes on as it is."""
+        if self._canaries.isdisjoint(keys):
+            self._sink_answers(at, keys)
+            return
+        for key in keys:
+            self.observe(key, at, True)
 
     def blind(self, site: str) -> bool:
         return site in self._blind_since

@@ -28,7 +28,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -185,22 +185,29 @@ class Pinger:
 
     def send(self, probe: Probe) -> None:
         """Send the probe's next echo request. The caller spaces further requests by `packet_interval`."""
-        route = probe.route
-        if route is None:
-            address = probe.address
-            route = self._routes[address] if address in self._routes else self._route(address)
-            if route is None:  # no socket for its address family
-                python_wire.give_up(probe, "no_socket", self._done.append)
-                self._hand_on()
-                return
-            probe.route = route
-        failure = route[0].send(probe, route[1])
-        if failure is not None:
-            if failure < 0:
-                log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, or shard")
-            else:
-                log.debug("ICMP send to %s failed: %s", probe.address, os.strerror(failure))
-        if self._done:  # a request that could not leave finished its probe
+        self.send_many((probe,))
+
+    def send_many(self, probes: Iterable[Probe]) -> None:
+        """Send each probe's next echo request, in order; the probes that finish meanwhile (a request that could
+        not leave) are handed on once, at the end."""
+        done = self._done
+        for probe in probes:
+            route = probe.route
+            if route is None:
+                address = probe.address
+                route = self._routes[address] if address in self._routes else self._route(address)
+                if route is None:  # no socket for its address family
+                    python_wire.give_up(probe, "no_socket", done.append)
+                    continue
+                probe.route = route
+            failure = route[0].send(probe, route[1])
+            if failure is not None:
+                if failure < 0:
+                    log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, "
+                                "or shard")
+                else:
+                    log.debug("ICMP send to %s failed: %s", probe.address, os.strerror(failure))
+        if done:
             self._hand_on()
 
     def _hand_on(self) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from threenines.clock import AnchoredClock
-from threenines.config.inventory import Observer, Port, TargetKey
+from threenines.config.inventory import AnswersObserver, Observer, Port, TargetKey, one_by_one
 from threenines.probes.ping import Pinger, Probe
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,11 @@ def phase(key: TargetKey, interval: float) -> float:
 
 class ProbeScheduler:
     def __init__(self, pinger_factory: Callable[[Callable[[list[Probe]], None]], Pinger], observe: Observer,
-                 max_concurrent: int, clock: Callable[[], float] | None = None) -> None:
+                 max_concurrent: int, clock: Callable[[], float] | None = None,
+                 observe_answers: AnswersObserver | None = None) -> None:
         self.pinger = pinger_factory(self._finished)
         self._observe = observe
+        self._observe_answers = observe_answers if observe_answers is not None else one_by_one(observe)
         # Results are stamped by `clock` (the exporter's AnchoredClock); the schedule runs on its monotonic base,
         # so a step of the system clock never delays or bunches probes. A plain callable (a test's fake time)
         # does both.
@@ -216,9 +218,8 @@ class ProbeScheduler:
                 self._send(queued, mono)
         now = self._schedule_clock()
         limit = self._max_concurrent
-        send = pinger.send
         lags: list[float] = []
-        started = 0
+        starting: list[Probe] = []
         for interval, lane in self._lanes.items():
             while lane and self.in_flight < limit:
                 port = lane[0]
@@ -229,7 +230,6 @@ class ProbeScheduler:
                 lags.append(now - due if now > due else 0.0)
                 # Far behind (overload): realign instead of a burst of catch-up probes.
                 port.due = due + interval if due + interval > now else now + interval
-                started += 1
                 self.in_flight += 1
                 probe = port.probe
                 if probe is not None and probe.finished:
@@ -238,12 +238,14 @@ class ProbeScheduler:
                     policy = port.policy
                     probe = port.probe = Probe(port, port.address, policy.packets, policy.timeout,
                                                policy.packet_interval)
-                send(probe)
+                starting.append(probe)
+        if starting:
+            self.probes_started += len(starting)
+            self.lag.observe(lags)
+            pinger.send_many(starting)
+            for probe in starting:
                 if probe.remaining:
                     self._follow_up(probe, mono)
-        self.probes_started += started
-        if lags:
-            self.lag.observe(lags)
         pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
         self._rearm(now)
 
@@ -295,10 +297,12 @@ class ProbeScheduler:
         self.in_flight -= len(probes)
         at = self._clock()
         observe, records, nan = self._observe, self._records, math.nan
+        answered: list[TargetKey] = []  # passed on in one call; a failure or an error passes them on first, in order
         for probe in probes:
             port: ScheduledPort = probe.port  # type: ignore[assignment]
             if port.retired:
                 continue
+            key = port.key
             ok = probe.ok
             if ok is None:
                 port.errors += 1
@@ -310,11 +314,18 @@ class ProbeScheduler:
                 port.last_at = at
                 rtt = port.last_rtt = probe.rtt_mean
                 loss = port.last_loss = probe.loss_ratio
-            key = port.key
-            observe(key, at, ok)
+            if ok:
+                answered.append(key)
+            else:
+                if answered:
+                    self._observe_answers(at, answered)
+                    answered = []
+                observe(key, at, ok)
             # port.record(), written out: this runs once a probe
             records[key] = _pack_record(port.total, port.failures, port.errors, port.last_at,
                                         nan if rtt is None else rtt, nan if loss is None else loss)
+        if answered:
+            self._observe_answers(at, answered)
 
     def _kick(self) -> None:
         self._kicked = False
