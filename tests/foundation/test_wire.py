@@ -67,6 +67,11 @@ def test_an_answered_probe_counts_its_reply_and_rtt(kind: str, address: str) -> 
     [probe] = run(kind, body, (4, 6))
     assert (probe.sent, probe.received, probe.outstanding, probe.ok, probe.loss_ratio) == (1, 1, 0, True, 0.0)
     assert probe.rtt_mean is not None and 0.0 <= probe.rtt_mean < 2.0
+    # Whole nanoseconds (the difference of two integer stamps), written as such: not a difference of two
+    # wall-clock doubles, whose text is 17 digits of the 0.24 µs they are quantized to near 1.7e9 s.
+    nanoseconds = round(probe.rtt_mean * 1e9)
+    assert probe.rtt_mean == nanoseconds / 1e9 and float(repr(probe.rtt_mean)) * 1e9 == pytest.approx(nanoseconds)
+    assert len(repr(probe.rtt_mean).split("e")[0].replace(".", "").lstrip("0")) <= 10
 
 
 @pytest.mark.parametrize("kind", WIRES)

@@ -121,7 +121,7 @@ static PyTypeObject ProbeCountersType = {
 
 typedef struct {
     PyObject *probe; /* NULL: free */
-    double sent_at; /* wall clock: the kernel stamps replies in wall-clock time */
+    int64_t sent_ns; /* wall clock, in ns: the kernel stamps replies in wall-clock time */
     double sent_mono; /* monotonic: times the reply when the wall clock stepped in between */
     uint32_t generation; /* tells this request from an older one that used the same sequence number */
     unsigned char address[16]; /* the destination: only a reply from it counts */
@@ -162,6 +162,15 @@ static double clock_seconds(clockid_t clock) {
     struct timespec ts;
     clock_gettime(clock, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* In integer nanoseconds: an RTT is the difference of two of these, exact, then one division by 1e9 (below). The
+ * difference of two stamps as doubles near 1.7e9 s was quantized to 0.24 us, and its text was 17 digits of that
+ * noise: longer to format and to compress on every scrape. */
+static int64_t clock_ns(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static inline unsigned read16(const unsigned char *at) { return ((unsigned)at[0] << 8) | at[1]; }
@@ -364,7 +373,7 @@ static PyObject *Wire_send(Wire *self, PyObject *const *args, Py_ssize_t nargs) 
         probe->remaining += 1; /* not sent: the caller may try again */
         return PyErr_NoMemory();
     }
-    double sent_at = clock_seconds(CLOCK_REALTIME);
+    int64_t sent_ns = clock_ns(CLOCK_REALTIME);
     if (sendto(self->fd, packet, sizeof packet, 0, (const struct sockaddr *)destination,
                (socklen_t)destination_size) < 0) {
         int err = errno;
@@ -383,7 +392,7 @@ static PyObject *Wire_send(Wire *self, PyObject *const *args, Py_ssize_t nargs) 
     probe->outstanding += 1;
     Slot *slot = &self->slots[seq];
     slot->probe = Py_NewRef((PyObject *)probe);
-    slot->sent_at = sent_at;
+    slot->sent_ns = sent_ns;
     slot->sent_mono = sent_mono;
     slot->generation = entry.generation;
     if (self->version == 4)
@@ -409,7 +418,7 @@ static int same_source(const Wire *self, const Slot *slot, const struct sockaddr
 
 /* Match one received datagram; -1 when on_done raised. */
 static int take_reply(Wire *self, const unsigned char *data, size_t size, const struct sockaddr_storage *source,
-                      double arrived) {
+                      int64_t arrived_ns) {
     size_t start = self->header_skip && size ? (size_t)(data[0] & 0x0F) * 4 : 0;
     if (size < start + 8) return 0;
     unsigned type = data[start], ident, seq;
@@ -437,7 +446,8 @@ static int take_reply(Wire *self, const unsigned char *data, size_t size, const 
     slot->probe = NULL; /* its expiry entry is skipped when it comes due */
     self->in_flight--;
     probe->outstanding -= 1;
-    double rtt = arrived - slot->sent_at;
+    /* Divided, not multiplied by 1e-9: the double nearest the nanoseconds, whose text is those digits. */
+    double rtt = (double)(arrived_ns - slot->sent_ns) / 1e9;
     if (!is_error && !(rtt >= 0.0 && rtt <= probe->timeout)) /* the wall clock stepped meanwhile, or it is late */
         rtt = clock_seconds(CLOCK_MONOTONIC) - slot->sent_mono; /* as read: an upper bound */
     if (!is_error && rtt <= probe->timeout) {
@@ -461,16 +471,16 @@ static PyObject *Wire_drain(Wire *self, PyObject *Py_UNUSED(ignored)) {
         struct msghdr msg = {&source, sizeof source, &iov, 1, control.bytes, sizeof control.bytes, 0};
         ssize_t size = recvmsg(self->fd, &msg, MSG_DONTWAIT);
         if (size < 0) break; /* nothing queued (EAGAIN), or an error the next read will see again */
-        double arrived = -1.0;
+        int64_t arrived_ns = -1;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
             if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
                 struct timespec stamp;
                 memcpy(&stamp, CMSG_DATA(c), sizeof stamp);
-                arrived = (double)stamp.tv_sec + (double)stamp.tv_nsec * 1e-9;
+                arrived_ns = (int64_t)stamp.tv_sec * 1000000000 + stamp.tv_nsec;
             }
         }
-        if (arrived < 0.0) arrived = clock_seconds(CLOCK_REALTIME); /* not stamped: read time */
-        if (take_reply(self, data, (size_t)size, &source, arrived) < 0) return NULL;
+        if (arrived_ns < 0) arrived_ns = clock_ns(CLOCK_REALTIME); /* not stamped: read time */
+        if (take_reply(self, data, (size_t)size, &source, arrived_ns) < 0) return NULL;
     }
     Py_RETURN_NONE;
 }

@@ -109,10 +109,10 @@ class Wire:
         self.next_seq = 0
         self.unmatched = 0
         self._on_done = on_done
-        # seq -> (probe, wall-clock send time, address, monotonic send time)
-        self._waiting: dict[int, tuple[Any, float, str, float]] = {}
+        # seq -> (probe, wall-clock send time in ns, address, monotonic send time)
+        self._waiting: dict[int, tuple[Any, int, str, float]] = {}
         # Expiry lanes, one per timeout value: appended in send order, so each stays sorted by deadline.
-        self._expiries: dict[float, deque[tuple[float, int, tuple[Any, float, str, float]]]] = {}
+        self._expiries: dict[float, deque[tuple[float, int, tuple[Any, int, str, float]]]] = {}
         self._header_skip = version == 4 and self.privileged  # raw IPv4 sockets deliver the IP header too
         # Only the sequence number changes between IPv4 requests: sum the rest of the checksum once.
         header = _HEADER.pack(_ECHO_REQUEST[version], 0, 0, self.ident, 0) + PAYLOAD
@@ -145,7 +145,7 @@ class Wire:
             packet = _HEADER.pack(8, 0, ~total & 0xFFFF, self.ident, seq) + PAYLOAD
         else:
             packet = _HEADER.pack(128, 0, 0, self.ident, seq) + PAYLOAD
-        sent_at = time.time()
+        sent_at = time.time_ns()  # integer ns: an RTT is their exact difference (as in _wire.c)
         try:
             self._sock.sendto(packet, destination)
         except OSError as err:
@@ -227,10 +227,10 @@ class Wire:
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-                    arrived = seconds + nanoseconds * 1e-9
-            self._take_reply(data, source[0], time.time() if arrived is None else arrived)
+                    arrived = seconds * 1_000_000_000 + nanoseconds
+            self._take_reply(data, source[0], time.time_ns() if arrived is None else arrived)
 
-    def _take_reply(self, data: bytes, source: str, arrived: float) -> None:
+    def _take_reply(self, data: bytes, source: str, arrived: int) -> None:
         start = (data[0] & 0x0F) * 4 if self._header_skip and data else 0
         if len(data) < start + 8:
             return
@@ -256,7 +256,7 @@ class Wire:
         del self._waiting[seq]  # its expiry-lane entry is skipped when it comes due
         probe, sent_at, _, sent_mono = entry
         probe.outstanding -= 1
-        rtt = arrived - sent_at
+        rtt = (arrived - sent_at) / 1e9  # the double nearest the nanoseconds, whose text is those digits
         if not is_error and not 0.0 <= rtt <= probe.timeout:  # the wall clock stepped meanwhile, or it is late
             rtt = time.monotonic() - sent_mono
         if not is_error and rtt <= probe.timeout:
