@@ -49,10 +49,20 @@ static int put(Buffer *b, const char *text, Py_ssize_t size) {
     return 0;
 }
 
+/* "<n>.0", written backwards into a small buffer (snprintf's format parsing cost more than the digits). */
 static int put_count(Buffer *b, int64_t value) {
-    char text[32];
-    int size = snprintf(text, sizeof text, "%lld.0", (long long)value);
-    return put(b, text, size);
+    char text[24];
+    char *end = text + sizeof text, *at = end;
+    *--at = '0';
+    *--at = '.';
+    uint64_t rest = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        *--at = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    if (value < 0)
+        *--at = '-';
+    return put(b, at, end - at);
 }
 
 /* The last value a family wrote, as text: the ports that one read of the socket finished share their stamp (the
