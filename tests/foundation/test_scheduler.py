@@ -7,10 +7,14 @@ import itertools
 import time
 from collections.abc import Iterable
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from threenines.config.inventory import Port, TargetKey
 from threenines.config.policies import ProbePolicy
 from threenines.probes.ping import Pinger, Probe
-from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeScheduler, ScheduledPortView
+from threenines.probes.ping_scheduler import LAG_BUCKETS, LagHistogram, ProbeScheduler, ScheduledPortView
 
 
 def run_scheduler(ports: dict[TargetKey, Port], max_concurrent: int, seconds: float, clock_offset: float = 0.0,
@@ -119,3 +123,19 @@ def test_a_batch_passes_its_answers_on_at_once_and_keeps_the_order_of_results() 
     assert [(views[k].total, views[k].failures, views[k].errors) for k in keys] == [
         (1, 0, 0), (1, 0, 0), (1, 1, 0), (0, 0, 1), (1, 0, 0)]
     assert scheduler.in_flight == 0
+
+
+lag = st.one_of(st.sampled_from(LAG_BUCKETS), st.floats(0.0, 60.0, allow_nan=False))
+
+
+@given(st.lists(st.lists(lag, max_size=30), max_size=5))
+def test_the_lag_histogram_counts_each_lag_under_the_first_bound_it_does_not_exceed(wake_ups) -> None:
+    """Prometheus' `le`: a lag equal to a bound is in that bound's bucket; above every bound, in +Inf only."""
+    histogram = LagHistogram()
+    for lags in wake_ups:
+        histogram.observe(lags)
+    lags = [value for batch in wake_ups for value in batch]
+    bounds = [-1.0, *LAG_BUCKETS, float("inf")]
+    assert histogram.counts == [sum(1 for value in lags if low < value <= high)
+                                for low, high in itertools.pairwise(bounds)]
+    assert histogram.total == pytest.approx(sum(lags))

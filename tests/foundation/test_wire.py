@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import struct
@@ -12,9 +13,11 @@ import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.netns import customer_port
-from threenines.probes import ping
+from threenines.probes import ping, wire
 from threenines.probes.ping import Pinger, Probe
 
 pytestmark = pytest.mark.netns  # root: raw ICMP, network namespaces, nftables in them
@@ -230,6 +233,41 @@ def test_the_counters_mean_the_same_in_both_wires(kind: str) -> None:
     assert counters.ok is None  # could not be made: no evidence either way
     counters.restart()
     assert (counters.error, counters.ok, counters.remaining, counters.sent) == (None, False, 3, 0)
+
+
+counts = st.integers(0, 2**53)
+stamps = st.floats(0.0, 4e9, allow_nan=False)
+maybe = st.one_of(st.just(math.nan), st.floats(0.0, 5.0, allow_nan=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(counts, counts, counts, stamps, maybe, maybe, st.integers(0, 5), st.integers(0, 5), stamps,
+       st.sampled_from([None, "no_socket", "send_failed"]), st.floats(0.0, 10.0, allow_nan=False))
+def test_a_finished_probe_folds_into_its_ports_record_alike_in_both_wires(
+        total: int, failures: int, errors: int, last_at: float, rtt: float, loss: float, sent: int, received: int,
+        at: float, error: str | None, rtt_total: float) -> None:
+    """The port's counters after a probe, from the words: a probe that could not be made is an error and
+    nothing else; any other counts, a failure when nothing answered, and its time, mean RTT and loss are the
+    port's last (no RTT when nothing answered)."""
+    received = min(received, sent)
+    record = wire.RECORD.pack(total, failures, errors, last_at, rtt, loss)
+    if error is not None:
+        want = (total, failures, errors + 1, last_at, rtt, loss)
+    else:
+        want = (total + 1, failures + (received == 0), errors, at,
+                rtt_total / received if received else math.nan, 1.0 - received / sent if sent else 1.0)
+    for module in (ping.native_wire, wire):
+        counters = module.ProbeCounters()
+        counters.sent, counters.received, counters.rtt_total, counters.error = sent, received, rtt_total, error
+        folded = counters.fold(record, at)
+        got = wire.RECORD.unpack(folded)
+        assert got[:4] == want[:4], module
+        assert all(g == w or (g != g and w != w) for g, w in zip(got[4:], want[4:], strict=True)), module
+
+
+def test_the_native_fold_refuses_a_record_of_another_size() -> None:
+    with pytest.raises(ValueError, match="48 bytes"):
+        ping.native_wire.ProbeCounters().fold(b"short", 1.0)
 
 
 def test_without_the_c_wire_the_exporter_probes_with_the_python_one() -> None:

@@ -11,6 +11,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Protocol
 
 from threenines.config.inventory import Inventory, TargetKey
@@ -109,11 +110,15 @@ class _FreshLane:
     def join(self, machine: TargetMachine, evidence: float) -> bool:
         """An entry for the machine's evidence at the newest end; False, adding nothing, when older evidence is
         already in the lane (the entry would be out of order)."""
+        return self.join_all((machine,), evidence)
+
+    def join_all(self, machines: Sequence[TargetMachine], evidence: float) -> bool:
+        """join() for each machine, all with this evidence: the order is checked once."""
         times = self.times
         if times and evidence < times[-1]:
             return False
-        times.append(evidence)
-        self.machines.append(machine)
+        times.extend(repeat(evidence, len(machines)))
+        self.machines.extend(machines)
         return True
 
 
@@ -225,17 +230,29 @@ class ContractEngine:
         Most are the common case, an answer while up with fresh evidence (TargetMachine.observe_up): the machine
         takes a new entry at its lane's newest end, and nothing exported changes.
         """
-        machines, fresh, active = self._machines, self._fresh, self._active
+        machines, active = self._machines, self._active
+        renewed: dict[float, list[TargetMachine]] = {}  # horizon -> the machines that take a lane entry at `at`
         for key in keys:
             machine = machines.get(key)
             if machine is None:
                 continue  # removed by a reload while its probe was in flight
             if not machine.observe_up(at, True):
                 self._observe(machine, at, True, None)
-                continue
-            lane = fresh.get(machine.horizon)
-            if (active and key in active) or lane is None or not lane.join(machine, at):
-                self._classify(machine, renewed=True)  # not in a lane, or observed out of the lane's order
+            elif active and key in active:
+                self._classify(machine, renewed=True)  # leaves the active set for its lane
+            else:
+                horizon = machine.horizon
+                same = renewed.get(horizon)
+                if same is None:
+                    renewed[horizon] = [machine]
+                else:
+                    same.append(machine)
+        # All at one stamp: a lane takes the batch in one step, or none of it (older evidence is in it already).
+        for horizon, joining in renewed.items():
+            lane = self._fresh.get(horizon)
+            if lane is None or not lane.join_all(joining, at):
+                for machine in joining:
+                    self._classify(machine, renewed=True)  # not in a lane, or observed out of the lane's order
 
     def _observe(self, machine: TargetMachine, at: float, ok: bool | None, failed_since: float | None) -> None:
         """Every case but an answer while up and fresh."""

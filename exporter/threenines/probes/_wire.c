@@ -91,9 +91,46 @@ static PyObject *ProbeCounters_rtt_mean(ProbeCounters *self, void *Py_UNUSED(clo
     return PyFloat_FromDouble(self->rtt_total / (double)self->received);
 }
 
+/* wire.py's RECORD, "=3q3d": total, failures, errors (int64), last_at, rtt, loss (double, NaN for none). */
+#define RECORD_BYTES 48
+
+static PyObject *ProbeCounters_fold(ProbeCounters *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "fold(record, at): 2 arguments expected");
+        return NULL;
+    }
+    PyObject *record = args[0];
+    if (!PyBytes_Check(record) || PyBytes_GET_SIZE(record) != RECORD_BYTES) {
+        PyErr_Format(PyExc_ValueError, "fold: the record must be %d bytes", RECORD_BYTES);
+        return NULL;
+    }
+    double at = PyFloat_AsDouble(args[1]);
+    if (at == -1.0 && PyErr_Occurred()) return NULL;
+    int64_t counts[3]; /* total, failures, errors */
+    double values[3]; /* last_at, rtt, loss */
+    memcpy(counts, PyBytes_AS_STRING(record), sizeof counts);
+    memcpy(values, PyBytes_AS_STRING(record) + sizeof counts, sizeof values);
+    if (self->error != NULL && self->error != Py_None) {
+        counts[2] += 1; /* could not be made: the last time, RTT and loss stay the last probe's */
+    } else {
+        counts[0] += 1;
+        if (!self->received) counts[1] += 1;
+        values[0] = at;
+        values[1] = self->received ? self->rtt_total / (double)self->received : Py_NAN;
+        values[2] = self->sent ? 1.0 - (double)self->received / (double)self->sent : 1.0;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, RECORD_BYTES);
+    if (out == NULL) return NULL;
+    memcpy(PyBytes_AS_STRING(out), counts, sizeof counts);
+    memcpy(PyBytes_AS_STRING(out) + sizeof counts, values, sizeof values);
+    return out;
+}
+
 static PyMethodDef ProbeCounters_methods[] = {
     {"restart", (PyCFunction)ProbeCounters_restart, METH_NOARGS,
      PyDoc_STR("Make the counters new again: a port's next probe reuses its finished one.")},
+    {"fold", (PyCFunction)(void (*)(void))ProbeCounters_fold, METH_FASTCALL,
+     PyDoc_STR("fold(record, at) -> the port's record (wire.RECORD) after this finished probe, stamped at.")},
     {NULL},
 };
 

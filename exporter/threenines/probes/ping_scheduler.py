@@ -19,7 +19,6 @@ import bisect
 import hashlib
 import logging
 import math
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from typing import NamedTuple
 from threenines.clock import AnchoredClock
 from threenines.config.inventory import AnswersObserver, Observer, Port, TargetKey, one_by_one
 from threenines.probes.ping import Pinger, Probe
+from threenines.probes.wire import EMPTY_RECORD, RECORD
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +41,15 @@ LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 MAX_LAG_SAMPLES = 200_000
 
 
-# A port's counters as published for the renderer: packed bytes, not a tuple. A record is built per probe
-# and kept until a scrape renders it; as bytes it is one allocation the cyclic garbage collector never
+# A port's counters as published for the renderer: packed bytes (wire.RECORD), not a tuple. A record is built
+# per probe and kept until a scrape renders it; as bytes it is one allocation the cyclic garbage collector never
 # tracks (a tuple of 8 was two, and every young-generation collection walked it and its cold members).
 # NaN stands for "none" (no answer yet).
-_RECORD = struct.Struct("=3q3d")
+_RECORD = RECORD
 ProbeRecord = bytes
 # (total, failures, errors, last_at, rtt, loss) of a record, NaN for none: for the renderer, which formats them
 # without building a ScheduledPortView per port.
 unpack_record = _RECORD.unpack
-_pack_record = _RECORD.pack
-
-
-def _record_of(counters: ScheduledPort | ScheduledPortView) -> ProbeRecord:
-    rtt, loss = counters.last_rtt, counters.last_loss
-    return _RECORD.pack(counters.total, counters.failures, counters.errors, counters.last_at,
-                        math.nan if rtt is None else rtt, math.nan if loss is None else loss)
 
 
 class ScheduledPortView(NamedTuple):
@@ -74,17 +67,19 @@ class ScheduledPortView(NamedTuple):
         return cls(key, total, failures, errors, last_at, None if rtt != rtt else rtt, None if loss != loss else loss)
 
     def encode(self) -> ProbeRecord:
-        return _record_of(self)
+        rtt, loss = self.last_rtt, self.last_loss
+        return _RECORD.pack(self.total, self.failures, self.errors, self.last_at,
+                            math.nan if rtt is None else rtt, math.nan if loss is None else loss)
 
 
 class ScheduledPort:
-    """One scheduled port: its probe policy and counters (mutated only on the event loop; published as records).
+    """One scheduled port: its probe policy and its counters' record (mutated only on the event loop).
 
-    Schedule lanes and probes carry this record itself, so a probe costs no lookup by key.
+    Schedule lanes and probes carry this object itself, so a probe costs no lookup by key. Each finished probe
+    folds its outcome into `record` (Probe.fold, in C with the native wire), which is also what is published.
     """
 
-    __slots__ = ("address", "due", "errors", "failures", "key", "last_at", "last_loss", "last_rtt", "policy",
-                 "probe", "retired", "total")
+    __slots__ = ("address", "due", "key", "policy", "probe", "record", "retired")
 
     def __init__(self, key: TargetKey, port: Port) -> None:
         self.key = key
@@ -93,14 +88,10 @@ class ScheduledPort:
         self.due = 0.0  # monotonic time its next probe is due (its place in the schedule lane)
         self.probe: Probe | None = None  # the last probe, reused by the next one once it has finished
         self.retired = False  # removed by a reload: a probe still in flight is dropped
-        self.total = 0
-        self.failures = 0
-        self.errors = 0
-        self.last_at = 0.0
-        self.last_rtt: float | None = None
-        self.last_loss: float | None = None
+        self.record: ProbeRecord = EMPTY_RECORD
 
-    record = _record_of
+    def view(self) -> ScheduledPortView:
+        return ScheduledPortView.decode(self.key, self.record)
 
 
 class LagHistogram:
@@ -113,9 +104,15 @@ class LagHistogram:
 
     def observe(self, lags: list[float]) -> None:
         """The lags of the probes one wake-up started (one call a wake-up, not one a probe)."""
-        counts, bucket = self.counts, bisect.bisect_left
-        for lag in lags:
-            counts[bucket(LAG_BUCKETS, lag)] += 1
+        # A bucket's count from the sorted lags, a bisection per bound instead of one per lag: bucket i holds the
+        # lags in (LAG_BUCKETS[i-1], LAG_BUCKETS[i]], the last one those above every bound.
+        ordered = sorted(lags)
+        counts, below = self.counts, 0
+        for index, bound in enumerate(LAG_BUCKETS):
+            upto = bisect.bisect_right(ordered, bound)
+            counts[index] += upto - below
+            below = upto
+        counts[-1] += len(ordered) - below
         self.total += sum(lags)
         samples = self.samples
         samples += lags
@@ -188,7 +185,7 @@ class ProbeScheduler:
             stats.address, stats.policy = port.address, port.policy
             stats.probe = None  # the next probe takes the (re)loaded address and policy
             lanes.setdefault(interval, []).append(stats)
-        self._records = {key: stats.record() for key, stats in self.stats.items()}
+        self._records = {key: stats.record for key, stats in self.stats.items()}
         self._lanes = {interval: deque(sorted(entries, key=_due)) for interval, entries in lanes.items()}
         self.window = batch_window(self._lanes)
         self._rearm(now)
@@ -296,24 +293,15 @@ class ProbeScheduler:
             self._loop.call_soon(self._kick)
         self.in_flight -= len(probes)
         at = self._clock()
-        observe, records, nan = self._observe, self._records, math.nan
+        observe, records = self._observe, self._records
         answered: list[TargetKey] = []  # passed on in one call; a failure or an error passes them on first, in order
         for probe in probes:
             port: ScheduledPort = probe.port  # type: ignore[assignment]
             if port.retired:
                 continue
             key = port.key
+            records[key] = port.record = probe.fold(port.record, at)
             ok = probe.ok
-            if ok is None:
-                port.errors += 1
-                rtt, loss = port.last_rtt, port.last_loss
-            else:
-                port.total += 1
-                if not ok:
-                    port.failures += 1
-                port.last_at = at
-                rtt = port.last_rtt = probe.rtt_mean
-                loss = port.last_loss = probe.loss_ratio
             if ok:
                 answered.append(key)
             else:
@@ -321,9 +309,6 @@ class ProbeScheduler:
                     self._observe_answers(at, answered)
                     answered = []
                 observe(key, at, ok)
-            # port.record(), written out: this runs once a probe
-            records[key] = _pack_record(port.total, port.failures, port.errors, port.last_at,
-                                        nan if rtt is None else rtt, nan if loss is None else loss)
         if answered:
             self._observe_answers(at, answered)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import socket
 import struct
 import time
@@ -41,6 +42,14 @@ _ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 # An unreachable host or network is the port being unavailable as seen from here: a failed probe.
 # Anything else that stops a send (local firewall EPERM, no buffers) says nothing about the port.
 _UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+# A port's counters as one packed record: total, failures and errors (int64), then the last probe's time, RTT
+# and loss ratio (double, NaN for none), native byte order, no padding. The scheduler keeps one per port and
+# publishes it to the renderer; a finished probe folds its outcome into it (ProbeCounters.fold). _wire.c and
+# exposition/_port_lines.c read the same layout (RECORD_BYTES there), held equal by tests.
+RECORD = struct.Struct("=3q3d")
+EMPTY_RECORD = RECORD.pack(0, 0, 0, 0.0, math.nan, math.nan)
 
 
 class ProbeCounters:
@@ -81,6 +90,17 @@ class ProbeCounters:
     def rtt_mean(self) -> float | None:
         """Mean RTT of the answers, or None."""
         return self.rtt_total / self.received if self.received else None
+
+    def fold(self, record: bytes, at: float) -> bytes:
+        """The port's RECORD after this finished probe, whose result is stamped `at`: an answered or failed probe
+        counts, with its time, RTT (NaN: none answered) and loss; one that could not be made is an error only, and
+        the port's last time, RTT and loss stay those of its last probe."""
+        total, failures, errors, last_at, rtt, loss = RECORD.unpack(record)
+        if self.error is not None:
+            return RECORD.pack(total, failures, errors + 1, last_at, rtt, loss)
+        received = self.received
+        return RECORD.pack(total + 1, failures if received else failures + 1, errors, at,
+                           self.rtt_total / received if received else math.nan, self.loss_ratio)
 
 
 def give_up(probe: Any, reason: str, on_done: Callable[[Any], object]) -> None:
