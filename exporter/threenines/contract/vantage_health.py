@@ -114,7 +114,7 @@ class VantageHealth:
     def observe_answers(self, at: float, keys: Sequence[TargetKey]) -> None:
         """`observe(key, at, True)` for each key, in order. An answer is evidence whatever the canaries say: a
         batch without a canary passes on as it is."""
-        if self._canaries.isdisjoint(keys):
+        if not self._canaries or self._canaries.isdisjoint(keys):  # (isdisjoint hashes every key, even when empty)
             self._sink_answers(at, keys)
             return
         for key in keys:

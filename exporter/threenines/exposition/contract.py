@@ -194,11 +194,14 @@ class _PortFamilies:
         self.dirty = set(range(count))
         self.fresh = set(range(count))
 
-    def set(self, key: TargetKey, record: ProbeRecord) -> None:
-        index = self.slots.get(key)
-        if index is not None:  # else it left the inventory after this record was taken
-            self.records[index] = record
-            self.dirty.add(index // PIECE_SLOTS)
+    def set(self, records: dict[TargetKey, ProbeRecord]) -> None:
+        """Store the records that arrived (one per port probed since the last render), to be formatted at render."""
+        slots, stored, dirty = self.slots, self.records, self.dirty
+        for key, record in records.items():
+            index = slots.get(key)
+            if index is not None:  # else it left the inventory after this record was taken
+                stored[index] = record
+                dirty.add(index // PIECE_SLOTS)
 
     def render(self) -> list[Run]:
         changed = [False] * len(_PROBE_FAMILIES)
@@ -258,8 +261,7 @@ class SnapshotRenderer:
             self._targets.set(key, self._target_lines(view))
         for group, service in contract.services.items():
             self._services.set(group, self._service_lines(service))
-        for key, record in changes.probes.items():
-            self._probes.set(key, record)
+        self._probes.set(changes.probes)
         if changes.customers is not self._customers:
             self._customers = changes.customers
             out: list[str] = []
