@@ -17,12 +17,17 @@ from threenines.probes.ping_scheduler import ScheduledPortView
 NAMES = ("threenines_probe_total", "threenines_probe_failures_total", "threenines_probe_errors_total",
          "threenines_probe_rtt_seconds", "threenines_probe_loss_ratio", "threenines_probe_last_timestamp_seconds")
 counts = st.integers(0, 2**53)
-seconds = st.one_of(st.none(), st.floats(0, 60, allow_nan=False), st.sampled_from([0.0, 1e-6, 5e-324, 0.1]))
+# RTTs are whole nanoseconds (the wires' stamps), which the C formatter writes without dtoa: around the 1e-4
+# switch to an exponent, at the ends of its range, and everywhere between.
+nanoseconds = st.one_of(st.integers(1, 10**10).map(lambda n: n / 1e9), st.sampled_from(
+    [1e-9, 99999e-9, 1e-4, 100001e-9, 0.5, 1.0, 2.0, 9.999999999, 10.0, 1.5e-05, 3.4094e-05, 1230e-9]))
+seconds = st.one_of(st.none(), st.floats(0, 60, allow_nan=False), st.sampled_from([0.0, 1e-6, 5e-324, 0.1]),
+                    nanoseconds)
 records = st.one_of(st.none(), st.builds(
     lambda total, failures, errors, last_at, rtt, loss: ScheduledPortView(
         TargetKey("c", "connectivity", "p"), total, failures, errors, last_at, rtt, loss).encode(),
     counts, counts, counts, st.floats(0, 4e9, allow_nan=False), seconds,
-    st.one_of(st.none(), st.floats(0, 1, allow_nan=False))))
+    st.one_of(st.none(), st.floats(0, 1, allow_nan=False), nanoseconds.filter(lambda x: x <= 1.0))))
 label_values = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 ports = st.lists(st.tuples(label_values, label_values, records), max_size=40)
 
