@@ -85,15 +85,11 @@ static int nanoseconds_text(double value, char *text) {
     int64_t n = (int64_t)(value * 1e9 + 0.5);
     if ((double)n / 1e9 != value)
         return 0;
-    char digits[12];
-    int count = 0;
+    char buffer[12];
+    char *digits = buffer + sizeof buffer; /* written backwards, as put_count does: most significant first */
     for (int64_t rest = n; rest; rest /= 10)
-        digits[count++] = (char)('0' + rest % 10);
-    for (int i = 0; i < count / 2; i++) { /* most significant first */
-        char swap = digits[i];
-        digits[i] = digits[count - 1 - i];
-        digits[count - 1 - i] = swap;
-    }
+        *--digits = (char)('0' + rest % 10);
+    int count = (int)(buffer + sizeof buffer - digits);
     int point = count - 9; /* value = 0.<digits> x 10^point */
     int kept = count;
     while (kept > 1 && digits[kept - 1] == '0')
