@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +140,13 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
         await asyncio.sleep(warm_up)
         scheduler = exporter.scheduler
         cpu0, probes0, wall0 = time.process_time(), scheduler.probes_started, time.monotonic()
+        times0 = os.times()
+        print(json.dumps({"window_s": duration}), flush=True)  # the parent samples fping's burst meanwhile
         del scheduler.lag.samples[:]
         await asyncio.sleep(duration)
         cpu, probes, wall = time.process_time() - cpu0, scheduler.probes_started - probes0, time.monotonic() - wall0
+        times = os.times()
+        user, system = times.user - times0.user, times.system - times0.system  # the kernel's share: sockets, loopback
         lags = list(scheduler.lag.samples)
         # an --against checkout from before the port's record kept its counters as attributes
         failures = sum(s.view().failures if hasattr(s, "view") else s.failures for s in scheduler.stats.values())
@@ -160,6 +166,8 @@ def run_exporter(size: int, interval: float, duration: float, scrape_interval: f
             "probes_per_s": round(probes / wall, 1), "lag_p50_s": round(percentile(lags, 0.5), 4),
             "lag_p99_s": round(percentile(lags, 0.99), 4), "lag_max_s": round(max(lags, default=0.0), 4),
             "cpu_s": round(cpu, 2), "cpu_s_per_1000_probes": round(cpu / probes * 1000, 4) if probes else None,
+            "user_s_per_1000_probes": round(user / probes * 1000, 4) if probes else None,
+            "system_s_per_1000_probes": round(system / probes * 1000, 4) if probes else None,
             "scrape_interval_s": scrape_interval, "scrapers": scrapers if scrape_interval else 0,
             "probe_metrics": probe_metrics,
             "scrapes": scrapes,
@@ -204,22 +212,46 @@ def run_prober(size: int) -> dict[str, float]:
 FPING_RUNS = 5  # bursts per figure: one burst of 16,700 pings takes ~0.15 CPU-s and varies by a third run to run
 
 
-def run_fping(size: int, runs: int = FPING_RUNS) -> dict[str, object]:
-    """fping's burst over the `size` targets, `runs` times: the median's CPU per 1000 pings, and every run's."""
+def fping_burst(targets: str, netns: str | None = None) -> tuple[float, float, float, float]:
+    """One burst of fping over the targets' file (in the network namespace `netns`, when given): its CPU-seconds,
+    wall seconds, peak RSS (KiB) and user CPU-seconds, from its own rusage."""
+    enter = None
+    if netns is not None:
+        def enter() -> None:  # in the child, before exec: fping and its socket live in the namespace
+            import ctypes
+            with open(f"/run/netns/{netns}") as handle:
+                if ctypes.CDLL(None, use_errno=True).setns(handle.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {netns}")
+    wall = time.monotonic()
+    child = subprocess.Popen(["fping", "-c1", "-q", "-i", "0", "-t", "1000", "-f", targets],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=enter)
+    _, _, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the maximum over all children
+    child.returncode = 0
+    return usage.ru_utime + usage.ru_stime, time.monotonic() - wall, usage.ru_maxrss, usage.ru_utime
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def targets_file(size: int) -> Iterator[Any]:
+    """A file of the `size` targets' addresses, one a line, as fping reads them (-f)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as targets:
         targets.write("\n".join(loopback_address(i) for i in range(size)) + "\n")
         targets.flush()
-        each = []
-        for _ in range(runs):
-            wall = time.monotonic()
-            child = subprocess.Popen(["fping", "-c1", "-q", "-i", "0", "-t", "1000", "-f", targets.name],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _, _, usage = os.wait4(child.pid, 0)  # this child's own rusage, not the maximum over all children
-            child.returncode = 0
-            each.append((usage.ru_utime + usage.ru_stime, time.monotonic() - wall, usage.ru_maxrss))
-    cpu, wall, maxrss = sorted(each)[len(each) // 2]
+        yield targets
+
+
+def run_fping(size: int, runs: int = FPING_RUNS) -> dict[str, object]:
+    """fping's burst over the `size` targets, `runs` times: the median's CPU per 1000 pings, and every run's."""
+    with targets_file(size) as targets:
+        each = [fping_burst(targets.name) for _ in range(runs)]
+    cpu, wall, maxrss, user = sorted(each)[len(each) // 2]
     return {"size": size, "runs": runs, "cpu_s": round(cpu, 3), "cpu_s_per_1000_pings": round(cpu / size * 1000, 4),
-            "cpu_s_per_1000_pings_each": [round(c / size * 1000, 4) for c, _, _ in each],
+            "cpu_s_per_1000_pings_each": [round(c / size * 1000, 4) for c, _, _, _ in each],
+            "user_s_per_1000_pings_each": [round(u / size * 1000, 4) for _, _, _, u in each],
+            "user_s_per_1000_pings": round(user / size * 1000, 4),
+            "system_s_per_1000_pings": round((cpu - user) / size * 1000, 4),
             "wall_s": round(wall, 2), "peak_rss_mib": round(maxrss / 1024, 1)}
 
 
@@ -233,11 +265,41 @@ def pool_fping(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             "after_median": after["cpu_s_per_1000_pings"]}
 
 
+def fping_during(exporter: subprocess.Popen[str], size: int, duration: float,
+                 runs: int = FPING_RUNS * 2) -> dict[str, Any] | None:
+    """fping's burst sampled while the exporter measures: `runs` bursts spread evenly over its window, each in a
+    network namespace of its own, so neither process sees the other's echo replies (a raw socket receives every
+    ICMP reply of its namespace). This VM's speed moves by a third from one second to the next (the same fixed
+    loop of Python took 18.6 to 36.8 ms, a second apart), and a 0.2 s burst samples one moment of it: bursts taken
+    before and after a 150 s window measured other moments than the window's. The mean of bursts spread over the
+    window is fping at the same moments as the exporter. None without root (no namespace) or fping."""
+    assert exporter.stdout is not None
+    line = exporter.stdout.readline()  # {"window_s": ...} when the window starts; "" if the exporter died
+    if not line or os.geteuid() != 0:
+        return None
+    netns = f"threenines-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
+        start = time.monotonic()
+        each = []
+        with targets_file(size) as targets:
+            for k in range(runs):
+                time.sleep(max(0.0, start + (k + 0.5) * duration / runs - time.monotonic()))
+                each.append(fping_burst(targets.name, netns))
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+    per_1000 = [cpu / size * 1000 for cpu, _, _, _ in each]
+    return {"size": size, "runs": runs, "cpu_s_per_1000_pings": round(statistics.fmean(per_1000), 4),
+            "median_cpu_s_per_1000_pings": round(statistics.median(per_1000), 4),
+            "cpu_s_per_1000_pings_each": [round(c, 4) for c in per_1000],
+            "user_s_per_1000_pings": round(statistics.fmean(u / size * 1000 for _, _, _, u in each), 4),
+            "peak_rss_mib": round(max(rss for _, _, rss, _ in each) / 1024, 1)}
+
+
 def run_fping_cadence(size: int, interval: float, duration: float) -> dict[str, float]:
     """fping's loop mode at the exporter's cadence: every target once per interval, pings evenly spaced."""
-    with tempfile.NamedTemporaryFile("w", suffix=".txt") as targets:
-        targets.write("\n".join(loopback_address(i) for i in range(size)) + "\n")
-        targets.flush()
+    with targets_file(size) as targets:
         spacing_ms = interval * 1000 / size
         child = subprocess.Popen(["fping", "-l", "-q", "-p", f"{interval * 1000:g}", "-i", f"{spacing_ms:.3f}",
                                   "-t", "1000", "-f", targets.name],
@@ -322,15 +384,24 @@ def main() -> int:
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         before = run_fping(size)
-        child = subprocess.run(one_exporter_command(size, args), capture_output=True, text=True,
-                               timeout=args.interval + args.duration + 600, check=True)
-        ours = json.loads(child.stdout.strip().splitlines()[-1])
-        fping = pool_fping(before, run_fping(size))
+        child = subprocess.Popen(one_exporter_command(size, args), stdout=subprocess.PIPE, text=True)
+        during = fping_during(child, size, args.duration)
+        out, _ = child.communicate(timeout=args.interval + args.duration + 600)
+        if child.returncode:
+            raise SystemExit(f"the exporter's run failed (exit {child.returncode})")
+        ours = json.loads(out.strip().splitlines()[-1])
+        around = pool_fping(before, run_fping(size))
+        # The headline is fping during the window when it could be sampled (root), else before and after it.
+        fping = during or around
         cadence = run_fping_cadence(size, args.interval, args.duration)
         ratio = ours["cpu_s_per_1000_probes"] / fping["cpu_s_per_1000_pings"] if fping["cpu_s_per_1000_pings"] else None
         same = (ours["cpu_s_per_1000_probes"] / cadence["cpu_s_per_1000_pings"]
                 if cadence["cpu_s_per_1000_pings"] else None)
         rows.append({"threenines": ours, "fping": fping, "cpu_ratio_vs_fping": round(ratio, 2) if ratio else None,
+                     "fping_around": around,
+                     "cpu_ratio_vs_fping_around": round(ours["cpu_s_per_1000_probes"]
+                                                        / around["cpu_s_per_1000_pings"], 2),
+                     "fping_during": during is not None,
                      "fping_same_cadence": cadence,
                      "cpu_ratio_vs_fping_same_cadence": round(same, 2) if same else None})
         print(json.dumps(rows[-1]), flush=True)

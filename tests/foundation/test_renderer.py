@@ -44,7 +44,7 @@ def changes(targets, probes, services, first: bool) -> ExporterChanges:
     return ExporterChanges(
         ContractChanges(0.0, KEYS if first else None, GROUPS if first else None,
                         {v.key: v for v in targets}, {(s.customer, s.service): s for s in services}),
-        {p.key: p.encode() for p in probes}, KEYS if first else None, (), HEALTH)
+        {KEYS.index(p.key): p.encode() for p in probes}, KEYS if first else None, (), HEALTH)
 
 
 def pieces_of(runs: list[Run]) -> list[Piece]:
@@ -98,7 +98,8 @@ def rendered_in_batches_equals_fresh(history, scrape_every) -> None:
         published = changes(targets, probes, services, first=False)
         pending = published if pending is None else pending.merge(published)
         final["t"].update(published.contract.targets)
-        final["p"].update({key: ScheduledPortView.decode(key, record) for key, record in published.probes.items()})
+        final["p"].update({KEYS[slot]: ScheduledPortView.decode(KEYS[slot], record)
+                           for slot, record in published.probes.items()})
         final["s"].update(published.contract.services)
         if index % scrape_every == 0:  # some ticks are never scraped: their changes wait, merged
             body = text(incremental.render(pending))
@@ -119,6 +120,24 @@ def test_a_reload_drops_the_lines_of_removed_targets_and_keeps_the_others() -> N
         ContractChanges(0.0, kept, GROUPS, {}, {}), {}, kept, (), HEALTH))).decode()
     assert 'target="p0"' in body and 'target="p1"' in body
     assert 'target="p2"' not in body and 'target="p4"' not in body
+
+
+def test_records_pending_across_a_new_layout_are_taken_by_the_new_slots_only() -> None:
+    """Records are published by slot. A reload that removes and reorders ports publishes every record under the
+    new slots; records of the old layout still waiting for a scrape must not land on the new layout's lines."""
+    renderer = SnapshotRenderer()
+    targets, probes, services = initial()
+    renderer.render(changes(targets, probes, services, first=True))
+    waiting = changes([], [ScheduledPortView(KEYS[4], 7, 7, 0, 9.0, None, 1.0),  # slots 4 and 1: p4, p1
+                           ScheduledPortView(KEYS[1], 7, 7, 0, 9.0, None, 1.0)], [], first=False)
+    relaid = tuple(reversed(KEYS[1:]))  # p0 removed; p4 is slot 0 now, p1 slot 3, and there is no slot 4
+    final = {k: ScheduledPortView(k, 8, 0, 0, 10.0 + i, 0.001 * (i + 1), 0.0) for i, k in enumerate(relaid)}
+    reloaded = ExporterChanges(ContractChanges(0.0, None, None, {}, {}),
+                               {relaid.index(k): v.encode() for k, v in final.items()}, relaid, (), HEALTH)
+    body = text(renderer.render(waiting.merge(reloaded))).decode()
+    assert [line for line in body.splitlines() if line.startswith("threenines_probe_total{")] == [
+        f'threenines_probe_total{{customer="{k.customer}",target="{k.target}"}} 8.0' for k in relaid]
+    assert "threenines_probe_failures_total" in body and " 7.0" not in body
 
 
 def test_a_replica_exporter_labels_every_contract_series_with_its_vantage() -> None:

@@ -15,6 +15,7 @@ from threenines.config.inventory import Port, TargetKey
 from threenines.config.policies import ProbePolicy
 from threenines.probes.ping import Pinger, Probe
 from threenines.probes.ping_scheduler import LAG_BUCKETS, LagHistogram, ProbeScheduler, ScheduledPortView
+from threenines.probes.wire import EMPTY_RECORD
 
 
 def run_scheduler(ports: dict[TargetKey, Port], max_concurrent: int, seconds: float, clock_offset: float = 0.0,
@@ -70,7 +71,8 @@ def test_every_port_is_probed_once_per_interval_on_its_phase() -> None:
     firsts = sorted(times[0] for times in per_port.values())
     assert firsts[-1] - firsts[0] > 0.5  # spread over the interval, not a thundering herd
     assert scheduler.lag.counts[-1] == 0  # nothing started more than 30 s late
-    stats = [ScheduledPortView.decode(key, record) for key, record in scheduler.changed_stats().items()]
+    stats = [ScheduledPortView.decode(scheduler.layout[slot], record)
+             for slot, record in scheduler.changed_records().items()]
     assert {view.total for view in stats} <= {3, 4} and all(v.failures == 0 for v in stats)
 
 
@@ -91,7 +93,7 @@ def test_a_multi_packet_probe_sends_every_packet_and_counts_the_answers() -> Non
     key = TargetKey("c", "connectivity", "v6")
     observed, scheduler, _ = run_scheduler({key: Port("v6", "::1", policy)}, max_concurrent=1, seconds=5.5)
     assert [ok for _, _, ok in observed] == [True]
-    view = ScheduledPortView.decode(key, scheduler.changed_stats()[key])
+    view = ScheduledPortView.decode(key, scheduler.changed_records()[scheduler.layout.index(key)])
     assert (view.total, view.failures, view.last_loss) == (1, 0, 0.0)
     assert 0 < view.last_rtt < 0.5
 
@@ -119,7 +121,8 @@ def test_a_batch_passes_its_answers_on_at_once_and_keeps_the_order_of_results() 
     scheduler._finished(probes)
     assert calls == [("answers", 1000.0, keys[:2]), ("one", keys[2], 1000.0, False), ("one", keys[3], 1000.0, None),
                      ("answers", 1000.0, keys[4:])]
-    views = {key: ScheduledPortView.decode(key, record) for key, record in scheduler.changed_stats().items()}
+    views = {scheduler.layout[slot]: ScheduledPortView.decode(scheduler.layout[slot], record)
+             for slot, record in scheduler.changed_records().items()}
     assert [(views[k].total, views[k].failures, views[k].errors) for k in keys] == [
         (1, 0, 0), (1, 0, 0), (1, 1, 0), (0, 0, 1), (1, 0, 0)]
     assert scheduler.in_flight == 0
@@ -139,3 +142,27 @@ def test_the_lag_histogram_counts_each_lag_under_the_first_bound_it_does_not_exc
     assert histogram.counts == [sum(1 for value in lags if low < value <= high)
                                 for low, high in itertools.pairwise(bounds)]
     assert histogram.total == pytest.approx(sum(lags))
+
+
+def test_records_are_published_by_their_place_in_the_layout_and_only_for_the_ports_in_it() -> None:
+    """The exposition lists `layout`'s ports; a record goes out under its port's index there. A port outside the
+    layout (a canary) is probed without a record; a new layout republishes every record under the new places."""
+    scheduler = ProbeScheduler(lambda done: Pinger(done), lambda key, at, ok: None, 4, clock=lambda: 1000.0)
+    ports = ports_on_loopback(4, ProbePolicy(interval=60.0, threshold=2, packets=1, timeout=0.5))
+    keys = list(ports)
+    scheduler.configure(ports, layout=(keys[2], keys[0], keys[1]))  # keys[3]: not in the layout
+    assert scheduler.changed_records() == dict.fromkeys(range(3), EMPTY_RECORD)
+    probes = []
+    for key in (keys[0], keys[3]):
+        port = scheduler.stats[key]
+        probe = Probe(port, port.address, 1, 0.5, 1.0)
+        probe.remaining, probe.sent, probe.received = 0, 1, 1
+        probes.append(probe)
+    scheduler.in_flight = 2
+    scheduler._finished(probes)
+    published = scheduler.changed_records()
+    assert list(published) == [1] and ScheduledPortView.decode(keys[0], published[1]).total == 1
+    scheduler.configure(ports, layout=(keys[3], keys[0]))
+    republished = scheduler.changed_records()
+    assert set(republished) == {0, 1} and ScheduledPortView.decode(keys[0], republished[1]).total == 1
+    assert ScheduledPortView.decode(keys[3], republished[0]).total == 1  # probed before, published now

@@ -50,7 +50,7 @@ class ExporterChanges:
     """
 
     contract: ContractChanges
-    probes: dict[TargetKey, ProbeRecord]  # ScheduledPortView.decode() reads them
+    probes: dict[int, ProbeRecord]  # by slot: the port's index in the probe layout last set (ScheduledPortView)
     probe_layout: tuple[TargetKey, ...] | None
     customers: tuple[Customer, ...]
     health: HealthView
@@ -62,14 +62,17 @@ class ExporterChanges:
         old, new = self.contract, newer.contract
         old.targets.update(new.targets)
         old.services.update(new.services)
-        self.probes.update(newer.probes)
+        probes = newer.probes  # a new layout comes with every record, by its slots; these were by the old one's
+        if newer.probe_layout is None:
+            probes = self.probes
+            probes.update(newer.probes)
         contract = ContractChanges(
             new.taken_at,
             new.layout if new.layout is not None else old.layout,
             new.service_layout if new.service_layout is not None else old.service_layout,
             old.targets, old.services, new.accounting_start)
         probe_layout = newer.probe_layout if newer.probe_layout is not None else self.probe_layout
-        return ExporterChanges(contract, self.probes, probe_layout, newer.customers, newer.health,
+        return ExporterChanges(contract, probes, probe_layout, newer.customers, newer.health,
                                newer.exclusions)
 
 
@@ -194,14 +197,13 @@ class _PortFamilies:
         self.dirty = set(range(count))
         self.fresh = set(range(count))
 
-    def set(self, records: dict[TargetKey, ProbeRecord]) -> None:
-        """Store the records that arrived (one per port probed since the last render), to be formatted at render."""
-        slots, stored, dirty = self.slots, self.records, self.dirty
-        for key, record in records.items():
-            index = slots.get(key)
-            if index is not None:  # else it left the inventory after this record was taken
-                stored[index] = record
-                dirty.add(index // PIECE_SLOTS)
+    def set(self, records: dict[int, ProbeRecord]) -> None:
+        """Store the records that arrived (one per port probed since the last render, by slot in the layout last
+        set), to be formatted at render."""
+        stored, dirty = self.records, self.dirty
+        for index, record in records.items():
+            stored[index] = record
+            dirty.add(index // PIECE_SLOTS)
 
     def render(self) -> list[Run]:
         changed = [False] * len(_PROBE_FAMILIES)

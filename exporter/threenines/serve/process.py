@@ -426,14 +426,14 @@ class Exporter:
     def _configure_probes(self, inventory: Inventory) -> tuple[TargetKey, ...]:
         ports = ports_of(inventory)
         self.vantage_health.configure(inventory)
-        # Canaries are scheduled like ports; the layout (what the port families render) has the ports only.
-        self.scheduler.configure({**ports, **canary_ports(inventory)})
-        if not inventory.exporter.probe_metrics:
-            return ()  # exporter.probe_metrics: false: the port families have no series
         # The port families list the ports in the order they are probed: the ports probed between two scrapes
         # are then neighbours, in a few pieces of the exposition, and only those pieces are joined and
-        # compressed again (exposition/contract.py).
-        return tuple(sorted(ports, key=lambda key: phase(key, 1.0)))  # the phase as a fraction of any interval
+        # compressed again (exposition/contract.py). With exporter.probe_metrics: false they have no series.
+        layout = (tuple(sorted(ports, key=lambda key: phase(key, 1.0)))  # the phase as a fraction of any interval
+                  if inventory.exporter.probe_metrics else ())
+        # Canaries are scheduled like ports; the layout (what the port families render) has the ports only.
+        self.scheduler.configure({**ports, **canary_ports(inventory)}, layout)
+        return layout
 
     def _tick(self) -> None:
         """Advance time and publish; each stage that raises is logged and counted, and the others still run.
@@ -488,7 +488,7 @@ class Exporter:
         lag = scheduler.lag
         changes = ExporterChanges(
             contract=self.engine.changes(now),
-            probes=scheduler.changed_stats(),
+            probes=scheduler.changed_records(),
             probe_layout=self._probe_layout,
             customers=self.inventory.customers,
             health=HealthView(
