@@ -66,6 +66,7 @@ def lazy_equals_eager(history, threshold) -> None:
     at = last_tick = 0.0
     last_seen = dict.fromkeys(KEYS, 0.0)
     answers: list[TargetKey] = []  # consecutive answers with one stamp reach the engine in one call, as a batch
+    tokens = {key: engine.resolve(key) for key in KEYS}  # as the scheduler keeps them, resolved once a port
     answers_at = 0.0
     for gap, action in [*history, (1, "tick")]:
         at += gap
@@ -74,7 +75,7 @@ def lazy_equals_eager(history, threshold) -> None:
             stamp = last_seen[key] = max(at - late, last_tick, last_seen[key])
             eager[key].observe(stamp, ok)
             if answers and (ok is not True or stamp != answers_at):
-                engine.observe_answers(answers_at, answers)
+                engine.observe_tokens(answers_at, [tokens[k] for k in answers])
                 answers = []
             if ok is True:
                 answers.append(key)
@@ -83,7 +84,7 @@ def lazy_equals_eager(history, threshold) -> None:
                 engine.observe(key, stamp, ok)
             continue
         if answers:
-            engine.observe_answers(answers_at, answers)
+            engine.observe_answers(answers_at, answers)  # by key: the same pass, each key's machine found first
             answers = []
         last_tick = at
         engine.tick(at)
@@ -102,6 +103,20 @@ def lazy_equals_eager(history, threshold) -> None:
             assert (got.up, got.known) == (want.up, want.known), group
             assert got.outage_seconds == pytest.approx(want.outage_seconds), group
             assert got.unknown_seconds == pytest.approx(want.unknown_seconds), group
+
+
+def test_an_answer_for_a_target_removed_while_its_probe_was_in_flight_is_dropped() -> None:
+    engine = ContractEngine()
+    kept, removed = TargetKey("a", "connectivity", "p"), TargetKey("b", "connectivity", "p")
+    engine.configure([TargetSpec(kept, 2, HORIZON), TargetSpec(removed, 2, HORIZON)], 0)
+    token = engine.resolve(removed)
+    engine.observe(removed, 10.0, False)
+    engine.configure([TargetSpec(kept, 2, HORIZON)], 20.0)
+    assert engine.resolve(removed) is None
+    engine.observe_tokens(30.0, [token, engine.resolve(kept)])
+    engine.observe_answers(30.0, [removed])
+    engine.tick(40.0)
+    assert set(engine.changes(40.0).targets) == {kept} and token.last_evidence == 10.0
 
 
 def test_a_quiet_fleet_costs_a_tick_nothing_per_target() -> None:

@@ -166,3 +166,36 @@ def test_records_are_published_by_their_place_in_the_layout_and_only_for_the_por
     republished = scheduler.changed_records()
     assert set(republished) == {0, 1} and ScheduledPortView.decode(keys[0], republished[1]).total == 1
     assert ScheduledPortView.decode(keys[3], republished[0]).total == 1  # probed before, published now
+
+
+def test_answers_go_on_as_the_sinks_tokens_resolved_once_a_port_and_again_after_a_configure() -> None:
+    sink: dict[TargetKey, object] = {}  # the sink's tokens: it knows no target yet
+    asked: list[TargetKey] = []
+    batches: list[list[object]] = []
+
+    def resolve(key: TargetKey) -> object:
+        asked.append(key)
+        return sink.get(key)
+
+    scheduler = ProbeScheduler(lambda done: Pinger(done), lambda key, at, ok: None, 4, clock=lambda: 1000.0,
+                               observe_answers=lambda at, tokens: batches.append(list(tokens)), resolve=resolve)
+    ports = ports_on_loopback(1, ProbePolicy(interval=60.0, threshold=2, packets=1, timeout=0.5))
+    (key,) = ports
+    scheduler.configure(ports)
+
+    def answer() -> None:
+        port = scheduler.stats[key]
+        probe = Probe(port, port.address, 1, 0.5, 1.0)
+        probe.remaining, probe.sent, probe.received = 0, 1, 1
+        scheduler.in_flight = 1
+        scheduler._finished([probe])
+
+    answer()  # unknown to the sink: no evidence, and asked again next time
+    sink[key] = "machine"
+    answer()
+    answer()
+    assert batches == [["machine"], ["machine"]] and asked == [key, key]
+    sink[key] = "machine after a reload"
+    scheduler.configure(ports)
+    answer()
+    assert batches[-1] == ["machine after a reload"] and asked == [key, key, key]

@@ -148,6 +148,30 @@ def test_answers_in_one_batch_pass_on_as_one_and_a_canary_among_them_is_taken_in
     assert seen[-1] == (acme, 5.0, None)
 
 
+def test_answers_as_the_sinks_tokens_go_on_in_runs_around_a_canary() -> None:
+    """With the sink's tokens (the engine's machines), a customer's answer resolves to the sink's token and a
+    canary's to its key: a batch goes on as the runs of tokens between its canaries, in order."""
+    inv = parse_inventory_text(inventory())
+    tokens: list[tuple[float, list[object]]] = []
+    health = VantageHealth(lambda key, at, ok: None, None, lambda key: ("token", key.customer),
+                           lambda at, batch: tokens.append((at, list(batch))))
+    health.configure(inv)
+    acme, globex = TargetKey("acme", "connectivity", "p1"), TargetKey("globex", "connectivity", "p1")
+    router, ref = canary_key("ams1", "router"), canary_key("ams1", "ref")
+    assert health.resolve(acme) == ("token", "acme") and health.resolve(router) == router
+    health.observe(router, 1.0, False)
+    health.observe(ref, 1.0, False)
+    health.observe_tokens(2.0, [health.resolve(acme), health.resolve(globex)])
+    assert tokens == [(2.0, [("token", "acme"), ("token", "globex")])] and health.blind("ams1")
+    health.observe_tokens(3.0, [health.resolve(acme), router, health.resolve(globex)])
+    assert tokens[1:] == [(3.0, [("token", "acme")]), (3.0, [("token", "globex")])]
+    assert not health.blind("ams1")
+    keys_only = VantageHealth(lambda key, at, ok: None, lambda at, batch: tokens.append((at, list(batch))))
+    assert keys_only.resolve(acme) == acme  # a sink without tokens takes the keys
+    keys_only.observe_tokens(4.0, [acme])
+    assert tokens[-1] == (4.0, [acme])
+
+
 def test_a_reload_keeps_the_canaries_results_and_forgets_removed_ones() -> None:
     health = VantageHealth(lambda key, at, ok: None)
     health.configure(parse_inventory_text(inventory()))

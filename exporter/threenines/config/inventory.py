@@ -44,6 +44,12 @@ Observer = Callable[[TargetKey, float, "bool | None"], None]
 # in order, does. A prober that finishes probes in batches (the ping scheduler: one read of the socket) saves a
 # call per probe down the chain.
 AnswersObserver = Callable[[float, Sequence[TargetKey]], None]
+# A sink may take a batch of answers as tokens instead of keys: what its `resolve(key)` gave for each target
+# (the contract engine's: the target's machine), which a prober keeps with its per-target state and resolves once.
+# Finding the target by its key cost a hash of the key and a dict entry, both cold, ~1 µs a probe. A token of None
+# is a target the sink does not know (yet): the prober asks again at its next answer.
+Resolver = Callable[[TargetKey], object]
+TokensObserver = Callable[[float, Sequence[object]], None]
 
 
 def one_by_one(observe: Observer) -> AnswersObserver:

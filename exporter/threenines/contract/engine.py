@@ -12,7 +12,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Protocol
+from typing import Protocol, cast
 
 from threenines.config.inventory import Inventory, TargetKey
 from threenines.contract.machine import (
@@ -224,21 +224,31 @@ class ContractEngine:
         if machine is not None:  # else removed by a reload while its probe was in flight
             self._observe(machine, at, ok, failed_since)
 
+    def resolve(self, key: TargetKey) -> TargetMachine | None:
+        """The token `observe_tokens` takes for a target (config.inventory.Resolver): its machine, None if unknown.
+        A machine stays the target's for as long as the target is in the inventory."""
+        return self._machines.get(key)
+
     def observe_answers(self, at: float, keys: Sequence[TargetKey]) -> None:
-        """`observe(key, at, True)` for each key, in order, in one pass: the probes one read of the socket answered.
+        """`observe(key, at, True)` for each key, in order, in one pass: the probes one read of the socket answered."""
+        machines = self._machines
+        self.observe_tokens(at, [machine for key in keys if (machine := machines.get(key)) is not None])
+
+    def observe_tokens(self, at: float, tokens: Sequence[object]) -> None:
+        """observe_answers for the machines `resolve` gave (a removed one is skipped: its probe was in flight).
 
         Most are the common case, an answer while up with fresh evidence (TargetMachine.observe_up): the machine
         takes a new entry at its lane's newest end, and nothing exported changes.
         """
-        machines, active = self._machines, self._active
+        active = self._active
         renewed: dict[float, list[TargetMachine]] = {}  # horizon -> the machines that take a lane entry at `at`
-        for key in keys:
-            machine = machines.get(key)
-            if machine is None:
+        for token in tokens:
+            machine = cast(TargetMachine, token)
+            if machine.removed:
                 continue  # removed by a reload while its probe was in flight
             if not machine.observe_up(at, True):
                 self._observe(machine, at, True, None)
-            elif active and key in active:
+            elif active and machine.key in active:
                 self._classify(machine, renewed=True)  # leaves the active set for its lane
             else:
                 horizon = machine.horizon

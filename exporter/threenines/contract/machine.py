@@ -101,8 +101,8 @@ class TargetMachine:
     # One per target, tens of thousands of them, touched by every probe: no per-instance dict.
     __slots__ = ("_on_checkpoint", "_on_event", "_view", "accrued_to", "determined_at", "down", "fail_count",
                  "fail_start", "frame_lead", "gap_start", "horizon", "key", "last_evidence", "last_probe_at",
-                 "outage_seconds", "outage_start", "pending", "segments", "threshold", "unknown_seconds",
-                 "up_seconds")
+                 "outage_seconds", "outage_start", "pending", "removed", "segments", "threshold",
+                 "unknown_seconds", "up_seconds")
 
     def __init__(
         self,
@@ -114,6 +114,7 @@ class TargetMachine:
         on_checkpoint: CheckpointSink | None = None,
     ) -> None:
         self.key = key
+        self.removed = False  # left the inventory (end): no more evidence
         self.threshold = threshold
         self.horizon = horizon
         self._on_event = on_event or (lambda event: None)
@@ -238,7 +239,9 @@ class TargetMachine:
         self._accrue_classified(now)
 
     def end(self, at: float, reason: str) -> None:
-        """The target leaves the inventory: close an open outage, resolve pending time."""
+        """The target leaves the inventory: close an open outage, resolve pending time. Evidence that still
+        arrives for it (a probe in flight) is dropped (`removed`)."""
+        self.removed = True
         self.advance(at)
         if self.fail_count:
             self._resolve_pending_as_up()

@@ -26,9 +26,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from threenines.config.inventory import AnswersObserver, Inventory, Observer, Port, TargetKey, one_by_one
+from threenines.config.inventory import (
+    AnswersObserver,
+    Inventory,
+    Observer,
+    Port,
+    Resolver,
+    TargetKey,
+    TokensObserver,
+    one_by_one,
+)
 
 CANARY_SERVICE = "canary"  # the service of a canary's scheduler key: TargetKey(site, "canary", canary id)
 
@@ -63,9 +72,13 @@ class VantageHealth:
     """Routes probe results: canaries update their site's health, customers' results go on to `sink`, a failure
     from a blind site as None."""
 
-    def __init__(self, sink: Observer, sink_answers: AnswersObserver | None = None) -> None:
+    def __init__(self, sink: Observer, sink_answers: AnswersObserver | None = None,
+                 sink_resolve: Resolver | None = None, sink_tokens: TokensObserver | None = None) -> None:
+        """`sink_resolve` and `sink_tokens`: the sink's tokens (config.inventory.Resolver), both or neither."""
         self._sink = sink
         self._sink_answers = sink_answers if sink_answers is not None else one_by_one(sink)
+        self._sink_resolve = sink_resolve
+        self._sink_tokens = sink_tokens
         self._canaries: frozenset[TargetKey] = frozenset()  # the canaries' scheduler keys
         self._site_of: dict[str, str] = {}  # customer -> its site, only for sites with canaries
         # site -> canary id -> its latest probe answered (True), did not (False), or not probed yet (None)
@@ -119,6 +132,34 @@ class VantageHealth:
             return
         for key in keys:
             self.observe(key, at, True)
+
+    def resolve(self, key: TargetKey) -> object:
+        """A prober's token for a target (config.inventory.Resolver): a canary's is its key, a customer's the
+        sink's token for it (its key when the sink takes keys only)."""
+        if key.service == CANARY_SERVICE or self._sink_resolve is None:
+            return key
+        return self._sink_resolve(key)
+
+    def observe_tokens(self, at: float, tokens: Sequence[object]) -> None:
+        """observe_answers for what `resolve` gave: the customers' tokens go on to the sink in runs, in order,
+        and a canary (its token is its key) updates its site between them."""
+        if self._sink_resolve is None or self._sink_tokens is None:
+            self.observe_answers(at, cast(Sequence[TargetKey], tokens))
+            return
+        if not self._canaries:  # no canary is scheduled either (a reload configures both; a removed one's
+            self._sink_tokens(at, tokens)  # probe in flight is dropped by the scheduler)
+            return
+        run: list[object] = []
+        for token in tokens:
+            if token.__class__ is TargetKey:  # a canary: no sink token is a key
+                if run:
+                    self._sink_tokens(at, run)
+                    run = []
+                self._canary(token, at, True)
+            else:
+                run.append(token)
+        if run:
+            self._sink_tokens(at, run)
 
     def blind(self, site: str) -> bool:
         return site in self._blind_since

@@ -22,10 +22,10 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from threenines.clock import AnchoredClock
-from threenines.config.inventory import AnswersObserver, Observer, Port, TargetKey, one_by_one
+from threenines.config.inventory import AnswersObserver, Observer, Port, Resolver, TargetKey, TokensObserver, one_by_one
 from threenines.probes.ping import Pinger, Probe
 from threenines.probes.wire import EMPTY_RECORD, RECORD
 
@@ -81,7 +81,7 @@ class ScheduledPort:
     again to find its line cost ~1 µs a probe, a tenth of the exporter's CPU with two scrapers.
     """
 
-    __slots__ = ("address", "due", "key", "policy", "probe", "record", "retired", "slot")
+    __slots__ = ("address", "due", "key", "policy", "probe", "record", "retired", "slot", "token")
 
     def __init__(self, key: TargetKey, port: Port) -> None:
         self.key = key
@@ -92,6 +92,7 @@ class ScheduledPort:
         self.retired = False  # removed by a reload: a probe still in flight is dropped
         self.record: ProbeRecord = EMPTY_RECORD
         self.slot = -1  # its place in the scheduler's layout (the exposition's order), -1 when not in it
+        self.token: object = None  # what the answers' sink resolved its key to; None: not resolved (yet)
 
     def view(self) -> ScheduledPortView:
         return ScheduledPortView.decode(self.key, self.record)
@@ -127,6 +128,10 @@ def _due(port: ScheduledPort) -> float:
     return port.due
 
 
+def _itself(key: TargetKey) -> object:
+    return key
+
+
 def batch_window(intervals: Iterable[float]) -> float:
     return min(MAX_BATCH_WINDOW, max(MIN_BATCH_WINDOW, min(intervals, default=300.0) / 100))
 
@@ -141,10 +146,15 @@ def phase(key: TargetKey, interval: float) -> float:
 class ProbeScheduler:
     def __init__(self, pinger_factory: Callable[[Callable[[list[Probe]], None]], Pinger], observe: Observer,
                  max_concurrent: int, clock: Callable[[], float] | None = None,
-                 observe_answers: AnswersObserver | None = None) -> None:
+                 observe_answers: AnswersObserver | TokensObserver | None = None,
+                 resolve: Resolver | None = None) -> None:
+        """`observe_answers` takes a batch of answers as keys or, with `resolve`, as the tokens it gives
+        (config.inventory.Resolver): each port's resolved once, at its first answer after a (re)configure."""
         self.pinger = pinger_factory(self._finished)
         self._observe = observe
-        self._observe_answers = observe_answers if observe_answers is not None else one_by_one(observe)
+        self._observe_answers = cast(TokensObserver, observe_answers if observe_answers is not None
+                                     else one_by_one(observe))
+        self._resolve: Resolver = resolve if resolve is not None else _itself
         # Results are stamped by `clock` (the exporter's AnchoredClock); the schedule runs on its monotonic base,
         # so a step of the system clock never delays or bunches probes. A plain callable (a test's fake time)
         # does both.
@@ -194,6 +204,7 @@ class ProbeScheduler:
                 stats.due = now + phase(key, interval)
             stats.address, stats.policy = port.address, port.policy
             stats.slot = slots.get(key, -1)
+            stats.token = None  # resolved again at its next answer: the sink may have (re)configured too
             stats.probe = None  # the next probe takes the (re)loaded address and policy
             lanes.setdefault(interval, []).append(stats)
         self._records = {stats.slot: stats.record for stats in self.stats.values() if stats.slot >= 0}
@@ -305,7 +316,7 @@ class ProbeScheduler:
         self.in_flight -= len(probes)
         at = self._clock()
         observe, records = self._observe, self._records
-        answered: list[TargetKey] = []  # passed on in one call; a failure or an error passes them on first, in order
+        answered: list[object] = []  # passed on in one call; a failure or an error passes them on first, in order
         for probe in probes:
             port: ScheduledPort = probe.port  # type: ignore[assignment]
             if port.retired:
@@ -316,7 +327,12 @@ class ProbeScheduler:
                 records[slot] = record
             ok = probe.ok
             if ok:
-                answered.append(port.key)
+                token = port.token
+                if token is None:
+                    token = port.token = self._resolve(port.key)
+                    if token is None:
+                        continue  # a target the sink does not know (its reload comes next): no evidence yet
+                answered.append(token)
             else:
                 if answered:
                     self._observe_answers(at, answered)

@@ -193,10 +193,12 @@ class Exporter:
         self.engine.configure(specs_from_inventory(self.inventory), clock())
         # Probe results pass the vantage's health on their way to the engine: while a site's canaries all fail,
         # its customers' failures are no evidence (contract/vantage_health.py, docs/ha.md "Vantage health").
-        self.vantage_health = VantageHealth(self.engine.observe, self.engine.observe_answers)
+        # Answers go down as the engine's tokens (its machines), resolved once a port: no key hashed per probe.
+        self.vantage_health = VantageHealth(self.engine.observe, self.engine.observe_answers, self.engine.resolve,
+                                            self.engine.observe_tokens)
         self.scheduler = ProbeScheduler(lambda done: Pinger(done, privileged=options.privileged),
                                         self.vantage_health.observe, self.inventory.exporter.max_concurrent_probes,
-                                        clock, self.vantage_health.observe_answers)
+                                        clock, self.vantage_health.observe_tokens, self.vantage_health.resolve)
         self.pinger = self.scheduler.pinger
         self._probe_layout: tuple[TargetKey, ...] | None = self._configure_probes(self.inventory)
         self.registry = CollectorRegistry(auto_describe=False)
