@@ -5,8 +5,9 @@ For each fleet size N, a child process runs the real exporter (scheduler, shared
 engine, ledger, /metrics renders) on N ports at 127.x addresses, while a separate scraper process fetches
 /metrics like Prometheus would, and reports probes/s, schedule-lag percentiles, CPU-seconds per 1000 probes
 and RSS. fping pings the same N targets, its CPU per 1000 pings measured from its own rusage:
-- in burst mode, `fping -c1 -q -i 0`: every target once, as fast as it can (fping at its most efficient), five
-  times before the exporter's run and five times after, the figure being the median of the ten;
+- in burst mode, `fping -c1 -q -i 0`: every target once, as fast as it can (fping at its most efficient), ten
+  times spread over the exporter's measured window, each in a network namespace of its own (as root), the
+  figure being their mean; and five times before the exporter's run and five after (median of the ten);
 - at the exporter's cadence, `fping -l -p <interval> -i <interval/N>` for the measured window: the same job
   the exporter does, every target once per interval, pings evenly spaced.
 
