@@ -273,7 +273,7 @@ def fping_during(exporter: subprocess.Popen[str], size: int, duration: float,
     ICMP reply of its namespace). This VM's speed moves by a third from one second to the next (the same fixed
     loop of Python took 18.6 to 36.8 ms, a second apart), and a 0.2 s burst samples one moment of it: bursts taken
     before and after a 150 s window measured other moments than the window's. The mean of bursts spread over the
-    window is fping at the same moments as the exporter. None without root (no namespace) or fping."""
+    window is fping at the same moments as the exporter. None without root (no network namespace)."""
     assert exporter.stdout is not None
     line = exporter.stdout.readline()  # {"window_s": ...} when the window starts; "" if the exporter died
     if not line or os.geteuid() != 0:
