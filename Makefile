@@ -65,6 +65,7 @@ lint: venv
 UNIT_TESTS := tests/audit/test_webhook.py tests/audit/test_webhook_hardening.py tests/foundation/test_contract.py \
 	tests/foundation/test_inventory.py tests/foundation/test_layout.py tests/foundation/test_inventory_fuzz.py tests/foundation/test_renderer.py \
 	tests/foundation/test_runbooks.py tests/foundation/test_scheduler.py tests/foundation/test_clock_steps.py \
+	tests/foundation/test_wire_passes.py \
 	tests/power/test_power_model.py tests/power/test_blackout_rule.py tests/report/test_exclusions.py \
 	tests/report/test_intervals.py tests/report/test_months.py tests/report/test_promclient.py tests/snmp/test_ber.py \
 	tests/zabbix/test_sync_plan.py tests/foundation/test_check_secrets.py

@@ -23,7 +23,7 @@ from threenines.config.policies import ProbePolicy
 from threenines.contract.engine import ContractEngine, TargetSpec
 from threenines.contract.machine import OutageEvent
 from threenines.ledgers.outages import OutageLedger
-from threenines.probes.ping import Probe
+from threenines.probes.ping import Probe, wire_kind
 from threenines.probes.ping_scheduler import LAG_BUCKETS, ProbeScheduler, phase
 from threenines.report.collect import outages_from_ledger
 from threenines.serve.process import Exporter, ServeOptions
@@ -123,6 +123,7 @@ class AnsweringPinger:
 
     def __init__(self, on_done: Callable[[list[Probe]], None]) -> None:
         self._on_done = on_done
+        self.wire_kind = wire_kind()  # the scheduler's passes are this wire's (C when built)
 
     def send(self, probe: Probe) -> None:
         self.send_many([probe])

@@ -37,6 +37,8 @@ static PyObject *reason_send_failed, *reason_no_socket;
 typedef struct {
     PyObject_HEAD
     PyObject *error; /* None, or why the probe could not be made */
+    PyObject *port; /* the caller's record of the port probed (a PortState for the scheduler's passes below) */
+    PyObject *route; /* (wire, destination) once resolved by the Pinger, else NULL or None */
     double timeout;
     double rtt_total;
     long packets;
@@ -46,13 +48,30 @@ typedef struct {
     long received;
 } ProbeCounters;
 
+/* A probe and its port refer to each other (PortState.probe, ProbeCounters.port): both take part in the GC. */
+static int ProbeCounters_traverse(ProbeCounters *self, visitproc visit, void *arg) {
+    Py_VISIT(self->port);
+    Py_VISIT(self->route);
+    return 0;
+}
+
+static int ProbeCounters_clear(ProbeCounters *self) {
+    Py_CLEAR(self->port);
+    Py_CLEAR(self->route);
+    return 0;
+}
+
 static void ProbeCounters_dealloc(ProbeCounters *self) {
+    PyObject_GC_UnTrack(self);
+    ProbeCounters_clear(self);
     Py_CLEAR(self->error);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMemberDef ProbeCounters_members[] = {
     {"error", T_OBJECT, offsetof(ProbeCounters, error), 0, NULL},
+    {"port", T_OBJECT, offsetof(ProbeCounters, port), 0, NULL},
+    {"route", T_OBJECT, offsetof(ProbeCounters, route), 0, NULL},
     {"timeout", T_DOUBLE, offsetof(ProbeCounters, timeout), 0, NULL},
     {"rtt_total", T_DOUBLE, offsetof(ProbeCounters, rtt_total), 0, NULL},
     {"packets", T_LONG, offsetof(ProbeCounters, packets), 0, NULL},
@@ -94,18 +113,12 @@ static PyObject *ProbeCounters_rtt_mean(ProbeCounters *self, void *Py_UNUSED(clo
 /* wire.py's RECORD, "=3q3d": total, failures, errors (int64), last_at, rtt, loss (double, NaN for none). */
 #define RECORD_BYTES 48
 
-static PyObject *ProbeCounters_fold(ProbeCounters *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "fold(record, at): 2 arguments expected");
-        return NULL;
-    }
-    PyObject *record = args[0];
+/* The port's record after this finished probe (a new reference), or NULL with an exception set. */
+static PyObject *fold_record(const ProbeCounters *self, PyObject *record, double at) {
     if (!PyBytes_Check(record) || PyBytes_GET_SIZE(record) != RECORD_BYTES) {
         PyErr_Format(PyExc_ValueError, "fold: the record must be %d bytes", RECORD_BYTES);
         return NULL;
     }
-    double at = PyFloat_AsDouble(args[1]);
-    if (at == -1.0 && PyErr_Occurred()) return NULL;
     int64_t counts[3]; /* total, failures, errors */
     double values[3]; /* last_at, rtt, loss */
     memcpy(counts, PyBytes_AS_STRING(record), sizeof counts);
@@ -124,6 +137,16 @@ static PyObject *ProbeCounters_fold(ProbeCounters *self, PyObject *const *args, 
     memcpy(PyBytes_AS_STRING(out), counts, sizeof counts);
     memcpy(PyBytes_AS_STRING(out) + sizeof counts, values, sizeof values);
     return out;
+}
+
+static PyObject *ProbeCounters_fold(ProbeCounters *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "fold(record, at): 2 arguments expected");
+        return NULL;
+    }
+    double at = PyFloat_AsDouble(args[1]);
+    if (at == -1.0 && PyErr_Occurred()) return NULL;
+    return fold_record(self, args[0], at);
 }
 
 static PyMethodDef ProbeCounters_methods[] = {
@@ -146,9 +169,11 @@ static PyTypeObject ProbeCountersType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "threenines.probes._wire.ProbeCounters",
     .tp_doc = PyDoc_STR("A probe's counters, kept where the native wire updates them directly."),
     .tp_basicsize = sizeof(ProbeCounters),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_dealloc = (destructor)ProbeCounters_dealloc,
+    .tp_traverse = (traverseproc)ProbeCounters_traverse,
+    .tp_clear = (inquiry)ProbeCounters_clear,
     .tp_members = ProbeCounters_members,
     .tp_methods = ProbeCounters_methods,
     .tp_getset = ProbeCounters_getset,
@@ -629,20 +654,247 @@ static PyTypeObject WireType = {
     .tp_getset = Wire_getset,
 };
 
+/* -- The scheduler's passes over its ports and probes --------------------------------------------------
+ *
+ * At fleet scale the scheduler's loops over the probes of one wake-up (start the due ones, send them, fold the
+ * finished ones into their ports' records) cost ~2 us of bytecode a probe, mostly reading and writing attributes
+ * of objects last touched a whole interval ago. Here they are loops over C structs. wire.py has each of them in
+ * Python, with the same arguments and results. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *record; /* bytes, wire.RECORD: the port's counters */
+    PyObject *slot; /* int: its index in the exposition's layout, -1 when not in it */
+    PyObject *token; /* what the answers' sink resolved its key to; NULL or None: not resolved (yet) */
+    PyObject *probe; /* its last probe, reused once finished; NULL or None: none yet */
+    double due; /* monotonic time its next probe is due */
+    char retired; /* removed by a reload: a probe still in flight is dropped */
+} PortState;
+
+static int PortState_traverse(PortState *self, visitproc visit, void *arg) {
+    Py_VISIT(self->token);
+    Py_VISIT(self->probe);
+    return 0;
+}
+
+static int PortState_clear(PortState *self) {
+    Py_CLEAR(self->token);
+    Py_CLEAR(self->probe);
+    return 0;
+}
+
+static void PortState_dealloc(PortState *self) {
+    PyObject_GC_UnTrack(self);
+    PortState_clear(self);
+    Py_CLEAR(self->record);
+    Py_CLEAR(self->slot);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef PortState_members[] = {
+    {"record", T_OBJECT, offsetof(PortState, record), 0, NULL},
+    {"slot", T_OBJECT, offsetof(PortState, slot), 0, NULL},
+    {"token", T_OBJECT, offsetof(PortState, token), 0, NULL},
+    {"probe", T_OBJECT, offsetof(PortState, probe), 0, NULL},
+    {"due", T_DOUBLE, offsetof(PortState, due), 0, NULL},
+    {"retired", T_BOOL, offsetof(PortState, retired), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject PortStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "threenines.probes._wire.PortState",
+    .tp_doc = PyDoc_STR("What the scheduler's passes read and write of a port: record, slot, token, probe, due."),
+    .tp_basicsize = sizeof(PortState),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)PortState_dealloc,
+    .tp_traverse = (traverseproc)PortState_traverse,
+    .tp_clear = (inquiry)PortState_clear,
+    .tp_members = PortState_members,
+};
+
+static inline int is_none(const PyObject *object) { return object == NULL || object == Py_None; }
+
+PyDoc_STRVAR(start_due_doc,
+             "start_due(ports, head, now, interval, room, starting, renew, lags) -> (head, started)\n\n"
+             "Start up to `room` probes of a lane: `ports` (a list of PortState) is a ring in order of due time from\n"
+             "index `head`. Each port due at `now` or before moves to the ring's end, due one interval later (or one\n"
+             "interval from now, far behind); its lag goes to `lags`; its finished probe is restarted and goes to\n"
+             "`starting`, or, without one, the port goes to `renew` (the caller makes its probe). Returns the new\n"
+             "head and how many ports were due.");
+
+static PyObject *start_due(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8 || !PyList_Check(args[0]) || !PyList_Check(args[5]) || !PyList_Check(args[6]) ||
+        !PyList_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "start_due(ports: list, head, now, interval, room, starting: list, renew: list, lags: list)");
+        return NULL;
+    }
+    PyObject *ports = args[0], *starting = args[5], *renew = args[6], *lags = args[7];
+    Py_ssize_t head = PyLong_AsSsize_t(args[1]);
+    double now = PyFloat_AsDouble(args[2]), interval = PyFloat_AsDouble(args[3]);
+    Py_ssize_t room = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(ports), started = 0;
+    if (count && (head < 0 || head >= count)) {
+        PyErr_SetString(PyExc_IndexError, "start_due: head out of the lane");
+        return NULL;
+    }
+    while (count && started < room) {
+        PyObject *item = PyList_GET_ITEM(ports, head);
+        if (!PyObject_TypeCheck(item, &PortStateType)) {
+            PyErr_SetString(PyExc_TypeError, "start_due: the lane holds a port that is not a PortState");
+            return NULL;
+        }
+        PortState *port = (PortState *)item;
+        double due = port->due;
+        if (due > now) break;
+        head = head + 1 == count ? 0 : head + 1; /* to the back of the ring, due one interval later */
+        PyObject *lag = PyFloat_FromDouble(now > due ? now - due : 0.0);
+        if (lag == NULL) return NULL;
+        int status = PyList_Append(lags, lag);
+        Py_DECREF(lag);
+        if (status < 0) return NULL;
+        port->due = due + interval > now ? due + interval : now + interval; /* far behind: realign, no burst */
+        started++;
+        PyObject *probe = port->probe;
+        if (!is_none(probe) && PyObject_TypeCheck(probe, &ProbeCountersType) && finished((ProbeCounters *)probe)) {
+            ProbeCounters *counters = (ProbeCounters *)probe;
+            counters->remaining = counters->packets;
+            counters->outstanding = counters->sent = counters->received = 0;
+            counters->rtt_total = 0.0;
+            Py_CLEAR(counters->error);
+            status = PyList_Append(starting, probe);
+        } else { /* the first, or the last one is still running (a probe that outlasts its interval) */
+            status = PyList_Append(renew, item);
+        }
+        if (status < 0) return NULL;
+    }
+    return Py_BuildValue("(nn)", head, started);
+}
+
+static PyObject *Wire_send(Wire *self, PyObject *const *args, Py_ssize_t nargs);
+
+PyDoc_STRVAR(send_all_doc,
+             "send_all(probes) -> list[tuple[probe, int | None]]\n\n"
+             "Send each probe's next echo request through its route (wire, destination), in order. Returns the\n"
+             "probes that did not go as routed: (probe, None) without a route yet (the caller resolves it and\n"
+             "sends), (probe, code) when Wire.send returned a code (an errno, or -1: no sequence number free).");
+
+static PyObject *send_all(PyObject *Py_UNUSED(module), PyObject *probes) {
+    if (!PyList_Check(probes)) {
+        PyErr_SetString(PyExc_TypeError, "send_all(probes: list)");
+        return NULL;
+    }
+    PyObject *rest = PyList_New(0);
+    if (rest == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(probes); i++) { /* a send may finish a probe: the list stays */
+        PyObject *probe = PyList_GET_ITEM(probes, i);
+        if (!PyObject_TypeCheck(probe, &ProbeCountersType)) {
+            PyErr_SetString(PyExc_TypeError, "send_all: not a probe");
+            goto fail;
+        }
+        PyObject *route = ((ProbeCounters *)probe)->route, *code;
+        if (!is_none(route)) {
+            if (!PyTuple_Check(route) || PyTuple_GET_SIZE(route) != 2 ||
+                !PyObject_TypeCheck(PyTuple_GET_ITEM(route, 0), &WireType)) {
+                PyErr_SetString(PyExc_TypeError, "send_all: a route is (Wire, destination)");
+                goto fail;
+            }
+            Py_INCREF(probe); /* on_done may drop the caller's last reference meanwhile */
+            PyObject *send_args[2] = {probe, PyTuple_GET_ITEM(route, 1)};
+            code = Wire_send((Wire *)PyTuple_GET_ITEM(route, 0), send_args, 2);
+            Py_DECREF(probe);
+            if (code == NULL) goto fail;
+            if (code == Py_None) {
+                Py_DECREF(code);
+                continue;
+            }
+        } else {
+            code = Py_NewRef(Py_None);
+        }
+        PyObject *pair = PyTuple_Pack(2, probe, code);
+        Py_DECREF(code);
+        if (pair == NULL || PyList_Append(rest, pair) < 0) {
+            Py_XDECREF(pair);
+            goto fail;
+        }
+        Py_DECREF(pair);
+    }
+    return rest;
+fail:
+    Py_DECREF(rest);
+    return NULL;
+}
+
+PyDoc_STRVAR(fold_run_doc,
+             "fold_run(probes, start, at, records, answered) -> int\n\n"
+             "From index `start`, fold each finished probe into its port's record, stamped `at` (a retired port's\n"
+             "is dropped), and store the record in `records` under the port's slot (when it has one); an answered\n"
+             "probe whose port has a token appends the token to `answered`. Stops at the first probe that needs\n"
+             "more (a failure or an error, or an answer without a token yet), folded already, and returns its\n"
+             "index; len(probes) when none does.");
+
+static PyObject *fold_run(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[3]) || !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "fold_run(probes: list, start, at, records: dict, answered: list)");
+        return NULL;
+    }
+    PyObject *probes = args[0], *records = args[3], *answered = args[4];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    double at = PyFloat_AsDouble(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(probes);
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(probes, i);
+        if (!PyObject_TypeCheck(item, &ProbeCountersType) ||
+            !PyObject_TypeCheck(((ProbeCounters *)item)->port, &PortStateType)) {
+            PyErr_SetString(PyExc_TypeError, "fold_run: a probe whose port is a PortState expected");
+            return NULL;
+        }
+        ProbeCounters *probe = (ProbeCounters *)item;
+        PortState *port = (PortState *)probe->port;
+        if (port->retired) continue;
+        if (port->record == NULL || port->slot == NULL || !PyLong_Check(port->slot)) {
+            PyErr_SetString(PyExc_TypeError, "fold_run: a port without its record or slot");
+            return NULL;
+        }
+        PyObject *record = fold_record(probe, port->record, at);
+        if (record == NULL) return NULL;
+        Py_SETREF(port->record, record);
+        Py_ssize_t slot = PyLong_AsSsize_t(port->slot);
+        if (slot == -1 && PyErr_Occurred()) return NULL;
+        if (slot >= 0 && PyDict_SetItem(records, port->slot, record) < 0) return NULL;
+        if (!is_none(probe->error) || !probe->received || is_none(port->token)) return PyLong_FromSsize_t(i);
+        if (PyList_Append(answered, port->token) < 0) return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+static PyMethodDef wire_functions[] = {
+    {"start_due", (PyCFunction)(void (*)(void))start_due, METH_FASTCALL, start_due_doc},
+    {"send_all", (PyCFunction)send_all, METH_O, send_all_doc},
+    {"fold_run", (PyCFunction)(void (*)(void))fold_run, METH_FASTCALL, fold_run_doc},
+    {NULL},
+};
+
 static struct PyModuleDef wire_module = {
     PyModuleDef_HEAD_INIT, .m_name = "threenines.probes._wire",
     .m_doc = PyDoc_STR("The prober's wire in C; threenines.probes.wire is the reference in Python."),
     .m_size = -1,
+    .m_methods = wire_functions,
 };
 
 PyMODINIT_FUNC PyInit__wire(void) {
-    if (PyType_Ready(&ProbeCountersType) < 0 || PyType_Ready(&WireType) < 0) return NULL;
+    if (PyType_Ready(&ProbeCountersType) < 0 || PyType_Ready(&WireType) < 0 || PyType_Ready(&PortStateType) < 0)
+        return NULL;
     reason_send_failed = PyUnicode_InternFromString("send_failed");
     reason_no_socket = PyUnicode_InternFromString("no_socket");
     if (reason_send_failed == NULL || reason_no_socket == NULL) return NULL;
     PyObject *module = PyModule_Create(&wire_module);
     if (module == NULL) return NULL;
-    if (PyModule_AddType(module, &ProbeCountersType) < 0 || PyModule_AddType(module, &WireType) < 0) {
+    if (PyModule_AddType(module, &ProbeCountersType) < 0 || PyModule_AddType(module, &WireType) < 0 ||
+        PyModule_AddType(module, &PortStateType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

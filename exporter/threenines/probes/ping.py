@@ -28,7 +28,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +83,7 @@ class Probe(_Counters):
     restart) come from the wire's ProbeCounters base, where the wire updates them as replies arrive.
     """
 
-    __slots__ = ("address", "packet_interval", "port", "route")
+    __slots__ = ("address", "packet_interval")
 
     def __init__(self, port: object, address: str, packets: int, timeout: float, packet_interval: float) -> None:
         self.port = port  # the caller's record of the port probed (the scheduler's ScheduledPort), handed back
@@ -91,7 +91,7 @@ class Probe(_Counters):
         self.packets = packets
         self.timeout = timeout
         self.packet_interval = packet_interval
-        self.route: tuple[Any, object] | None = None  # (wire, destination): resolved at the first send
+        self.route = None  # (wire, destination): resolved at the first send
         self.restart()
 
 
@@ -104,6 +104,8 @@ class Pinger:
         self._done: list[Probe] = []  # finished and not handed on yet; the wires append to this very list
         self._privileged = privileged
         self.wire_kind = wire_kind(wire)
+        self._module: Any = native_wire if self.wire_kind == "native" else python_wire
+        self._send_all: Callable[[list[Probe]], list[tuple[Probe, int | None]]] = self._module.send_all
         self._wires: dict[int, Any] = {}  # IP version -> wire
         self._sockets: dict[int, socket.socket] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,8 +153,7 @@ class Pinger:
                 _filter_icmp_types(sock, version)
             _enable_receive_stamps(sock)
             ident = (os.getpid() & 0xFFFF) if privileged else sock.getsockname()[1]
-            module = native_wire if self.wire_kind == "native" else python_wire
-            wire = module.Wire(sock, version, ident, privileged, self._done.append)
+            wire = self._module.Wire(sock, version, ident, privileged, self._done.append)
             self._sockets[version], self._wires[version] = sock, wire
             assert self._loop is not None
             self._loop.add_reader(sock.fileno(), self._readable, wire)
@@ -185,28 +186,27 @@ class Pinger:
 
     def send(self, probe: Probe) -> None:
         """Send the probe's next echo request. The caller spaces further requests by `packet_interval`."""
-        self.send_many((probe,))
+        self.send_many([probe])
 
-    def send_many(self, probes: Iterable[Probe]) -> None:
-        """Send each probe's next echo request, in order; the probes that finish meanwhile (a request that could
-        not leave) are handed on once, at the end."""
+    def send_many(self, probes: list[Probe]) -> None:
+        """Send each probe's next echo request, in order (a probe's first, to a route not resolved yet, after the
+        others); the probes that finish meanwhile (a request that could not leave) are handed on once, at the end."""
         done = self._done
-        for probe in probes:
-            route = probe.route
-            if route is None:
+        for probe, code in self._send_all(probes):  # the wire's loop: no bytecode a probe (wire.send_all)
+            if code is None:  # no route yet: its address is parsed once for every probe to it
                 address = probe.address
                 route = self._routes[address] if address in self._routes else self._route(address)
                 if route is None:  # no socket for its address family
                     python_wire.give_up(probe, "no_socket", done.append)
                     continue
                 probe.route = route
-            failure = route[0].send(probe, route[1])
-            if failure is not None:
-                if failure < 0:
+                code = route[0].send(probe, route[1])
+            if code is not None:
+                if code < 0:
                     log.warning("65536 ICMP echo requests in flight on one socket: lower packets or timeouts, "
                                 "or shard")
                 else:
-                    log.debug("ICMP send to %s failed: %s", probe.address, os.strerror(failure))
+                    log.debug("ICMP send to %s failed: %s", probe.address, os.strerror(code))
         if done:
             self._hand_on()
 

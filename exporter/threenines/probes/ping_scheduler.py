@@ -8,8 +8,10 @@ stamped by the exporter's anchored clock (clock.py).
 
 One timer drives everything (the "pump"): it starts the probes that are due, sends follow-up echo requests,
 expires the unanswered ones and reads replies, then sleeps until the next of those is due, but at least the
-batch window. Targets with the same interval share a FIFO lane that stays in due order by construction, so
-scheduling a probe costs O(1), with no heap, Task or timer per probe.
+batch window. Targets with the same interval share a lane, a ring that stays in due order by construction, so
+scheduling a probe costs O(1), with no heap, Task or timer per probe. The passes over the probes of a wake-up
+(start the due ones, send them, fold the finished ones into their ports' records) are the wire's (`_wire.c`, in C
+when built; `wire.py` is the reference): they read and write the ports' PortState, not their Python attributes.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from threenines.clock import AnchoredClock
 from threenines.config.inventory import AnswersObserver, Observer, Port, Resolver, TargetKey, TokensObserver, one_by_one
-from threenines.probes.ping import Pinger, Probe
+from threenines.probes import wire as python_wire
+from threenines.probes.ping import Pinger, Probe, native_wire
 from threenines.probes.wire import EMPTY_RECORD, RECORD
 
 log = logging.getLogger(__name__)
@@ -72,27 +75,34 @@ class ScheduledPortView(NamedTuple):
                             math.nan if rtt is None else rtt, math.nan if loss is None else loss)
 
 
-class ScheduledPort:
+if TYPE_CHECKING:  # the type checker reads the reference; _wire.c's PortState has the same members
+    _PortState = python_wire.PortState
+else:
+    _PortState = native_wire.PortState if native_wire is not None else python_wire.PortState
+
+
+class ScheduledPort(_PortState):
     """One scheduled port: its probe policy and its counters' record (mutated only on the event loop).
 
     Schedule lanes and probes carry this object itself, so a probe costs no lookup by key. Each finished probe
-    folds its outcome into `record` (Probe.fold, in C with the native wire), which is also what is published, by
-    `slot`: hashing a TargetKey (a tuple of three strings, its hash computed at every use) to store a record and
-    again to find its line cost ~1 µs a probe, a tenth of the exporter's CPU with two scrapers.
+    folds its outcome into `record` (wire.fold_run), which is also what is published, by `slot`: hashing a
+    TargetKey (a tuple of three strings, its hash computed at every use) to store a record and again to find its
+    line cost ~1 µs a probe, a tenth of the exporter's CPU with two scrapers. What the wire's passes use (record,
+    slot, token, probe, due, retired) is its PortState base, in C with the native wire.
     """
 
-    __slots__ = ("address", "due", "key", "policy", "probe", "record", "retired", "slot", "token")
+    __slots__ = ("address", "key", "policy")
 
     def __init__(self, key: TargetKey, port: Port) -> None:
         self.key = key
         self.address = port.address
         self.policy = port.policy
-        self.due = 0.0  # monotonic time its next probe is due (its place in the schedule lane)
-        self.probe: Probe | None = None  # the last probe, reused by the next one once it has finished
+        self.due = 0.0  # monotonic time its next probe is due (its place in its lane)
+        self.probe = None  # the last probe, reused by the next one once it has finished
         self.retired = False  # removed by a reload: a probe still in flight is dropped
-        self.record: ProbeRecord = EMPTY_RECORD
+        self.record = EMPTY_RECORD
         self.slot = -1  # its place in the scheduler's layout (the exposition's order), -1 when not in it
-        self.token: object = None  # what the answers' sink resolved its key to; None: not resolved (yet)
+        self.token = None  # what the answers' sink resolved its key to; None: not resolved (yet)
 
     def view(self) -> ScheduledPortView:
         return ScheduledPortView.decode(self.key, self.record)
@@ -126,6 +136,17 @@ class LagHistogram:
 
 def _due(port: ScheduledPort) -> float:
     return port.due
+
+
+class _Lane:
+    """The ports of one interval: a ring in order of due time, from `head` (wire.start_due moves it on)."""
+
+    __slots__ = ("head", "interval", "ports")
+
+    def __init__(self, interval: float, ports: list[ScheduledPort]) -> None:
+        self.interval = interval
+        self.ports = ports
+        self.head = 0
 
 
 def _itself(key: TargetKey) -> object:
@@ -162,8 +183,7 @@ class ProbeScheduler:
         self._clock = stamps
         self._schedule_clock: Callable[[], float] = getattr(stamps, "monotonic", stamps)
         self._max_concurrent = max_concurrent
-        # interval -> deque of ports, in order of their due time (schedule clock)
-        self._lanes: dict[float, deque[ScheduledPort]] = {}
+        self._lanes: list[_Lane] = []  # one an interval
         # packet_interval -> deque of (monotonic send time, probe): follow-up echo requests
         self._follow_ups: dict[float, deque[tuple[float, Probe]]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -182,6 +202,10 @@ class ProbeScheduler:
         self.lag = LagHistogram()
         self.in_flight = 0
         self.probes_started = 0
+        self._multi_packet = False  # a policy sends more than one request a probe: follow-ups to queue
+        passes: Any = native_wire if self.pinger.wire_kind == "native" else python_wire
+        self._start_due: Callable[..., tuple[int, int]] = passes.start_due
+        self._fold_run: Callable[..., int] = passes.fold_run
 
     def configure(self, ports: dict[TargetKey, Port], layout: Sequence[TargetKey] | None = None) -> None:
         """Adopt a (re)loaded set of ports; kept ports keep their place in the schedule. `layout`: the ports whose
@@ -208,8 +232,9 @@ class ProbeScheduler:
             stats.probe = None  # the next probe takes the (re)loaded address and policy
             lanes.setdefault(interval, []).append(stats)
         self._records = {stats.slot: stats.record for stats in self.stats.values() if stats.slot >= 0}
-        self._lanes = {interval: deque(sorted(entries, key=_due)) for interval, entries in lanes.items()}
-        self.window = batch_window(self._lanes)
+        self._lanes = [_Lane(interval, sorted(entries, key=_due)) for interval, entries in lanes.items()]
+        self._multi_packet = any(port.policy.packets > 1 for port in ports.values())
+        self.window = batch_window(lanes)
         self._rearm(now)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -236,35 +261,28 @@ class ProbeScheduler:
                 _, queued = follow_ups.popleft()
                 self._send(queued, mono)
         now = self._schedule_clock()
-        limit = self._max_concurrent
         lags: list[float] = []
         starting: list[Probe] = []
-        for interval, lane in self._lanes.items():
-            while lane and self.in_flight < limit:
-                port = lane[0]
-                due = port.due
-                if due > now:
-                    break
-                lane.rotate(-1)  # to the back of the lane, due one interval later
-                lags.append(now - due if now > due else 0.0)
-                # Far behind (overload): realign instead of a burst of catch-up probes.
-                port.due = due + interval if due + interval > now else now + interval
-                self.in_flight += 1
-                probe = port.probe
-                if probe is not None and probe.finished:
-                    probe.restart()
-                else:  # the first, or the last one is still running (a probe that outlasts its interval)
-                    policy = port.policy
-                    probe = port.probe = Probe(port, port.address, policy.packets, policy.timeout,
-                                               policy.packet_interval)
-                starting.append(probe)
+        renew: list[ScheduledPort] = []
+        for lane in self._lanes:
+            room = self._max_concurrent - self.in_flight
+            if room <= 0:
+                break
+            lane.head, started = self._start_due(lane.ports, lane.head, now, lane.interval, room, starting, renew,
+                                                 lags)
+            self.in_flight += started
+        for port in renew:  # the first probe, or the last one is still running (one that outlasts its interval)
+            policy = port.policy
+            probe = port.probe = Probe(port, port.address, policy.packets, policy.timeout, policy.packet_interval)
+            starting.append(probe)
         if starting:
             self.probes_started += len(starting)
             self.lag.observe(lags)
             pinger.send_many(starting)
-            for probe in starting:
-                if probe.remaining:
-                    self._follow_up(probe, mono)
+            if self._multi_packet:
+                for probe in starting:
+                    if probe.remaining:
+                        self._follow_up(probe, mono)
         pinger.drain()  # on a short path the replies are already queued: save a trip through the loop
         self._rearm(now)
 
@@ -285,7 +303,7 @@ class ProbeScheduler:
         if self._loop is None or self._stopped:
             return
         mono = time.monotonic()
-        delays = [lane[0].due - now for lane in self._lanes.values() if lane]
+        delays = [lane.ports[lane.head].due - now for lane in self._lanes if lane.ports]
         if self.in_flight >= self._max_concurrent:
             delays = []  # saturated: a finished probe wakes the pump
         delays += [lane[0][0] - mono for lane in self._follow_ups.values() if lane]
@@ -315,29 +333,26 @@ class ProbeScheduler:
             self._loop.call_soon(self._kick)
         self.in_flight -= len(probes)
         at = self._clock()
-        observe, records = self._observe, self._records
+        fold_run, records = self._fold_run, self._records
         answered: list[object] = []  # passed on in one call; a failure or an error passes them on first, in order
-        for probe in probes:
-            port: ScheduledPort = probe.port  # type: ignore[assignment]
-            if port.retired:
-                continue
-            record = port.record = probe.fold(port.record, at)
-            slot = port.slot
-            if slot >= 0:
-                records[slot] = record
+        index, count = 0, len(probes)
+        while True:
+            index = fold_run(probes, index, at, records, answered)  # folded up to `index`, which needs more
+            if index >= count:
+                break
+            probe = probes[index]
+            index += 1
+            port: ScheduledPort = probe.port
             ok = probe.ok
-            if ok:
-                token = port.token
-                if token is None:
-                    token = port.token = self._resolve(port.key)
-                    if token is None:
-                        continue  # a target the sink does not know (its reload comes next): no evidence yet
-                answered.append(token)
-            else:
-                if answered:
-                    self._observe_answers(at, answered)
-                    answered = []
-                observe(port.key, at, ok)
+            if ok:  # answered, and its port's token is not resolved yet
+                token = port.token = self._resolve(port.key)
+                if token is not None:
+                    answered.append(token)
+                continue  # None: a target the sink does not know (its reload comes next): no evidence yet
+            if answered:
+                self._observe_answers(at, answered)
+                answered = []
+            self._observe(port.key, at, ok)
         if answered:
             self._observe_answers(at, answered)
 

@@ -55,11 +55,14 @@ EMPTY_RECORD = RECORD.pack(0, 0, 0, 0.0, math.nan, math.nan)
 class ProbeCounters:
     """A probe's counters: what the wire updates as requests go out, come back or expire."""
 
-    __slots__ = ("error", "outstanding", "packets", "received", "remaining", "rtt_total", "sent", "timeout")
+    __slots__ = ("error", "outstanding", "packets", "port", "received", "remaining", "route", "rtt_total", "sent",
+                 "timeout")
 
     def __init__(self) -> None:
         self.packets = 0
         self.timeout = 0.0
+        self.port: Any = None  # the caller's record of the port probed (a PortState for the passes below)
+        self.route: tuple[Any, Any] | None = None  # (wire, destination) once the Pinger resolved it
         self.restart()
 
     def restart(self) -> None:
@@ -110,6 +113,87 @@ def give_up(probe: Any, reason: str, on_done: Callable[[Any], object]) -> None:
         probe.error = reason
     if probe.finished:
         on_done(probe)
+
+
+# -- The scheduler's passes over its ports and probes ----------------------------------------------------------
+# _wire.c has them as loops over C structs: there they cost no bytecode a probe (~2 us of it at fleet scale, mostly
+# attributes of objects last touched an interval ago). Same arguments, same results.
+
+
+class PortState:
+    """What the scheduler's passes read and write of a port."""
+
+    __slots__ = ("due", "probe", "record", "retired", "slot", "token")
+
+    def __init__(self) -> None:
+        self.record = EMPTY_RECORD  # the port's counters (RECORD)
+        self.slot = -1  # its index in the exposition's layout, -1 when not in it
+        self.token: object = None  # what the answers' sink resolved its key to; None: not resolved (yet)
+        self.probe: Any = None  # its last probe, reused once finished
+        self.due = 0.0  # monotonic time its next probe is due
+        self.retired = False  # removed by a reload: a probe still in flight is dropped
+
+
+def start_due(ports: list[Any], head: int, now: float, interval: float, room: int, starting: list[Any],
+              renew: list[Any], lags: list[float]) -> tuple[int, int]:
+    """Start up to `room` probes of a lane: `ports` is a ring in order of due time from index `head`. Each port due
+    at `now` or before moves to the ring's end, due one interval later (or one interval from now, far behind); its
+    lag goes to `lags`; its finished probe is restarted and goes to `starting`, or, without one, the port goes to
+    `renew` (the caller makes its probe). Returns the new head and how many ports were due."""
+    count, started = len(ports), 0
+    if count and not 0 <= head < count:
+        raise IndexError("start_due: head out of the lane")
+    while count and started < room:
+        port = ports[head]
+        due = port.due
+        if due > now:
+            break
+        head = 0 if head + 1 == count else head + 1
+        lags.append(now - due if now > due else 0.0)
+        port.due = due + interval if due + interval > now else now + interval  # far behind: realign, no burst
+        started += 1
+        probe = port.probe
+        if probe is not None and probe.finished:
+            probe.restart()
+            starting.append(probe)
+        else:  # the first, or the last one is still running (a probe that outlasts its interval)
+            renew.append(port)
+    return head, started
+
+
+def send_all(probes: list[Any]) -> list[tuple[Any, int | None]]:
+    """Send each probe's next echo request through its route (wire, destination), in order. Returns the probes
+    that did not go as routed: (probe, None) without a route yet, (probe, code) when Wire.send returned one."""
+    rest: list[tuple[Any, int | None]] = []
+    for probe in probes:
+        route = probe.route
+        if route is None:
+            rest.append((probe, None))
+            continue
+        code = route[0].send(probe, route[1])
+        if code is not None:
+            rest.append((probe, code))
+    return rest
+
+
+def fold_run(probes: list[Any], start: int, at: float, records: dict[int, bytes], answered: list[object]) -> int:
+    """From index `start`, fold each finished probe into its port's record, stamped `at` (a retired port's is
+    dropped), and store the record in `records` under the port's slot (when it has one); an answered probe whose
+    port has a token appends the token to `answered`. Stops at the first probe that needs more (a failure or an
+    error, or an answer without a token yet), folded already, and returns its index; len(probes) when none does."""
+    for index in range(max(start, 0), len(probes)):
+        probe = probes[index]
+        port = probe.port
+        if port.retired:
+            continue
+        record = port.record = probe.fold(port.record, at)
+        if port.slot >= 0:
+            records[port.slot] = record
+        token = port.token
+        if probe.error is not None or not probe.received or token is None:
+            return index
+        answered.append(token)
+    return len(probes)
 
 
 class Wire:
