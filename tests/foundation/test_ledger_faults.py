@@ -34,7 +34,6 @@ from tests.support import REPO, VENV_BIN, free_port, http_get, http_post, runnin
 from threenines.config.inventory import TargetKey
 from threenines.contract.engine import ContractEngine, TargetSpec
 from threenines.contract.machine import Checkpoint, OutageEvent
-from threenines.ledgers import outages
 from threenines.ledgers.audit import AuditLedger, Dispatch
 from threenines.ledgers.outages import OutageLedger
 from threenines.ledgers.sqlite import LedgerError
@@ -254,46 +253,6 @@ def test_checkpoint_and_heartbeat_writes_the_disk_refuses_are_counted_and_retrie
             ledger.close()
         assert rows(path, "SELECT target, fail_start, fail_count FROM checkpoints") == [("a", 300.0, 1)]
         assert rows(path, "SELECT alive_at FROM heartbeat") == [(20.0,)]
-
-
-def test_heartbeats_between_synced_ones_skip_the_fsync_and_still_land(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    # One heartbeat a tick (a second while probes arrive) with an fsync each cost ~0.4 µs a probe; a power loss
-    # may lose HEARTBEAT_SYNC_SECONDS of them (more unknown at the restart), a kill none.
-    path = tmp_path / "outages.sqlite"
-    mono = [1000.0]
-    monkeypatch.setattr(outages.time, "monotonic", lambda: mono[0])
-    ledger = OutageLedger(path)
-    try:
-        ledger.flush()  # opens the file
-        db = ledger._file.db
-        assert db is not None
-        statements: list[str] = []
-        db.set_trace_callback(statements.append)
-
-        def beat(at: float) -> bool:
-            """Writes a heartbeat; True when it was synced (no NORMAL around it)."""
-            statements.clear()
-            ledger.heartbeat(at)
-            assert rows(path, "SELECT alive_at FROM heartbeat") == [(at,)]  # committed: another reader sees it
-            assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again for everything else
-            return not any("synchronous=NORMAL" in s for s in statements)
-
-        assert beat(10.0)  # the first one after start
-        mono[0] += 1.0
-        assert not beat(11.0)
-        mono[0] += outages.HEARTBEAT_SYNC_SECONDS - 1.5
-        assert not beat(12.0)
-        mono[0] += 0.5  # HEARTBEAT_SYNC_SECONDS after the last synced one
-        assert beat(13.0)
-        mono[0] += 1.0
-        assert not beat(14.0)
-        statements.clear()
-        ledger.save_checkpoint(A, Checkpoint(None, 300.0, 1, 300.0, ((300.0, 310.0),)))
-        assert statements and not any("synchronous=NORMAL" in s for s in statements)  # the record stays synced
-        assert ledger.recovery_writes["heartbeat"] == [5, 0]
-    finally:
-        ledger.close()
 
 
 def test_writes_still_refused_at_stop_are_each_logged_with_what_they_say(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from threenines.config.inventory import TargetKey
 from threenines.contract.machine import Checkpoint, OutageEvent
-from threenines.ledgers.sqlite import LedgerFile, LedgerReader, describe_error, unsynced
+from threenines.ledgers.sqlite import LedgerFile, LedgerReader, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,6 @@ CREATE TABLE IF NOT EXISTS heartbeat (instance TEXT PRIMARY KEY, alive_at REAL N
 
 # What the outage ledger writes besides the record (outage events and gaps): the recovery state, in this order.
 RECOVERY_KINDS = ("target", "checkpoint", "heartbeat")
-# A heartbeat is written at every tick (every second while probes arrive), and synced to disk (fsync) when the last
-# synced one is this old; the ones between skip the fsync (ledgers/sqlite.py, `unsynced`). A kill loses none of
-# them; a power loss of the monitoring host loses at most this much, counted as unknown at the restart, never as
-# up. An fsync a second cost ~70 µs of CPU here, 0.4 µs a probe at 167 probes/s (bench/README.md).
-HEARTBEAT_SYNC_SECONDS = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +138,6 @@ class OutageLedger:
         self._targets: dict[TargetKey, float] = {}
         self._checkpoints: dict[TargetKey, Checkpoint | None] = {}
         self._alive_at: float | None = None
-        self._synced_at = -float("inf")  # monotonic time of the last heartbeat written with an fsync
         self.writes_ok = 0  # the record: threenines_ledger_writes_total
         self.writes_failed = 0
         self.recovery_writes = {kind: [0, 0] for kind in RECOVERY_KINDS}  # [ok, error]
@@ -233,13 +227,7 @@ class OutageLedger:
                 self.recovery_writes["checkpoint"][0] += 1
             if self._alive_at is not None:
                 kind = "heartbeat"
-                mono = time.monotonic()  # not the stamps: a step of the clock never holds the next fsync back
-                if mono >= self._synced_at + HEARTBEAT_SYNC_SECONDS:
-                    db.execute("INSERT OR REPLACE INTO heartbeat VALUES (?, ?)", (self.instance, self._alive_at))
-                    self._synced_at = mono
-                else:
-                    with unsynced(db):
-                        db.execute("INSERT OR REPLACE INTO heartbeat VALUES (?, ?)", (self.instance, self._alive_at))
+                db.execute("INSERT OR REPLACE INTO heartbeat VALUES (?, ?)", (self.instance, self._alive_at))
                 self._alive_at = None
                 self.recovery_writes["heartbeat"][0] += 1
         except sqlite3.Error as err:

@@ -11,7 +11,7 @@ import logging
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -71,19 +71,6 @@ def open_read_only(path: str | Path, what: str) -> sqlite3.Connection:
         db.close()
         raise OSError(f"{path}: cannot read the {what}: {describe_error(err)}") from err
     return db
-
-
-@contextlib.contextmanager
-def unsynced(db: sqlite3.Connection) -> Iterator[None]:
-    """Commits here skip the fsync (synchronous=NORMAL in WAL mode): they survive the process being killed (the
-    OS has them), not a power loss, which rolls back to the last synced commit. Every commit that syncs also
-    syncs the unsynced ones before it, in order. Only for writes whose loss costs nothing but precision (the
-    outage ledger's heartbeat)."""
-    db.execute("PRAGMA synchronous=NORMAL")
-    try:
-        yield
-    finally:
-        db.execute("PRAGMA synchronous=FULL")
 
 
 def has_table(db: sqlite3.Connection, name: str) -> bool:
