@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -75,6 +76,50 @@ def test_an_answered_probe_counts_its_reply_and_rtt(kind: str, address: str) -> 
     nanoseconds = round(probe.rtt_mean * 1e9)
     assert probe.rtt_mean == nanoseconds / 1e9 and float(repr(probe.rtt_mean)) * 1e9 == pytest.approx(nanoseconds)
     assert len(repr(probe.rtt_mean).split("e")[0].replace(".", "").lstrip("0")) <= 10
+
+
+@pytest.mark.parametrize("kind", WIRES)
+@pytest.mark.parametrize("privileged", [True, False])
+def test_ipv4_requests_leave_with_dont_fragment_and_id_zero(kind: str, privileged: bool) -> None:
+    # DF spares the kernel's hashed IP ID table (a cache miss a destination); the ID is then 0 (RFC 6864).
+    sysctl = Path("/proc/sys/net/ipv4/ping_group_range")
+    saved = sysctl.read_text()
+    try:
+        sysctl.write_text("0 0\n")  # root's group: the unprivileged socket too
+        requests_leave_with_dont_fragment(kind, privileged)
+    finally:
+        sysctl.write_text(saved)
+
+
+def requests_leave_with_dont_fragment(kind: str, privileged: bool) -> None:
+    seen = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)  # sees every ICMP packet, ours too
+    to = "127.253.254.251"  # an address no other test or bench pings
+    seen.settimeout(2.0)
+    finished: list[Probe] = []
+
+    async def main() -> None:
+        pinger = Pinger(finished.extend, privileged=privileged, wire=kind)
+        pinger.open((4,))
+        try:
+            pinger.send(Probe("k", to, 1, 2.0, 0.1))
+            drain_until(pinger, finished, 1)
+        finally:
+            pinger.close()
+
+    try:
+        asyncio.run(main())
+        for _ in range(1000):  # bounded: our request among any other ICMP on the host
+            packet = seen.recv(256)
+            header = (packet[0] & 0x0F) * 4
+            if packet[header] == 8 and socket.inet_ntoa(packet[16:20]) == to:  # our echo request
+                ident, flags = struct.unpack("!HH", packet[4:8])
+                assert flags & 0x4000 and ident == 0
+                break
+        else:
+            pytest.fail("our echo request was not seen on loopback")
+    finally:
+        seen.close()
+    assert finished and finished[0].ok
 
 
 @pytest.mark.parametrize("kind", WIRES)

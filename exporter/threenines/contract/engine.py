@@ -242,8 +242,7 @@ class ContractEngine:
         """
         active = self._active
         renewed: dict[float, list[TargetMachine]] = {}  # horizon -> the machines that take a lane entry at `at`
-        for token in tokens:
-            machine = cast(TargetMachine, token)
+        for machine in cast(Sequence[TargetMachine], tokens):  # cast once, not a function call a token
             if machine.removed:
                 continue  # removed by a reload while its probe was in flight
             if not machine.observe_up(at, True):
