@@ -84,11 +84,15 @@ static PyMemberDef ProbeCounters_members[] = {
 
 static inline int finished(const ProbeCounters *p) { return p->remaining == 0 && p->outstanding == 0; }
 
-static PyObject *ProbeCounters_restart(ProbeCounters *self, PyObject *Py_UNUSED(ignored)) {
+static void restart(ProbeCounters *self) {
     self->remaining = self->packets;
     self->outstanding = self->sent = self->received = 0;
     self->rtt_total = 0.0;
     Py_CLEAR(self->error);
+}
+
+static PyObject *ProbeCounters_restart(ProbeCounters *self, PyObject *Py_UNUSED(ignored)) {
+    restart(self);
     Py_RETURN_NONE;
 }
 
@@ -759,11 +763,7 @@ static PyObject *start_due(PyObject *Py_UNUSED(module), PyObject *const *args, P
         started++;
         PyObject *probe = port->probe;
         if (!is_none(probe) && PyObject_TypeCheck(probe, &ProbeCountersType) && finished((ProbeCounters *)probe)) {
-            ProbeCounters *counters = (ProbeCounters *)probe;
-            counters->remaining = counters->packets;
-            counters->outstanding = counters->sent = counters->received = 0;
-            counters->rtt_total = 0.0;
-            Py_CLEAR(counters->error);
+            restart((ProbeCounters *)probe);
             status = PyList_Append(starting, probe);
         } else { /* the first, or the last one is still running (a probe that outlasts its interval) */
             status = PyList_Append(renew, item);
@@ -801,9 +801,11 @@ static PyObject *send_all(PyObject *Py_UNUSED(module), PyObject *probes) {
                 PyErr_SetString(PyExc_TypeError, "send_all: a route is (Wire, destination)");
                 goto fail;
             }
-            Py_INCREF(probe); /* on_done may drop the caller's last reference meanwhile */
+            Py_INCREF(probe); /* on_done runs Python: hold what the send uses */
+            Py_INCREF(route);
             PyObject *send_args[2] = {probe, PyTuple_GET_ITEM(route, 1)};
             code = Wire_send((Wire *)PyTuple_GET_ITEM(route, 0), send_args, 2);
+            Py_DECREF(route);
             Py_DECREF(probe);
             if (code == NULL) goto fail;
             if (code == Py_None) {
