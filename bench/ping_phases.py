@@ -7,8 +7,8 @@ Runs one exporter exactly as `ping_fleet.py --one` does and wraps the methods of
 wake-up, sending, reading replies, folding results, the contract's batch of answers, the tick, a scrape's gzip)
 with thread CPU clocks, counted only during the measured window. Thread CPU time is the scheduler's own account
 (not sampled), kernel time of the phase's system calls included. Phases nest: the wake-up includes sending and
-reading, reading includes folding, folding includes the contract's batch. A diagnostic, not a comparison: the
-ratios to the peers are ping_fleet.py's.
+reading, reading includes folding, folding includes the contract's batch. Written to bench/results/ too. A
+diagnostic, not a comparison: the ratios to the peers are ping_fleet.py's.
 """
 
 from __future__ import annotations
@@ -126,9 +126,10 @@ def main() -> None:
     phases = {label: {"cpu_s": round(cpu, 4), "us_per_probe": round(cpu / probes * 1e6, 2),
                       "calls": window.calls[label], "us_per_call": round(cpu / window.calls[label] * 1e6, 1)}
               for label, cpu in sorted(window.cpu.items(), key=lambda item: -item[1])}
-    print(json.dumps({"run": result, "window_process_cpu_s": round(window.process_cpu, 3),
-                      "window_us_per_probe": round(window.process_cpu / probes * 1e6, 2), "phases": phases},
-                     indent=1))
+    report = {"run": result, "window_process_cpu_s": round(window.process_cpu, 3),
+              "window_us_per_probe": round(window.process_cpu / probes * 1e6, 2), "phases": phases}
+    print(json.dumps(report, indent=1))
+    ping_fleet.write_results("ping_phases", [report])
 
 
 if __name__ == "__main__":
