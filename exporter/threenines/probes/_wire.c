@@ -661,9 +661,9 @@ static PyTypeObject WireType = {
 /* -- The scheduler's passes over its ports and probes --------------------------------------------------
  *
  * At fleet scale the scheduler's loops over the probes of one wake-up (start the due ones, send them, fold the
- * finished ones into their ports' records) cost ~2 us of bytecode a probe, mostly reading and writing attributes
- * of objects last touched a whole interval ago. Here they are loops over C structs. wire.py has each of them in
- * Python, with the same arguments and results. */
+ * finished ones into their ports' records) were bytecode reading and writing attributes of objects last touched a
+ * whole interval ago. Here they are loops over C structs: 1.6 us of user CPU a probe less, side by side at 167
+ * probes/s (bench/README.md). wire.py has each of them in Python, with the same arguments and results. */
 
 typedef struct {
     PyObject_HEAD

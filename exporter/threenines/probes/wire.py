@@ -116,7 +116,7 @@ def give_up(probe: Any, reason: str, on_done: Callable[[Any], object]) -> None:
 
 
 # -- The scheduler's passes over its ports and probes ----------------------------------------------------------
-# _wire.c has them as loops over C structs: there they cost no bytecode a probe (~2 us of it at fleet scale, mostly
+# _wire.c has them as loops over C structs, with no bytecode a probe (1.6 µs of user CPU a probe less at fleet scale:
 # attributes of objects last touched an interval ago). Same arguments, same results.
 
 
