@@ -121,17 +121,17 @@ def give_up(probe: Any, reason: str, on_done: Callable[[Any], object]) -> None:
 
 
 class PortState:
-    """What the scheduler's passes read and write of a port."""
+    """What the scheduler's passes read and write of a port. Like _wire.c's, it sets nothing itself: the
+    scheduler's port (ping_scheduler.ScheduledPort) gives every member its first value."""
 
     __slots__ = ("due", "probe", "record", "retired", "slot", "token")
 
-    def __init__(self) -> None:
-        self.record = EMPTY_RECORD  # the port's counters (RECORD)
-        self.slot = -1  # its index in the exposition's layout, -1 when not in it
-        self.token: object = None  # what the answers' sink resolved its key to; None: not resolved (yet)
-        self.probe: Any = None  # its last probe, reused once finished
-        self.due = 0.0  # monotonic time its next probe is due
-        self.retired = False  # removed by a reload: a probe still in flight is dropped
+    record: bytes  # the port's counters (RECORD)
+    slot: int  # its index in the exposition's layout, -1 when not in it
+    token: object  # what the answers' sink resolved its key to; None: not resolved (yet)
+    probe: Any  # its last probe, reused once finished
+    due: float  # monotonic time its next probe is due
+    retired: bool  # removed by a reload: a probe still in flight is dropped
 
 
 def start_due(ports: list[Any], head: int, now: float, interval: float, room: int, starting: list[Any],
